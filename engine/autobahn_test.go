@@ -1,0 +1,16 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/wsloop/wsloop/internal/wstest"
+)
+
+// TestAutobahn runs the Go port of the Autobahn TestSuite's server cases 1
+// to 10 against an echo server configured like examples/echo. Every case
+// must be OK: NON-STRICT, UNCLEAN, a wrong close code, or a TCP connection
+// left for the client to drop all fail it.
+func TestAutobahn(t *testing.T) {
+	_, addr := startServer(t, echoHandler{}, WithMaxMessageSize(64<<20), WithCheckOrigin(AnyOrigin))
+	wstest.RunAutobahn(t, addr)
+}

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gobwas/ws"
+)
+
+// Sentinel errors. They reach OnClose wrapped in a *CloseError (test with
+// errors.Is) or are returned by Conn and Server methods.
+var (
+	// ErrClosed is returned by Send, SendText, WriteMessage and Close once the
+	// connection has started closing.
+	ErrClosed = errors.New("wsloop: connection closed")
+
+	// ErrMessageTooBig is the cause of a 1009 close: a message would have
+	// exceeded WithMaxMessageSize.
+	ErrMessageTooBig = errors.New("wsloop: message exceeds the size limit")
+
+	// ErrIdleTimeout is the cause of an eviction: nothing arrived from the peer
+	// for WithIdleTimeout, pings included.
+	ErrIdleTimeout = errors.New("wsloop: idle timeout")
+
+	// ErrCloseTimeout reports that the peer did not answer this server's close
+	// frame within WithCloseTimeout; the socket was closed without it.
+	ErrCloseTimeout = errors.New("wsloop: close handshake timed out")
+
+	// ErrServerShutdown is the cause of the 1001 close sent by Shutdown.
+	ErrServerShutdown = errors.New("wsloop: server shutting down")
+
+	// ErrServerClosed is returned by ListenAndServe after Shutdown, and by
+	// ListenAndServe called twice.
+	ErrServerClosed = errors.New("wsloop: server closed")
+
+	// ErrConnectionLost is the cause when the TCP connection ended without a
+	// close frame (peer vanished, reset, EOF).
+	ErrConnectionLost = errors.New("wsloop: connection lost without a close frame")
+)
+
+// CloseError describes how a connection ended; OnClose always receives one.
+//
+// Code and Reason are those of the close frame that ended the connection:
+// the peer's when Remote is true, this server's otherwise. When no close
+// frame was exchanged (the TCP connection was lost, or the peer was evicted
+// as idle) Code is 1006 (ws.StatusAbnormalClosure). Err holds the cause when
+// this server ended the connection (a *codec.ProtocolError, ErrMessageTooBig,
+// a *PanicError, ErrServerShutdown, ErrIdleTimeout, ...); it is nil for a
+// close started by Conn.Close or by the peer.
+type CloseError struct {
+	Code   ws.StatusCode
+	Reason string
+	Remote bool
+	Err    error
+}
+
+func (e *CloseError) Error() string {
+	who := "server"
+	if e.Remote {
+		who = "peer"
+	}
+	s := fmt.Sprintf("wsloop: closed by %s with %d", who, e.Code)
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the cause, so that errors.Is(err, ErrIdleTimeout) works.
+func (e *CloseError) Unwrap() error { return e.Err }
+
+// CloseStatus returns the close code carried by err (a *CloseError anywhere
+// in its chain), or 0 when there is none.
+func CloseStatus(err error) ws.StatusCode {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}
+
+// PanicError is the cause of the 1011 close that follows a panic in a
+// handler callback.
+type PanicError struct {
+	Value any    // what was passed to panic
+	Stack []byte // the panicking goroutine's stack
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("wsloop: handler panic: %v", e.Value) }
+
+// RejectError refuses an upgrade from an upgrade hook with an HTTP status.
+// Create it with Reject.
+type RejectError struct {
+	Status int
+	Reason string
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("wsloop: upgrade rejected with %d: %s", e.Status, e.Reason)
+}
+
+// Reject returns an error that an upgrade hook returns to refuse the
+// upgrade with status (for example 401 or 403) and reason as the body.
+func Reject(status int, reason string) error {
+	return &RejectError{Status: status, Reason: reason}
+}

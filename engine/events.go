@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// events adapts a Server to gnet's EventHandler; it is a separate type so
+// that gnet's callbacks are not part of Server's API.
+type events struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+// busyResponse answers sockets refused at accept time (connection cap or
+// shutdown), before any per-connection state exists.
+var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n\r\nserver at capacity\r\n")
+
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
+	e.s.boot(eng)
+	return gnet.None
+}
+
+func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := e.s
+	l := s.loopFor(gc.EventLoop())
+	if s.draining.Load() || (s.opts.maxConns > 0 && s.sockets.Load() >= int64(s.opts.maxConns)) {
+		s.rejected.Add(1)
+		l.rejects = append(l.rejects, rejected{gc: gc, deadline: l.now + int64(s.opts.handshakeTimeout)})
+		return busyResponse, gnet.None
+	}
+	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: gc.RemoteAddr()}
+	c.timer.Owner = c
+	s.sockets.Add(1)
+	l.add(c)
+	l.wheel.Schedule(&c.timer, s.opts.handshakeTimeout)
+	gc.SetContext(c)
+	return nil, gnet.None
+}
+
+func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*Conn)
+	if !ok { // refused at accept: the 503 is out, the request is read
+		_, _ = gc.Discard(-1)
+		return gnet.Close
+	}
+	c.lastRead = c.loop.stamp
+	c.beginDispatch()
+	if c.state.Load() == stateHandshake {
+		c.readHandshake()
+	} else {
+		c.readFrames()
+	}
+	c.endDispatch()
+	switch c.state.Load() {
+	case stateDone:
+		return gnet.Close
+	case stateFailed:
+		if !c.halfClosed {
+			c.halfClosed = true
+			c.shutdownWrite()
+		}
+	}
+	return gnet.None
+}
+
+func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
+	if c, ok := gc.Context().(*Conn); ok {
+		c.closed(err)
+	}
+	return gnet.None
+}
+
+func (e *events) OnTick() (time.Duration, gnet.Action) {
+	e.s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), l) })
+	return e.s.opts.tick, gnet.None
+}
+
+// closed releases c after its socket closed and runs OnClose if OnOpen ran.
+func (c *Conn) closed(err error) {
+	l := c.loop
+	c.mu.Lock()
+	c.state.Store(stateClosed)
+	ce := c.closeErr
+	c.mu.Unlock()
+	l.wheel.Cancel(&c.timer)
+	l.remove(c)
+	c.rd.release(l)
+	c.dropOut()
+	l.srv.sockets.Add(-1)
+	if !c.opened {
+		return
+	}
+	if ce == nil {
+		cause := ErrConnectionLost
+		if err != nil {
+			cause = fmt.Errorf("%w: %v", ErrConnectionLost, err)
+		}
+		ce = &CloseError{Code: 1006, Err: cause}
+	}
+	l.srv.upgraded.Add(-1)
+	c.callOnClose(ce)
+}

@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/wsloop/wsloop/codec"
+)
+
+// Option configures a Server. Pass options to New, which validates them.
+type Option func(*options)
+
+// HeaderField is an HTTP header line added to a response.
+type HeaderField = codec.HeaderField
+
+// HTTPResponse is the answer to a plain HTTP request (one that does not ask
+// for a WebSocket upgrade), returned by the handler set with WithHTTPHandler.
+// The connection is closed after it is written.
+type HTTPResponse struct {
+	Status int           // 200 when 0
+	Header []HeaderField // e.g. Content-Type
+	Body   []byte
+}
+
+type options struct {
+	eventLoops       int
+	maxMessageSize   int
+	maxHeaderBytes   int
+	readBufferCap    int
+	writeBufferCap   int
+	maxConns         int
+	subprotocols     []string
+	checkOrigin      func(r *Request) bool
+	upgradeHook      func(r *Request) (any, error)
+	httpHandler      func(r *Request) HTTPResponse
+	responseHeaders  []HeaderField
+	logger           *slog.Logger
+	pingInterval     time.Duration
+	idleTimeout      time.Duration
+	handshakeTimeout time.Duration
+	closeTimeout     time.Duration
+	tick             time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		eventLoops:       runtime.NumCPU(),
+		maxMessageSize:   1 << 20,
+		maxHeaderBytes:   8 << 10,
+		readBufferCap:    64 << 10,
+		writeBufferCap:   64 << 10,
+		checkOrigin:      SameOrigin,
+		pingInterval:     25 * time.Second,
+		idleTimeout:      60 * time.Second,
+		handshakeTimeout: 5 * time.Second,
+		closeTimeout:     5 * time.Second,
+		tick:             100 * time.Millisecond,
+	}
+}
+
+// WithEventLoops sets the number of event loops. Default: runtime.NumCPU().
+func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n } }
+
+// WithMaxMessageSize caps a message's payload in bytes, summed over its
+// fragments; a peer that sends more is closed with 1009. Default: 1 MiB.
+func WithMaxMessageSize(n int) Option { return func(o *options) { o.maxMessageSize = n } }
+
+// WithMaxHeaderBytes caps the upgrade request's header block in bytes; a
+// larger one is answered with 431. Default: 8 KiB.
+func WithMaxHeaderBytes(n int) Option { return func(o *options) { o.maxHeaderBytes = n } }
+
+// WithReadBufferCap sets the size in bytes of each event loop's read buffer,
+// the most one read system call takes. Default: 64 KiB.
+func WithReadBufferCap(n int) Option { return func(o *options) { o.readBufferCap = n } }
+
+// WithWriteBufferCap sets the size in bytes of the ring part of a
+// connection's outbound buffer, used only while the socket is full.
+// Default: 64 KiB.
+func WithWriteBufferCap(n int) Option { return func(o *options) { o.writeBufferCap = n } }
+
+// WithMaxConnections caps the number of open sockets (upgraded or not);
+// past it a new connection is answered with 503 and closed, before any
+// per-connection state is allocated. Default: 0, no cap.
+func WithMaxConnections(n int) Option { return func(o *options) { o.maxConns = n } }
+
+// WithSubprotocols lists the subprotocols the server speaks, most preferred
+// first; the first one the client also offers is selected. Default: none.
+func WithSubprotocols(protocols ...string) Option {
+	return func(o *options) { o.subprotocols = append([]string(nil), protocols...) }
+}
+
+// WithCheckOrigin sets the origin check run on every upgrade; returning
+// false refuses it with 403. Default: SameOrigin. Use AnyOrigin to accept
+// every origin (for non-browser clients or public APIs).
+func WithCheckOrigin(fn func(r *Request) bool) Option {
+	return func(o *options) { o.checkOrigin = fn }
+}
+
+// WithUpgradeHook sets a function that sees every valid upgrade request
+// after the origin check. It returns a value attached to the connection
+// (Conn.Value) or an error refusing the upgrade: a *RejectError (see Reject)
+// answers with its status, any other error with 403. It runs on the event
+// loop and must not block. Default: none.
+func WithUpgradeHook(fn func(r *Request) (value any, err error)) Option {
+	return func(o *options) { o.upgradeHook = fn }
+}
+
+// WithHTTPHandler routes plain HTTP requests (those that do not ask for a
+// WebSocket upgrade, e.g. health checks) to fn; its response is written and
+// the connection closed. It runs on the event loop and must not block.
+// Default: none; such requests get 426 Upgrade Required.
+func WithHTTPHandler(fn func(r *Request) HTTPResponse) Option {
+	return func(o *options) { o.httpHandler = fn }
+}
+
+// WithResponseHeaders adds header lines to every 101 response. Default: none.
+func WithResponseHeaders(fields ...HeaderField) Option {
+	return func(o *options) { o.responseHeaders = append(o.responseHeaders, fields...) }
+}
+
+// WithLogger sets the logger for panics and unexpected errors. Default: nil,
+// the server logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithPingInterval sets how long a connection may stay silent before the
+// server pings it. Default: 25 s.
+func WithPingInterval(d time.Duration) Option { return func(o *options) { o.pingInterval = d } }
+
+// WithIdleTimeout sets how long a connection may stay silent (no frame of
+// any kind, pongs included) before it is evicted: its socket is closed and
+// OnClose gets ErrIdleTimeout. Must exceed the ping interval. Default: 60 s.
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
+// WithHandshakeTimeout bounds the time from accepting a socket to a
+// complete upgrade request; slower clients are dropped. Default: 5 s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) { o.handshakeTimeout = d }
+}
+
+// WithCloseTimeout bounds the wait for the peer's close frame after the
+// server sent its own; then the socket is closed. Default: 5 s.
+func WithCloseTimeout(d time.Duration) Option { return func(o *options) { o.closeTimeout = d } }
+
+// WithTick sets the resolution of the timing wheels that drive every
+// per-connection timer: timers fire up to one tick late, never early.
+// Default: 100 ms.
+func WithTick(d time.Duration) Option { return func(o *options) { o.tick = d } }
+
+// AnyOrigin accepts every origin. Pass it to WithCheckOrigin.
+func AnyOrigin(*Request) bool { return true }
+
+// SameOrigin accepts requests without an Origin header (non-browser clients)
+// and those whose Origin host equals the Host header, ASCII
+// case-insensitively. It is the default origin check.
+func SameOrigin(r *Request) bool {
+	origin := r.Origin()
+	if len(origin) == 0 {
+		return true
+	}
+	i := bytes.Index(origin, []byte("://"))
+	if i < 0 {
+		return false
+	}
+	return bytes.EqualFold(origin[i+3:], r.Host())
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.eventLoops < 1:
+		return fmt.Errorf("wsloop: WithEventLoops(%d): need at least 1", o.eventLoops)
+	case o.maxMessageSize < 1:
+		return fmt.Errorf("wsloop: WithMaxMessageSize(%d): need at least 1", o.maxMessageSize)
+	case o.maxHeaderBytes < 256:
+		return fmt.Errorf("wsloop: WithMaxHeaderBytes(%d): need at least 256", o.maxHeaderBytes)
+	case o.readBufferCap < 1024:
+		return fmt.Errorf("wsloop: WithReadBufferCap(%d): need at least 1024", o.readBufferCap)
+	case o.writeBufferCap < 1024:
+		return fmt.Errorf("wsloop: WithWriteBufferCap(%d): need at least 1024", o.writeBufferCap)
+	case o.maxConns < 0:
+		return fmt.Errorf("wsloop: WithMaxConnections(%d): must not be negative", o.maxConns)
+	case o.checkOrigin == nil:
+		return fmt.Errorf("wsloop: WithCheckOrigin(nil): use AnyOrigin to accept every origin")
+	case o.tick <= 0:
+		return fmt.Errorf("wsloop: WithTick(%v): must be positive", o.tick)
+	case o.pingInterval < o.tick:
+		return fmt.Errorf("wsloop: WithPingInterval(%v): must be at least the tick (%v)", o.pingInterval, o.tick)
+	case o.idleTimeout <= o.pingInterval:
+		return fmt.Errorf("wsloop: WithIdleTimeout(%v): must exceed the ping interval (%v), or live peers are evicted before they are pinged",
+			o.idleTimeout, o.pingInterval)
+	case o.handshakeTimeout < o.tick:
+		return fmt.Errorf("wsloop: WithHandshakeTimeout(%v): must be at least the tick (%v)", o.handshakeTimeout, o.tick)
+	case o.closeTimeout < o.tick:
+		return fmt.Errorf("wsloop: WithCloseTimeout(%v): must be at least the tick (%v)", o.closeTimeout, o.tick)
+	}
+	for _, p := range o.subprotocols {
+		if p == "" || !isToken(p) {
+			return fmt.Errorf("wsloop: WithSubprotocols(%q): not an HTTP token", p)
+		}
+	}
+	return nil
+}
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte(`()<>@,;:\"/[]?={}`), c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"net"
+
+	"github.com/wsloop/wsloop/codec"
+)
+
+// Request is the HTTP request seen by the origin check, the upgrade hook
+// and the plain-HTTP handler.
+//
+// It and every slice it returns are only valid during that call: they alias
+// the connection's read buffer. Copy what you keep.
+type Request struct {
+	r           *codec.Request
+	remote      net.Addr
+	subprotocol string
+	respHeaders []HeaderField
+}
+
+// Method returns the request method.
+func (r *Request) Method() []byte { return r.r.Method }
+
+// Path returns the path of the request target, without the query.
+func (r *Request) Path() []byte { return r.r.Path }
+
+// Query returns the raw query of the request target, without the '?'.
+func (r *Request) Query() []byte { return r.r.Query }
+
+// Host returns the Host header.
+func (r *Request) Host() []byte { return r.r.Host }
+
+// Origin returns the Origin header, or nil.
+func (r *Request) Origin() []byte { return r.r.Origin }
+
+// Header returns the first value of the named header (case-insensitive),
+// or nil.
+func (r *Request) Header(name string) []byte { return r.r.Header(name) }
+
+// VisitHeaders calls fn for every header line in order until it returns
+// false.
+func (r *Request) VisitHeaders(fn func(name, value []byte) bool) { r.r.VisitHeaders(fn) }
+
+// RemoteAddr returns the client's address.
+func (r *Request) RemoteAddr() net.Addr { return r.remote }
+
+// Subprotocol returns the subprotocol selected for this upgrade ("" when
+// none). Valid in the upgrade hook.
+func (r *Request) Subprotocol() string { return r.subprotocol }
+
+// AddResponseHeader adds a header line to the 101 response (from the
+// upgrade hook) or to the plain-HTTP response. Lines with a name that is not
+// a token or a value holding CR or LF are dropped.
+func (r *Request) AddResponseHeader(name, value string) {
+	r.respHeaders = append(r.respHeaders, HeaderField{Name: name, Value: value})
+}
+
+func (r *Request) reset(req *codec.Request, remote net.Addr) {
+	r.r, r.remote, r.subprotocol = req, remote, ""
+	clear(r.respHeaders)
+	r.respHeaders = r.respHeaders[:0]
+}

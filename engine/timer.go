@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+var idleClosePayload = ws.NewCloseFrameBody(ws.StatusGoingAway, "idle timeout")
+
+// One timer per connection, on its loop's wheel, does everything timed:
+//   - stateHandshake: the handshake deadline;
+//   - stateOpen: heartbeat. Reads only stamp c.lastRead with the loop's
+//     coarse clock (rounded up to the next tick, so that deadlines computed
+//     from it are never early); when the timer fires it evicts a connection silent for
+//     the idle timeout, pings one silent for a ping interval (since its last
+//     frame and since the last ping), and re-arms itself for the earlier of
+//     the next ping and the idle deadline. A busy connection therefore costs
+//     one timer firing per ping interval, not one reset per read;
+//   - stateClosing, stateFailed: the close deadline.
+
+// onTimer is the wheel's fire function; it runs on the loop.
+func (c *Conn) onTimer() {
+	l := c.loop
+	switch c.state.Load() {
+	case stateHandshake:
+		l.closeSocket(c)
+	case stateOpen:
+		c.heartbeat()
+	case stateClosing, stateFailed:
+		c.mu.Lock()
+		if c.closeErr != nil && c.closeErr.Err == nil {
+			c.closeErr.Err = ErrCloseTimeout
+		}
+		c.mu.Unlock()
+		l.closeSocket(c)
+	}
+}
+
+func (c *Conn) heartbeat() {
+	l := c.loop
+	o := &l.srv.opts
+	now := l.now
+	idleAt := c.lastRead + int64(o.idleTimeout)
+	if now >= idleAt {
+		c.evict()
+		return
+	}
+	pingAt := max(c.lastRead, c.lastPing) + int64(o.pingInterval)
+	if now >= pingAt {
+		c.lastPing = now
+		pingAt = now + int64(o.pingInterval)
+		c.beginDispatch()
+		c.queueFrame(ws.OpPing, nil)
+		c.endDispatch()
+	}
+	l.wheel.Schedule(&c.timer, time.Duration(min(pingAt, idleAt)-now))
+}
+
+// evict closes a connection whose peer has gone silent. A close frame is
+// written on the chance that the peer is alive but stuck; the socket is
+// closed without waiting for an answer.
+func (c *Conn) evict() {
+	c.mu.Lock()
+	c.closeErr = &CloseError{Code: 1006, Reason: "idle timeout", Err: ErrIdleTimeout}
+	c.mu.Unlock()
+	c.beginDispatch()
+	c.queueFrame(ws.OpClose, idleClosePayload)
+	c.endDispatch()
+	c.loop.closeSocket(c)
+}

@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"github.com/wsloop/wsloop/codec"
+)
+
+// The handshake: the request is parsed from gnet's inbound buffer as it
+// arrives (FindHeaderEnd resumes where it stopped), validated, passed to the
+// hooks, and answered with a 101 written into the same buffer as whatever
+// the handler sends from OnOpen and the echoes of frames that arrived with
+// the request: one write for all of it.
+
+// readHandshake runs on the loop during a dispatch.
+func (c *Conn) readHandshake() {
+	gc, l := c.gc, c.loop
+	o := &l.srv.opts
+	buf, _ := gc.Peek(min(gc.InboundBuffered(), o.maxHeaderBytes))
+	end, next := codec.FindHeaderEnd(buf, int(c.rd.scanned))
+	if end == 0 {
+		if len(buf) >= o.maxHeaderBytes {
+			c.refuse(431, "request header block too large")
+		}
+		c.rd.scanned = int32(next)
+		return
+	}
+	err := codec.ParseRequest(buf[:end], &l.req)
+	l.hreq.reset(&l.req, c.remote)
+	var ue *codec.UpgradeError
+	switch {
+	case errors.Is(err, codec.ErrNotUpgrade):
+		c.plainHTTP()
+		return
+	case errors.As(err, &ue):
+		c.refuse(ue.Status, ue.Reason)
+		return
+	case err != nil:
+		c.refuse(400, err.Error())
+		return
+	case l.srv.draining.Load():
+		c.refuse(503, "server shutting down")
+		return
+	}
+	if !c.checkOrigin() {
+		if c.state.Load() == stateHandshake { // not already refused by a panic
+			c.refuse(403, "origin not allowed")
+		}
+		return
+	}
+	l.hreq.subprotocol = l.srv.selectSubprotocol(&l.req)
+	value, ok := c.runUpgradeHook()
+	if !ok {
+		return
+	}
+	c.accept(end, value)
+	c.readFrames() // frames that came with the request
+}
+
+// accept writes the 101 response and opens the connection.
+func (c *Conn) accept(end int, value any) {
+	l := c.loop
+	s := l.srv
+	hr := &l.hreq
+	extra := append(append(l.hdrs[:0], s.opts.responseHeaders...), hr.respHeaders...)
+	c.mu.Lock()
+	c.out = codec.AppendSwitchingProtocols(c.out, l.req.Key, hr.subprotocol, nil, extra)
+	c.subprotocol, c.value = hr.subprotocol, value
+	c.state.Store(stateOpen)
+	c.mu.Unlock()
+	l.hdrs = extra[:0]
+	_, _ = c.gc.Discard(end)
+	c.rd.scanned = 0
+	c.opened = true
+	c.lastRead, c.lastPing = l.stamp, l.stamp
+	l.wheel.Schedule(&c.timer, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
+	s.upgraded.Add(1)
+	c.callOnOpen()
+}
+
+// refuse answers the request with an error status; the socket is closed at
+// the end of the dispatch.
+func (c *Conn) refuse(status int, reason string) {
+	c.mu.Lock()
+	c.out = codec.AppendErrorResponse(c.out, status, reason, nil)
+	c.mu.Unlock()
+	c.endRequest()
+}
+
+// plainHTTP answers a request that does not ask for an upgrade.
+func (c *Conn) plainHTTP() {
+	l := c.loop
+	fn := l.srv.opts.httpHandler
+	if fn == nil {
+		c.refuse(426, "this is a WebSocket endpoint; upgrade required")
+		return
+	}
+	resp, ok := c.runHTTPHandler(fn)
+	if !ok {
+		c.refuse(500, "internal server error")
+		return
+	}
+	if resp.Status == 0 {
+		resp.Status = 200
+	}
+	extra := append(append(l.hdrs[:0], resp.Header...), l.hreq.respHeaders...)
+	c.mu.Lock()
+	c.out = codec.AppendResponse(c.out, resp.Status, extra, resp.Body)
+	c.mu.Unlock()
+	clear(extra)
+	l.hdrs = extra[:0]
+	c.endRequest()
+}
+
+// endRequest discards the rest of the request and marks the socket to be
+// closed at the end of the dispatch.
+func (c *Conn) endRequest() {
+	c.state.Store(stateDone)
+	_, _ = c.gc.Discard(-1)
+}
+
+// selectSubprotocol returns the first of the server's subprotocols that
+// the client offers.
+func (s *Server) selectSubprotocol(r *codec.Request) string {
+	for _, p := range s.opts.subprotocols {
+		found := false
+		r.VisitProtocols(func(offered []byte) bool {
+			found = string(offered) == p
+			return !found
+		})
+		if found {
+			return p
+		}
+	}
+	return ""
+}

@@ -1,0 +1,71 @@
+// Command echo is a WebSocket server that echoes every message back with
+// the same opcode and does nothing else. Conformance suites and benchmarks
+// run against it.
+//
+//	go run ./examples/echo -addr 127.0.0.1:9001
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/wsloop/wsloop/engine"
+)
+
+type echo struct{ engine.BaseHandler }
+
+func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9001", "listen address")
+	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
+	maxMsg := flag.Int("max-message", 64<<20, "largest message in bytes")
+	ping := flag.Duration("ping-interval", 25*time.Second, "ping a connection silent for this long")
+	idle := flag.Duration("idle-timeout", 60*time.Second, "evict a connection silent for this long")
+	handshake := flag.Duration("handshake-timeout", 5*time.Second, "drop a socket that has not sent its upgrade request within this")
+	closeTimeout := flag.Duration("close-timeout", 5*time.Second, "wait this long for the peer's close frame")
+	verbose := flag.Bool("v", false, "log gnet's debug messages")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := engine.New(echo{},
+		engine.WithEventLoops(*loops),
+		engine.WithMaxMessageSize(*maxMsg),
+		engine.WithCheckOrigin(engine.AnyOrigin),
+		engine.WithPingInterval(*ping),
+		engine.WithIdleTimeout(*idle),
+		engine.WithHandshakeTimeout(*handshake),
+		engine.WithCloseTimeout(*closeTimeout),
+		engine.WithLogger(log),
+	)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-srv.Ready()
+		log.Info("echo server listening", "addr", "ws://"+srv.Addr().String(), "loops", *loops)
+	}()
+	err = srv.ListenAndServe(ctx, *addr)
+	if err != nil && !errors.Is(err, engine.ErrServerClosed) {
+		log.Error("server failed", "err", err)
+		os.Exit(1)
+	}
+	log.Info("echo server stopped")
+}
