@@ -92,7 +92,7 @@ func (w *Wheel[T]) step(target int64) {
 // next block begins (unless timers are scheduled into it meanwhile).
 func (w *Wheel[T]) beginBlock(b int64) {
 	w.drain(-1) // a safety net: the quota has emptied pending already
-	w.quota = w.n/int(w.mask) + minQuota
+	w.quota = w.n/int(w.mask) + w.quotaFloor
 	w.visited++
 	w.pending.spliceBack(&w.far[(b+1)&w.mask])
 }

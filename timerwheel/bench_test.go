@@ -12,12 +12,18 @@ import (
 // timers, in the engine's shape: 512 slots × 100 ms, timers due uniformly
 // within the next 25 s, each rearmed 25 s on when it fires. Each reports
 // B/timer, the live heap per timer (the structure included), measured after
-// building the population. Run them with a fixed count, for example
+// building the population. Each sub-benchmark builds its population once,
+// outside the timer, so run them with a fixed count:
 //
-//	go test ./timerwheel -run XXX -bench 'Schedule|Cancel' -benchtime 1000000x
-//	go test ./timerwheel -run XXX -bench 'Advance' -benchtime 1000x
+//	go test ./timerwheel -run XXX -benchtime 1000000x \
+//		-bench '^Benchmark(Schedule|Reschedule|Cancel)$'
+//	go test ./timerwheel -run XXX -bench '^BenchmarkAdvance$/1[0k]' -benchtime 2500x
+//	go test ./timerwheel -run XXX -bench '^BenchmarkAdvance$/1M' -benchtime 250x
+//	go test ./timerwheel -run XXX -bench LongDelay -benchtime 2048x
 //
-// (Advance's op is one tick; ns/fire divides it by the timers it fired).
+// Advance's op is one tick: 250 ticks fire every timer once. The AfterFunc
+// population must not start firing on its own, 25 s after it was built:
+// keep each Advance run well under that.
 
 const (
 	benchTick   = 100 * time.Millisecond

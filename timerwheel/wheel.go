@@ -69,8 +69,9 @@ type Wheel[T any] struct {
 	// pending holds the far list of the next block, taken at the start of the
 	// current one, whose timers are being moved to the near level (or back to
 	// far, if due rounds later), up to quota per tick.
-	pending Timer[T]
-	quota   int
+	pending    Timer[T]
+	quota      int
+	quotaFloor int // minQuota; tests lower it to keep pending busy
 
 	due   Timer[T] // timers taken by the current Advance, to fire
 	spare Timer[T] // scratch list for Advance
@@ -121,6 +122,8 @@ func New[T any](start time.Time, tick time.Duration, slots int, fire func(t *Tim
 		near:  lists[: 2*s : 2*s],
 		far:   lists[2*s:],
 		quota: minQuota,
+
+		quotaFloor: minQuota,
 	}
 	w.pending.init()
 	w.due.init()
