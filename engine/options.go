@@ -43,6 +43,7 @@ type options struct {
 	handshakeTimeout time.Duration
 	closeTimeout     time.Duration
 	tick             time.Duration
+	appPing, appPong string
 }
 
 func defaultOptions() options {
@@ -149,6 +150,14 @@ func WithCloseTimeout(d time.Duration) Option { return func(o *options) { o.clos
 // Default: 100 ms.
 func WithTick(d time.Duration) Option { return func(o *options) { o.tick = d } }
 
+// WithAppHeartbeat makes the server answer the text message ping with the
+// text message pong itself, without calling OnMessage: a heartbeat for
+// clients that cannot send protocol pings (browsers' JavaScript cannot).
+// Like every frame, it keeps the connection alive. Default: off.
+func WithAppHeartbeat(ping, pong string) Option {
+	return func(o *options) { o.appPing, o.appPong = ping, pong }
+}
+
 // AnyOrigin accepts every origin. Pass it to WithCheckOrigin.
 func AnyOrigin(*Request) bool { return true }
 
@@ -194,6 +203,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithHandshakeTimeout(%v): must be at least the tick (%v)", o.handshakeTimeout, o.tick)
 	case o.closeTimeout < o.tick:
 		return fmt.Errorf("wsloop: WithCloseTimeout(%v): must be at least the tick (%v)", o.closeTimeout, o.tick)
+	}
+	if (o.appPing == "") != (o.appPong == "") {
+		return fmt.Errorf("wsloop: WithAppHeartbeat(%q, %q): need both messages or neither", o.appPing, o.appPong)
 	}
 	for _, p := range o.subprotocols {
 		if p == "" || !isToken(p) {

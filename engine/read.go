@@ -226,6 +226,10 @@ func (c *Conn) deliver(op ws.OpCode, p []byte) {
 	if st := c.state.Load(); st != stateOpen && st != stateClosing {
 		return
 	}
+	if o := &c.loop.srv.opts; o.appPing != "" && op == ws.OpText && string(p) == o.appPing {
+		_ = c.writeMessage(ws.OpText, nil, o.appPong)
+		return
+	}
 	defer c.recoverCallback()
 	c.loop.srv.h.OnMessage(c, op, p)
 }

@@ -187,3 +187,41 @@ func TestCloseTimeout(t *testing.T) {
 		t.Fatalf("OnClose got %+v, want 4000 with ErrCloseTimeout", ce)
 	}
 }
+
+// TestAppHeartbeat: a configured text message is answered by the server
+// and keeps a client that cannot send protocol pings alive.
+func TestAppHeartbeat(t *testing.T) {
+	rec := newRecorder()
+	_, addr := startServer(t, rec, append(heartbeatOptions, WithAppHeartbeat("ping", "pong"))...)
+	c := upgradeRaw(t, addr)
+	deadline := time.Now().Add(3 * tIdle)
+	for time.Now().Before(deadline) { // a client that ignores protocol pings
+		_, _ = c.Write(clientFrame(ws.OpText, true, []byte("ping")))
+		for {
+			f := readServerFrame(t, c)
+			if f.Header.OpCode == ws.OpPing {
+				continue
+			}
+			if f.Header.OpCode != ws.OpText || string(f.Payload) != "pong" {
+				t.Fatalf("got %v %q, want the text pong", f.Header.OpCode, f.Payload)
+			}
+			break
+		}
+		time.Sleep(tPing)
+	}
+	select {
+	case err := <-rec.closed:
+		t.Fatalf("closed: %v", err)
+	default:
+	}
+	// Other text still reaches OnMessage (the recorder echoes it).
+	_, _ = c.Write(clientFrame(ws.OpText, true, []byte("pingx")))
+	for {
+		if f := readServerFrame(t, c); f.Header.OpCode == ws.OpText {
+			if string(f.Payload) != "pingx" {
+				t.Fatalf("got %q", f.Payload)
+			}
+			break
+		}
+	}
+}
