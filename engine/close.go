@@ -95,7 +95,7 @@ func (c *Conn) onPeerClose(code ws.StatusCode, reason []byte) {
 }
 
 func (c *Conn) armCloseTimer() {
-	c.loop.wheel.Schedule(&c.timer, c.loop.srv.opts.closeTimeout)
+	c.loop.arm(c, c.loop.srv.opts.closeTimeout)
 }
 
 // truncateReason limits a close reason to what fits in a close frame,

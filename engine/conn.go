@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/wsloop/wsloop/codec"
 	"github.com/wsloop/wsloop/timerwheel"
 )
 
@@ -43,6 +45,9 @@ type Conn struct {
 	flushQueued bool    // a flush task is queued on the loop
 	closeQueued bool    // Close was called off the loop: the loop must arm the close timer
 
+	key          string       // guarded by mu: bound with Bind
+	sockBuffered atomic.Int64 // bytes in gnet's outbound buffer, as of the last loop event for c
+
 	// owned by the event loop.
 	timer       timerwheel.Timer[*Conn]
 	prev, next  *Conn // the loop's list of connections
@@ -52,6 +57,7 @@ type Conn struct {
 	closeErr    *CloseError
 	opened      bool // OnOpen was called: OnClose is owed
 	halfClosed  bool // the write side was shut down after a failure
+	batched     bool // in the loop's list of connections with batched fan-out frames
 	subprotocol string
 	value       any
 	remote      net.Addr
@@ -97,8 +103,22 @@ func (c *Conn) WriteMessage(op ws.OpCode, p []byte) error {
 // Close starts the close handshake with code and reason (truncated to 123
 // bytes): the close frame is queued after everything sent before, further
 // sends fail with ErrClosed, and the socket is closed when the peer answers
-// or WithCloseTimeout expires. OnClose follows. Safe from any goroutine;
-// returns ErrClosed if the connection is already closing.
+// or WithCloseTimeout expires. OnClose follows. code must be one an
+// endpoint may send (1000-1003, 1007-1014, 3000-4999). Safe from any
+// goroutine; returns ErrClosed if the connection is already closing.
 func (c *Conn) Close(code ws.StatusCode, reason string) error {
+	if !codec.ValidReceivedCloseCode(code) {
+		return fmt.Errorf("wsloop: Close(%d): not a close code an endpoint may send", code)
+	}
 	return c.startClose(code, reason, nil)
+}
+
+// BufferedAmount returns the bytes queued for c and not yet taken by its
+// socket, as of the event loop's last look at the socket (like a browser
+// WebSocket's bufferedAmount). WithMaxOutboundBytes caps it. Safe from any
+// goroutine.
+func (c *Conn) BufferedAmount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out) + int(c.sockBuffered.Load())
 }

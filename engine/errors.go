@@ -33,6 +33,16 @@ var (
 	// ListenAndServe called twice.
 	ErrServerClosed = errors.New("wsloop: server closed")
 
+	// ErrSlowConsumer is returned by a send that would have passed
+	// WithMaxOutboundBytes (the message was dropped, or the connection is
+	// being closed, per WithSlowConsumerPolicy), and is the cause of a
+	// 1008/1013 close for that reason.
+	ErrSlowConsumer = errors.New("wsloop: slow consumer: outbound buffer full")
+
+	// ErrNotConnected is returned by Server.SendToKey when no open
+	// connection holds the key.
+	ErrNotConnected = errors.New("wsloop: not connected")
+
 	// ErrConnectionLost is the cause when the TCP connection ended without a
 	// close frame (peer vanished, reset, EOF).
 	ErrConnectionLost = errors.New("wsloop: connection lost without a close frame")

@@ -37,7 +37,7 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.timer.Owner = c
 	s.sockets.Add(1)
 	l.add(c)
-	l.wheel.Schedule(&c.timer, s.opts.handshakeTimeout)
+	l.arm(c, s.opts.handshakeTimeout)
 	gc.SetContext(c)
 	return nil, gnet.None
 }
@@ -103,5 +103,6 @@ func (c *Conn) closed(err error) {
 		ce = &CloseError{Code: 1006, Err: cause}
 	}
 	l.srv.upgraded.Add(-1)
+	l.srv.unregister(c)
 	c.callOnClose(ce)
 }

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsloop/wsloop/codec"
+	"github.com/wsloop/wsloop/shard"
 	"github.com/wsloop/wsloop/timerwheel"
 )
 
@@ -31,6 +33,17 @@ type loop struct {
 	hreq    Request       // its view for hooks
 	hdrs    []HeaderField // response header lines being assembled
 	rejects []rejected    // sockets refused at accept, closed at first read or deadline
+	stats   loopStats
+
+	// fan-out (fanout.go)
+	pub            pubQueue
+	pubSpare       []pubItem
+	rooms          *shard.Rooms[string, *Conn] // written by the loop under roomsMu, read by it without
+	roomsMu        sync.RWMutex
+	batching       bool    // the current drain holds several frames
+	fanning        bool    // the loop is walking member lists
+	touched        []*Conn // connections with batched frames
+	deferredLeaves []*Conn // closed while fanning: leave their rooms after
 }
 
 // rejected is a socket answered with 503 at accept time.
@@ -45,6 +58,7 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 		t.Owner.onTimer()
 	})
 	l.head.prev, l.head.next = &l.head, &l.head
+	l.rooms = shard.NewRooms[string, *Conn]()
 	return l
 }
 
@@ -53,6 +67,7 @@ func (l *loop) add(c *Conn) {
 	l.head.prev.next = c
 	l.head.prev = c
 	l.count++
+	l.stats.conns.Add(1)
 }
 
 func (l *loop) remove(c *Conn) {
@@ -62,6 +77,7 @@ func (l *loop) remove(c *Conn) {
 	c.prev.next, c.next.prev = c.next, c.prev
 	c.prev, c.next = nil, nil
 	l.count--
+	l.stats.conns.Add(-1)
 }
 
 // each calls fn for every connection of the loop; fn may close c.
@@ -95,6 +111,13 @@ func (l *loop) sweepRejects() {
 	}
 	clear(l.rejects[len(kept):])
 	l.rejects = kept
+}
+
+// arm schedules c's timer d from now. The wheel's clock is the last tick,
+// up to one tick behind the real time, so the delay is counted from the
+// next tick: the deadline is never early, at most one tick late.
+func (l *loop) arm(c *Conn, d time.Duration) {
+	l.wheel.Schedule(&c.timer, d+time.Duration(l.stamp-l.now))
 }
 
 // closeSocket closes c's socket now; OnClose runs before it returns.

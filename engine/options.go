@@ -44,7 +44,25 @@ type options struct {
 	closeTimeout     time.Duration
 	tick             time.Duration
 	appPing, appPong string
+	maxOutbound      int
+	slowPolicy       SlowConsumerPolicy
+	shards           int
 }
+
+// SlowConsumerPolicy says what happens to a message that would push a
+// connection's outbound bytes (queued in the server, not yet taken by the
+// socket) past WithMaxOutboundBytes.
+type SlowConsumerPolicy uint8
+
+const (
+	// DropMessage drops that message for that connection; it is counted in
+	// Stats.Dropped and the send returns ErrSlowConsumer.
+	DropMessage SlowConsumerPolicy = iota
+	// ClosePolicyViolation closes the connection with 1008.
+	ClosePolicyViolation
+	// CloseTryAgainLater closes the connection with 1013.
+	CloseTryAgainLater
+)
 
 func defaultOptions() options {
 	return options{
@@ -59,6 +77,7 @@ func defaultOptions() options {
 		handshakeTimeout: 5 * time.Second,
 		closeTimeout:     5 * time.Second,
 		tick:             100 * time.Millisecond,
+		maxOutbound:      4 << 20,
 	}
 }
 
@@ -158,6 +177,22 @@ func WithAppHeartbeat(ping, pong string) Option {
 	return func(o *options) { o.appPing, o.appPong = ping, pong }
 }
 
+// WithMaxOutboundBytes caps the bytes queued for one connection and not
+// yet taken by its socket; a client that stops reading cannot make the
+// server hold more (than the cap plus one message: a message larger than
+// the cap is sent when nothing else is queued). Default: 4 MiB.
+func WithMaxOutboundBytes(n int) Option { return func(o *options) { o.maxOutbound = n } }
+
+// WithSlowConsumerPolicy sets what happens when a send would pass
+// WithMaxOutboundBytes. Default: DropMessage.
+func WithSlowConsumerPolicy(p SlowConsumerPolicy) Option {
+	return func(o *options) { o.slowPolicy = p }
+}
+
+// WithShards sets the number of shards (rounded up to a power of two) of
+// the connection registry and key map. Default: 0, four per CPU.
+func WithShards(n int) Option { return func(o *options) { o.shards = n } }
+
 // AnyOrigin accepts every origin. Pass it to WithCheckOrigin.
 func AnyOrigin(*Request) bool { return true }
 
@@ -188,6 +223,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithReadBufferCap(%d): need at least 1024", o.readBufferCap)
 	case o.writeBufferCap < 1024:
 		return fmt.Errorf("wsloop: WithWriteBufferCap(%d): need at least 1024", o.writeBufferCap)
+	case o.maxOutbound < 1024:
+		return fmt.Errorf("wsloop: WithMaxOutboundBytes(%d): need at least 1024", o.maxOutbound)
+	case o.slowPolicy > CloseTryAgainLater:
+		return fmt.Errorf("wsloop: WithSlowConsumerPolicy(%d): unknown policy", o.slowPolicy)
+	case o.shards < 0:
+		return fmt.Errorf("wsloop: WithShards(%d): must not be negative", o.shards)
 	case o.maxConns < 0:
 		return fmt.Errorf("wsloop: WithMaxConnections(%d): must not be negative", o.maxConns)
 	case o.checkOrigin == nil:

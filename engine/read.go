@@ -230,6 +230,9 @@ func (c *Conn) deliver(op ws.OpCode, p []byte) {
 		_ = c.writeMessage(ws.OpText, nil, o.appPong)
 		return
 	}
+	st := &c.loop.stats
+	st.msgsIn.Add(1)
+	st.bytesIn.Add(uint64(len(p)))
 	defer c.recoverCallback()
 	c.loop.srv.h.OnMessage(c, op, p)
 }

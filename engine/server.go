@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsloop/wsloop/shard"
 )
 
 // Server is a WebSocket server on a few gnet event loops. Create it with
@@ -33,10 +35,16 @@ type Server struct {
 	loops    []*loop
 	loopByEL sync.Map // gnet.EventLoop -> *loop
 
-	nextID   atomic.Uint64
-	sockets  atomic.Int64 // sockets with per-connection state
-	upgraded atomic.Int64 // connections between OnOpen and OnClose
-	rejected atomic.Uint64
+	nextID     atomic.Uint64
+	sockets    atomic.Int64 // sockets with per-connection state
+	upgraded   atomic.Int64 // connections between OnOpen and OnClose
+	rejected   atomic.Uint64
+	dropped    atomic.Uint64
+	slowCloses atomic.Uint64
+	evictions  atomic.Uint64
+
+	conns *shard.Map[uint64, *Conn] // upgraded connections by id
+	keys  *shard.Map[string, *Conn] // connections by bound key
 
 	outPool sync.Pool // *[]byte for writes from outside the loop
 }
@@ -54,7 +62,8 @@ func New(h Handler, opts ...Option) (*Server, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{h: h, opts: o, ready: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{h: h, opts: o, ready: make(chan struct{}), done: make(chan struct{}),
+		conns: shard.NewMap[uint64, *Conn](o.shards), keys: shard.NewMap[string, *Conn](o.shards)}
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return s, nil
 }

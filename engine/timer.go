@@ -64,6 +64,7 @@ func (c *Conn) evict() {
 	c.mu.Lock()
 	c.closeErr = &CloseError{Code: 1006, Reason: "idle timeout", Err: ErrIdleTimeout}
 	c.mu.Unlock()
+	c.loop.srv.evictions.Add(1)
 	c.beginDispatch()
 	c.queueFrame(ws.OpClose, idleClosePayload)
 	c.endDispatch()

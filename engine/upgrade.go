@@ -76,12 +76,14 @@ func (c *Conn) accept(end int, value any) {
 	c.lastRead, c.lastPing = l.stamp, l.stamp
 	l.wheel.Schedule(&c.timer, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
 	s.upgraded.Add(1)
+	s.register(c)
 	c.callOnOpen()
 }
 
 // refuse answers the request with an error status; the socket is closed at
 // the end of the dispatch.
 func (c *Conn) refuse(status int, reason string) {
+	c.loop.srv.rejected.Add(1)
 	c.mu.Lock()
 	c.out = codec.AppendErrorResponse(c.out, status, reason, nil)
 	c.mu.Unlock()

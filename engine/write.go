@@ -24,10 +24,23 @@ var errBadOpcode = errors.New("wsloop: WriteMessage needs ws.OpText or ws.OpBina
 const scratchKeep = 1 << 20
 
 func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
+	n := len(p) + len(s)
+	size := codec.HeaderLen(int64(n), false) + n
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
 		c.mu.Unlock()
 		return ErrClosed
+	}
+	if c.overCapLocked(size, int(c.sockBuffered.Load())) {
+		// The cached socket backlog may be stale (the socket drained since
+		// the loop last looked): have the loop refresh it.
+		queue := c.reserveLocked()
+		c.mu.Unlock()
+		if queue {
+			_ = c.queueFlush()
+		}
+		c.slowConsumer()
+		return ErrSlowConsumer
 	}
 	queue := c.reserveLocked()
 	if s != "" {
@@ -36,10 +49,40 @@ func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 		c.out = codec.AppendFrame(c.out, op, true, p)
 	}
 	c.mu.Unlock()
+	st := &c.loop.stats
+	st.msgsOut.Add(1)
+	st.bytesOut.Add(uint64(size))
 	if queue {
 		return c.queueFlush()
 	}
 	return nil
+}
+
+// overCapLocked reports whether queuing n more bytes would pass the
+// outbound cap, given sock bytes waiting in gnet's buffer. A message always
+// fits in an empty queue, so one larger than the cap can still be sent;
+// what a stuck peer can pin is bounded by the cap plus one message.
+// c.mu is held.
+func (c *Conn) overCapLocked(n, sock int) bool {
+	q := len(c.out) + sock
+	return q > 0 && q+n > c.loop.srv.opts.maxOutbound
+}
+
+// slowConsumer applies the slow consumer policy to c.
+func (c *Conn) slowConsumer() {
+	s := c.loop.srv
+	switch s.opts.slowPolicy {
+	case DropMessage:
+		s.dropped.Add(1)
+	case ClosePolicyViolation, CloseTryAgainLater:
+		code := ws.StatusPolicyViolation
+		if s.opts.slowPolicy == CloseTryAgainLater {
+			code = 1013
+		}
+		if c.startClose(code, "slow consumer", ErrSlowConsumer) == nil {
+			s.slowCloses.Add(1)
+		}
+	}
 }
 
 // reserveLocked makes c.out ready for appending and reports whether the
@@ -103,6 +146,7 @@ func (t *flushTask) Run(context.Context) error {
 // beginDispatch marks the start of an event for c on its loop: from now on
 // every write to c is collected in one buffer and written by endDispatch.
 func (c *Conn) beginDispatch() {
+	c.sockBuffered.Store(int64(c.gc.OutboundBuffered()))
 	c.mu.Lock()
 	c.dispatching = true
 	if c.out == nil {
@@ -130,6 +174,9 @@ func (c *Conn) endDispatch() {
 		// socket does not take, so buf is free again when Write returns. A
 		// failed write closes the connection (OnClose runs inside Write).
 		_, _ = c.gc.Write(buf)
+		if c.state.Load() != stateClosed {
+			c.sockBuffered.Store(int64(c.gc.OutboundBuffered()))
+		}
 	}
 	c.recycle(buf, pooled, scratch)
 }

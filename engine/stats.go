@@ -1,0 +1,51 @@
+package engine
+
+import "sync/atomic"
+
+// Stats is a snapshot of a server's counters; see Server.Stats.
+type Stats struct {
+	Connections      int   // upgraded connections open now
+	Sockets          int   // sockets with state, handshaking ones included
+	ConnsPerLoop     []int // upgraded or handshaking sockets on each event loop
+	MessagesIn       uint64
+	BytesIn          uint64 // payload bytes of messages received
+	MessagesOut      uint64 // messages queued to connections (a broadcast counts once per target)
+	BytesOut         uint64 // frame bytes queued to connections
+	Dropped          uint64 // messages dropped for slow consumers (WithSlowConsumerPolicy)
+	SlowCloses       uint64 // connections closed for being slow consumers
+	Evictions        uint64 // connections evicted by the idle timeout
+	RejectedUpgrades uint64 // sockets answered with an HTTP error instead of 101 (cap, bad request, hooks)
+}
+
+// loopStats are one loop's counters: written by its loop (and by senders,
+// for the output counters), read by Server.Stats. Padded so that loops do
+// not share cache lines.
+type loopStats struct {
+	conns    atomic.Int64
+	msgsIn   atomic.Uint64
+	bytesIn  atomic.Uint64
+	msgsOut  atomic.Uint64
+	bytesOut atomic.Uint64
+	_        [24]byte
+}
+
+// Stats returns the server's counters. Safe from any goroutine; each
+// figure is read atomically, the set is not a consistent cut.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Connections:      int(s.upgraded.Load()),
+		Sockets:          int(s.sockets.Load()),
+		Dropped:          s.dropped.Load(),
+		SlowCloses:       s.slowCloses.Load(),
+		Evictions:        s.evictions.Load(),
+		RejectedUpgrades: s.rejected.Load(),
+	}
+	s.eachLoop(func(l *loop) {
+		st.ConnsPerLoop = append(st.ConnsPerLoop, int(l.stats.conns.Load()))
+		st.MessagesIn += l.stats.msgsIn.Load()
+		st.BytesIn += l.stats.bytesIn.Load()
+		st.MessagesOut += l.stats.msgsOut.Load()
+		st.BytesOut += l.stats.bytesOut.Load()
+	})
+	return st
+}
