@@ -4,12 +4,12 @@ import "sync/atomic"
 
 // Stats is a snapshot of a server's counters; see Server.Stats.
 type Stats struct {
-	Connections      int   // upgraded connections open now
-	Sockets          int   // sockets with state, handshaking ones included
-	ConnsPerLoop     []int // upgraded or handshaking sockets on each event loop
-	MessagesIn       uint64
+	Connections      int    // upgraded connections open now
+	Sockets          int    // sockets with state, handshaking ones included
+	ConnsPerLoop     []int  // upgraded or handshaking sockets on each event loop (one entry per loop; a loop that has not served a socket yet counts 0)
+	MessagesIn       uint64 // data messages received (control frames are not counted)
 	BytesIn          uint64 // payload bytes of messages received
-	MessagesOut      uint64 // messages queued to connections (a broadcast counts once per target)
+	MessagesOut      uint64 // data messages queued to connections (a broadcast counts once per target; control frames are not counted)
 	BytesOut         uint64 // frame bytes queued to connections
 	Dropped          uint64 // messages dropped for slow consumers (WithSlowConsumerPolicy)
 	SlowCloses       uint64 // connections closed for being slow consumers
@@ -47,5 +47,8 @@ func (s *Server) Stats() Stats {
 		st.MessagesOut += l.stats.msgsOut.Load()
 		st.BytesOut += l.stats.bytesOut.Load()
 	})
+	for len(st.ConnsPerLoop) < s.opts.eventLoops {
+		st.ConnsPerLoop = append(st.ConnsPerLoop, 0)
+	}
 	return st
 }
