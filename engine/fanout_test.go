@@ -317,3 +317,42 @@ func TestSendToKey(t *testing.T) {
 		t.Fatalf("bob got %q", p)
 	}
 }
+
+// TestPublishAllocs: a publish costs a few allocations (the shared frame,
+// and gnet's EventLoop.Execute, which allocates a closure and a queue node
+// for each loop it reaches), whatever the number of members: the loop's walk
+// writes to every member without allocating.
+func TestPublishAllocs(t *testing.T) {
+	per := map[int]float64{}
+	for _, members := range []int{10, 500} {
+		// A long tick keeps the wheel's own hand-offs out of the count.
+		srv, addr := startServer(t, roomHandler{newRecorder()}, WithUpgradeHook(roomHook), WithTick(time.Second))
+		room := fmt.Sprintf("allocs%d", members)
+		readers := make([]*bufio.Reader, members)
+		for i := range readers {
+			_, readers[i] = dialPath(t, addr, "/room/"+room, net.IPv4(127, 0, 0, 1))
+		}
+		waitFor(t, 5*time.Second, "members", func() bool { return srv.RoomLen(room) == members })
+		msg := make([]byte, 64)
+		buf := make([]byte, 2+len(msg))
+		round := func() {
+			if err := srv.Publish(room, ws.OpBinary, msg); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range readers {
+				if _, err := io.ReadFull(r, buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for range 100 {
+			round()
+		}
+		per[members] = testing.AllocsPerRun(500, round)
+		t.Logf("%d members: %.2f allocations per publish", members, per[members])
+	}
+	// 1 frame + at most 4 per loop hand-off (2 loops); one per member would be 500.
+	if limit := 1.0 + 4*2; per[10] > limit || per[500] > limit {
+		t.Fatalf("allocations per publish: %v with 10 members, %v with 500; want at most %v", per[10], per[500], limit)
+	}
+}
