@@ -1,15 +1,24 @@
 // Command bench runs wsloop and its peers side by side on this machine and
-// writes the figures, with ratios, to RESULTS.md:
+// reports the figures, with ratios, as markdown:
 //
-//	cd benchmarks && go run ./cmd/bench -out RESULTS.md   # the full run
-//	cd benchmarks && go run ./cmd/bench -quick            # CI smoke test
+//	cd benchmarks && go run ./cmd/bench -out RESULTS.md   # the full run (about 15 minutes)
+//	cd benchmarks && go run ./cmd/bench -quick            # CI smoke test (about a minute)
 //
-// Each scenario starts a fresh server pinned to -server-cpu and one or
-// more load generators pinned to -load-cpus; the server's CPU time comes
-// from /proc/PID/stat over the measured phase, its memory from VmRSS. The
-// quick mode runs tiny sizes against wsloop and gorilla and fails only on
-// errors (wrong bytes, crashes, missing READY), never on speed. With -out,
-// only the text between the bench markers of the file is replaced.
+// It builds every server it needs (./servers/<name>), the load generator
+// (./cmd/loadgen) and, when present, the fan-out client (./cmd/fanout) into
+// a temporary directory. Each scenario starts a fresh server pinned with
+// taskset to -server-cpu and one or more load generators pinned to
+// -load-cpus, then drives them through their stdin/stdout protocol
+// (CONNECTED, GO, CHECK, RESULT). The server's CPU time comes from
+// /proc/PID/stat over the measured phase, its memory from VmRSS. More than
+// 5,000 connections are split over -procs load generators, each with its
+// own source address (127.0.0.2, 127.0.0.3, ...).
+//
+// The quick mode runs tiny sizes against wsloop and gorilla, prints the
+// tables and fails (exit 1) only on errors: wrong bytes, a crash, a server
+// that is not ready; never on speed. With -out, only the text between the
+// markers <!-- bench:begin --> and <!-- bench:end --> of the file is
+// replaced, and the raw figures of every run go to a .json file beside it.
 package main
 
 import (
@@ -18,42 +27,89 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
 var (
-	out       = flag.String("out", "", "markdown file to update (only between its bench markers); stdout when empty")
-	quick     = flag.Bool("quick", false, "tiny sizes, wsloop and gorilla only: a smoke test")
-	serverArg = flag.String("servers", "", "comma-separated echo servers (default: all; quick: wsloop,gorilla)")
+	out       = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
+	quick     = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
+	serverArg = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
 	scenArg   = flag.String("scenarios", "idle,echo,pipeline,connect,fanout", "comma-separated scenarios")
-	duration  = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs")
+	duration  = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
+	warmup    = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
 	serverCPU = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
 	loadCPUs  = flag.String("load-cpus", "1", "taskset CPU list for the load generators (empty: no pinning)")
 	nprocs    = flag.Int("procs", 4, "load generator processes for more than 5,000 connections")
 )
 
-var allServers = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
-var fanoutServers = []string{"wsloop-room", "gorilla-hub"}
+// splitAbove is the connection count above which a scenario's connections
+// are spread over -procs load generators.
+const splitAbove = 5000
+
+// dialConcurrency is the number of dials in flight over all load generators.
+const dialConcurrency = 200
+
+var (
+	echoServers   = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
+	peers         = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
+	eventPeers    = []string{"gws", "nbio"}
+	fanoutServers = []string{"wsloop-room", "gorilla-hub"}
+	allScenarios  = []string{"idle", "echo", "pipeline", "connect", "fanout"}
+)
 
 // bins maps a program name to its built binary.
 var bins = map[string]string{}
 
-func build(dir string) error {
-	names := append(append([]string{}, allServers...), fanoutServers...)
-	for _, n := range names {
-		bins[n] = filepath.Join(dir, n)
-		if b, err := exec.Command("go", "build", "-o", bins[n], "./servers/"+n).CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", n, err, b)
-		}
+// moduleDir returns the benchmarks module's directory.
+func moduleDir() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %v", err)
 	}
-	bins["loadgen"] = filepath.Join(dir, "loadgen")
-	if b, err := exec.Command("go", "build", "-o", bins["loadgen"], "./cmd/loadgen").CombinedOutput(); err != nil {
-		return fmt.Errorf("building loadgen: %v\n%s", err, b)
+	gomod := strings.TrimSpace(string(b))
+	mod, err := os.ReadFile(gomod)
+	if err != nil || !strings.Contains(string(mod), "module github.com/wsloop/wsloop/benchmarks\n") {
+		return "", fmt.Errorf("run bench from the benchmarks module (cd benchmarks), not %q", filepath.Dir(gomod))
 	}
-	return nil
+	return filepath.Dir(gomod), nil
+}
+
+// build compiles the servers named and the clients into dir, in one go
+// build; cmd/fanout is built on its own when wanted, since it is optional.
+// It returns whether the fan-out client was built.
+func build(mod, dir string, servers []string, wantFanout bool) (bool, error) {
+	pkgs := []string{"./cmd/loadgen"}
+	for _, s := range servers {
+		pkgs = append(pkgs, "./servers/"+s)
+	}
+	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)
+	c := exec.Command("go", args...)
+	c.Dir = mod
+	if b, err := c.CombinedOutput(); err != nil {
+		return false, fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	for _, p := range pkgs {
+		bins[filepath.Base(p)] = filepath.Join(dir, filepath.Base(p))
+	}
+	if !wantFanout {
+		return false, nil
+	}
+	if _, err := os.Stat(filepath.Join(mod, "cmd", "fanout")); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: no ./cmd/fanout: skipping the fanout scenario")
+		return false, nil
+	}
+	bins["fanout"] = filepath.Join(dir, "fanout")
+	c = exec.Command("go", "build", "-o", bins["fanout"], "./cmd/fanout")
+	c.Dir = mod
+	if b, err := c.CombinedOutput(); err != nil {
+		return false, fmt.Errorf("go build ./cmd/fanout: %v\n%s", err, b)
+	}
+	return true, nil
 }
 
 func list(s string) []string {
@@ -66,48 +122,63 @@ func list(s string) []string {
 	return out
 }
 
-func jobs(servers, scenarios []string) []job {
+// job describes one run: one scenario configuration against one server.
+type job struct {
+	scenario string
+	server   string
+	mode     string
+	conns    int
+	size     int
+	depth    int
+	inflight int
+	dur      time.Duration
+}
+
+// jobs lists the runs, scenario-major: every server runs a configuration
+// before the next configuration starts, so that drift in the machine's
+// state (other tenants, heat) touches all servers alike.
+func jobs(servers, scenarios []string, quick bool, dur time.Duration) []job {
 	type sz struct{ conns, size int }
 	idle := []int{10000, 19000}
 	echo := []sz{{100, 64}, {1000, 64}, {100, 4096}, {1000, 4096}}
 	pipe := []int{200}
 	connect := 10000
-	fan := []int{10000}
-	fanSizes := []int{64, 1024}
-	dur := *duration
-	if *quick {
-		idle, echo, pipe, connect, fan, fanSizes = []int{500}, []sz{{50, 64}}, []int{20}, 500, []int{200}, []int{64}
-		dur = 2 * time.Second
+	fan, fanSizes, fanInflight := 10000, []int{64, 1024}, []int{1, 16}
+	if quick {
+		idle, echo, pipe, connect = []int{500}, []sz{{50, 64}}, []int{20}, 500
+		fan, fanSizes = 200, []int{64}
 	}
 	var js []job
 	has := func(s string) bool { return slices.Contains(scenarios, s) }
-	for _, srv := range servers {
-		if has("idle") {
-			for _, n := range idle {
-				js = append(js, job{scenario: "idle", server: srv, mode: "idle", conns: n, size: 64})
-			}
-		}
-		if has("echo") {
-			for _, e := range echo {
-				js = append(js, job{scenario: "echo", server: srv, mode: "echo", conns: e.conns, size: e.size, dur: dur})
-			}
-		}
-		if has("pipeline") {
-			for _, c := range pipe {
-				js = append(js, job{scenario: "pipeline", server: srv, mode: "pipeline", conns: c, size: 64, depth: 16, dur: dur})
-			}
-		}
-		if has("connect") {
-			js = append(js, job{scenario: "connect", server: srv, mode: "connect", conns: connect, size: 64})
+	each := func(j job) {
+		for _, srv := range servers {
+			j.server = srv
+			js = append(js, j)
 		}
 	}
+	if has("idle") {
+		for _, n := range idle {
+			each(job{scenario: "idle", mode: "idle", conns: n, size: 64})
+		}
+	}
+	if has("echo") {
+		for _, e := range echo {
+			each(job{scenario: "echo", mode: "echo", conns: e.conns, size: e.size, depth: 1, dur: dur})
+		}
+	}
+	if has("pipeline") {
+		for _, c := range pipe {
+			each(job{scenario: "pipeline", mode: "pipeline", conns: c, size: 64, depth: 16, dur: dur})
+		}
+	}
+	if has("connect") {
+		each(job{scenario: "connect", mode: "connect", conns: connect, size: 64})
+	}
 	if has("fanout") {
-		for _, srv := range fanoutServers {
-			for _, n := range fan {
-				for _, s := range fanSizes {
-					for _, k := range []int{1, 16} {
-						js = append(js, job{scenario: "fanout", server: srv, mode: "fanout", conns: n, size: s, inflight: k, dur: dur})
-					}
+		for _, s := range fanSizes {
+			for _, k := range fanInflight {
+				for _, srv := range fanoutServers {
+					js = append(js, job{scenario: "fanout", server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur})
 				}
 			}
 		}
@@ -117,54 +188,92 @@ func jobs(servers, scenarios []string) []job {
 
 func main() {
 	flag.Parse()
+	durSet := false
+	flag.Visit(func(f *flag.Flag) { durSet = durSet || f.Name == "duration" })
+	dur := *duration
+	if *quick && !durSet {
+		dur = 2 * time.Second
+	}
 	servers := list(*serverArg)
 	if len(servers) == 0 {
-		servers = allServers
+		servers = echoServers
 		if *quick {
 			servers = []string{"wsloop", "gorilla"}
 		}
+	}
+	scenarios := list(*scenArg)
+	for _, s := range scenarios {
+		if !slices.Contains(allScenarios, s) {
+			fatal(fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(allScenarios, ",")))
+		}
+	}
+	mod, err := moduleDir()
+	if err != nil {
+		fatal(err)
 	}
 	tmp, err := os.MkdirTemp("", "wsloop-bench-")
 	if err != nil {
 		fatal(err)
 	}
 	defer os.RemoveAll(tmp)
-	fmt.Fprintln(os.Stderr, "bench: building servers and the load generator")
-	if err := build(tmp); err != nil {
-		fatal(err)
+	go onSignal(tmp)
+
+	var toBuild []string
+	if slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" }) {
+		toBuild = slices.Clone(servers)
 	}
+	wantFanout := slices.Contains(scenarios, "fanout")
+	if wantFanout {
+		toBuild = append(toBuild, fanoutServers...)
+	}
+	fmt.Fprintf(os.Stderr, "bench: building %s, the load generator and the fan-out client\n", strings.Join(toBuild, ", "))
+	haveFanout, err := build(mod, tmp, toBuild, wantFanout)
+	if err != nil {
+		fatalIn(tmp, err)
+	}
+	if !haveFanout {
+		scenarios = slices.DeleteFunc(scenarios, func(s string) bool { return s == "fanout" })
+	}
+
 	started := time.Now()
 	var runs []Run
 	failed := 0
-	for _, j := range jobs(servers, list(*scenArg)) {
+	for _, j := range jobs(servers, scenarios, *quick, dur) {
 		r := runJob(j)
 		runs = append(runs, r)
-		status := "ok"
 		if r.Errors > 0 {
 			failed++
-			status = "FAILED: " + r.Failure
 		}
-		fmt.Fprintf(os.Stderr, "bench: %-8s %-12s conns=%-6d size=%-5d msgs/s=%-9.0f cpu/msg=%.2fµs p99=%.0fµs bytes/conn=%.0f loadgen=%.2f cores  %s\n",
-			r.Scenario, r.Server, r.Conns, r.Size, r.MsgsPerS, r.CPUPerMsgUs, r.P99us, r.BytesPerConn, r.LoadgenCores, status)
+		fmt.Fprintf(os.Stderr, "bench: %s\n", r.summary())
 	}
-	report := render(runs, started)
+	report := render(runs, started, dur)
 	if *out == "" {
 		fmt.Print(report)
 	} else {
+		if *quick {
+			fmt.Print(report)
+		}
 		if err := writeBetweenMarkers(*out, report); err != nil {
-			fatal(err)
+			fatalIn(tmp, err)
 		}
 		js, _ := json.MarshalIndent(runs, "", "  ")
 		jsonPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
 		if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
-			fatal(err)
+			fatalIn(tmp, err)
 		}
 		fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", *out, jsonPath)
 	}
 	if failed > 0 {
-		fmt.Fprintf(os.Stderr, "bench: %d run(s) failed\n", failed)
+		fmt.Fprintf(os.Stderr, "bench: %d run(s) failed:\n", failed)
+		for _, r := range runs {
+			if r.Errors > 0 {
+				fmt.Fprintf(os.Stderr, "  %s %s: %s\n", r.Scenario, r.Server, firstLines(r.Failure, 3))
+			}
+		}
+		os.RemoveAll(tmp)
 		os.Exit(1)
 	}
+	fmt.Fprintf(os.Stderr, "bench: %d runs, no errors, %s\n", len(runs), time.Since(started).Round(time.Second))
 }
 
 func fatal(err error) {
@@ -172,25 +281,52 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
+func fatalIn(tmp string, err error) {
+	os.RemoveAll(tmp)
+	fatal(err)
+}
+
+// onSignal kills every child on SIGINT/SIGTERM.
+func onSignal(tmp string) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	s := <-ch
+	fmt.Fprintf(os.Stderr, "bench: %v: stopping\n", s)
+	killChildren()
+	fatalIn(tmp, fmt.Errorf("interrupted"))
+}
+
 const beginMarker, endMarker = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 // writeBetweenMarkers replaces the text between the markers of path (or
-// appends the markers), keeping everything else.
+// appends the markers with body between them), keeping everything else.
 func writeBetweenMarkers(path, body string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(old)
+	if !strings.HasSuffix(body, "\n") {
+		body += "\n"
+	}
 	block := beginMarker + "\n" + body + endMarker
-	i, k := strings.Index(s, beginMarker), strings.Index(s, endMarker)
-	if i >= 0 && k > i {
+	i := strings.Index(s, beginMarker)
+	k := -1
+	if i >= 0 {
+		if k = strings.Index(s[i:], endMarker); k >= 0 {
+			k += i
+		}
+	}
+	if i >= 0 && k >= 0 {
 		s = s[:i] + block + s[k+len(endMarker):]
 	} else {
 		if s != "" && !strings.HasSuffix(s, "\n") {
 			s += "\n"
 		}
-		s += "\n" + block + "\n"
+		if s != "" {
+			s += "\n"
+		}
+		s += block + "\n"
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
 }

@@ -3,150 +3,187 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
 
-// render writes the markdown report of one run.
-func render(runs []Run, started time.Time) string {
+// render writes the markdown report of one bench invocation.
+func render(runs []Run, started time.Time, dur time.Duration) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## Run of %s\n\n", started.UTC().Format("2006-01-02 15:04 MST"))
-	p("- Command: `cd benchmarks && go run ./cmd/bench %s`\n", strings.Join(os.Args[1:], " "))
-	p("- Machine: %s\n", machine())
-	p("- Core split: server on CPU %q, load generators on CPU %q (taskset); every server gets `-loops 1`, the same flags and no heartbeats.\n", *serverCPU, *loadCPUs)
-	p("- Took %s. The primary figure of each table is the server's CPU time (utime+stime from /proc/PID/stat over the measured phase) per message, or RSS growth per connection; \"× wsloop\" and \"× floor\" divide a server's figure by wsloop's and by the floor's (above 1: costs more). \"loadgen\" is the load generators' CPU in cores: near 1.0 means the client was saturated and msgs/s is the client's limit, not the server's.\n\n", time.Since(started).Round(time.Second))
+	cpu, cores, kernel, goVersion := machine()
+	mode := "full run"
+	if *quick {
+		mode = "quick smoke run: tiny sizes, the figures are not comparable with a full run"
+	}
+	p("## Run of %s (%s)\n\n", started.UTC().Format("2006-01-02 15:04 MST"), mode)
+	p("- Command: `cd benchmarks && go run ./cmd/bench%s`\n", quoteArgs(os.Args[1:]))
+	p("- Go: `%s`\n", goVersion)
+	p("- Machine: %s, %d cores, Linux %s\n", cpu, cores, kernel)
+	p("- Core split: server on CPU %s, load generators on CPU %s (taskset); every server runs with `-loops 1`.\n", cpuList(*serverCPU), cpuList(*loadCPUs))
+	p("- Measured phase %v per echo, pipeline and fan-out run (after %v of warm-up); a fresh server for every run; more than %d connections are spread over %d load generator processes with their own source addresses. Took %s.\n",
+		dur, *warmup, splitAbove, *nprocs, time.Since(started).Round(time.Second))
+	p("- Primary figures: the server's CPU time (utime+stime from /proc/PID/stat, from GO to the last RESULT) per message, and its RSS growth per idle connection. \"× wsloop\" and \"× floor\" divide a server's primary figure by wsloop's and by the floor's (above 1: costs more). \"server cores\" and \"loadgen cores\" are CPU time over the measured time: a load generator near 1.0 on one CPU was saturated, and msgs/s is then its limit rather than the server's.\n\n")
 
-	by := func(scenario string, match func(Run) bool) []Run {
-		var out []Run
-		for _, r := range runs {
-			if r.Scenario == scenario && match(r) {
-				out = append(out, r)
-			}
+	var failed []Run
+	for _, r := range runs {
+		if r.Errors > 0 {
+			failed = append(failed, r)
 		}
-		return out
 	}
-	find := func(rs []Run, server string) *Run {
-		for i := range rs {
-			if rs[i].Server == server && rs[i].Errors == 0 {
-				return &rs[i]
-			}
+	if len(failed) > 0 {
+		p("**%d run(s) failed** (their rows are marked; ratios ignore them):\n\n", len(failed))
+		for _, r := range failed {
+			p("- %s %s, %d conns: %s\n", r.Scenario, r.Server, r.Conns, oneLine(r.Failure))
 		}
-		return nil
+		p("\n")
 	}
-	ratio := func(v float64, base *Run, get func(Run) float64) string {
-		if base == nil || get(*base) == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.2f", v/get(*base))
-	}
+
 	status := func(r Run) string {
 		if r.Errors > 0 {
-			return " **FAILED**: " + strings.ReplaceAll(firstLines(r.Failure, 1), "|", "/")
+			return " **FAILED**"
 		}
 		return ""
 	}
-
-	// Idle memory.
-	var idleNs []int
-	for _, r := range runs {
-		if r.Scenario == "idle" && !containsInt(idleNs, r.Conns) {
-			idleNs = append(idleNs, r.Conns)
-		}
-	}
-	for _, n := range idleNs {
-		rs := by("idle", func(r Run) bool { return r.Conns == n })
+	groups := groupRuns(runs)
+	for _, g := range groups {
+		rs := g.runs
 		w, f := find(rs, "wsloop"), find(rs, "floor")
-		bpc := func(r Run) float64 { return r.BytesPerConn }
-		p("### Idle memory, %d connections\n\n", n)
-		p("| server | RSS before | RSS after | bytes/conn | × wsloop | × floor | threads | alive | 1,000,000 conns |\n|---|---|---|---|---|---|---|---|---|\n")
-		for _, r := range rs {
-			p("| %s | %s | %s | %.0f | %s | %s | %d | %d/%d | %s |%s\n", r.Server, mib(float64(r.RSSBefore)), mib(float64(r.RSSAfter)),
-				r.BytesPerConn, ratio(r.BytesPerConn, w, bpc), ratio(r.BytesPerConn, f, bpc), r.Threads, r.Alive, r.Conns,
-				mib(r.BytesPerConn*1e6), status(r))
-		}
-		p("\n")
-	}
-
-	// Echo and pipeline.
-	cpu := func(r Run) float64 { return r.CPUPerMsgUs }
-	type key struct{ conns, size, depth int }
-	for _, scen := range []string{"echo", "pipeline"} {
-		var keys []key
-		for _, r := range runs {
-			k := key{r.Conns, r.Size, r.Depth}
-			if r.Scenario == scen && !containsKey(keys, k) {
-				keys = append(keys, k)
-			}
-		}
-		for _, k := range keys {
-			rs := by(scen, func(r Run) bool { return key{r.Conns, r.Size, r.Depth} == k })
-			w, f := find(rs, "wsloop"), find(rs, "floor")
-			if scen == "echo" {
-				p("### Echo, closed loop: %d connections, %d B, one message in flight\n\n", k.conns, k.size)
-			} else {
-				p("### Echo, pipelined: %d connections, %d B, %d frames per write\n\n", k.conns, k.size, k.depth)
-			}
-			p("| server | msgs/s | p50 µs | p99 µs | p99.9 µs | server CPU/msg µs | × wsloop | × floor | loadgen cores |\n|---|---|---|---|---|---|---|---|---|\n")
+		switch g.scenario {
+		case "idle":
+			bpc := func(r Run) float64 { return r.BytesPerConn }
+			p("### Idle memory, %s connections\n\n", thousands(g.conns))
+			p("RSS read 1 s after READY, then after every connection is upgraded and %v of settling; bytes/conn is the growth over the connections. Every connection is then checked with one echo.\n\n", idleSettle())
+			p("| server | RSS before | RSS after | bytes/conn | × wsloop | × floor | threads | alive | 1,000,000 conns |\n|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
-				p("| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %s | %s | %.2f |%s\n", r.Server, r.MsgsPerS, r.P50us, r.P99us, r.P999us,
-					r.CPUPerMsgUs, ratio(r.CPUPerMsgUs, w, cpu), ratio(r.CPUPerMsgUs, f, cpu), r.LoadgenCores, status(r))
+				p("| %s%s | %s | %s | %.0f | %s | %s | %d | %d/%d | %s |\n", r.Server, status(r), size(float64(r.RSSBefore)), size(float64(r.RSSAfter)),
+					r.BytesPerConn, ratio(r, w, bpc), ratio(r, f, bpc), r.Threads, r.Alive, r.Conns, size(r.BytesPerConn*1e6))
 			}
-			p("\n")
-		}
-	}
-
-	// Connect.
-	if rs := by("connect", func(Run) bool { return true }); len(rs) > 0 {
-		w, f := find(rs, "wsloop"), find(rs, "floor")
-		p("### Connect rate: %d new connections, %d dials in flight\n\n", rs[0].Conns, 200)
-		p("| server | upgrades/s | p50 µs | p99 µs | server CPU/upgrade µs | × wsloop | × floor | loadgen cores |\n|---|---|---|---|---|---|---|---|\n")
-		for _, r := range rs {
-			p("| %s | %.0f | %.0f | %.0f | %.1f | %s | %s | %.2f |%s\n", r.Server, r.ConnectsPS, r.P50us, r.P99us, r.CPUPerMsgUs,
-				ratio(r.CPUPerMsgUs, w, cpu), ratio(r.CPUPerMsgUs, f, cpu), r.LoadgenCores, status(r))
-		}
-		p("\n")
-	}
-
-	// Fan-out.
-	if rs := by("fanout", func(Run) bool { return true }); len(rs) > 0 {
-		p("### Fan-out: one publisher, %d subscribers in one room\n\n", rs[0].Conns)
-		p("The publisher sends when fewer than `inflight` publishes are still on their way; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat-example hub (goroutine per connection, a channel per client).\n\n")
-		p("| server | size | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | hub ÷ wsloop delivered/s | hub ÷ wsloop CPU | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, r := range rs {
-			var base *Run
-			for i := range rs {
-				if rs[i].Server == "wsloop-room" && rs[i].Size == r.Size && rs[i].Inflight == r.Inflight && rs[i].Errors == 0 {
-					base = &rs[i]
+		case "echo", "pipeline":
+			cpuMsg := func(r Run) float64 { return r.CPUPerMsgUs }
+			if g.scenario == "echo" {
+				p("### Echo, closed loop: %s connections, %d B, one message in flight\n\n", thousands(g.conns), g.size)
+				p("| server | msgs/s | p50 µs | p99 µs | p99.9 µs | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			} else {
+				p("### Echo, pipelined: %s connections, %d B, %d frames per write\n\n", thousands(g.conns), g.size, g.depth)
+				p("Latencies are of a batch: from its one write to its last echo.\n\n")
+				p("| server | msgs/s | batch p50 µs | batch p99 µs | batch p99.9 µs | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			}
+			for _, r := range rs {
+				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
+					r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.ServerCores, r.LoadgenCores)
+			}
+		case "connect":
+			cpuUp := func(r Run) float64 { return r.CPUPerMsgUs }
+			p("### Connect rate: %s new connections, %d dials in flight\n\n", thousands(g.conns), dialConcurrency)
+			p("Latency: socket() to the checked 101. Server CPU per upgrade includes one echo that checks each new connection (connections are closed after the measurement).\n\n")
+			p("| server | upgrades/s | p50 µs | p99 µs | server CPU/upgrade µs | × wsloop | × floor | server cores | loadgen cores | dial retries |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, r := range rs {
+				p("| %s%s | %.0f | %.0f | %.0f | %.1f | %s | %s | %.2f | %.2f | %d |\n", r.Server, status(r), r.ConnectsPerS, r.P50us, r.P99us, r.CPUPerMsgUs,
+					ratio(r, w, cpuUp), ratio(r, f, cpuUp), r.ServerCores, r.LoadgenCores, r.DialRetries)
+			}
+		case "fanout":
+			p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
+			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat-example hub (a goroutine per connection, a channel per client); \"hub ÷ room\" divides its figure by wsloop-room's.\n\n")
+			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | hub ÷ room delivered/s | hub ÷ room CPU/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, r := range rs {
+				room := findWhere(runs, func(o Run) bool {
+					return o.Scenario == "fanout" && o.Server == "wsloop-room" && o.Conns == r.Conns && o.Size == r.Size && o.Inflight == r.Inflight
+				})
+				pubs := 0.0
+				if r.DurationS > 0 {
+					pubs = float64(r.Publishes) / r.DurationS
 				}
+				hubRate, hubCPU := "", ""
+				if r.Server != "wsloop-room" {
+					hubRate = ratio(r, room, func(r Run) float64 { return r.MsgsPerS })
+					hubCPU = ratio(r, room, func(r Run) float64 { return r.CPUPerMsgUs })
+				}
+				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
+					r.P50us, r.P99us, r.CPUPerMsgUs, hubRate, hubCPU, r.ServerCores, r.LoadgenCores)
 			}
-			pubs := 0.0
-			if r.DurationS > 0 {
-				pubs = float64(r.Publishes) / r.DurationS
-			}
-			p("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f |%s\n", r.Server, r.Size, r.Inflight, r.MsgsPerS, pubs,
-				r.P50us, r.P99us, r.CPUPerMsgUs, ratio(r.MsgsPerS, base, func(r Run) float64 { return r.MsgsPerS }),
-				ratio(r.CPUPerMsgUs, base, cpu), r.LoadgenCores, status(r))
 		}
 		p("\n")
 	}
-
 	p("%s", targets(runs))
 	return b.String()
 }
 
-// targets checks the issue's targets against this run.
-func targets(runs []Run) string {
-	get := func(scen, server string, conns, size int) *Run {
-		for i := range runs {
-			r := &runs[i]
-			if r.Scenario == scen && r.Server == server && r.Conns == conns && (size == 0 || r.Size == size) && r.Errors == 0 {
-				return r
+type group struct {
+	scenario           string
+	conns, size, depth int
+	runs               []Run
+}
+
+// groupRuns gathers the runs of one table, in the order they ran; fan-out
+// runs group by size only (inflight is a column).
+func groupRuns(runs []Run) []*group {
+	var gs []*group
+	for _, r := range runs {
+		k := group{scenario: r.Scenario, conns: r.Conns, size: r.Size, depth: r.Depth}
+		if r.Scenario == "idle" || r.Scenario == "connect" {
+			k.size = 0
+		}
+		var g *group
+		for _, x := range gs {
+			if x.scenario == k.scenario && x.conns == k.conns && x.size == k.size && x.depth == k.depth {
+				g = x
 			}
 		}
-		return nil
+		if g == nil {
+			g = &k
+			gs = append(gs, g)
+		}
+		g.runs = append(g.runs, r)
 	}
+	// Scenario order as in the suite, whatever order the runs came in.
+	order := map[string]int{}
+	for i, s := range allScenarios {
+		order[s] = i
+	}
+	slices.SortStableFunc(gs, func(a, b *group) int { return order[a.scenario] - order[b.scenario] })
+	for _, g := range gs {
+		if g.scenario == "fanout" {
+			slices.SortStableFunc(g.runs, func(a, b Run) int {
+				if a.Inflight != b.Inflight {
+					return a.Inflight - b.Inflight
+				}
+				return strings.Compare(b.Server, a.Server) // wsloop-room first
+			})
+		}
+	}
+	return gs
+}
+
+func find(rs []Run, server string) *Run {
+	return findWhere(rs, func(r Run) bool { return r.Server == server })
+}
+
+// findWhere returns the first successful run that matches.
+func findWhere(rs []Run, match func(Run) bool) *Run {
+	for i := range rs {
+		if rs[i].Errors == 0 && match(rs[i]) {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+func ratio(r Run, base *Run, get func(Run) float64) string {
+	if base == nil || get(*base) == 0 || r.Errors > 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", get(r)/get(*base))
+}
+
+// targets evaluates the project's targets on this run's figures.
+func targets(runs []Run) string {
 	var b strings.Builder
+	b.WriteString("### Targets\n\n")
+	if *quick {
+		b.WriteString("Evaluated on the quick run's small configurations: indicative only.\n\n")
+	}
 	line := func(ok bool, format string, args ...any) {
 		mark := "FAIL"
 		if ok {
@@ -154,100 +191,173 @@ func targets(runs []Run) string {
 		}
 		fmt.Fprintf(&b, "- **%s** %s\n", mark, fmt.Sprintf(format, args...))
 	}
-	b.WriteString("### Targets\n\n")
-	n := 0
-	for _, nn := range []int{10000, 500} {
-		if get("idle", "wsloop", nn, 0) != nil {
-			n = nn
-			break
+	missing := func(what string) { fmt.Fprintf(&b, "- **n/a** %s: a run it needs is missing or failed\n", what) }
+	get := func(scen, server string, conns, size int) *Run {
+		return findWhere(runs, func(r Run) bool {
+			return r.Scenario == scen && r.Server == server && r.Conns == conns && (size == 0 || r.Size == size)
+		})
+	}
+	// The configuration a target names, or the largest of its kind in this run.
+	pick := func(scen string, want, size int) int {
+		best := 0
+		for _, r := range runs {
+			if r.Scenario == scen && (size == 0 || r.Size == size) {
+				if r.Conns == want {
+					return want
+				}
+				best = max(best, r.Conns)
+			}
+		}
+		return best
+	}
+
+	// Idle memory, at every N of the run.
+	var ns []int
+	for _, r := range runs {
+		if r.Scenario == "idle" && !slices.Contains(ns, r.Conns) {
+			ns = append(ns, r.Conns)
 		}
 	}
-	if w := get("idle", "wsloop", n, 0); w != nil {
+	for _, n := range ns {
+		w := get("idle", "wsloop", n, 0)
+		if w == nil {
+			missing(fmt.Sprintf("idle bytes/conn at %d", n))
+			continue
+		}
 		if f := get("idle", "floor", n, 0); f != nil {
 			r := w.BytesPerConn / f.BytesPerConn
-			line(r <= 2, "idle bytes/conn at %d: wsloop %.0f, floor %.0f: %.2f× the floor (target ≤ 2×)", n, w.BytesPerConn, f.BytesPerConn, r)
+			line(r <= 2, "idle bytes/conn at %s: wsloop %.0f, floor %.0f: %.2f× the floor (target ≤ 2×)", thousands(n), w.BytesPerConn, f.BytesPerConn, r)
+		} else {
+			missing(fmt.Sprintf("idle bytes/conn at %s ≤ 2× floor", thousands(n)))
 		}
 		if g := get("idle", "gorilla", n, 0); g != nil {
 			r := w.BytesPerConn / g.BytesPerConn
-			line(r <= 0.1, "idle bytes/conn at %d: %.3f× gorilla's %.0f (target ≤ 0.1×)", n, r, g.BytesPerConn)
+			line(r <= 0.1, "idle bytes/conn at %s: wsloop %.0f, gorilla %.0f: %.3f× gorilla (target ≤ 0.1×)", thousands(n), w.BytesPerConn, g.BytesPerConn, r)
+		} else {
+			missing(fmt.Sprintf("idle bytes/conn at %s ≤ 1/10 of gorilla", thousands(n)))
 		}
-		best := ""
-		bestV := 0.0
-		for _, peer := range []string{"gws", "nbio"} {
-			if p := get("idle", peer, n, 0); p != nil && (best == "" || p.BytesPerConn < bestV) {
-				best, bestV = peer, p.BytesPerConn
+		best := bestOf(runs, eventPeers, func(r Run) bool { return r.Scenario == "idle" && r.Conns == n }, func(r Run) float64 { return r.BytesPerConn })
+		if best != nil {
+			line(w.BytesPerConn <= best.BytesPerConn, "idle bytes/conn at %s: wsloop %.0f, best event-loop peer %s %.0f: %.2f× (target ≤ 1×)",
+				thousands(n), w.BytesPerConn, best.Server, best.BytesPerConn, w.BytesPerConn/best.BytesPerConn)
+		} else {
+			missing(fmt.Sprintf("idle bytes/conn at %s ≤ the best event-loop peer (gws, nbio)", thousands(n)))
+		}
+	}
+
+	// Echo, 64 B, C=1000.
+	if c := pick("echo", 1000, 64); c > 0 {
+		w := get("echo", "wsloop", c, 64)
+		switch {
+		case w == nil:
+			missing(fmt.Sprintf("echo 64 B at C=%s", thousands(c)))
+		default:
+			if f := get("echo", "floor", c, 64); f != nil {
+				r := w.CPUPerMsgUs / f.CPUPerMsgUs
+				line(r <= 1.15, "server CPU per 64 B echo, C=%s: wsloop %.2f µs, floor %.2f µs: %.2f× the floor (target ≤ 1.15×)", thousands(c), w.CPUPerMsgUs, f.CPUPerMsgUs, r)
+			} else {
+				missing(fmt.Sprintf("server CPU per 64 B echo at C=%s within 15%% of the floor", thousands(c)))
+			}
+			echo64 := func(r Run) bool { return r.Scenario == "echo" && r.Conns == c && r.Size == 64 }
+			if best := bestOf(runs, peers, echo64, func(r Run) float64 { return r.CPUPerMsgUs }); best != nil {
+				line(w.CPUPerMsgUs <= best.CPUPerMsgUs, "server CPU per 64 B echo, C=%s: wsloop %.2f µs, cheapest peer %s %.2f µs: %.2f× (target ≤ 1×, i.e. ≤ every peer)",
+					thousands(c), w.CPUPerMsgUs, best.Server, best.CPUPerMsgUs, w.CPUPerMsgUs/best.CPUPerMsgUs)
+			} else {
+				missing(fmt.Sprintf("server CPU per 64 B echo at C=%s ≤ every peer", thousands(c)))
+			}
+			if best := bestOf(runs, peers, echo64, func(r Run) float64 { return r.P99us }); best != nil {
+				line(w.P99us <= best.P99us, "p99 latency, 64 B echo, C=%s: wsloop %.0f µs, best peer %s %.0f µs: %.2f× (target ≤ 1×)",
+					thousands(c), w.P99us, best.Server, best.P99us, w.P99us/best.P99us)
+			} else {
+				missing(fmt.Sprintf("p99 at C=%s ≤ the best peer", thousands(c)))
 			}
 		}
-		if best != "" {
-			line(w.BytesPerConn <= bestV, "idle bytes/conn at %d: %.2f× the best event-loop peer (%s, %.0f) (target ≤ 1×)", n, w.BytesPerConn/bestV, best, bestV)
-		}
 	}
-	c := 1000
-	if get("echo", "wsloop", c, 64) == nil {
-		c = 50
-	}
-	if w := get("echo", "wsloop", c, 64); w != nil {
-		if f := get("echo", "floor", c, 64); f != nil {
-			r := w.CPUPerMsgUs / f.CPUPerMsgUs
-			line(r <= 1.15, "server CPU per 64 B echo, C=%d: wsloop %.2f µs, floor %.2f µs: %.2f× (target ≤ 1.15×)", c, w.CPUPerMsgUs, f.CPUPerMsgUs, r)
-		}
-		worst := ""
-		for _, peer := range allServers[2:] {
-			if p := get("echo", peer, c, 64); p != nil && p.CPUPerMsgUs < w.CPUPerMsgUs {
-				worst += fmt.Sprintf(" %s %.2f µs", peer, p.CPUPerMsgUs)
+
+	// Pipelined.
+	if c := pick("pipeline", 200, 64); c > 0 {
+		w := get("pipeline", "wsloop", c, 64)
+		switch {
+		case w == nil:
+			missing(fmt.Sprintf("pipelined echo at C=%s", thousands(c)))
+		default:
+			if f := get("pipeline", "floor", c, 64); f != nil {
+				r := w.CPUPerMsgUs / f.CPUPerMsgUs
+				line(r <= 2, "server CPU per pipelined 64 B message, C=%s: wsloop %.3f µs, floor %.3f µs: %.2f× the floor (target ≤ 2×)", thousands(c), w.CPUPerMsgUs, f.CPUPerMsgUs, r)
+			} else {
+				missing(fmt.Sprintf("pipelined CPU/msg at C=%s ≤ 2× the floor", thousands(c)))
 			}
-		}
-		line(worst == "", "server CPU per 64 B echo, C=%d: no peer below wsloop's %.2f µs%s", c, w.CPUPerMsgUs, map[bool]string{true: "", false: " (below:" + worst + ")"}[worst == ""])
-		bestP99, best := 0.0, ""
-		for _, peer := range allServers[2:] {
-			if p := get("echo", peer, c, 64); p != nil && (best == "" || p.P99us < bestP99) {
-				best, bestP99 = peer, p.P99us
+			if g := get("pipeline", "gorilla", c, 64); g != nil {
+				r := w.CPUPerMsgUs / g.CPUPerMsgUs
+				line(r <= 0.25, "server CPU per pipelined 64 B message, C=%s: wsloop %.3f µs, gorilla %.3f µs: %.3f× gorilla (target ≤ 0.25×)", thousands(c), w.CPUPerMsgUs, g.CPUPerMsgUs, r)
+			} else {
+				missing(fmt.Sprintf("pipelined CPU/msg at C=%s ≤ 1/4 of gorilla", thousands(c)))
 			}
-		}
-		if best != "" {
-			line(w.P99us <= bestP99, "p99 latency, 64 B, C=%d: wsloop %.0f µs, best peer %s %.0f µs: %.2f× (target ≤ 1×)", c, w.P99us, best, bestP99, w.P99us/bestP99)
-		}
-	}
-	pc := 200
-	if get("pipeline", "wsloop", pc, 64) == nil {
-		pc = 20
-	}
-	if w := get("pipeline", "wsloop", pc, 64); w != nil {
-		if f := get("pipeline", "floor", pc, 64); f != nil {
-			r := w.CPUPerMsgUs / f.CPUPerMsgUs
-			line(r <= 2, "server CPU per 64 B message, pipelined ×16, C=%d: wsloop %.3f µs, floor %.3f µs: %.2f× (target ≤ 2×)", pc, w.CPUPerMsgUs, f.CPUPerMsgUs, r)
-		}
-		if g := get("pipeline", "gorilla", pc, 64); g != nil {
-			r := w.CPUPerMsgUs / g.CPUPerMsgUs
-			line(r <= 0.25, "server CPU per 64 B message, pipelined ×16, C=%d: %.3f× gorilla's %.3f µs (target ≤ 0.25×)", pc, r, g.CPUPerMsgUs)
 		}
 	}
 	return b.String() + "\n"
 }
 
-func mib(v float64) string {
+// bestOf returns the successful run of one of servers that matches with
+// the lowest figure.
+func bestOf(runs []Run, servers []string, match func(Run) bool, get func(Run) float64) *Run {
+	var best *Run
+	for i := range runs {
+		r := &runs[i]
+		if r.Errors == 0 && slices.Contains(servers, r.Server) && match(*r) && (best == nil || get(*r) < get(*best)) {
+			best = r
+		}
+	}
+	return best
+}
+
+func size(v float64) string {
 	switch {
 	case v >= 1<<30:
 		return fmt.Sprintf("%.2f GiB", v/(1<<30))
-	default:
+	case v >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	default:
+		return fmt.Sprintf("%.0f KiB", v/(1<<10))
 	}
 }
 
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
 	}
-	return false
+	return s
 }
 
-func containsKey[K comparable](s []K, v K) bool {
-	for _, x := range s {
-		if x == v {
-			return true
+func cpuList(s string) string {
+	if s == "" {
+		return "any (not pinned)"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " / ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 400 {
+		s = s[:400] + "…"
+	}
+	return s
+}
+
+// quoteArgs renders the arguments as a shell would take them back.
+func quoteArgs(args []string) string {
+	var b strings.Builder
+	for _, a := range args {
+		b.WriteByte(' ')
+		if a != "" && strings.IndexFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=./,:", r))
+		}) < 0 {
+			b.WriteString(a)
+		} else {
+			b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
 		}
 	}
-	return false
+	return b.String()
 }

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,14 +20,34 @@ import (
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 )
 
-// server is one running server process.
-type server struct {
-	name   string
-	cmd    *exec.Cmd
-	addr   string
-	stderr *tailBuffer
-	exited chan struct{}
-	err    error
+// children are the processes running now, killed on SIGINT.
+// jobSeq counts client processes started, to rotate source addresses.
+var jobSeq atomic.Uint32
+
+var children struct {
+	sync.Mutex
+	m map[*exec.Cmd]bool
+}
+
+func track(c *exec.Cmd, on bool) {
+	children.Lock()
+	defer children.Unlock()
+	if children.m == nil {
+		children.m = map[*exec.Cmd]bool{}
+	}
+	if on {
+		children.m[c] = true
+	} else {
+		delete(children.m, c)
+	}
+}
+
+func killChildren() {
+	children.Lock()
+	defer children.Unlock()
+	for c := range children.m {
+		_ = c.Process.Kill()
+	}
 }
 
 // tailBuffer keeps the last few KiB of a process's stderr.
@@ -36,8 +59,8 @@ type tailBuffer struct {
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	t.b = append(t.b, p...)
-	if len(t.b) > 8192 {
-		t.b = append(t.b[:0], t.b[len(t.b)-4096:]...)
+	if len(t.b) > 16<<10 {
+		t.b = append(t.b[:0], t.b[len(t.b)-8<<10:]...)
 	}
 	t.mu.Unlock()
 	return len(p), nil
@@ -56,68 +79,9 @@ func taskset(cpus string, bin string, args ...string) *exec.Cmd {
 	return exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
 }
 
-func startServer(name string) (*server, error) {
-	s := &server{name: name, stderr: &tailBuffer{}, exited: make(chan struct{})}
-	s.cmd = taskset(*serverCPU, bins[name], "-addr", "127.0.0.1:0", "-loops", "1")
-	s.cmd.Stderr = s.stderr
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
-				ready <- strings.TrimSpace(a)
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	go func() { s.err = s.cmd.Wait(); close(s.exited) }()
-	select {
-	case s.addr = <-ready:
-		return s, nil
-	case <-s.exited:
-		return nil, fmt.Errorf("%s exited before READY: %v\n%s", name, s.err, s.stderr)
-	case <-time.After(10 * time.Second):
-		s.kill()
-		return nil, fmt.Errorf("%s: no READY within 10s\n%s", name, s.stderr)
-	}
-}
-
-func (s *server) pid() int { return s.cmd.Process.Pid }
-
-// alive reports an early exit as an error.
-func (s *server) alive() error {
-	select {
-	case <-s.exited:
-		return fmt.Errorf("server %s exited during the run: %v\n%s", s.name, s.err, s.stderr)
-	default:
-		return nil
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after 5 s.
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(5 * time.Second):
-		s.kill()
-	}
-}
-
-func (s *server) kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-}
-
-// loadgen is one load generator process.
-type loadgen struct {
+// child is a started process whose stdout lines are delivered on lines.
+type child struct {
+	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
@@ -126,238 +90,417 @@ type loadgen struct {
 	err    error
 }
 
-func startLoadgen(args []string) (*loadgen, error) {
-	lg := &loadgen{lines: make(chan string, 16), stderr: &tailBuffer{}, exited: make(chan struct{})}
-	lg.cmd = taskset(*loadCPUs, bins["loadgen"], args...)
-	lg.cmd.Stderr = lg.stderr
+func start(name, cpus, bin string, args ...string) (*child, error) {
+	c := &child{name: name, lines: make(chan string, 16), stderr: &tailBuffer{}, exited: make(chan struct{})}
+	c.cmd = taskset(cpus, bin, args...)
+	c.cmd.Stderr = c.stderr
 	var err error
-	if lg.stdin, err = lg.cmd.StdinPipe(); err != nil {
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		return nil, err
 	}
-	out, err := lg.cmd.StdoutPipe()
+	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	if err := lg.cmd.Start(); err != nil {
-		return nil, err
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
+	track(c.cmd, true)
+	read := make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		defer close(read)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
 		for sc.Scan() {
-			lg.lines <- sc.Text()
+			c.lines <- sc.Text()
 		}
-		close(lg.lines)
+		close(c.lines)
+		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	go func() { lg.err = lg.cmd.Wait(); close(lg.exited) }()
-	return lg, nil
+	go func() {
+		<-read
+		c.err = c.cmd.Wait()
+		track(c.cmd, false)
+		close(c.exited)
+	}()
+	return c, nil
 }
 
-// expect waits for a line starting with prefix.
-func (lg *loadgen) expect(prefix string, timeout time.Duration) (string, error) {
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// expect waits for a stdout line starting with prefix and returns the rest.
+func (c *child) expect(prefix string, timeout time.Duration) (string, error) {
 	deadline := time.After(timeout)
 	for {
 		select {
-		case l, ok := <-lg.lines:
+		case l, ok := <-c.lines:
 			if !ok {
-				<-lg.exited
-				return "", fmt.Errorf("loadgen ended before %s: %v\n%s", prefix, lg.err, lg.stderr)
+				<-c.exited
+				return "", fmt.Errorf("%s ended before printing %s (%v):\n%s", c.name, prefix, c.err, c.tail())
 			}
 			if rest, ok := strings.CutPrefix(l, prefix); ok {
 				return strings.TrimSpace(rest), nil
 			}
 		case <-deadline:
-			return "", fmt.Errorf("loadgen: no %s within %v\n%s", prefix, timeout, lg.stderr)
+			return "", fmt.Errorf("%s printed no %s within %v:\n%s", c.name, prefix, timeout, c.tail())
 		}
 	}
 }
 
-func (lg *loadgen) send(word string) { _, _ = io.WriteString(lg.stdin, word+"\n") }
+func (c *child) send(line string) { _, _ = io.WriteString(c.stdin, line+"\n") }
 
-func (lg *loadgen) kill() {
-	_ = lg.cmd.Process.Kill()
-	<-lg.exited
+func (c *child) tail() string { return lastLines(c.stderr.String(), 8) }
+
+// running reports an early exit as an error.
+func (c *child) running() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("%s exited during the run (%v):\n%s", c.name, c.err, c.tail())
+	default:
+		return nil
+	}
 }
 
-// lgResult is a loadgen RESULT line.
+// wait waits up to d for the process to exit, then kills it.
+func (c *child) wait(d time.Duration) (killed bool) {
+	select {
+	case <-c.exited:
+		return false
+	case <-time.After(d):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return true
+	}
+}
+
+// stop sends SIGTERM and waits 5 s, then SIGKILL. A server must exit 0.
+func (c *child) stop() error {
+	select {
+	case <-c.exited:
+		return c.running()
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	if c.wait(5 * time.Second) {
+		return fmt.Errorf("%s did not exit within 5s of SIGTERM (killed):\n%s", c.name, c.tail())
+	}
+	if c.err != nil {
+		return fmt.Errorf("%s exited with %v after SIGTERM:\n%s", c.name, c.err, c.tail())
+	}
+	return nil
+}
+
+func startServer(name string) (*child, string, error) {
+	s, err := start(name, *serverCPU, bins[name], "-addr", "127.0.0.1:0", "-loops", "1")
+	if err != nil {
+		return nil, "", err
+	}
+	s.stdin.Close()
+	addr, err := s.expect("READY ", 10*time.Second)
+	if err != nil {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return nil, "", fmt.Errorf("server not ready: %w", err)
+	}
+	return s, addr, nil
+}
+
+// lgResult is the part of a loadgen or fanout RESULT line the report uses.
 type lgResult struct {
-	Mode        string     `json:"mode"`
-	Conns       int        `json:"conns"`
-	DurationS   float64    `json:"duration_s"`
-	Messages    uint64     `json:"messages"`
-	Errors      uint64     `json:"errors"`
-	LoadgenCPUS float64    `json:"loadgen_cpu_s"`
-	ConnectsPS  float64    `json:"connects_per_s"`
-	Alive       int        `json:"alive"`
-	Publishes   uint64     `json:"publishes"`
-	Hist        *hist.Hist `json:"hist"`
+	Mode         string     `json:"mode"`
+	DurationS    float64    `json:"duration_s"`
+	Messages     uint64     `json:"messages"`
+	Errors       int64      `json:"errors"`
+	LoadgenCPUS  float64    `json:"loadgen_cpu_s"`
+	ConnectsPerS float64    `json:"connects_per_s"`
+	Alive        int        `json:"alive"`
+	DialRetries  int64      `json:"dial_retries"`
+	Hist         *hist.Hist `json:"hist"`
+	MsgHist      *hist.Hist `json:"msg_hist"`
+	ErrorSamples []string   `json:"error_samples"`
+	// fanout
+	Subscribers   int     `json:"subscribers"`
+	Publishes     uint64  `json:"publishes"`
+	Delivered     uint64  `json:"delivered"`
+	DeliveredPerS float64 `json:"delivered_per_s"`
+	P50us         float64 `json:"p50_us"`
+	P99us         float64 `json:"p99_us"`
+	MaxUs         float64 `json:"max_us"`
 }
 
-// Run is one scenario against one server: what RESULTS.md and RESULTS.json hold.
+// Run is one scenario configuration against one server: what the report
+// and the JSON file hold.
 type Run struct {
-	Scenario     string  `json:"scenario"`
-	Server       string  `json:"server"`
-	Conns        int     `json:"conns"`
-	Size         int     `json:"size,omitempty"`
-	Depth        int     `json:"depth,omitempty"`
-	Inflight     int     `json:"inflight,omitempty"`
-	DurationS    float64 `json:"duration_s"`
-	Messages     uint64  `json:"messages"`
-	MsgsPerS     float64 `json:"msgs_per_s"`
-	P50us        float64 `json:"p50_us"`
-	P99us        float64 `json:"p99_us"`
-	P999us       float64 `json:"p999_us"`
-	ServerCPUS   float64 `json:"server_cpu_s"`
-	CPUPerMsgUs  float64 `json:"server_cpu_per_msg_us"`
-	LoadgenCores float64 `json:"loadgen_cores"`
-	RSSBefore    int64   `json:"rss_before,omitempty"`
-	RSSAfter     int64   `json:"rss_after,omitempty"`
-	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
-	Threads      int     `json:"threads,omitempty"`
-	Alive        int     `json:"alive,omitempty"`
-	ConnectsPS   float64 `json:"connects_per_s,omitempty"`
-	Publishes    uint64  `json:"publishes,omitempty"`
-	Errors       uint64  `json:"errors"`
-	Failure      string  `json:"failure,omitempty"`
+	Scenario     string            `json:"scenario"`
+	Server       string            `json:"server"`
+	Conns        int               `json:"conns"`
+	Size         int               `json:"size"`
+	Depth        int               `json:"depth,omitempty"`
+	Inflight     int               `json:"inflight,omitempty"`
+	Procs        int               `json:"loadgen_procs"`
+	DurationS    float64           `json:"duration_s"`
+	Messages     uint64            `json:"messages"`
+	MsgsPerS     float64           `json:"msgs_per_s"`
+	P50us        float64           `json:"p50_us"`
+	P99us        float64           `json:"p99_us"`
+	P999us       float64           `json:"p999_us"`
+	MaxUs        float64           `json:"max_us"`
+	MsgP99us     float64           `json:"msg_p99_us,omitempty"`
+	ServerCPUS   float64           `json:"server_cpu_s"`
+	CPUPerMsgUs  float64           `json:"server_cpu_per_msg_us"`
+	ServerCores  float64           `json:"server_cores"`
+	LoadgenCPUS  float64           `json:"loadgen_cpu_s"`
+	LoadgenCores float64           `json:"loadgen_cores"`
+	RSSBefore    int64             `json:"rss_before,omitempty"`
+	RSSAfter     int64             `json:"rss_after,omitempty"`
+	BytesPerConn float64           `json:"bytes_per_conn,omitempty"`
+	Threads      int               `json:"threads,omitempty"`
+	Alive        int               `json:"alive"`
+	ConnectsPerS float64           `json:"connects_per_s,omitempty"`
+	Publishes    uint64            `json:"publishes,omitempty"`
+	DialRetries  int64             `json:"dial_retries,omitempty"`
+	Errors       int64             `json:"errors"`
+	Failure      string            `json:"failure,omitempty"`
+	Raw          []json.RawMessage `json:"raw,omitempty"` // every client's RESULT
 }
 
-// job describes one run.
-type job struct {
-	scenario string
-	server   string
-	mode     string
-	conns    int
-	size     int
-	depth    int
-	inflight int
-	dur      time.Duration
+func (r Run) summary() string {
+	s := fmt.Sprintf("%-8s %-11s conns=%-5d size=%-4d", r.Scenario, r.Server, r.Conns, r.Size)
+	switch r.Scenario {
+	case "idle":
+		s += fmt.Sprintf(" bytes/conn=%.0f threads=%d alive=%d", r.BytesPerConn, r.Threads, r.Alive)
+	case "connect":
+		s += fmt.Sprintf(" upgrades/s=%.0f cpu/upgrade=%.1fµs p99=%.0fµs", r.ConnectsPerS, r.CPUPerMsgUs, r.P99us)
+	case "fanout":
+		s += fmt.Sprintf(" inflight=%d delivered/s=%.0f cpu/delivered=%.3fµs p99=%.0fµs", r.Inflight, r.MsgsPerS, r.CPUPerMsgUs, r.P99us)
+	default:
+		s += fmt.Sprintf(" msgs/s=%.0f cpu/msg=%.2fµs p99=%.0fµs", r.MsgsPerS, r.CPUPerMsgUs, r.P99us)
+	}
+	s += fmt.Sprintf(" server=%.2f loadgen=%.2f cores", r.ServerCores, r.LoadgenCores)
+	if r.Errors > 0 {
+		s += "  FAILED: " + firstLines(r.Failure, 1)
+	}
+	return s
 }
 
-// runJob starts the server and the load generators, measures and stops.
+// runJob starts the server and the clients, measures and stops them.
 func runJob(j job) (r Run) {
 	r = Run{Scenario: j.scenario, Server: j.server, Conns: j.conns, Size: j.size, Depth: j.depth, Inflight: j.inflight}
-	failf := func(format string, args ...any) Run {
-		r.Failure = fmt.Sprintf(format, args...)
+	var failures []string
+	failf := func(format string, args ...any) {
 		r.Errors++
+		failures = append(failures, fmt.Sprintf(format, args...))
+	}
+	defer func() { r.Failure = strings.Join(failures, "\n") }()
+
+	srv, addr, err := startServer(j.server)
+	if err != nil {
+		failf("%v", err)
 		return r
 	}
-	srv, err := startServer(j.server)
-	if err != nil {
-		return failf("%v", err)
-	}
-	defer srv.stop()
-	time.Sleep(time.Second)
-	rss0, _, _ := proc.Status(srv.pid())
-	r.RSSBefore = rss0
-
-	procs := 1
-	if j.conns > 5000 && j.mode != "fanout" {
-		procs = *nprocs
-	}
-	var lgs []*loadgen
+	var clients []*child
 	defer func() {
-		for _, lg := range lgs {
-			lg.kill()
+		for _, c := range clients {
+			c.stdin.Close()
+			if c.wait(30*time.Second) && r.Errors == 0 {
+				failf("%s did not exit within 30s after its RESULT (killed)", c.name)
+			}
+		}
+		if err := srv.stop(); err != nil {
+			failf("%v", err)
 		}
 	}()
+	time.Sleep(time.Second)
+	if rss, _, err := proc.Status(srv.pid()); err == nil {
+		r.RSSBefore = rss
+	}
+
+	// Start the clients.
+	procs := 1
+	if j.conns > splitAbove && j.mode != "fanout" && *nprocs > 1 {
+		procs = *nprocs
+	}
+	r.Procs = procs
+	// Each job's clients bind source addresses of their own (127.0.0.2 up
+	// to 127.0.0.254, rotating from job to job), so that the TIME_WAIT
+	// sockets a run leaves behind never take the ephemeral ports the next
+	// run needs.
+	srcBase := int(jobSeq.Add(uint32(procs)) - uint32(procs))
+	src := func(p int) string { return fmt.Sprintf("127.0.0.%d", 2+(srcBase+p)%253) }
 	for p := 0; p < procs; p++ {
-		n := j.conns / procs
-		if p < j.conns%procs {
-			n++
+		var c *child
+		if j.mode == "fanout" {
+			c, err = start("fanout", *loadCPUs, bins["fanout"], "-addr", addr, "-subs", fmt.Sprint(j.conns),
+				"-size", fmt.Sprint(j.size), "-duration", j.dur.String(), "-inflight", fmt.Sprint(j.inflight), "-src", src(p))
+		} else {
+			n := j.conns / procs
+			if p < j.conns%procs {
+				n++
+			}
+			args := []string{"-addr", addr, "-mode", j.mode, "-conns", fmt.Sprint(n), "-size", fmt.Sprint(j.size),
+				"-duration", j.dur.String(), "-warmup", warmup.String(), "-hold"}
+			if j.depth > 0 {
+				args = append(args, "-depth", fmt.Sprint(j.depth))
+			}
+			args = append(args, "-src", src(p))
+			if procs > 1 {
+				// The 200 dials in flight are shared.
+				args = append(args, "-dial-concurrency", fmt.Sprint((dialConcurrency+procs-1)/procs))
+			}
+			c, err = start(fmt.Sprintf("loadgen %d", p), *loadCPUs, bins["loadgen"], args...)
 		}
-		args := []string{"-addr", srv.addr, "-mode", j.mode, "-conns", fmt.Sprint(n),
-			"-size", fmt.Sprint(j.size), "-duration", j.dur.String()}
-		if j.depth > 0 {
-			args = append(args, "-depth", fmt.Sprint(j.depth))
-		}
-		if j.inflight > 0 {
-			args = append(args, "-inflight", fmt.Sprint(j.inflight))
-		}
-		if procs > 1 {
-			args = append(args, "-src", fmt.Sprintf("127.0.0.%d", p+2))
-		}
-		lg, err := startLoadgen(args)
 		if err != nil {
-			return failf("loadgen: %v", err)
+			failf("%v", err)
+			return r
 		}
-		lgs = append(lgs, lg)
+		clients = append(clients, c)
 	}
-	for _, lg := range lgs {
-		if _, err := lg.expect("CONNECTED", 3*time.Minute); err != nil {
-			return failf("%v", err)
+	for _, c := range clients {
+		if _, err := c.expect("CONNECTED ", 3*time.Minute); err != nil {
+			failf("%v", err)
+			return r
 		}
 	}
-	if err := srv.alive(); err != nil {
-		return failf("%v", err)
+	if err := srv.running(); err != nil {
+		failf("%v", err)
+		return r
 	}
 	if j.mode == "idle" {
-		time.Sleep(3 * time.Second)
-		rss, threads, _ := proc.Status(srv.pid())
+		time.Sleep(idleSettle())
+		rss, threads, err := proc.Status(srv.pid())
+		if err != nil {
+			failf("reading the server's memory: %v", err)
+			return r
+		}
 		r.RSSAfter, r.Threads = rss, threads
-		r.BytesPerConn = float64(rss-rss0) / float64(j.conns)
+		r.BytesPerConn = float64(rss-r.RSSBefore) / float64(j.conns)
 	}
-	cpu0, _ := proc.CPU(srv.pid())
-	for _, lg := range lgs {
-		lg.send("GO")
+
+	// The measured phase.
+	cpu0, err := proc.CPU(srv.pid())
+	if err != nil {
+		failf("reading the server's CPU time: %v", err)
+		return r
+	}
+	for _, c := range clients {
+		c.send("GO")
 		if j.mode == "idle" {
-			lg.send("CHECK")
+			c.send("CHECK")
 		}
 	}
-	var merged hist.Hist
-	var lgCPU float64
-	for _, lg := range lgs {
-		line, err := lg.expect("RESULT", j.dur+3*time.Minute)
+	var results []lgResult
+	for _, c := range clients {
+		line, err := c.expect("RESULT ", j.dur+3*time.Minute)
 		if err != nil {
-			return failf("%v", err)
+			failf("%v", err)
+			return r
 		}
 		var res lgResult
 		if err := json.Unmarshal([]byte(line), &res); err != nil {
-			return failf("bad RESULT %q: %v", line, err)
+			failf("%s: bad RESULT %.200q: %v", c.name, line, err)
+			return r
 		}
-		<-lg.exited
-		if lg.err != nil && res.Errors == 0 {
-			return failf("loadgen failed: %v\n%s", lg.err, lg.stderr)
-		}
+		r.Raw = append(r.Raw, json.RawMessage(line))
+		results = append(results, res)
+	}
+	cpu1, cpuErr := proc.CPU(srv.pid())
+	if err := srv.running(); err != nil {
+		failf("%v", err)
+	} else if cpuErr != nil {
+		failf("reading the server's CPU time: %v", cpuErr)
+	} else {
+		r.ServerCPUS = (cpu1 - cpu0).Seconds()
+	}
+
+	// Merge the clients' figures.
+	var merged, perMsg hist.Hist
+	for i, res := range results {
 		if res.Errors > 0 {
-			r.Failure = strings.TrimSpace(firstLines(lg.stderr.String(), 5))
+			r.Errors += res.Errors
+			failures = append(failures, fmt.Sprintf("%s: %d errors: %s", clients[i].name, res.Errors, strings.Join(res.ErrorSamples, "; ")))
+			if len(res.ErrorSamples) == 0 {
+				failures = append(failures, clients[i].tail())
+			}
 		}
-		r.Errors += res.Errors
-		r.Messages += res.Messages
+		r.DurationS = max(r.DurationS, res.DurationS)
+		r.LoadgenCPUS += res.LoadgenCPUS
 		r.Alive += res.Alive
-		r.Publishes += res.Publishes
-		r.ConnectsPS += res.ConnectsPS
-		if res.DurationS > r.DurationS {
-			r.DurationS = res.DurationS
-		}
-		lgCPU += res.LoadgenCPUS
+		r.DialRetries += res.DialRetries
 		if res.Hist != nil {
 			merged.Merge(res.Hist)
 		}
+		if res.MsgHist != nil {
+			perMsg.Merge(res.MsgHist)
+		}
+		if j.mode == "fanout" {
+			r.Messages += res.Delivered
+			r.Publishes += res.Publishes
+			r.P50us, r.P99us, r.MaxUs = res.P50us, res.P99us, res.MaxUs
+			r.Alive += res.Subscribers
+		} else {
+			r.Messages += res.Messages
+		}
 	}
-	cpu1, _ := proc.CPU(srv.pid())
-	if err := srv.alive(); err != nil {
-		return failf("%v", err)
+	if j.mode != "fanout" {
+		r.P50us = us(merged.Quantile(0.5))
+		r.P99us = us(merged.Quantile(0.99))
+		r.P999us = us(merged.Quantile(0.999))
+		r.MaxUs = us(merged.Max())
+		if perMsg.Count() > 0 {
+			r.MsgP99us = us(perMsg.Quantile(0.99))
+		}
 	}
-	r.ServerCPUS = (cpu1 - cpu0).Seconds()
-	if r.Messages > 0 {
-		r.CPUPerMsgUs = r.ServerCPUS * 1e6 / float64(r.Messages)
+	units := r.Messages // what the server's CPU is divided by
+	if j.mode == "connect" {
+		units = uint64(j.conns)
+		if r.DurationS > 0 {
+			r.ConnectsPerS = float64(j.conns) / r.DurationS
+		}
+	}
+	if units > 0 {
+		r.CPUPerMsgUs = r.ServerCPUS * 1e6 / float64(units)
 	}
 	if r.DurationS > 0 {
 		r.MsgsPerS = float64(r.Messages) / r.DurationS
-		r.LoadgenCores = lgCPU / r.DurationS
+		r.ServerCores = r.ServerCPUS / r.DurationS
+		r.LoadgenCores = r.LoadgenCPUS / r.DurationS
 	}
-	if j.mode == "connect" && r.DurationS > 0 {
-		r.ConnectsPS = float64(j.conns) / r.DurationS
+	if (j.mode == "idle" || j.mode == "connect") && r.Alive != j.conns {
+		failf("%d of %d connections verified alive at the end", r.Alive, j.conns)
 	}
-	r.DurationS = round(r.DurationS, 3)
-	r.P50us = us(merged.Quantile(0.5))
-	r.P99us = us(merged.Quantile(0.99))
-	r.P999us = us(merged.Quantile(0.999))
-	if j.mode == "idle" && r.Alive != j.conns {
-		r.Errors++
-		r.Failure = fmt.Sprintf("%d of %d connections alive at the end", r.Alive, j.conns)
+	if j.mode == "fanout" && r.Alive != j.conns {
+		failf("fanout reports %d subscribers, want %d", r.Alive, j.conns)
+	}
+	// The clients' exit status: 1 with errors (already counted), 0 without.
+	for i, c := range clients {
+		c.stdin.Close()
+		if c.wait(30 * time.Second) {
+			failf("%s did not exit within 30s after its RESULT (killed)", c.name)
+			continue
+		}
+		var ee *exec.ExitError
+		if c.err != nil && (results[i].Errors == 0 || !errors.As(c.err, &ee)) {
+			failf("%s exited with %v after a RESULT with %d errors:\n%s", c.name, c.err, results[i].Errors, c.tail())
+		}
 	}
 	return r
+}
+
+// idleSettle is the wait between the last CONNECTED and reading the
+// server's RSS in the idle scenario.
+func idleSettle() time.Duration {
+	if *quick {
+		return time.Second
+	}
+	return 3 * time.Second
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
 }
 
 func firstLines(s string, n int) string {
@@ -368,29 +511,20 @@ func firstLines(s string, n int) string {
 	return strings.Join(ls, "\n")
 }
 
-func us(d time.Duration) float64 { return round(float64(d)/1e3, 1) }
+func us(d time.Duration) float64 { return float64(d) / 1e3 }
 
-func round(v float64, places int) float64 {
-	p := 1.0
-	for i := 0; i < places; i++ {
-		p *= 10
-	}
-	return float64(int64(v*p+0.5)) / p
-}
-
-// machine describes the host for the report.
-func machine() string {
-	model := "unknown CPU"
+// machine describes the host for the report's header.
+func machine() (cpu string, cores int, kernel, goVersion string) {
+	cpu = "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
+				cpu = strings.TrimSpace(v)
 				break
 			}
 		}
 	}
-	goVersion, _ := exec.Command("go", "version").Output()
-	kernel, _ := exec.Command("uname", "-r").Output()
-	ncpu, _ := exec.Command("nproc").Output()
-	return fmt.Sprintf("%s, %s cores, Linux %s, %s", model, bytes.TrimSpace(ncpu), bytes.TrimSpace(kernel), bytes.TrimSpace(goVersion))
+	gv, _ := exec.Command("go", "version").Output()
+	kv, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return cpu, runtime.NumCPU(), string(bytes.TrimSpace(kv)), string(bytes.TrimSpace(gv))
 }

@@ -58,3 +58,35 @@ func TestMergeThroughJSON(t *testing.T) {
 		t.Fatalf("median %v, want ~1ms", q)
 	}
 }
+
+// TestRelativeErrorRange sweeps 1 µs to 100 s: every value's bucket starts
+// within 1% below it, and a histogram of one value reports it within 1%.
+func TestRelativeErrorRange(t *testing.T) {
+	for v := int64(1000); v <= 100e9; v += v/997 + 1 {
+		l := lower(index(v))
+		if l > v || float64(v-l) > 0.01*float64(v) {
+			t.Fatalf("value %d in bucket %d starting at %d", v, index(v), l)
+		}
+	}
+	var h Hist
+	h.Record(123456789)
+	h.Record(123456789)
+	h.RecordN(5, 0)
+	if q := h.Quantile(0.5); float64(123456789-q) > 0.01*123456789 || h.Count() != 2 {
+		t.Fatalf("median %v count %d", q, h.Count())
+	}
+}
+
+func TestRecordN(t *testing.T) {
+	var a, b Hist
+	for i := 0; i < 16; i++ {
+		a.Record(5000)
+	}
+	b.RecordN(5000, 16)
+	if a != b {
+		t.Fatal("RecordN(v, 16) differs from 16 Record(v)")
+	}
+	if m := b.Mean(); m < 4950 || m > 5000 {
+		t.Fatalf("mean %v", m)
+	}
+}

@@ -5,24 +5,46 @@ package proc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// clkTck is USER_HZ, 100 on every Linux the benchmark runs on.
-const clkTck = 100
+// ClockTicks is USER_HZ, the unit of the times in /proc/PID/stat: the
+// AT_CLKTCK entry of this process's auxiliary vector (what sysconf
+// (_SC_CLK_TCK) returns), or 100 when that cannot be read.
+var ClockTicks = sync.OnceValue(func() int64 {
+	b, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		return 100
+	}
+	const atClkTck = 17
+	for ; len(b) >= 16; b = b[16:] { // pairs of native-endian uint64 on 64-bit Linux
+		k, v := binary.NativeEndian.Uint64(b), binary.NativeEndian.Uint64(b[8:])
+		if k == atClkTck && v > 0 {
+			return int64(v)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	return 100
+})
 
-// CPU returns pid's user+system CPU time so far.
+// CPU returns pid's user+system CPU time so far (all its threads).
 func CPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces and parentheses itself.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return 0, fmt.Errorf("proc: odd /proc/%d/stat", pid)
@@ -31,12 +53,12 @@ func CPU(pid int) (time.Duration, error) {
 	if len(f) < 13 {
 		return 0, fmt.Errorf("proc: short /proc/%d/stat", pid)
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 overall
-	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 overall: utime
+	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15: stime
 	if err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("proc: bad times in /proc/%d/stat", pid)
 	}
-	return time.Duration(ut+st) * time.Second / clkTck, nil
+	return time.Duration(ut+st) * time.Second / time.Duration(ClockTicks()), nil
 }
 
 // Status returns pid's resident set size in bytes and its thread count.
@@ -45,6 +67,7 @@ func Status(pid int) (rss int64, threads int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	var haveRSS bool
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -56,18 +79,36 @@ func Status(pid int) (rss int64, threads int, err error) {
 		}
 		switch k {
 		case "VmRSS":
-			kb, _ := strconv.ParseInt(f[0], 10, 64)
-			rss = kb << 10
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("proc: bad VmRSS %q", v)
+			}
+			rss, haveRSS = kb<<10, true
 		case "Threads":
 			threads, _ = strconv.Atoi(f[0])
 		}
 	}
+	if !haveRSS {
+		return 0, threads, fmt.Errorf("proc: no VmRSS in /proc/%d/status", pid)
+	}
 	return rss, threads, nil
 }
 
-// SelfCPU returns the calling process's user+system CPU time.
+// RSS returns pid's resident set size in bytes.
+func RSS(pid int) (int64, error) {
+	rss, _, err := Status(pid)
+	return rss, err
+}
+
+// Threads returns pid's thread count.
+func Threads(pid int) (int, error) {
+	_, n, err := Status(pid)
+	return n, err
+}
+
+// SelfCPU returns the calling process's user+system CPU time (getrusage).
 func SelfCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,84 +2,112 @@
 // gorilla/websocket's chat example: a hub goroutine owns the set of clients
 // and its register, unregister and broadcast channels; each client has a
 // buffered send channel (256) and a read pump and a write pump goroutine;
-// the hub drops a client whose send channel is full. Two changes from the
-// example, on purpose: no ping ticker or read deadline (no server here has
-// heartbeats), and the write pump sends each message as its own frame with
-// its opcode instead of joining queued messages with newlines.
+// the hub drops a client whose send channel is full. Every connection is a
+// subscriber and every message is broadcast to all of them, sender
+// included. Changes from the example, on purpose: no ping ticker and no
+// read deadline (no server here has heartbeats), a 1 MiB read limit, and the
+// write pump writes each queued message as its own frame with the opcode it
+// arrived with, instead of joining queued messages with newlines.
 package main
 
 import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/wsloop/wsloop/benchmarks/internal/srvutil"
 )
 
+const (
+	writeWait      = 10 * time.Second // as in the example
+	maxMessageSize = 1 << 20
+)
+
+// message is one broadcast: the payload and its opcode.
 type message struct {
-	op   int
+	typ  int
 	data []byte
 }
 
-type client struct {
-	hub  *hub
-	conn *websocket.Conn
-	send chan message
-}
-
-type hub struct {
-	clients    map[*client]bool
+type Hub struct {
+	clients    map[*Client]bool
 	broadcast  chan message
-	register   chan *client
-	unregister chan *client
+	register   chan *Client
+	unregister chan *Client
 }
 
-func (h *hub) run() {
+func newHub() *Hub {
+	return &Hub{
+		broadcast:  make(chan message),
+		register:   make(chan *Client),
+		unregister: make(chan *Client),
+		clients:    make(map[*Client]bool),
+	}
+}
+
+func (h *Hub) run() {
 	for {
 		select {
-		case c := <-h.register:
-			h.clients[c] = true
-		case c := <-h.unregister:
-			if _, ok := h.clients[c]; ok {
-				delete(h.clients, c)
-				close(c.send)
+		case client := <-h.register:
+			h.clients[client] = true
+		case client := <-h.unregister:
+			if _, ok := h.clients[client]; ok {
+				delete(h.clients, client)
+				close(client.send)
 			}
 		case m := <-h.broadcast:
-			for c := range h.clients {
+			for client := range h.clients {
 				select {
-				case c.send <- m:
+				case client.send <- m:
 				default:
-					close(c.send)
-					delete(h.clients, c)
+					close(client.send)
+					delete(h.clients, client)
 				}
 			}
 		}
 	}
 }
 
-func (c *client) readPump() {
+type Client struct {
+	hub  *Hub
+	conn *websocket.Conn
+	send chan message
+}
+
+func (c *Client) readPump() {
 	defer func() {
 		c.hub.unregister <- c
 		c.conn.Close()
 	}()
-	c.conn.SetReadLimit(1 << 20)
+	c.conn.SetReadLimit(maxMessageSize)
 	for {
-		op, data, err := c.conn.ReadMessage()
+		typ, data, err := c.conn.ReadMessage()
 		if err != nil {
 			return
 		}
-		c.hub.broadcast <- message{op, data}
+		c.hub.broadcast <- message{typ, data}
 	}
 }
 
-func (c *client) writePump() {
+func (c *Client) writePump() {
 	defer c.conn.Close()
 	for m := range c.send {
-		if err := c.conn.WriteMessage(m.op, m.data); err != nil {
+		c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+		if err := c.conn.WriteMessage(m.typ, m.data); err != nil {
 			return
 		}
 	}
-	_ = c.conn.WriteMessage(websocket.CloseMessage, []byte{})
+	// The hub closed the channel.
+	c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	c.conn.WriteMessage(websocket.CloseMessage, []byte{})
 }
 
 var upgrader = websocket.Upgrader{
@@ -88,23 +116,39 @@ var upgrader = websocket.Upgrader{
 	CheckOrigin:     func(*http.Request) bool { return true },
 }
 
-func main() {
-	addr, _ := srvutil.Flags()
-	h := &hub{
-		clients:    make(map[*client]bool),
-		broadcast:  make(chan message),
-		register:   make(chan *client),
-		unregister: make(chan *client),
+func serveWs(hub *Hub, w http.ResponseWriter, r *http.Request) {
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
 	}
-	go h.run()
-	srvutil.ServeHTTP(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := upgrader.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		c := &client{hub: h, conn: conn, send: make(chan message, 256)}
-		c.hub.register <- c
-		go c.writePump()
-		go c.readPump()
-	}))
+	client := &Client{hub: hub, conn: conn, send: make(chan message, 256)}
+	client.hub.register <- client
+
+	go client.writePump()
+	go client.readPump()
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
+	flag.Int("loops", runtime.NumCPU(), "ignored (event-loop servers only)")
+	flag.Parse()
+
+	hub := newHub()
+	go hub.run()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serveWs(hub, w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Println("READY", ln.Addr())
+
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx) // hijacked WebSocket connections end with the process
 }

@@ -1,56 +1,65 @@
 // Command nbio is the lesismal/nbio echo server in non-blocking mode, as its
-// websocket examples write it: nbhttp.Engine with IOModNonBlocking and a
-// websocket.Upgrader whose OnMessage writes the message back.
+// websocket examples write it: an nbhttp.Engine with IOModNonBlocking whose
+// handler upgrades every request with a websocket.Upgrader, and an
+// OnMessage that writes each message back with its type. KeepaliveTime 0
+// clears the read deadline the upgrader would otherwise set (120 s), so idle
+// connections stay; no server here has heartbeats.
+//
+// Two library behaviours show on the wire: nbio never calls OnMessage for
+// an empty (0-byte) message, so those are not echoed, and it sends messages
+// over 32 KiB (Config.MaxWebsocketFramePayloadSize, left at its default) as
+// 32 KiB fragments.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"net"
+	"log"
 	"net/http"
 	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
 	"time"
 
+	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
-
-	"github.com/wsloop/wsloop/benchmarks/internal/srvutil"
 )
 
 func main() {
-	addr, loops := srvutil.Flags()
-	addr, err := srvutil.FreeAddr(addr) // nbhttp does not report a port it picked
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
+	loops := flag.Int("loops", runtime.NumCPU(), "pollers")
+	flag.Parse()
+	logging.Output = os.Stderr // nbio logs to stdout by default
+
 	upgrader := websocket.NewUpgrader()
 	upgrader.CheckOrigin = func(*http.Request) bool { return true }
-	upgrader.KeepaliveTime = 0 // no read deadline: no heartbeats here
-	upgrader.MessageLengthLimit = 1 << 20
+	upgrader.KeepaliveTime = 0
 	upgrader.OnMessage(func(c *websocket.Conn, mt websocket.MessageType, data []byte) {
 		_ = c.WriteMessage(mt, data)
 	})
-	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := upgrader.Upgrade(w, r, nil); err != nil {
-			return
-		}
-	})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	addrs := []string{*addr} // Start writes the bound address back here
 	eng := nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp",
-		Addrs:   []string{addr},
+		Addrs:   addrs,
 		IOMod:   nbhttp.IOModNonBlocking,
-		NPoller: loops,
-		Handler: mux,
+		NPoller: *loops,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = upgrader.Upgrade(w, r, nil)
+		}),
 	})
 	if err := eng.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		log.Fatal(err)
 	}
-	a, _ := net.ResolveTCPAddr("tcp", addr)
-	srvutil.Ready(a)
-	srvutil.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	fmt.Println("READY", addrs[0])
+
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = eng.Shutdown(ctx)
+	_ = eng.Shutdown(sctx)
 }

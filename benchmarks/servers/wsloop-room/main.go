@@ -1,60 +1,69 @@
-// Command wsloop-room is the fan-out server for wsloop: every connection
-// joins the room "all"; every message a connection sends is published to
-// every member, sender included (Server.Publish copies the payload into one
-// frame before it returns, so p may be published straight from OnMessage).
+// Command wsloop-room is wsloop's fan-out server: one room, "all", that
+// every connection joins in OnOpen; every message a connection sends is
+// published to the room, sender included, with its opcode. Server.Publish
+// encodes the frame into a buffer of its own before it returns, so the
+// payload, valid only during OnMessage, is published straight from there
+// without a copy of our own. Options as in servers/wsloop (including the
+// 500 ms close timeout that bounds shutdown), plus the outbound cap per
+// connection.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"log"
 	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"github.com/wsloop/wsloop/benchmarks/internal/srvutil"
 	"github.com/wsloop/wsloop/engine"
 )
 
-type room struct {
+const room = "all"
+
+type fanout struct {
 	engine.BaseHandler
 	srv *engine.Server
 }
 
-func (room) OnOpen(c *engine.Conn) { _ = c.Join("all") }
+func (*fanout) OnOpen(c *engine.Conn) { _ = c.Join(room) }
 
-func (r *room) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = r.srv.Publish("all", op, p) }
+func (h *fanout) OnMessage(_ *engine.Conn, op ws.OpCode, p []byte) {
+	_ = h.srv.Publish(room, op, p)
+}
 
 func main() {
-	addr, loops := srvutil.Flags()
-	h := &room{}
+	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
+	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
+	flag.Parse()
+
+	h := &fanout{}
 	srv, err := engine.New(h,
-		engine.WithEventLoops(loops),
+		engine.WithEventLoops(*loops),
 		engine.WithMaxMessageSize(1<<20),
 		engine.WithCheckOrigin(engine.AnyOrigin),
 		engine.WithPingInterval(time.Hour),
 		engine.WithIdleTimeout(2*time.Hour),
+		engine.WithCloseTimeout(500*time.Millisecond),
 		engine.WithMaxOutboundBytes(4<<20),
 	)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		log.Fatal(err)
 	}
 	h.srv = srv
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx, addr) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	srvutil.Ready(srv.Addr())
-	srvutil.Wait()
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-srv.Ready()
+		fmt.Println("READY", srv.Addr())
+	}()
+	if err := srv.ListenAndServe(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {
+		log.Fatal(err)
 	}
 }

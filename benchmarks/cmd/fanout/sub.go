@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ring is the number of countdown slots, indexed by sequence number mod
+// ring; -inflight must stay below it, so a slot is reused only after its
+// publish reached every subscriber.
+const (
+	ring     = 1 << 16
+	ringMask = ring - 1
+)
+
+// bench is the state shared by the publisher and every reader.
+type bench struct {
+	subs int
+	size int
+	op   byte
+	pat  pattern
+
+	pending []atomic.Int32 // per sequence number: subscribers still to receive it
+	tokens  chan struct{}  // one per publish that may be sent now
+	// measuredFrom is the first sequence number of the measured phase;
+	// until GO it is beyond any sequence number.
+	measuredFrom atomic.Uint64
+	lastDone     atomic.Int64 // unix ns when the last completed publish completed
+	lat          hist
+	joined       atomic.Int64 // connections that have received a probe
+	all          []*sub       // the subscribers, nil where a dial failed
+
+	errs     atomic.Uint64
+	failOnce sync.Once
+	failed   chan struct{} // closed at the first error
+	closing  atomic.Bool   // we are closing the sockets: read errors are ours
+}
+
+func newBench(subs, size, inflight int, op byte) *bench {
+	b := &bench{
+		subs:    subs,
+		size:    size,
+		op:      op,
+		pat:     newPattern(size),
+		pending: make([]atomic.Int32, ring),
+		tokens:  make(chan struct{}, inflight),
+		failed:  make(chan struct{}),
+	}
+	b.measuredFrom.Store(1 << 62)
+	for range inflight {
+		b.tokens <- struct{}{}
+	}
+	return b
+}
+
+// fail counts an error, logs the first few and wakes the publisher.
+func (b *bench) fail(format string, args ...any) {
+	if n := b.errs.Add(1); n <= 20 {
+		logf("error: "+format, args...)
+	} else if n == 21 {
+		logf("error: further errors not shown")
+	}
+	b.failOnce.Do(func() { close(b.failed) })
+}
+
+func (b *bench) hasFailed() bool {
+	select {
+	case <-b.failed:
+		return true
+	default:
+		return false
+	}
+}
+
+// sub is one client connection as a reader sees it: a subscriber, or the
+// publisher reading its own messages (self).
+type sub struct {
+	id   int
+	self bool
+	nc   *net.TCPConn // goroutine reader, and the publisher
+	fd   int          // epoll reader: the socket, non-blocking; -1 once closed
+
+	buf  []byte // unread bytes are buf[r:w]
+	r, w int
+
+	reads  uint64        // read calls, for the summary once reading stopped
+	msgs   uint64        // data messages, probes included
+	next   atomic.Uint64 // the next data sequence number expected
+	joined bool          // a probe arrived
+	data   bool          // a data message arrived
+	dead   bool
+}
+
+var errClosing = errors.New("closing")
+
+// consume handles every complete frame in s.buf[s.r:s.w] and moves what is
+// left to the front of the buffer. An error ends the connection.
+func (s *sub) consume(b *bench) error {
+	maxPayload := max(b.size, 125)
+	for {
+		f, n, err := parseFrame(s.buf[s.r:s.w], maxPayload)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		s.r += n
+		if f.masked || f.rsv != 0 {
+			return fmt.Errorf("bad frame from server: opcode %#x, masked %v, rsv %#x", f.op, f.masked, f.rsv)
+		}
+		switch f.op {
+		case opText, opBinary:
+			if err := s.message(b, f); err != nil {
+				return err
+			}
+		case opPing:
+			if !f.fin || len(f.payload) > 125 {
+				return errors.New("bad ping frame")
+			}
+			var mask [4]byte
+			if err := s.send(appendFrame(make([]byte, 0, 6+len(f.payload)), opPong, f.payload, mask)); err != nil {
+				return fmt.Errorf("answering a ping: %w", err)
+			}
+		case opPong:
+		case opClose:
+			if b.closing.Load() {
+				return errClosing
+			}
+			if len(f.payload) >= 2 {
+				return fmt.Errorf("server closed the connection: code %d %q", int(f.payload[0])<<8|int(f.payload[1]), f.payload[2:])
+			}
+			return errors.New("server closed the connection (close frame)")
+		default:
+			return fmt.Errorf("unexpected frame: opcode %#x fin %v (one final frame per message expected)", f.op, f.fin)
+		}
+	}
+	if s.r == s.w {
+		s.r, s.w = 0, 0
+	} else if s.r > 0 {
+		s.w = copy(s.buf, s.buf[s.r:s.w])
+		s.r = 0
+	}
+	return nil
+}
+
+// message checks one data message and counts it down.
+func (s *sub) message(b *bench, f frame) error {
+	p := f.payload
+	if !f.fin {
+		return errors.New("fragmented message (one frame per message expected)")
+	}
+	if f.op != b.op || len(p) != b.size {
+		return fmt.Errorf("message after %d: opcode %#x, %d bytes; want opcode %#x, %d bytes", s.next.Load(), f.op, len(p), b.op, b.size)
+	}
+	s.msgs++
+	seq, sent, ok := getHeader(p)
+	if !ok {
+		return fmt.Errorf("message after %d: corrupted header", s.next.Load())
+	}
+	if !b.pat.check(p, seq) {
+		return fmt.Errorf("message %#x: corrupted body", seq)
+	}
+	if seq&probeBit != 0 {
+		if s.data {
+			return fmt.Errorf("probe %d after data message %d", seq&^probeBit, s.next.Load()-1)
+		}
+		if !s.joined {
+			s.joined = true
+			b.joined.Add(1)
+		}
+		return nil
+	}
+	if !s.joined {
+		return fmt.Errorf("data message %d before any probe", seq)
+	}
+	s.data = true
+	next := s.next.Load()
+	switch {
+	case seq > next:
+		return fmt.Errorf("gap: got message %d, want %d (%d lost)", seq, next, seq-next)
+	case seq < next:
+		return fmt.Errorf("duplicate or reordered: got message %d, want %d", seq, next)
+	}
+	s.next.Store(next + 1)
+	if s.self {
+		return nil
+	}
+	if b.pending[seq&ringMask].Add(-1) == 0 {
+		now := time.Now().UnixNano()
+		if seq >= b.measuredFrom.Load() {
+			b.lat.record(now - sent)
+		}
+		b.lastDone.Store(now)
+		select {
+		case b.tokens <- struct{}{}:
+		default:
+			return fmt.Errorf("message %d completed with every token back (a duplicate countdown)", seq)
+		}
+	}
+	return nil
+}
+
+// send writes a (small) control frame.
+func (s *sub) send(p []byte) error {
+	if s.nc != nil {
+		_ = s.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, err := s.nc.Write(p)
+		return err
+	}
+	for tries := 0; len(p) > 0; tries++ {
+		n, err := unix.Write(s.fd, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN && tries < 100:
+			time.Sleep(time.Millisecond)
+			continue
+		case err != nil:
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// delivered is the number of measured messages s received.
+func (s *sub) delivered(from uint64) uint64 {
+	if n := s.next.Load(); n > from {
+		return n - from
+	}
+	return 0
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// The client side of RFC 6455, just what the benchmark needs: the opening
+// handshake, masked frames from the client, and a frame parser over a
+// connection's own buffer.
+
+const (
+	opCont   = 0x0
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xA
+)
+
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// dialWS connects to addr and upgrades. It returns the connection and any
+// bytes that followed the 101 response in the same reads (frames the server
+// sent at once), which belong to the frame stream.
+func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
+	d := net.Dialer{Timeout: timeout}
+	if srcIP != nil {
+		d.LocalAddr = &net.TCPAddr{IP: srcIP}
+	}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := nc.(*net.TCPConn)
+	rest, err := upgrade(c, addr, timeout)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, rest, nil
+}
+
+func upgrade(c net.Conn, host string, timeout time.Duration) ([]byte, error) {
+	var k [16]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return nil, err
+	}
+	key := base64.StdEncoding.EncodeToString(k[:])
+	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	if _, err := c.Write([]byte(req)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, 1024)
+	for {
+		if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
+			if err := checkResponse(string(buf[:end]), key); err != nil {
+				return nil, err
+			}
+			if err := c.SetDeadline(time.Time{}); err != nil {
+				return nil, err
+			}
+			return buf[end+4:], nil
+		}
+		if len(buf) == cap(buf) {
+			if len(buf) >= 16<<10 {
+				return nil, errors.New("upgrade response header too long")
+			}
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return nil, fmt.Errorf("reading upgrade response: %w", err)
+		}
+	}
+}
+
+// checkResponse checks a response head (without the final CRLFCRLF): the
+// status 101, Upgrade: websocket, Connection: upgrade and the accept key.
+func checkResponse(head, key string) error {
+	lines := strings.Split(head, "\r\n")
+	status := strings.Fields(lines[0])
+	if len(status) < 2 || !strings.HasPrefix(status[0], "HTTP/1.") || status[1] != "101" {
+		return fmt.Errorf("upgrade refused: %q", lines[0])
+	}
+	sum := sha1.Sum([]byte(key + wsGUID))
+	wantAccept := base64.StdEncoding.EncodeToString(sum[:])
+	var up, conn, accept bool
+	for _, l := range lines[1:] {
+		name, value, ok := strings.Cut(l, ":")
+		if !ok {
+			return fmt.Errorf("bad header line %q", l)
+		}
+		value = strings.TrimSpace(value)
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "upgrade":
+			up = strings.EqualFold(value, "websocket")
+		case "connection":
+			for _, tok := range strings.Split(value, ",") {
+				if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+					conn = true
+				}
+			}
+		case "sec-websocket-accept":
+			if value != wantAccept {
+				return fmt.Errorf("Sec-WebSocket-Accept %q, want %q", value, wantAccept)
+			}
+			accept = true
+		}
+	}
+	switch {
+	case !up:
+		return errors.New("101 without Upgrade: websocket")
+	case !conn:
+		return errors.New("101 without Connection: upgrade")
+	case !accept:
+		return errors.New("101 without Sec-WebSocket-Accept")
+	}
+	return nil
+}
+
+// appendFrame appends a final, masked client frame with the given opcode,
+// payload and masking key.
+func appendFrame(b []byte, op byte, p []byte, mask [4]byte) []byte {
+	b = append(b, 0x80|op)
+	switch n := len(p); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	b = append(b, mask[:]...)
+	off := len(b)
+	b = append(b, p...)
+	for i := range p {
+		b[off+i] ^= mask[i&3]
+	}
+	return b
+}
+
+// frame is one parsed server frame; payload points into the read buffer.
+type frame struct {
+	fin, masked bool
+	rsv, op     byte
+	payload     []byte
+}
+
+var errFrameTooLarge = errors.New("frame larger than the read buffer")
+
+// parseFrame parses the frame at the start of b. It returns the frame and
+// its length, or n == 0 when b does not hold all of it yet. A frame whose
+// length exceeds max is an error at once, whether or not it is all there.
+func parseFrame(b []byte, max int) (f frame, n int, err error) {
+	if len(b) < 2 {
+		return f, 0, nil
+	}
+	f.fin = b[0]&0x80 != 0
+	f.rsv = b[0] & 0x70
+	f.op = b[0] & 0x0f
+	f.masked = b[1]&0x80 != 0
+	hdr := 2
+	ln := uint64(b[1] & 0x7f)
+	switch ln {
+	case 126:
+		if len(b) < 4 {
+			return f, 0, nil
+		}
+		ln, hdr = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return f, 0, nil
+		}
+		ln, hdr = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	var mask []byte
+	if f.masked {
+		if len(b) < hdr+4 {
+			return f, 0, nil
+		}
+		mask = b[hdr : hdr+4]
+		hdr += 4
+	}
+	if ln > uint64(max) {
+		return f, 0, fmt.Errorf("%w: opcode %#x, %d bytes", errFrameTooLarge, f.op, ln)
+	}
+	total := hdr + int(ln)
+	if len(b) < total {
+		return f, 0, nil
+	}
+	f.payload = b[hdr:total]
+	if mask != nil { // a protocol error, reported by the caller; unmask to show it
+		for i := range f.payload {
+			f.payload[i] ^= mask[i&3]
+		}
+	}
+	return f, total, nil
+}

@@ -1,0 +1,822 @@
+package wsload
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/hist"
+)
+
+// Engine drives many client connections from a few epoll loops (one per
+// GOMAXPROCS by default, so one when the process is pinned to one CPU):
+// raw non-blocking sockets, level-triggered epoll, one read per readiness
+// event into the loop's buffer, frames built into the loop's buffer and
+// written with one write call. Per connection it keeps a small struct and
+// nothing else: no goroutine, no read buffer (the Verifier checks bytes as
+// they arrive). An echo costs the client one write, one read and a share
+// of an epoll_wait, so that one client core outruns one server core.
+//
+// The main goroutine drives the loops with commands (Dial, Run, Check)
+// and reads their figures once every loop has finished the command.
+type Engine struct {
+	cfg     Config
+	payload *Payload
+	op      ws.OpCode
+	host    string
+	ps      []*poller
+	base    time.Time
+
+	nextDial  atomic.Int64
+	dialN     int64
+	dialLimit int
+
+	errs    atomic.Int64
+	retries atomic.Int64
+	mu      sync.Mutex
+	samples []string
+	broken  bool
+	closed  bool
+}
+
+// Config is an Engine's configuration.
+type Config struct {
+	Addr            netip.AddrPort // the server: must be in 127.0.0.0/8
+	Srcs            []netip.Addr   // local source addresses used round robin (none: the kernel's choice)
+	Size            int            // payload bytes
+	Text            bool           // text messages instead of binary
+	Depth           int            // messages per batch in Run (1: one in flight)
+	DialConcurrency int            // dials in flight, over all loops
+	Pollers         int            // epoll loops (0: GOMAXPROCS)
+	Timeout         time.Duration  // bound on one dial+upgrade attempt and on one round trip
+	DialAttempts    int            // attempts per connection on connect errors (0: 3)
+	Seed            uint64         // payload pool seed (0: random)
+	Logf            func(format string, args ...any)
+}
+
+// IsLoopback4 reports whether a is in 127.0.0.0/8, the only range the
+// load generator may send to.
+func IsLoopback4(a netip.Addr) bool { return a.Is4() && a.As4()[0] == 127 }
+
+// New starts the engine's loops.
+func New(cfg Config) (*Engine, error) {
+	if !IsLoopback4(cfg.Addr.Addr()) {
+		return nil, fmt.Errorf("wsload: server address %v is not in 127.0.0.0/8", cfg.Addr)
+	}
+	for _, s := range cfg.Srcs {
+		if !IsLoopback4(s) {
+			return nil, fmt.Errorf("wsload: source address %v is not in 127.0.0.0/8", s)
+		}
+	}
+	if cfg.Size < 0 || cfg.Size > 16<<20 {
+		return nil, fmt.Errorf("wsload: payload size %d out of range", cfg.Size)
+	}
+	if cfg.Depth < 1 {
+		cfg.Depth = 1
+	}
+	if cfg.DialConcurrency < 1 {
+		cfg.DialConcurrency = 1
+	}
+	if cfg.Pollers < 1 {
+		cfg.Pollers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.DialAttempts < 1 {
+		cfg.DialAttempts = 3
+	}
+	if cfg.Seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		for _, x := range b {
+			cfg.Seed = cfg.Seed<<8 | uint64(x)
+		}
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	e := &Engine{
+		cfg:       cfg,
+		payload:   NewPayload(cfg.Size, cfg.Seed),
+		op:        ws.OpBinary,
+		host:      cfg.Addr.String(),
+		base:      time.Now(),
+		dialLimit: (cfg.DialConcurrency + cfg.Pollers - 1) / cfg.Pollers,
+	}
+	if cfg.Text {
+		e.op = ws.OpText
+	}
+	for i := 0; i < cfg.Pollers; i++ {
+		p, err := newPoller(e)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.ps = append(e.ps, p)
+		go p.loop()
+	}
+	return e, nil
+}
+
+func (e *Engine) mono() int64 { return int64(time.Since(e.base)) }
+
+// errorf counts an error; the first ones are logged and kept.
+func (e *Engine) errorf(format string, args ...any) {
+	n := e.errs.Add(1)
+	if n <= 10 {
+		msg := fmt.Sprintf(format, args...)
+		e.cfg.Logf("%s", msg)
+		e.mu.Lock()
+		e.samples = append(e.samples, msg)
+		e.mu.Unlock()
+	}
+}
+
+// Errors is the number of errors so far.
+func (e *Engine) Errors() int64 { return e.errs.Load() }
+
+// ErrorSamples returns the first errors' descriptions.
+func (e *Engine) ErrorSamples() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.samples...)
+}
+
+// Retries is the number of dial attempts repeated after a connect error.
+func (e *Engine) Retries() int64 { return e.retries.Load() }
+
+const (
+	cmdDial = iota
+	cmdRun
+	cmdCheck
+)
+
+type command struct {
+	kind   int
+	record bool  // record latencies and count messages
+	verify bool  // dial: echo one message on each new connection
+	until  int64 // run: no new batch after this (mono ns)
+	wg     sync.WaitGroup
+}
+
+// do hands cmd to every loop and waits until all have finished it. On
+// timeout it stops the loops, counts an error and breaks the engine.
+func (e *Engine) do(cmd *command, limit time.Duration) bool {
+	if e.broken {
+		return false
+	}
+	cmd.wg.Add(len(e.ps))
+	for _, p := range e.ps {
+		p.post(cmd)
+	}
+	done := make(chan struct{})
+	go func() { cmd.wg.Wait(); close(done) }()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		e.errorf("load generator stuck: command not finished within %v", limit)
+		e.stopLoops()
+		e.broken = true
+		return false
+	}
+}
+
+func (e *Engine) stopLoops() {
+	for _, p := range e.ps {
+		p.quit.Store(true)
+		p.wake()
+	}
+	for _, p := range e.ps {
+		<-p.exited
+	}
+}
+
+// DialResult describes a Dial.
+type DialResult struct {
+	Open        int           // connections upgraded and still open
+	Upgrades    int           // measured dial: upgrades completed
+	Alive       int           // measured dial with verify: echoes verified
+	Elapsed     time.Duration // until the last dial finished
+	LastUpgrade time.Duration // measured dial: until the last upgrade completed
+}
+
+// Dial opens n connections, DialConcurrency at a time, each upgraded and
+// its 101 checked. With measure, each upgrade's latency (socket() to the
+// checked 101, retries included) goes to the histogram; with verify, each
+// new connection then echoes one message.
+func (e *Engine) Dial(n int, measure, verify bool) DialResult {
+	e.nextDial.Store(0)
+	e.dialN = int64(n)
+	start := e.mono()
+	cmd := &command{kind: cmdDial, record: measure, verify: verify}
+	limit := time.Duration(e.cfg.DialAttempts)*e.cfg.Timeout + time.Duration(n)*time.Millisecond + 30*time.Second
+	e.do(cmd, limit)
+	r := DialResult{Elapsed: time.Duration(e.mono() - start)}
+	for _, p := range e.ps {
+		r.Open += p.open
+		r.Upgrades += p.upgrades
+		r.Alive += p.alive
+		if d := time.Duration(p.lastUpgrade - start); d > r.LastUpgrade {
+			r.LastUpgrade = d
+		}
+	}
+	return r
+}
+
+// Run sends on every open connection for d: a batch of Depth messages,
+// then, once every echo of it is checked, the next, until d has passed.
+// It returns when every connection is quiet, with the time from the start
+// to the last batch's completion.
+func (e *Engine) Run(d time.Duration, record bool) time.Duration {
+	start := e.mono()
+	cmd := &command{kind: cmdRun, record: record, until: start + int64(d)}
+	e.do(cmd, d+2*e.cfg.Timeout+10*time.Second)
+	var last int64
+	for _, p := range e.ps {
+		last = max(last, p.lastDone)
+	}
+	if last < start {
+		return time.Duration(e.mono() - start)
+	}
+	return time.Duration(last - start)
+}
+
+// Check echoes one message on every open connection and returns how many
+// answered correctly (their round trips go to the histogram).
+func (e *Engine) Check() int {
+	for _, p := range e.ps {
+		p.alive = 0
+	}
+	cmd := &command{kind: cmdCheck, record: true}
+	e.do(cmd, 2*e.cfg.Timeout+10*time.Second)
+	alive := 0
+	for _, p := range e.ps {
+		alive += p.alive
+	}
+	return alive
+}
+
+// Stats are the recorded figures so far.
+type Stats struct {
+	Messages uint64    // echoes checked while recording
+	Open     int       // connections open
+	Batch    hist.Hist // round trips of batches (or upgrade latencies of a measured Dial)
+	PerMsg   hist.Hist // per message: from its batch's write to its echo (Depth > 1)
+}
+
+// Stats merges the loops' figures. Call it between commands.
+func (e *Engine) Stats() *Stats {
+	s := &Stats{}
+	for _, p := range e.ps {
+		s.Messages += p.msgs
+		s.Open += p.open
+		s.Batch.Merge(&p.hist)
+		s.PerMsg.Merge(&p.msgHist)
+	}
+	return s
+}
+
+// Close stops the loops and closes every socket.
+func (e *Engine) Close() {
+	if e.closed {
+		return
+	}
+	e.closed = true
+	if !e.broken {
+		e.stopLoops()
+	}
+	for _, p := range e.ps {
+		p.close()
+	}
+}
+
+// Connection states.
+const (
+	stConnecting = iota
+	stHandshake
+	stOpen
+	stRetry
+	stDead
+)
+
+type conn struct {
+	fd       int
+	idx      int32
+	id       uint32
+	state    uint8
+	epOut    bool // EPOLLOUT is in the interest set
+	busy     bool // a batch is in flight
+	dialing  bool // counted in poller.dialing
+	verify   bool // echo once after the upgrade, then stop dialing
+	record   bool // record the upgrade latency
+	attempts int
+	mask     [4]byte
+	key      string
+	hs       []byte // upgrade response so far
+	pend     []byte // bytes a short write left
+	tx, rx   uint64 // next message to send; next echo expected
+	t0       int64  // the batch in flight was written at
+	dialT0   int64
+	tryT0    int64
+	v        Verifier
+}
+
+type poller struct {
+	e         *Engine
+	epfd      int
+	wakefd    int
+	sa        unix.SockaddrInet4
+	srcs      []unix.SockaddrInet4
+	conns     []*conn
+	rbuf      []byte
+	wbuf      []byte
+	retryQ    []*conn
+	quit      atomic.Bool
+	exited    chan struct{}
+	posted    atomic.Bool
+	mu        sync.Mutex
+	inbox     *command
+	cur       *command
+	counting  bool
+	exhausted bool
+	nextScan  int64
+
+	busy    int // connections with a batch in flight
+	dialing int // connections between socket() and the end of their dial
+	open    int
+
+	// Figures, read by the main goroutine between commands.
+	hist        hist.Hist
+	msgHist     hist.Hist
+	msgs        uint64
+	alive       int
+	upgrades    int
+	lastUpgrade int64
+	lastDone    int64
+}
+
+const wakeIdx = -1
+
+func newPoller(e *Engine) (*poller, error) {
+	p := &poller{e: e, epfd: -1, wakefd: -1, exited: make(chan struct{}), rbuf: make([]byte, 64<<10)}
+	p.sa.Port = int(e.cfg.Addr.Port())
+	p.sa.Addr = e.cfg.Addr.Addr().As4()
+	for _, s := range e.cfg.Srcs {
+		p.srcs = append(p.srcs, unix.SockaddrInet4{Addr: s.As4()})
+	}
+	var err error
+	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("wsload: epoll_create: %w", err)
+	}
+	if p.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		unix.Close(p.epfd)
+		return nil, fmt.Errorf("wsload: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeIdx}
+	if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, p.wakefd, &ev); err != nil {
+		unix.Close(p.epfd)
+		unix.Close(p.wakefd)
+		return nil, fmt.Errorf("wsload: epoll_ctl: %w", err)
+	}
+	return p, nil
+}
+
+func (p *poller) post(cmd *command) {
+	p.mu.Lock()
+	p.inbox = cmd
+	p.mu.Unlock()
+	p.posted.Store(true)
+	p.wake()
+}
+
+func (p *poller) wake() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(p.wakefd, one[:])
+}
+
+func (p *poller) close() {
+	for _, c := range p.conns {
+		if c.fd >= 0 {
+			unix.Close(c.fd)
+			c.fd = -1
+		}
+	}
+	unix.Close(p.epfd)
+	unix.Close(p.wakefd)
+}
+
+func (p *poller) loop() {
+	defer close(p.exited)
+	events := make([]unix.EpollEvent, 512)
+	var drain [8]byte
+	for !p.quit.Load() {
+		timeout := 100
+		if p.cur != nil && p.cur.kind == cmdRun {
+			if left := p.cur.until - p.e.mono(); left > 0 {
+				timeout = min(timeout, int((left+999_999)/1_000_000))
+			}
+		}
+		n, err := unix.EpollWait(p.epfd, events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			p.e.errorf("epoll_wait: %v", err)
+			return
+		}
+		for i := 0; i < n; i++ {
+			ev := &events[i]
+			if ev.Fd == wakeIdx {
+				_, _ = unix.Read(p.wakefd, drain[:])
+				continue
+			}
+			p.handle(p.conns[ev.Fd], ev.Events)
+		}
+		p.after()
+	}
+}
+
+// after runs after each batch of events: retries, commands, new dials,
+// stall checks, completion.
+func (p *poller) after() {
+	now := p.e.mono()
+	if len(p.retryQ) > 0 {
+		q := p.retryQ
+		p.retryQ = nil
+		for _, c := range q {
+			if c.state == stRetry {
+				p.startDial(c)
+			}
+		}
+	}
+	if p.posted.Load() {
+		p.mu.Lock()
+		cmd := p.inbox
+		p.inbox = nil
+		p.posted.Store(false)
+		p.mu.Unlock()
+		if cmd != nil {
+			p.begin(cmd, now)
+		}
+	}
+	if p.cur != nil && p.cur.kind == cmdDial && !p.exhausted {
+		for p.dialing < p.e.dialLimit {
+			i := p.e.nextDial.Add(1) - 1
+			if i >= p.e.dialN {
+				p.exhausted = true
+				break
+			}
+			p.newConn(uint32(i))
+		}
+	}
+	if now >= p.nextScan {
+		p.scan(now)
+		p.nextScan = now + int64(100*time.Millisecond)
+	}
+	if p.cur != nil && p.finished(now) {
+		p.cur.wg.Done()
+		p.cur = nil
+		p.counting = false
+	}
+}
+
+func (p *poller) begin(cmd *command, now int64) {
+	p.cur = cmd
+	p.counting = cmd.record
+	switch cmd.kind {
+	case cmdDial:
+		p.exhausted = false
+	case cmdRun:
+		for _, c := range p.conns {
+			if c.state == stOpen && !c.busy {
+				p.send(c, p.e.cfg.Depth)
+			}
+		}
+	case cmdCheck:
+		for _, c := range p.conns {
+			if c.state == stOpen && !c.busy {
+				p.send(c, 1)
+			}
+		}
+	}
+}
+
+func (p *poller) finished(now int64) bool {
+	switch p.cur.kind {
+	case cmdDial:
+		return p.exhausted && p.dialing == 0
+	case cmdRun:
+		return now >= p.cur.until && p.busy == 0
+	default:
+		return p.busy == 0
+	}
+}
+
+// scan fails the connections whose dial or round trip takes too long.
+func (p *poller) scan(now int64) {
+	t := p.e.cfg.Timeout
+	for _, c := range p.conns {
+		switch c.state {
+		case stConnecting, stHandshake:
+			if now-c.tryT0 > int64(t) {
+				p.dialFailed(c, fmt.Errorf("no upgrade within %v", t), true)
+			}
+		case stOpen:
+			if c.busy && now-c.t0 > int64(t) {
+				p.fail(c, fmt.Errorf("no echo within %v (%d messages unanswered)", t, c.tx-c.rx))
+			}
+		}
+	}
+}
+
+func (p *poller) newConn(id uint32) {
+	c := &conn{fd: -1, idx: int32(len(p.conns)), id: id, dialing: true, verify: p.cur.verify, record: p.cur.record}
+	c.v = Verifier{P: p.e.payload, Op: p.e.op, ID: id}
+	_, _ = rand.Read(c.mask[:])
+	p.conns = append(p.conns, c)
+	p.dialing++
+	c.dialT0 = p.e.mono()
+	p.startDial(c)
+}
+
+func (p *poller) startDial(c *conn) {
+	c.attempts++
+	c.tryT0 = p.e.mono()
+	c.hs = c.hs[:0]
+	c.v.Reset()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		p.fail(c, fmt.Errorf("socket: %w", err))
+		return
+	}
+	c.fd = fd
+	if len(p.srcs) > 0 {
+		// Let connect pick the port, so that a source address serves
+		// every server port (bind alone would reserve a port for good).
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		src := p.srcs[int(c.id)%len(p.srcs)]
+		if err := unix.Bind(fd, &src); err != nil {
+			p.fail(c, fmt.Errorf("bind %v: %w", netip.AddrFrom4(src.Addr), err))
+			return
+		}
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, &p.sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		p.dialFailed(c, fmt.Errorf("connect: %w", err), true)
+		return
+	}
+	c.state = stConnecting
+	c.epOut = true
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: c.idx}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.fail(c, fmt.Errorf("epoll_ctl: %w", err))
+	}
+}
+
+// dialFailed closes the socket and tries again, or fails the connection.
+func (p *poller) dialFailed(c *conn, err error, retry bool) {
+	if !retry || c.attempts >= p.e.cfg.DialAttempts {
+		if c.attempts > 1 {
+			err = fmt.Errorf("%w (attempt %d)", err, c.attempts)
+		}
+		p.fail(c, err)
+		return
+	}
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	c.state = stRetry
+	p.e.retries.Add(1)
+	p.retryQ = append(p.retryQ, c)
+}
+
+// fail counts an error and closes the connection for good.
+func (p *poller) fail(c *conn, err error) {
+	if c.state == stDead {
+		return
+	}
+	p.e.errorf("conn %d: %v", c.id, err)
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	if c.state == stOpen {
+		p.open--
+	}
+	c.state = stDead
+	if c.busy {
+		c.busy = false
+		p.busy--
+	}
+	if c.dialing {
+		c.dialing = false
+		p.dialing--
+	}
+	c.hs, c.pend = nil, nil
+}
+
+func (p *poller) setOut(c *conn, on bool) {
+	if c.epOut == on {
+		return
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: c.idx}
+	if on {
+		ev.Events |= unix.EPOLLOUT
+	}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+		p.fail(c, fmt.Errorf("epoll_ctl: %w", err))
+		return
+	}
+	c.epOut = on
+}
+
+func (p *poller) handle(c *conn, ev uint32) {
+	switch c.state {
+	case stConnecting:
+		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			return
+		}
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 || ev&unix.EPOLLOUT == 0 {
+			// Only a failed connect pays for asking why.
+			soerr, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err == nil {
+				err = errors.New("hang-up")
+				if soerr != 0 {
+					err = syscall.Errno(soerr)
+				}
+			}
+			p.dialFailed(c, fmt.Errorf("connect: %w", err), true)
+			return
+		}
+		c.key = NewKey()
+		req := AppendRequest(p.wbuf[:0], p.e.host, c.key)
+		p.wbuf = req[:0]
+		if n, err := unix.Write(c.fd, req); err != nil || n < len(req) {
+			p.dialFailed(c, fmt.Errorf("writing the upgrade request: %d of %d bytes: %v", n, len(req), err), true)
+			return
+		}
+		c.state = stHandshake
+		p.setOut(c, false)
+	case stHandshake:
+		n, err := unix.Read(c.fd, p.rbuf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			return
+		case err != nil:
+			p.dialFailed(c, fmt.Errorf("reading the upgrade response: %w", err), true)
+			return
+		case n == 0:
+			p.dialFailed(c, errors.New("closed before answering the upgrade request"), true)
+			return
+		}
+		c.hs = append(c.hs, p.rbuf[:n]...)
+		hl, err := CheckResponse(c.hs, c.key)
+		if errors.Is(err, ErrIncomplete) {
+			return
+		}
+		if err != nil {
+			p.fail(c, err)
+			return
+		}
+		rest := c.hs[hl:]
+		c.hs, c.key = nil, ""
+		c.state = stOpen
+		p.open++
+		p.upgraded(c)
+		if len(rest) > 0 && c.state == stOpen {
+			p.feed(c, rest, p.e.mono())
+		}
+	case stOpen:
+		if ev&unix.EPOLLOUT != 0 && len(c.pend) > 0 {
+			p.flush(c)
+			if c.state != stOpen {
+				return
+			}
+		}
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+			return
+		}
+		n, err := unix.Read(c.fd, p.rbuf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+		case err != nil:
+			p.fail(c, fmt.Errorf("read: %w", err))
+		case n == 0:
+			p.fail(c, errors.New("server closed the connection"))
+		default:
+			p.feed(c, p.rbuf[:n], p.e.mono())
+		}
+	}
+}
+
+// upgraded runs when c's 101 has been checked.
+func (p *poller) upgraded(c *conn) {
+	now := p.e.mono()
+	if c.record {
+		p.hist.Record(now - c.dialT0)
+		p.upgrades++
+		p.lastUpgrade = now
+	}
+	if c.verify {
+		p.send(c, 1) // the dial ends when the echo is checked
+		return
+	}
+	c.dialing = false
+	p.dialing--
+}
+
+// send writes the next k messages of c in one write call.
+func (p *poller) send(c *conn, k int) {
+	b := p.wbuf[:0]
+	for i := 0; i < k; i++ {
+		b = p.e.payload.AppendFrame(b, p.e.op, c.mask, c.id, c.tx+uint64(i))
+	}
+	p.wbuf = b[:0]
+	c.tx += uint64(k)
+	c.busy = true
+	p.busy++
+	c.t0 = p.e.mono()
+	n, err := unix.Write(c.fd, b)
+	if errors.Is(err, unix.EAGAIN) {
+		n, err = 0, nil
+	}
+	if err != nil {
+		p.fail(c, fmt.Errorf("write: %w", err))
+		return
+	}
+	if n < len(b) {
+		c.pend = append(c.pend[:0], b[n:]...)
+		p.setOut(c, true)
+	}
+}
+
+func (p *poller) flush(c *conn) {
+	n, err := unix.Write(c.fd, c.pend)
+	if errors.Is(err, unix.EAGAIN) {
+		return
+	}
+	if err != nil {
+		p.fail(c, fmt.Errorf("write: %w", err))
+		return
+	}
+	c.pend = c.pend[:copy(c.pend, c.pend[n:])]
+	if len(c.pend) == 0 {
+		p.setOut(c, false)
+	}
+}
+
+// feed checks bytes read from c.
+func (p *poller) feed(c *conn, data []byte, now int64) {
+	inflight := int(c.tx - c.rx)
+	done, err := c.v.Feed(data, c.rx, inflight)
+	if done > 0 {
+		c.rx += uint64(done)
+		if p.counting {
+			p.msgs += uint64(done)
+			if p.cur != nil && p.cur.kind == cmdRun && p.e.cfg.Depth > 1 {
+				p.msgHist.RecordN(now-c.t0, uint64(done))
+			}
+		}
+		if c.rx == c.tx && err == nil {
+			p.batchDone(c, now)
+		}
+	}
+	if err != nil {
+		p.fail(c, err)
+	}
+}
+
+func (p *poller) batchDone(c *conn, now int64) {
+	c.busy = false
+	p.busy--
+	rtt := now - c.t0
+	switch {
+	case c.dialing: // the echo after a measured upgrade
+		c.dialing = false
+		p.dialing--
+		p.alive++
+	case p.cur == nil:
+	case p.cur.kind == cmdCheck:
+		p.alive++
+		p.hist.Record(rtt)
+	case p.cur.kind == cmdRun:
+		if p.cur.record {
+			p.hist.Record(rtt)
+			p.lastDone = now
+		}
+		if now < p.cur.until {
+			p.send(c, p.e.cfg.Depth)
+		}
+	}
+}

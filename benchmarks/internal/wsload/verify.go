@@ -1,0 +1,198 @@
+package wsload
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gobwas/ws"
+)
+
+// Verifier parses the frames a server sends on one connection, in pieces
+// as they are read, and checks every data message against the Payload the
+// client sent: its opcode, its length and every byte. Masked frames are
+// unmasked (the floor server echoes the client's own masked frames) and
+// treated like unmasked ones; fragmented messages are checked fragment by
+// fragment; pings and pongs are skipped; a close frame, reserved bits, an
+// unknown opcode or a message nobody asked for is an error. It keeps no
+// buffer: only the header being read (at most 14 bytes) and offsets.
+type Verifier struct {
+	P  *Payload
+	Op ws.OpCode // the data opcode every message must carry
+	ID uint32    // connection id, as given to Payload
+
+	hdr   [14]byte
+	hn    int // header bytes held
+	hneed int // header length, once the second byte is known (else 0)
+	rem   int // payload bytes of the current frame still to come
+	ctrl  bool
+	close bool
+	fin   bool
+	mask  [4]byte
+	mask1 bool // the current frame is masked
+	mpos  int  // bytes of the current frame unmasked so far
+	inMsg bool // a data message has started and not ended
+	moff  int  // bytes of the current message checked so far
+	csize int  // close frame: bytes of its payload seen (for its code)
+	ccode [2]byte
+}
+
+// Reset forgets any partial frame.
+func (v *Verifier) Reset() {
+	p, op, id := v.P, v.Op, v.ID
+	*v = Verifier{P: p, Op: op, ID: id}
+}
+
+// Feed consumes data, the next bytes from the server; it unmasks in place.
+// next is the sequence number of the first message that may complete and
+// limit how many may complete in all (the messages in flight). It returns
+// how many messages completed, all checked.
+func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err error) {
+	for len(data) > 0 {
+		if v.hneed == 0 || v.hn < v.hneed {
+			if v.hn < 2 {
+				k := copy(v.hdr[v.hn:2], data)
+				v.hn += k
+				data = data[k:]
+				if v.hn < 2 {
+					return done, nil
+				}
+				v.hneed = 2
+				switch v.hdr[1] & 0x7f {
+				case 126:
+					v.hneed += 2
+				case 127:
+					v.hneed += 8
+				}
+				if v.hdr[1]&0x80 != 0 {
+					v.hneed += 4
+				}
+			}
+			k := copy(v.hdr[v.hn:v.hneed], data)
+			v.hn += k
+			data = data[k:]
+			if v.hn < v.hneed {
+				return done, nil
+			}
+			if err := v.header(next+uint64(done), done < limit); err != nil {
+				return done, err
+			}
+			if v.rem > 0 {
+				continue
+			}
+		} else {
+			k := min(v.rem, len(data))
+			chunk := data[:k]
+			data = data[k:]
+			if v.mask1 {
+				ws.Cipher(chunk, v.mask, v.mpos)
+				v.mpos += k
+			}
+			v.rem -= k
+			switch {
+			case v.close:
+				for _, b := range chunk {
+					if v.csize < 2 {
+						v.ccode[v.csize] = b
+					}
+					v.csize++
+				}
+				if v.rem == 0 {
+					return done, v.closeErr()
+				}
+				continue
+			case v.ctrl:
+			default:
+				seq := next + uint64(done)
+				if !v.P.Match(v.ID, seq, v.moff, chunk) {
+					at := v.P.FirstDiff(v.ID, seq, v.moff, chunk)
+					return done, fmt.Errorf("message %d: echo differs from what was sent at byte %d of %d", seq, at, v.P.size)
+				}
+				v.moff += k
+			}
+			if v.rem > 0 {
+				continue
+			}
+		}
+		// The frame is complete.
+		if !v.ctrl && v.fin {
+			if v.moff != v.P.size {
+				return done, fmt.Errorf("message %d: echo has %d bytes, sent %d", next+uint64(done), v.moff, v.P.size)
+			}
+			v.inMsg = false
+			done++
+		}
+		v.hn, v.hneed = 0, 0
+	}
+	return done, nil
+}
+
+// header decodes the header held in v.hdr.
+func (v *Verifier) header(seq uint64, expected bool) error {
+	b0, b1 := v.hdr[0], v.hdr[1]
+	if b0&0x70 != 0 {
+		return fmt.Errorf("frame with reserved bits set (first byte %#02x)", b0)
+	}
+	op := ws.OpCode(b0 & 0x0f)
+	v.fin = b0&0x80 != 0
+	n := uint64(b1 & 0x7f)
+	h := v.hdr[2:v.hneed]
+	switch n {
+	case 126:
+		n = uint64(binary.BigEndian.Uint16(h))
+		h = h[2:]
+	case 127:
+		n = binary.BigEndian.Uint64(h)
+		h = h[8:]
+	}
+	v.mask1 = b1&0x80 != 0
+	if v.mask1 {
+		copy(v.mask[:], h)
+	}
+	v.mpos = 0
+	v.ctrl, v.close = op.IsControl(), op == ws.OpClose
+	if v.ctrl {
+		if !v.fin || n > 125 {
+			return fmt.Errorf("bad control frame (opcode %d, %d bytes, fin %v)", op, n, v.fin)
+		}
+		switch op {
+		case ws.OpPing, ws.OpPong:
+		case ws.OpClose:
+			v.csize = 0
+			if n == 0 {
+				return v.closeErr()
+			}
+		default:
+			return fmt.Errorf("frame with reserved opcode %d", op)
+		}
+		v.rem = int(n)
+		return nil
+	}
+	switch {
+	case op == ws.OpContinuation:
+		if !v.inMsg {
+			return fmt.Errorf("continuation frame outside a message")
+		}
+	case op != ws.OpText && op != ws.OpBinary:
+		return fmt.Errorf("frame with reserved opcode %d", op)
+	case v.inMsg:
+		return fmt.Errorf("message %d: new data frame inside a fragmented message", seq)
+	case op != v.Op:
+		return fmt.Errorf("message %d: echo has opcode %d, sent %d", seq, op, v.Op)
+	case !expected:
+		return fmt.Errorf("unsolicited message (opcode %d, %d bytes): nothing in flight", op, n)
+	default:
+		v.inMsg, v.moff = true, 0
+	}
+	if n > uint64(v.P.size-v.moff) {
+		return fmt.Errorf("message %d: echo longer than the %d bytes sent (frame of %d at offset %d)", seq, v.P.size, n, v.moff)
+	}
+	v.rem = int(n)
+	return nil
+}
+
+func (v *Verifier) closeErr() error {
+	if v.csize >= 2 {
+		return fmt.Errorf("server sent a close frame (code %d)", binary.BigEndian.Uint16(v.ccode[:]))
+	}
+	return fmt.Errorf("server sent a close frame")
+}

@@ -1,0 +1,339 @@
+package wsload
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// frame builds a server frame: masked when mask is non-nil.
+func frame(op ws.OpCode, fin bool, p []byte, mask []byte) []byte {
+	h := ws.Header{Fin: fin, OpCode: op, Length: int64(len(p))}
+	var b strings.Builder
+	if mask != nil {
+		h.Masked = true
+		copy(h.Mask[:], mask)
+	}
+	_ = ws.WriteHeader(&b, h)
+	q := append([]byte(nil), p...)
+	if mask != nil {
+		ws.Cipher(q, h.Mask, 0)
+	}
+	return append([]byte(b.String()), q...)
+}
+
+func TestPayloadDiffers(t *testing.T) {
+	p := NewPayload(64, 1)
+	a, b, c := make([]byte, 64), make([]byte, 64), make([]byte, 64)
+	p.Fill(a, 1, 1)
+	p.Fill(b, 1, 2)
+	p.Fill(c, 2, 1)
+	if string(a) == string(b) || string(a) == string(c) {
+		t.Fatal("payloads repeat")
+	}
+	if string(a[16:]) == string(b[16:]) {
+		t.Fatal("random parts repeat")
+	}
+	for _, x := range a {
+		if x < 0x21 || x > 0x7e {
+			t.Fatalf("byte %#x is not printable ASCII", x)
+		}
+	}
+	for off := 0; off < 64; off++ {
+		if !p.Match(1, 1, off, a[off:]) || p.Match(1, 2, off, a[off:]) && off < 60 {
+			t.Fatalf("Match at %d", off)
+		}
+	}
+	small := NewPayload(3, 1)
+	s := make([]byte, 3)
+	small.Fill(s, 0, 0x1ff)
+	if string(s) != "1ff" || !small.Match(0, 0x1ff, 1, s[1:]) {
+		t.Fatalf("3-byte payload %q", s)
+	}
+}
+
+// TestVerifierSplits feeds the same stream cut at every byte: unmasked,
+// masked (as the floor echoes), fragmented with a ping inside.
+func TestVerifierSplits(t *testing.T) {
+	for _, size := range []int{0, 5, 64, 200, 70000} {
+		p := NewPayload(size, 7)
+		var stream []byte
+		msg := func(seq uint64) []byte { b := make([]byte, size); p.Fill(b, 3, seq); return b }
+		stream = append(stream, frame(ws.OpBinary, true, msg(0), nil)...)
+		stream = append(stream, frame(ws.OpBinary, true, msg(1), []byte{1, 2, 3, 4})...)
+		m := msg(2)
+		h := size / 2
+		stream = append(stream, frame(ws.OpBinary, false, m[:h], nil)...)
+		stream = append(stream, frame(ws.OpPing, true, []byte("hi"), nil)...)
+		stream = append(stream, frame(ws.OpContinuation, true, m[h:], []byte{9, 9, 9, 9})...)
+		step := 1
+		if len(stream) > 2000 {
+			step = 997
+		}
+		for cut := 0; cut <= len(stream); cut += step {
+			v := Verifier{P: p, Op: ws.OpBinary, ID: 3}
+			s := append([]byte(nil), stream...)
+			n1, err := v.Feed(s[:cut], 0, 3)
+			if err != nil {
+				t.Fatalf("size %d cut %d: %v", size, cut, err)
+			}
+			n2, err := v.Feed(s[cut:], uint64(n1), 3-n1)
+			if err != nil || n1+n2 != 3 {
+				t.Fatalf("size %d cut %d: %d+%d messages, %v", size, cut, n1, n2, err)
+			}
+		}
+	}
+}
+
+func TestVerifierErrors(t *testing.T) {
+	p := NewPayload(32, 7)
+	good := make([]byte, 32)
+	p.Fill(good, 0, 0)
+	bad := append([]byte(nil), good...)
+	bad[20] ^= 1
+	cases := []struct {
+		name, want string
+		data       []byte
+		limit      int
+	}{
+		{"flipped byte", "differs", frame(ws.OpBinary, true, bad, nil), 1},
+		{"flipped masked", "differs", frame(ws.OpBinary, true, bad, []byte{5, 6, 7, 8}), 1},
+		{"wrong opcode", "opcode", frame(ws.OpText, true, good, nil), 1},
+		{"short", "has 31 bytes", frame(ws.OpBinary, true, good[:31], nil), 1},
+		{"long", "longer", frame(ws.OpBinary, true, append(good, 'x'), nil), 1},
+		{"unsolicited", "unsolicited", frame(ws.OpBinary, true, good, nil), 0},
+		{"close", "close frame (code 1001)", frame(ws.OpClose, true, []byte{0x03, 0xe9}, nil), 1},
+		{"rsv", "reserved bits", append([]byte{0xc2, 0}, good...), 1},
+		{"stray continuation", "continuation", frame(ws.OpContinuation, true, good, nil), 1},
+	}
+	for _, c := range cases {
+		v := Verifier{P: p, Op: ws.OpBinary}
+		_, err := v.Feed(c.data, 0, c.limit)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestCheckResponse(t *testing.T) {
+	key := NewKey()
+	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + Accept(key) + "\r\n\r\n"
+	if n, err := CheckResponse([]byte(ok+"xx"), key); err != nil || n != len(ok) {
+		t.Fatalf("good response: %d, %v", n, err)
+	}
+	if _, err := CheckResponse([]byte(ok[:30]), key); err != ErrIncomplete {
+		t.Fatalf("partial: %v", err)
+	}
+	for _, bad := range []string{
+		strings.Replace(ok, "101", "400", 1),
+		strings.Replace(ok, Accept(key), Accept(NewKey()), 1),
+		strings.Replace(ok, "Upgrade: websocket\r\n", "", 1),
+		strings.Replace(ok, "Connection: Upgrade", "Connection: keep-alive", 1),
+		strings.Replace(ok, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1),
+	} {
+		if _, err := CheckResponse([]byte(bad), key); err == nil || err == ErrIncomplete {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+// server runs an in-process WebSocket server on 127.0.0.1 whose
+// connections are upgraded by gobwas/ws and then given to serve.
+func server(t *testing.T, serve func(c net.Conn, r *bufio.Reader)) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				if _, err := ws.Upgrade(c); err != nil {
+					return
+				}
+				serve(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(l.Addr().String())
+}
+
+// echoFrames echoes every frame, unmasked, through edit (which may
+// change the payload or the header, by index of the data frame).
+func echoFrames(edit func(i int, h *ws.Header, p []byte) []byte) func(net.Conn, *bufio.Reader) {
+	return func(c net.Conn, r *bufio.Reader) {
+		for i := 0; ; i++ {
+			h, err := ws.ReadHeader(r)
+			if err != nil {
+				return
+			}
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(r, p); err != nil {
+				return
+			}
+			ws.Cipher(p, h.Mask, 0)
+			h.Masked = false
+			out := edit(i, &h, p)
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func newEngine(t *testing.T, addr netip.AddrPort, depth int) *Engine {
+	t.Helper()
+	e, err := New(Config{Addr: addr, Size: 100, Depth: depth, DialConcurrency: 4, Timeout: 3 * time.Second, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func TestEngineGood(t *testing.T) {
+	servers := map[string]func(net.Conn, *bufio.Reader){
+		// The floor: bytes back as they came, masked.
+		"raw": func(c net.Conn, r *bufio.Reader) { _, _ = io.Copy(c, r) },
+		// Unmasked, every message in two fragments with a ping between.
+		"fragmenting": echoFrames(func(i int, h *ws.Header, p []byte) []byte {
+			k := len(p) / 3
+			out := frame(h.OpCode, false, p[:k], nil)
+			out = append(out, frame(ws.OpPing, true, nil, nil)...)
+			return append(out, frame(ws.OpContinuation, true, p[k:], nil)...)
+		}),
+	}
+	for name, serve := range servers {
+		for _, depth := range []int{1, 16} {
+			e := newEngine(t, server(t, serve), depth)
+			if r := e.Dial(8, false, false); r.Open != 8 {
+				t.Fatalf("%s: %d open", name, r.Open)
+			}
+			if d := e.Run(200*time.Millisecond, true); d < 200*time.Millisecond {
+				t.Fatalf("%s: ran %v", name, d)
+			}
+			if alive := e.Check(); alive != 8 {
+				t.Fatalf("%s: %d alive", name, alive)
+			}
+			st := e.Stats()
+			if e.Errors() != 0 || st.Messages < 100 {
+				t.Fatalf("%s depth %d: %d messages, errors %v", name, depth, st.Messages, e.ErrorSamples())
+			}
+			if depth > 1 && st.PerMsg.Count() == 0 {
+				t.Fatalf("%s: no per-message latencies", name)
+			}
+		}
+	}
+}
+
+func TestEngineConnect(t *testing.T) {
+	e := newEngine(t, server(t, func(c net.Conn, r *bufio.Reader) { _, _ = io.Copy(c, r) }), 1)
+	r := e.Dial(50, true, true)
+	if r.Upgrades != 50 || r.Alive != 50 || r.LastUpgrade <= 0 || e.Errors() != 0 {
+		t.Fatalf("%+v errors %v", r, e.ErrorSamples())
+	}
+	if n := e.Stats().Batch.Count(); n != 50 {
+		t.Fatalf("%d upgrade latencies", n)
+	}
+}
+
+// TestEngineDetects proves that a wrong byte, a wrong opcode, a close or a
+// bad handshake count as errors.
+func TestEngineDetects(t *testing.T) {
+	cases := map[string]struct {
+		serve func(net.Conn, *bufio.Reader)
+		want  string
+	}{
+		"flipped byte": {echoFrames(func(i int, h *ws.Header, p []byte) []byte {
+			if i == 5 {
+				p[40] ^= 0x01
+			}
+			return frame(h.OpCode, true, p, nil)
+		}), "differs from what was sent at byte 40"},
+		"wrong opcode": {echoFrames(func(i int, h *ws.Header, p []byte) []byte {
+			return frame(ws.OpText, true, p, nil)
+		}), "opcode"},
+		"close": {echoFrames(func(i int, h *ws.Header, p []byte) []byte {
+			if i == 3 {
+				return frame(ws.OpClose, true, []byte{0x03, 0xe8}, nil)
+			}
+			return frame(h.OpCode, true, p, nil)
+		}), "close frame"},
+		"dropped connection": {echoFrames(func(i int, h *ws.Header, p []byte) []byte {
+			if i == 3 {
+				return nil
+			}
+			return frame(h.OpCode, true, p, nil)
+		}), "no echo within"},
+	}
+	for name, c := range cases {
+		e, err := New(Config{Addr: server(t, c.serve), Size: 100, Depth: 1, DialConcurrency: 4, Timeout: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Dial(2, false, false)
+		e.Run(300*time.Millisecond, true)
+		errs := e.ErrorSamples()
+		e.Close()
+		if e.Errors() == 0 || !strings.Contains(strings.Join(errs, "\n"), c.want) {
+			t.Errorf("%s: errors %d %q, want %q", name, e.Errors(), errs, c.want)
+		}
+	}
+
+	// A server that answers the upgrade with a wrong accept value.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				_, _ = c.Read(buf)
+				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+Accept("x")+"\r\n\r\n")
+				_, _ = c.Read(buf)
+			}()
+		}
+	}()
+	e, err := New(Config{Addr: netip.MustParseAddrPort(l.Addr().String()), Size: 10, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if r := e.Dial(3, false, false); r.Open != 0 || e.Errors() != 3 || !strings.Contains(e.ErrorSamples()[0], "Sec-WebSocket-Accept") {
+		t.Fatalf("bad accept: %+v %v", r, e.ErrorSamples())
+	}
+}
+
+func TestNotLoopback(t *testing.T) {
+	if _, err := New(Config{Addr: netip.MustParseAddrPort("10.0.0.1:80")}); err == nil {
+		t.Fatal("accepted 10.0.0.1")
+	}
+	if _, err := New(Config{Addr: netip.MustParseAddrPort("127.0.0.1:80"), Srcs: []netip.Addr{netip.MustParseAddr("192.168.1.1")}}); err == nil {
+		t.Fatal("accepted source 192.168.1.1")
+	}
+}
