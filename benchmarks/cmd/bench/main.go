@@ -45,6 +45,7 @@ var (
 	serverCPU = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
 	loadCPUs  = flag.String("load-cpus", "1", "taskset CPU list for the load generators (empty: no pinning)")
 	nprocs    = flag.Int("procs", 4, "load generator processes for more than 5,000 connections")
+	rounds    = flag.Int("rounds", 3, "runs of each echo and pipeline configuration per server, servers interleaved; the report shows medians (quick: 1)")
 )
 
 // splitAbove is the connection count above which a scenario's connections
@@ -131,13 +132,19 @@ type job struct {
 	size     int
 	depth    int
 	inflight int
+	round    int // 1-based; echo and pipeline run -rounds times
 	dur      time.Duration
 }
 
 // jobs lists the runs, scenario-major: every server runs a configuration
 // before the next configuration starts, so that drift in the machine's
 // state (other tenants, heat) touches all servers alike.
-func jobs(servers, scenarios []string, quick bool, dur time.Duration) []job {
+//
+// Echo and pipeline configurations run nrounds times, all servers in each
+// round before the next round: on a shared machine a closed loop's tail
+// latency moves by tens of percent from one run to the next, and a median
+// over interleaved rounds is what one server can be compared with another on.
+func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds int) []job {
 	type sz struct{ conns, size int }
 	idle := []int{10000, 19000}
 	echo := []sz{{100, 64}, {1000, 64}, {100, 4096}, {1000, 4096}}
@@ -156,6 +163,12 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration) []job {
 			js = append(js, j)
 		}
 	}
+	eachRound := func(j job) {
+		for r := 1; r <= max(nrounds, 1); r++ {
+			j.round = r
+			each(j)
+		}
+	}
 	if has("idle") {
 		for _, n := range idle {
 			each(job{scenario: "idle", mode: "idle", conns: n, size: 64})
@@ -163,12 +176,12 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration) []job {
 	}
 	if has("echo") {
 		for _, e := range echo {
-			each(job{scenario: "echo", mode: "echo", conns: e.conns, size: e.size, depth: 1, dur: dur})
+			eachRound(job{scenario: "echo", mode: "echo", conns: e.conns, size: e.size, depth: 1, dur: dur})
 		}
 	}
 	if has("pipeline") {
 		for _, c := range pipe {
-			each(job{scenario: "pipeline", mode: "pipeline", conns: c, size: 64, depth: 16, dur: dur})
+			eachRound(job{scenario: "pipeline", mode: "pipeline", conns: c, size: 64, depth: 16, dur: dur})
 		}
 	}
 	if has("connect") {
@@ -188,11 +201,20 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration) []job {
 
 func main() {
 	flag.Parse()
-	durSet := false
-	flag.Visit(func(f *flag.Flag) { durSet = durSet || f.Name == "duration" })
+	durSet, roundsSet := false, false
+	flag.Visit(func(f *flag.Flag) {
+		durSet = durSet || f.Name == "duration"
+		roundsSet = roundsSet || f.Name == "rounds"
+	})
 	dur := *duration
 	if *quick && !durSet {
 		dur = 2 * time.Second
+	}
+	if *quick && !roundsSet {
+		*rounds = 1
+	}
+	if *rounds < 1 {
+		fatal(fmt.Errorf("-rounds must be at least 1"))
 	}
 	servers := list(*serverArg)
 	if len(servers) == 0 {
@@ -238,7 +260,7 @@ func main() {
 	started := time.Now()
 	var runs []Run
 	failed := 0
-	for _, j := range jobs(servers, scenarios, *quick, dur) {
+	for _, j := range jobs(servers, scenarios, *quick, dur, *rounds) {
 		r := runJob(j)
 		runs = append(runs, r)
 		if r.Errors > 0 {

@@ -36,13 +36,26 @@ func TestWriteBetweenMarkers(t *testing.T) {
 }
 
 func TestJobsAndReport(t *testing.T) {
-	js := jobs(echoServers, allScenarios, false, 10*time.Second)
+	js := jobs(echoServers, allScenarios, false, 10*time.Second, 3)
 	count := map[string]int{}
 	for _, j := range js {
 		count[j.scenario]++
 	}
-	if count["idle"] != 14 || count["echo"] != 28 || count["pipeline"] != 7 || count["connect"] != 7 || count["fanout"] != 8 {
+	if count["idle"] != 14 || count["echo"] != 3*28 || count["pipeline"] != 3*7 || count["connect"] != 7 || count["fanout"] != 8 {
 		t.Fatalf("jobs: %v", count)
+	}
+	// Rounds interleave servers: every server runs round 1 of a
+	// configuration before any runs round 2.
+	var echo []job
+	for _, j := range js {
+		if j.scenario == "echo" && j.conns == 100 && j.size == 64 {
+			echo = append(echo, j)
+		}
+	}
+	for i, j := range echo {
+		if j.round != 1+i/len(echoServers) || j.server != echoServers[i%len(echoServers)] {
+			t.Fatalf("echo job %d: round %d server %s", i, j.round, j.server)
+		}
 	}
 	runs := []Run{
 		{Scenario: "idle", Server: "wsloop", Conns: 10000, BytesPerConn: 1000, Alive: 10000},
@@ -70,5 +83,32 @@ func TestJobsAndReport(t *testing.T) {
 	md := render(runs, time.Now(), time.Second)
 	if !strings.Contains(md, "| coder **FAILED** |") || !strings.Contains(md, "boom/x") {
 		t.Errorf("failed run not shown:\n%s", md)
+	}
+}
+
+func TestMedians(t *testing.T) {
+	runs := []Run{
+		{Scenario: "idle", Server: "wsloop", Conns: 10, BytesPerConn: 5},
+		{Scenario: "echo", Server: "wsloop", Conns: 1000, Size: 64, Depth: 1, Round: 1, P99us: 300, CPUPerMsgUs: 12, MsgsPerS: 10},
+		{Scenario: "echo", Server: "gws", Conns: 1000, Size: 64, Depth: 1, Round: 1, P99us: 90, CPUPerMsgUs: 15},
+		{Scenario: "echo", Server: "wsloop", Conns: 1000, Size: 64, Depth: 1, Round: 2, P99us: 100, CPUPerMsgUs: 10, MsgsPerS: 30},
+		{Scenario: "echo", Server: "gws", Conns: 1000, Size: 64, Depth: 1, Round: 2, P99us: 95, CPUPerMsgUs: 16, Errors: 1, Failure: "mismatch"},
+		{Scenario: "echo", Server: "wsloop", Conns: 1000, Size: 64, Depth: 1, Round: 3, P99us: 120, CPUPerMsgUs: 11, MsgsPerS: 20},
+		{Scenario: "echo", Server: "gws", Conns: 1000, Size: 64, Depth: 1, Round: 3, P99us: 110, CPUPerMsgUs: 14},
+	}
+	m := medians(runs)
+	if len(m) != 3 || m[0].Scenario != "idle" || m[1].Server != "wsloop" || m[2].Server != "gws" {
+		t.Fatalf("folded into %+v", m)
+	}
+	w, g := m[1], m[2]
+	if w.Rounds != 3 || w.P99us != 120 || w.CPUPerMsgUs != 11 || w.MsgsPerS != 20 || w.P99Min != 100 || w.P99Max != 300 || w.Errors != 0 {
+		t.Fatalf("wsloop median: %+v", w)
+	}
+	if g.P99us != 95 || g.Errors != 1 || g.Failure != "mismatch" {
+		t.Fatalf("gws median: %+v", g)
+	}
+	md := render(runs, time.Now(), time.Second)
+	if !strings.Contains(md, "median of 3 rounds") || !strings.Contains(md, "| 100–300 |") || !strings.Contains(md, "| gws **FAILED** |") {
+		t.Fatalf("report:\n%s", md)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 // render writes the markdown report of one bench invocation.
 func render(runs []Run, started time.Time, dur time.Duration) string {
+	runs = medians(runs)
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	cpu, cores, kernel, goVersion := machine()
@@ -62,17 +63,29 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 			}
 		case "echo", "pipeline":
 			cpuMsg := func(r Run) float64 { return r.CPUPerMsgUs }
+			batch := ""
 			if g.scenario == "echo" {
 				p("### Echo, closed loop: %s connections, %d B, one message in flight\n\n", thousands(g.conns), g.size)
-				p("| server | msgs/s | p50 µs | p99 µs | p99.9 µs | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|\n")
 			} else {
 				p("### Echo, pipelined: %s connections, %d B, %d frames per write\n\n", thousands(g.conns), g.size, g.depth)
 				p("Latencies are of a batch: from its one write to its last echo.\n\n")
-				p("| server | msgs/s | batch p50 µs | batch p99 µs | batch p99.9 µs | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|\n")
+				batch = "batch "
 			}
+			n := 0
 			for _, r := range rs {
-				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
-					r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.ServerCores, r.LoadgenCores)
+				n = max(n, r.Rounds)
+			}
+			if n > 1 {
+				p("Every figure is the median of %d rounds (all servers ran each round before the next began); \"p99 range\" is the lowest and highest p99 of the rounds.\n\n", n)
+			}
+			p("| server | msgs/s | %sp50 µs | %sp99 µs | %sp99.9 µs | p99 range µs | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n", batch, batch, batch)
+			for _, r := range rs {
+				rng := "-"
+				if r.Rounds > 1 {
+					rng = fmt.Sprintf("%.0f–%.0f", r.P99Min, r.P99Max)
+				}
+				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %s | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
+					rng, r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.ServerCores, r.LoadgenCores)
 			}
 		case "connect":
 			cpuUp := func(r Run) float64 { return r.CPUPerMsgUs }

@@ -237,6 +237,10 @@ type Run struct {
 	Size         int               `json:"size"`
 	Depth        int               `json:"depth,omitempty"`
 	Inflight     int               `json:"inflight,omitempty"`
+	Round        int               `json:"round,omitempty"`  // of a configuration that runs -rounds times
+	Rounds       int               `json:"rounds,omitempty"` // a median over this many rounds (report only)
+	P99Min       float64           `json:"p99_min_us,omitempty"`
+	P99Max       float64           `json:"p99_max_us,omitempty"`
 	Procs        int               `json:"loadgen_procs"`
 	DurationS    float64           `json:"duration_s"`
 	Messages     uint64            `json:"messages"`
@@ -266,6 +270,9 @@ type Run struct {
 
 func (r Run) summary() string {
 	s := fmt.Sprintf("%-8s %-11s conns=%-5d size=%-4d", r.Scenario, r.Server, r.Conns, r.Size)
+	if r.Round > 0 {
+		s += fmt.Sprintf(" round=%d", r.Round)
+	}
 	switch r.Scenario {
 	case "idle":
 		s += fmt.Sprintf(" bytes/conn=%.0f threads=%d alive=%d", r.BytesPerConn, r.Threads, r.Alive)
@@ -285,7 +292,7 @@ func (r Run) summary() string {
 
 // runJob starts the server and the clients, measures and stops them.
 func runJob(j job) (r Run) {
-	r = Run{Scenario: j.scenario, Server: j.server, Conns: j.conns, Size: j.size, Depth: j.depth, Inflight: j.inflight}
+	r = Run{Scenario: j.scenario, Server: j.server, Conns: j.conns, Size: j.size, Depth: j.depth, Inflight: j.inflight, Round: j.round}
 	var failures []string
 	failf := func(format string, args ...any) {
 		r.Errors++
