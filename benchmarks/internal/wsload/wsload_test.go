@@ -337,3 +337,34 @@ func TestNotLoopback(t *testing.T) {
 		t.Fatal("accepted source 192.168.1.1")
 	}
 }
+
+// TestEngineSourceAddresses proves that connections are spread over the
+// configured source addresses, round robin: this is how the suite opens
+// more sockets than one address's ephemeral ports allow.
+func TestEngineSourceAddresses(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	addr := server(t, func(c net.Conn, r *bufio.Reader) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		mu.Lock()
+		seen[host]++
+		mu.Unlock()
+		_, _ = io.Copy(c, r)
+	})
+	srcs := []netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3"), netip.MustParseAddr("127.0.0.4")}
+	e, err := New(Config{Addr: addr, Srcs: srcs, Size: 64, Depth: 1, DialConcurrency: 4, Timeout: 3 * time.Second, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if r := e.Dial(30, false, true); r.Open != 30 || e.Errors() != 0 {
+		t.Fatalf("%+v errors %v", r, e.ErrorSamples())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range srcs {
+		if seen[s.String()] != 10 {
+			t.Fatalf("connections per source address: %v, want 10 from each of %v", seen, srcs)
+		}
+	}
+}
