@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
 // The client side of RFC 6455, just what the benchmark needs: the opening
@@ -25,8 +22,6 @@ const (
 	opPing   = 0x9
 	opPong   = 0xA
 )
-
-const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // dialWS connects to addr and upgrades. It returns the connection and any
 // bytes that followed the 101 response in the same reads (frames the server
@@ -49,87 +44,37 @@ func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
 	return c, rest, nil
 }
 
+// upgrade runs the opening handshake with the suite's own client side
+// (wsload): the same request and the same strict check of the 101.
 func upgrade(c net.Conn, host string, timeout time.Duration) ([]byte, error) {
-	var k [16]byte
-	if _, err := rand.Read(k[:]); err != nil {
-		return nil, err
-	}
-	key := base64.StdEncoding.EncodeToString(k[:])
-	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	key := wsload.NewKey()
 	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
-	if _, err := c.Write([]byte(req)); err != nil {
+	if _, err := c.Write(wsload.AppendRequest(nil, host, key)); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, 0, 1024)
 	for {
-		if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
-			if err := checkResponse(string(buf[:end]), key); err != nil {
-				return nil, err
-			}
+		n, err := wsload.CheckResponse(buf, key)
+		if err == nil {
 			if err := c.SetDeadline(time.Time{}); err != nil {
 				return nil, err
 			}
-			return buf[end+4:], nil
+			return buf[n:], nil
+		}
+		if err != wsload.ErrIncomplete {
+			return nil, err
 		}
 		if len(buf) == cap(buf) {
-			if len(buf) >= 16<<10 {
-				return nil, errors.New("upgrade response header too long")
-			}
 			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
 		}
-		n, err := c.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		m, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
 		if err != nil {
 			return nil, fmt.Errorf("reading upgrade response: %w", err)
 		}
 	}
-}
-
-// checkResponse checks a response head (without the final CRLFCRLF): the
-// status 101, Upgrade: websocket, Connection: upgrade and the accept key.
-func checkResponse(head, key string) error {
-	lines := strings.Split(head, "\r\n")
-	status := strings.Fields(lines[0])
-	if len(status) < 2 || !strings.HasPrefix(status[0], "HTTP/1.") || status[1] != "101" {
-		return fmt.Errorf("upgrade refused: %q", lines[0])
-	}
-	sum := sha1.Sum([]byte(key + wsGUID))
-	wantAccept := base64.StdEncoding.EncodeToString(sum[:])
-	var up, conn, accept bool
-	for _, l := range lines[1:] {
-		name, value, ok := strings.Cut(l, ":")
-		if !ok {
-			return fmt.Errorf("bad header line %q", l)
-		}
-		value = strings.TrimSpace(value)
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "upgrade":
-			up = strings.EqualFold(value, "websocket")
-		case "connection":
-			for _, tok := range strings.Split(value, ",") {
-				if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
-					conn = true
-				}
-			}
-		case "sec-websocket-accept":
-			if value != wantAccept {
-				return fmt.Errorf("Sec-WebSocket-Accept %q, want %q", value, wantAccept)
-			}
-			accept = true
-		}
-	}
-	switch {
-	case !up:
-		return errors.New("101 without Upgrade: websocket")
-	case !conn:
-		return errors.New("101 without Connection: upgrade")
-	case !accept:
-		return errors.New("101 without Sec-WebSocket-Accept")
-	}
-	return nil
 }
 
 // appendFrame appends a final, masked client frame with the given opcode,

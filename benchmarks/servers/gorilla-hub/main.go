@@ -11,19 +11,12 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"log"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/httpserve"
 )
 
 const (
@@ -129,26 +122,9 @@ func serveWs(hub *Hub, w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
-	flag.Int("loops", runtime.NumCPU(), "ignored (event-loop servers only)")
-	flag.Parse()
-
 	hub := newHub()
 	go hub.run()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	httpserve.Run(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveWs(hub, w, r)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	fmt.Println("READY", ln.Addr())
-
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx) // hijacked WebSocket connections end with the process
+	}))
 }

@@ -5,19 +5,11 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"log"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"runtime"
-	"syscall"
-	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/httpserve"
 )
 
 var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
@@ -39,23 +31,4 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
-	flag.Int("loops", runtime.NumCPU(), "ignored (event-loop servers only)")
-	flag.Parse()
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(echo)}
-	go func() { _ = srv.Serve(ln) }()
-	fmt.Println("READY", ln.Addr())
-
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx) // hijacked WebSocket connections end with the process
-}
+func main() { httpserve.Run(http.HandlerFunc(echo)) }

@@ -8,19 +8,11 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"log"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"runtime"
-	"syscall"
-	"time"
 
 	"github.com/lxzan/gws"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/httpserve"
 )
 
 type handler struct{ gws.BuiltinEventHandler }
@@ -31,34 +23,15 @@ func (handler) OnMessage(socket *gws.Conn, message *gws.Message) {
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
-	flag.Int("loops", runtime.NumCPU(), "ignored (event-loop servers only)")
-	flag.Parse()
-
 	upgrader := gws.NewUpgrader(handler{}, &gws.ServerOption{
 		ParallelEnabled: false,
 		Recovery:        gws.Recovery,
 	})
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	httpserve.Run(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		socket, err := upgrader.Upgrade(w, r)
 		if err != nil {
 			return
 		}
-		go func() {
-			socket.ReadLoop()
-		}()
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	fmt.Println("READY", ln.Addr())
-
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx) // hijacked WebSocket connections end with the process
+		go socket.ReadLoop()
+	}))
 }

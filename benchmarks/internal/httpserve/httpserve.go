@@ -1,0 +1,43 @@
+// Package httpserve is the part every net/http-based peer server of the
+// suite shares: its flags, its listener, the READY line the orchestrator
+// waits for, and the stop on SIGINT/SIGTERM. What each server does with a
+// request (the library's own way to upgrade and echo) stays in its main.
+package httpserve
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// Run parses -addr (and -loops, accepted and ignored: only event-loop
+// servers have loops), serves h on it, prints "READY <addr>" and returns
+// after SIGINT or SIGTERM.
+func Run(h http.Handler) {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
+	flag.Int("loops", runtime.NumCPU(), "ignored (event-loop servers only)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Println("READY", ln.Addr())
+
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx) // hijacked WebSocket connections end with the process
+}
