@@ -20,6 +20,14 @@
 // copy), a fragmented one lives in a pooled buffer. Text messages have been
 // validated as UTF-8 before OnMessage sees them.
 //
+// # Reads
+//
+// The loops use edge-triggered epoll and read a socket once per readiness
+// event, up to WithReadBufferCap bytes; a read that fills the buffer queues
+// the next one behind the other ready sockets. Under load, connections are
+// served in the order their data arrived, so no connection waits while
+// another is served twice.
+//
 // # Writes
 //
 // Everything written to a connection while its loop handles one read
