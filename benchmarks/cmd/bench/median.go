@@ -75,6 +75,7 @@ func fold(rs []Run) Run {
 	m.P999us = med(func(r Run) float64 { return r.P999us })
 	m.MaxUs = med(func(r Run) float64 { return r.MaxUs })
 	m.MsgP99us = med(func(r Run) float64 { return r.MsgP99us })
+	m.SpreadCV = med(func(r Run) float64 { return r.SpreadCV })
 	m.ServerCPUS = med(func(r Run) float64 { return r.ServerCPUS })
 	m.CPUPerMsgUs = med(func(r Run) float64 { return r.CPUPerMsgUs })
 	m.ServerCores = med(func(r Run) float64 { return r.ServerCores })

@@ -48,6 +48,7 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 		return ""
 	}
 	groups := groupRuns(runs)
+	spreadTold := false
 	for _, g := range groups {
 		rs := g.runs
 		w, f := find(rs, "wsloop"), find(rs, "floor")
@@ -78,14 +79,18 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 			if n > 1 {
 				p("Every figure is the median of %d rounds (all servers ran each round before the next began); \"p99 range\" is the lowest and highest p99 of the rounds.\n\n", n)
 			}
-			p("| server | msgs/s | %sp50 µs | %sp99 µs | %sp99.9 µs | p99 range µs | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n", batch, batch, batch)
+			if !spreadTold {
+				spreadTold = true
+				p("\"Spread\" is how unevenly the server served its connections: the standard deviation of the round trips each connection completed, over their mean (0%% when every connection completed the same number).\n\n")
+			}
+			p("| server | msgs/s | %sp50 µs | %sp99 µs | %sp99.9 µs | p99 range µs | spread %% | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", batch, batch, batch)
 			for _, r := range rs {
 				rng := "-"
 				if r.Rounds > 1 {
 					rng = fmt.Sprintf("%.0f–%.0f", r.P99Min, r.P99Max)
 				}
-				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %s | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
-					rng, r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.ServerCores, r.LoadgenCores)
+				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
+					rng, 100*r.SpreadCV, r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.ServerCores, r.LoadgenCores)
 			}
 		case "connect":
 			cpuUp := func(r Run) float64 { return r.CPUPerMsgUs }

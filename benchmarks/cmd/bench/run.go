@@ -18,6 +18,7 @@ import (
 
 	"github.com/wsloop/wsloop/benchmarks/internal/hist"
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
 // children are the processes running now, killed on SIGINT.
@@ -207,17 +208,18 @@ func startServer(name string) (*child, string, error) {
 
 // lgResult is the part of a loadgen or fanout RESULT line the report uses.
 type lgResult struct {
-	Mode         string     `json:"mode"`
-	DurationS    float64    `json:"duration_s"`
-	Messages     uint64     `json:"messages"`
-	Errors       int64      `json:"errors"`
-	LoadgenCPUS  float64    `json:"loadgen_cpu_s"`
-	ConnectsPerS float64    `json:"connects_per_s"`
-	Alive        int        `json:"alive"`
-	DialRetries  int64      `json:"dial_retries"`
-	Hist         *hist.Hist `json:"hist"`
-	MsgHist      *hist.Hist `json:"msg_hist"`
-	ErrorSamples []string   `json:"error_samples"`
+	Mode         string         `json:"mode"`
+	DurationS    float64        `json:"duration_s"`
+	Messages     uint64         `json:"messages"`
+	Errors       int64          `json:"errors"`
+	LoadgenCPUS  float64        `json:"loadgen_cpu_s"`
+	ConnectsPerS float64        `json:"connects_per_s"`
+	Alive        int            `json:"alive"`
+	DialRetries  int64          `json:"dial_retries"`
+	Hist         *hist.Hist     `json:"hist"`
+	MsgHist      *hist.Hist     `json:"msg_hist"`
+	PerConn      *wsload.Spread `json:"per_conn"`
+	ErrorSamples []string       `json:"error_samples"`
 	// fanout
 	Subscribers   int     `json:"subscribers"`
 	Publishes     uint64  `json:"publishes"`
@@ -250,6 +252,7 @@ type Run struct {
 	P999us       float64           `json:"p999_us"`
 	MaxUs        float64           `json:"max_us"`
 	MsgP99us     float64           `json:"msg_p99_us,omitempty"`
+	SpreadCV     float64           `json:"per_conn_cv,omitempty"` // echo, pipeline: round trips per connection, sd/mean
 	ServerCPUS   float64           `json:"server_cpu_s"`
 	CPUPerMsgUs  float64           `json:"server_cpu_per_msg_us"`
 	ServerCores  float64           `json:"server_cores"`
@@ -421,6 +424,7 @@ func runJob(j job) (r Run) {
 
 	// Merge the clients' figures.
 	var merged, perMsg hist.Hist
+	var spread wsload.Spread
 	for i, res := range results {
 		if res.Errors > 0 {
 			r.Errors += res.Errors
@@ -439,6 +443,7 @@ func runJob(j job) (r Run) {
 		if res.MsgHist != nil {
 			perMsg.Merge(res.MsgHist)
 		}
+		spread.Merge(res.PerConn)
 		if j.mode == "fanout" {
 			r.Messages += res.Delivered
 			r.Publishes += res.Publishes
@@ -456,6 +461,7 @@ func runJob(j job) (r Run) {
 		if perMsg.Count() > 0 {
 			r.MsgP99us = us(perMsg.Quantile(0.99))
 		}
+		r.SpreadCV = spread.CV()
 	}
 	units := r.Messages // what the server's CPU is divided by
 	if j.mode == "connect" {

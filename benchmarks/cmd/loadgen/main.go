@@ -74,30 +74,32 @@ var (
 
 // Result is the RESULT line.
 type Result struct {
-	Mode         string     `json:"mode"`
-	Conns        int        `json:"conns"`
-	Size         int        `json:"size"`
-	Depth        int        `json:"depth"`
-	DurationS    float64    `json:"duration_s"`
-	Messages     uint64     `json:"messages"`
-	Bytes        uint64     `json:"bytes"`
-	Errors       int64      `json:"errors"`
-	MsgsPerS     float64    `json:"msgs_per_s"`
-	P50us        float64    `json:"p50_us"`
-	P99us        float64    `json:"p99_us"`
-	P999us       float64    `json:"p999_us"`
-	MaxUs        float64    `json:"max_us"`
-	Hist         *hist.Hist `json:"hist"`
-	MsgP50us     float64    `json:"msg_p50_us,omitempty"`
-	MsgP99us     float64    `json:"msg_p99_us,omitempty"`
-	MsgHist      *hist.Hist `json:"msg_hist,omitempty"`
-	LoadgenCPUS  float64    `json:"loadgen_cpu_s"`
-	ConnectsPerS float64    `json:"connects_per_s"`
-	Alive        int        `json:"alive"`
-	Open         int        `json:"open"`
-	DialS        float64    `json:"dial_s"`
-	DialRetries  int64      `json:"dial_retries"`
-	ErrorSamples []string   `json:"error_samples,omitempty"`
+	Mode         string         `json:"mode"`
+	Conns        int            `json:"conns"`
+	Size         int            `json:"size"`
+	Depth        int            `json:"depth"`
+	DurationS    float64        `json:"duration_s"`
+	Messages     uint64         `json:"messages"`
+	Bytes        uint64         `json:"bytes"`
+	Errors       int64          `json:"errors"`
+	MsgsPerS     float64        `json:"msgs_per_s"`
+	P50us        float64        `json:"p50_us"`
+	P99us        float64        `json:"p99_us"`
+	P999us       float64        `json:"p999_us"`
+	MaxUs        float64        `json:"max_us"`
+	Hist         *hist.Hist     `json:"hist"`
+	MsgP50us     float64        `json:"msg_p50_us,omitempty"`
+	MsgP99us     float64        `json:"msg_p99_us,omitempty"`
+	MsgHist      *hist.Hist     `json:"msg_hist,omitempty"`
+	PerConn      *wsload.Spread `json:"per_conn,omitempty"` // echo, pipeline: round trips per connection
+	SpreadCV     float64        `json:"per_conn_cv,omitempty"`
+	LoadgenCPUS  float64        `json:"loadgen_cpu_s"`
+	ConnectsPerS float64        `json:"connects_per_s"`
+	Alive        int            `json:"alive"`
+	Open         int            `json:"open"`
+	DialS        float64        `json:"dial_s"`
+	DialRetries  int64          `json:"dial_retries"`
+	ErrorSamples []string       `json:"error_samples,omitempty"`
 }
 
 func logf(format string, args ...any) {
@@ -209,6 +211,10 @@ func main() {
 	res.P99us = us(st.Batch.Quantile(0.99))
 	res.P999us = us(st.Batch.Quantile(0.999))
 	res.MaxUs = us(st.Batch.Max())
+	if *mode == "echo" || *mode == "pipeline" {
+		res.PerConn = &st.PerConn
+		res.SpreadCV = st.PerConn.CV()
+	}
 	if d > 1 {
 		res.MsgHist = &st.PerMsg
 		res.MsgP50us = us(st.PerMsg.Quantile(0.5))

@@ -90,6 +90,13 @@ func TestMismatchFails(t *testing.T) {
 		if err != nil || res.Errors != 0 || res.Messages == 0 {
 			t.Fatalf("%s, honest server: %v, %+v\n%s", mode, err, res, stderr)
 		}
+		depth := 1.0
+		if mode == "pipeline" {
+			depth = 16
+		}
+		if pc := res.PerConn; pc == nil || pc.Conns != 4 || pc.Sum*depth != float64(res.Messages) || pc.Min == 0 || pc.Min > pc.Max {
+			t.Fatalf("%s: per-connection round trips %+v do not add up to %d messages over 4 connections", mode, pc, res.Messages)
+		}
 		res, err, stderr = run(t, append(args, "-addr", echoServer(t, true))...)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {

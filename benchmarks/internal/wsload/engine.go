@@ -275,6 +275,7 @@ type Stats struct {
 	Open     int       // connections open
 	Batch    hist.Hist // round trips of batches (or upgrade latencies of a measured Dial)
 	PerMsg   hist.Hist // per message: from its batch's write to its echo (Depth > 1)
+	PerConn  Spread    // batches each open connection completed in the recorded Run
 }
 
 // Stats merges the loops' figures. Call it between commands.
@@ -285,6 +286,11 @@ func (e *Engine) Stats() *Stats {
 		s.Open += p.open
 		s.Batch.Merge(&p.hist)
 		s.PerMsg.Merge(&p.msgHist)
+		for _, c := range p.conns {
+			if c.state == stOpen {
+				s.PerConn.Add(c.rts)
+			}
+		}
 	}
 	return s
 }
@@ -329,6 +335,7 @@ type conn struct {
 	pend     []byte // bytes a short write left
 	tx, rx   uint64 // next message to send; next echo expected
 	t0       int64  // the batch in flight was written at
+	rts      uint64 // batches completed in the recorded Run
 	dialT0   int64
 	tryT0    int64
 	v        Verifier
@@ -498,6 +505,9 @@ func (p *poller) begin(cmd *command, now int64) {
 		p.exhausted = false
 	case cmdRun:
 		for _, c := range p.conns {
+			if cmd.record {
+				c.rts = 0
+			}
 			if c.state == stOpen && !c.busy {
 				p.send(c, p.e.cfg.Depth)
 			}
@@ -814,6 +824,7 @@ func (p *poller) batchDone(c *conn, now int64) {
 		if p.cur.record {
 			p.hist.Record(rtt)
 			p.lastDone = now
+			c.rts++
 		}
 		if now < p.cur.until {
 			p.send(c, p.e.cfg.Depth)

@@ -3,6 +3,7 @@ package wsload
 import (
 	"bufio"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -366,5 +367,39 @@ func TestEngineSourceAddresses(t *testing.T) {
 		if seen[s.String()] != 10 {
 			t.Fatalf("connections per source address: %v, want 10 from each of %v", seen, srcs)
 		}
+	}
+}
+
+// TestSpread checks the per-connection spread against figures worked by
+// hand, and that merging two halves gives what one Spread over all gives.
+func TestSpread(t *testing.T) {
+	var all, a, b Spread
+	for i, n := range []uint64{10, 10, 10, 10} {
+		all.Add(n)
+		if i < 2 {
+			a.Add(n)
+		} else {
+			b.Add(n)
+		}
+	}
+	if all.CV() != 0 || all.Mean() != 10 || all.Min != 10 || all.Max != 10 {
+		t.Fatalf("equal counts: %+v cv %v", all, all.CV())
+	}
+	all, a, b = Spread{}, Spread{}, Spread{}
+	for i, n := range []uint64{2, 4, 4, 4, 5, 5, 7, 9} { // mean 5, sd 2
+		all.Add(n)
+		if i%2 == 0 {
+			a.Add(n)
+		} else {
+			b.Add(n)
+		}
+	}
+	if math.Abs(all.CV()-0.4) > 1e-12 || all.Min != 2 || all.Max != 9 {
+		t.Fatalf("cv %v min %d max %d, want 0.4 2 9", all.CV(), all.Min, all.Max)
+	}
+	a.Merge(&b)
+	a.Merge(nil)
+	if a != all {
+		t.Fatalf("merged %+v, want %+v", a, all)
 	}
 }

@@ -3,7 +3,9 @@
 // and unparsed (the load generator accepts its own masked frames back). No
 // gnet-based WebSocket server can do less per message, so every figure is
 // also shown against it. One Next and one Write per OnTraffic; the only
-// per-connection state is a bool in the connection's context.
+// per-connection state is a bool in the connection's context. It runs
+// gnet the way wsloop does (edge-triggered, one read per event), so that
+// it stays the floor for wsloop's configuration of the reactor.
 package main
 
 import (
@@ -119,6 +121,7 @@ func main() {
 	go func() {
 		done <- gnet.Run(f, "tcp://"+*addr,
 			gnet.WithNumEventLoop(*loops),
+			gnet.WithEdgeTriggeredIOChunk(1),
 			gnet.WithReusePort(false),
 			gnet.WithLogger(stderrLogger{log.New(os.Stderr, "floor: ", log.LstdFlags)}))
 	}()
