@@ -436,7 +436,10 @@ func (p *poller) loop() {
 				timeout = min(timeout, int((left+999_999)/1_000_000))
 			}
 		}
-		n, err := unix.EpollWait(p.epfd, events, timeout)
+		n, err := pollNow(p.epfd, events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(p.epfd, events, timeout)
+		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			p.e.errorf("epoll_wait: %v", err)
 			return
@@ -717,7 +720,7 @@ func (p *poller) handle(c *conn, ev uint32) {
 		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
 			return
 		}
-		n, err := unix.Read(c.fd, p.rbuf)
+		n, err := rawRead(c.fd, p.rbuf)
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 		case err != nil:
@@ -757,7 +760,7 @@ func (p *poller) send(c *conn, k int) {
 	c.busy = true
 	p.busy++
 	c.t0 = p.e.mono()
-	n, err := unix.Write(c.fd, b)
+	n, err := rawWrite(c.fd, b)
 	if errors.Is(err, unix.EAGAIN) {
 		n, err = 0, nil
 	}
@@ -772,7 +775,7 @@ func (p *poller) send(c *conn, k int) {
 }
 
 func (p *poller) flush(c *conn) {
-	n, err := unix.Write(c.fd, c.pend)
+	n, err := rawWrite(c.fd, c.pend)
 	if errors.Is(err, unix.EAGAIN) {
 		return
 	}
