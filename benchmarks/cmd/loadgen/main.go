@@ -92,7 +92,6 @@ type Result struct {
 	MsgP99us     float64        `json:"msg_p99_us,omitempty"`
 	MsgHist      *hist.Hist     `json:"msg_hist,omitempty"`
 	PerConn      *wsload.Spread `json:"per_conn,omitempty"` // echo, pipeline: round trips per connection
-	SpreadCV     float64        `json:"per_conn_cv,omitempty"`
 	LoadgenCPUS  float64        `json:"loadgen_cpu_s"`
 	ConnectsPerS float64        `json:"connects_per_s"`
 	Alive        int            `json:"alive"`
@@ -213,7 +212,6 @@ func main() {
 	res.MaxUs = us(st.Batch.Max())
 	if *mode == "echo" || *mode == "pipeline" {
 		res.PerConn = &st.PerConn
-		res.SpreadCV = st.PerConn.CV()
 	}
 	if d > 1 {
 		res.MsgHist = &st.PerMsg
@@ -228,8 +226,8 @@ func main() {
 		die("%v", err)
 	}
 	fmt.Printf("RESULT %s\n", js)
-	what := fmt.Sprintf("msgs=%d (%.0f/s) p50=%.0fµs p99=%.0fµs p99.9=%.0fµs max=%.0fµs",
-		res.Messages, res.MsgsPerS, res.P50us, res.P99us, res.P999us, res.MaxUs)
+	what := fmt.Sprintf("msgs=%d (%.0f/s) p50=%.0fµs p99=%.0fµs p99.9=%.0fµs max=%.0fµs spread=%.2f%%",
+		res.Messages, res.MsgsPerS, res.P50us, res.P99us, res.P999us, res.MaxUs, 100*st.PerConn.CV())
 	switch *mode {
 	case "idle":
 		what = fmt.Sprintf("alive=%d/%d check p99=%.0fµs", res.Alive, res.Conns, res.P99us)
