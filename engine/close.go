@@ -8,75 +8,112 @@ import (
 	"github.com/wsloop/wsloop/codec"
 )
 
-// The close handshake (RFC 6455 section 7).
+// The close handshake (RFC 6455 section 7). Every state change below runs
+// on the loop and arms the timer the new state needs in the same step
+// (engine/doc.go has the diagram).
 //
 //   - The peer closes first: its close frame is validated and echoed, and the
 //     server closes the TCP connection at once (the server SHOULD close first,
 //     section 7.1.1).
-//   - The server closes first (Conn.Close, Shutdown): the close frame is
-//     queued and the connection enters stateClosing. Frames keep being read and
-//     delivered; the peer's close frame ends it, or the close timer does.
+//   - The server closes first (Conn.Close, Shutdown, a slow-consumer policy):
+//     Close from any goroutine only marks the connection (sends fail from
+//     then on) and queues a close request behind the calls made before it;
+//     the loop applies it: the close frame is queued behind everything sent
+//     before, the connection enters stateClosing and the close deadline is
+//     armed. Frames keep being read and delivered; the peer's close frame
+//     ends it, or the close deadline does.
 //   - The server fails the connection (a protocol error, section 7.1.7): the
 //     close frame with the error's code is written, the write side is shut
-//     down so that the peer sees the frame and then EOF, and input is
-//     discarded until the peer closes or the close timer fires. Discarding
-//     instead of closing at once avoids the RST that closing a socket with
-//     unread input sends, which can destroy the close frame in flight.
+//     down once that frame has left (so that the peer sees the frame and then
+//     EOF; if gnet still holds output, the loop's backlog sweep shuts it down
+//     when the buffer has drained), and input is skipped until the peer's close
+//     frame, which ends the connection at once, or until the close deadline.
+//     Skipping instead of closing at once avoids the RST that closing a socket
+//     with unread input sends, which can destroy the close frame in flight.
 
-// startClose sends a close frame and enters stateClosing. It is safe from
-// any goroutine.
-func (c *Conn) startClose(code ws.StatusCode, reason string, cause error) error {
+// requestClose marks c as closing and queues the close for its loop. It is
+// safe from any goroutine.
+func (c *Conn) requestClose(code ws.StatusCode, reason string, cause error) error {
+	if c.state.Load() != stateOpen || !c.closeCalled.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	return c.loop.enqueueClose(c, code, reason, cause)
+}
+
+// closeNow starts the closing handshake on the loop: the close frame is
+// queued behind c's pending output, the state moves to closing and the
+// close deadline is armed, all in one step. It reports whether it did
+// (false when c was no longer open).
+func (c *Conn) closeNow(code ws.StatusCode, reason string, cause error) bool {
+	c.closeCalled.Store(true)
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
 		c.mu.Unlock()
-		return ErrClosed
+		return false
 	}
-	c.state.Store(stateClosing)
 	c.closeErr = &CloseError{Code: code, Reason: truncateReason(reason), Err: cause}
-	queue := c.reserveLocked()
+	c.ensureOutLocked()
 	c.out = codec.AppendCloseFrame(c.out, code, reason)
-	c.closeQueued = true
+	c.state.Store(stateClosing)
+	flushNow := !c.dispatching && !c.batched
 	c.mu.Unlock()
-	if queue {
-		return c.queueFlush()
+	c.releasePong()
+	if cause == ErrSlowConsumer {
+		c.loop.srv.slowCloses.Add(1)
 	}
-	return nil
+	c.armCloseTimer()
+	if flushNow {
+		c.flush()
+	}
+	return true
 }
 
 // fail fails the connection because of err (RFC 6455 7.1.7): a close frame
-// with code and reason, then half-close and discard. Must be called on the
-// loop during a dispatch.
+// with code and reason, then half-close and skip. On the loop.
 func (c *Conn) fail(code ws.StatusCode, reason string, err error) {
 	c.rd.release(c.loop)
+	c.closeCalled.Store(true)
 	c.mu.Lock()
 	st := c.state.Load()
 	switch st {
 	case stateOpen:
 		c.closeErr = &CloseError{Code: code, Reason: reason, Err: err}
-		c.reserveLocked() // on the loop, in a dispatch: never needs a flush task
+		c.ensureOutLocked()
 		c.out = codec.AppendCloseFrame(c.out, code, reason)
 		c.state.Store(stateFailed)
+		c.finPending = true
 	case stateClosing:
 		// A violation after our close frame: nothing more to say.
 		c.state.Store(stateDone)
 	}
+	flushNow := !c.dispatching && !c.batched
 	c.mu.Unlock()
+	c.releasePong()
 	if st == stateOpen {
 		c.armCloseTimer()
 	}
-}
-
-// shutdownWrite half-closes the socket once the close frame is out. Called by
-// the loop after the dispatch that failed the connection flushed.
-func (c *Conn) shutdownWrite() {
-	if c.state.Load() == stateFailed && c.gc.OutboundBuffered() == 0 {
-		_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
+	if flushNow {
+		c.flush()
+		c.shutdownWrite()
 	}
 }
 
+// shutdownWrite sends FIN once the close frame of a failed connection has
+// left gnet's buffer; while it has not, the backlog sweep calls it again.
+// On the loop.
+func (c *Conn) shutdownWrite() {
+	if !c.finPending || c.state.Load() != stateFailed || c.gc.OutboundBuffered() > 0 {
+		return
+	}
+	c.finPending = false
+	_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
+}
+
 // onPeerClose handles a valid close frame from the peer: the first one is
-// echoed, an answer to ours completes the handshake.
+// echoed, an answer to ours completes the handshake. On the loop, during a
+// dispatch.
 func (c *Conn) onPeerClose(code ws.StatusCode, reason []byte) {
+	c.closeCalled.Store(true)
 	c.mu.Lock()
 	switch c.state.Load() {
 	case stateOpen:
@@ -85,13 +122,14 @@ func (c *Conn) onPeerClose(code ws.StatusCode, reason []byte) {
 		if code == ws.StatusNoStatusRcvd {
 			reply = ws.StatusNormalClosure
 		}
-		c.reserveLocked()
+		c.ensureOutLocked()
 		c.out = codec.AppendCloseFrame(c.out, reply, "")
 		c.state.Store(stateDone)
 	case stateClosing:
 		c.state.Store(stateDone) // the answer to our close frame
 	}
 	c.mu.Unlock()
+	c.releasePong()
 }
 
 func (c *Conn) armCloseTimer() {
@@ -99,7 +137,7 @@ func (c *Conn) armCloseTimer() {
 }
 
 // truncateReason limits a close reason to what fits in a close frame,
-// cutting at a UTF-8 boundary.
+// cutting at a UTF-8 boundary (as codec.AppendCloseFrame does).
 func truncateReason(s string) string {
 	const max = 123
 	if len(s) <= max {

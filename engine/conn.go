@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -13,15 +14,16 @@ import (
 	"github.com/wsloop/wsloop/timerwheel"
 )
 
-// connection states. Only the event loop changes state, under Conn.mu, except
-// that Conn.Close moves open to closing from any goroutine.
+// Connection states; engine/doc.go draws the diagram. Only the event loop
+// changes a connection's state, under Conn.mu, and it arms the
+// connection's timer in the same step: the state says what the timer means.
 const (
-	stateHandshake uint32 = iota // waiting for the upgrade request
-	stateOpen                    // upgraded
-	stateClosing                 // this server sent a close frame; waiting for the peer's
-	stateFailed                  // this server failed the connection; input is discarded until EOF
-	stateDone                    // the handshake is over: the loop closes the socket after this event
-	stateClosed                  // the socket is closed (OnClose ran)
+	stateHandshake uint32 = iota // waiting for the upgrade request; timer: handshake deadline
+	stateOpen                    // upgraded; timer: heartbeat (next ping or idle eviction)
+	stateClosing                 // this server's close frame is out; waiting for the peer's. Timer: close deadline
+	stateFailed                  // this server failed the connection; input is skipped until the peer's close. Timer: close deadline
+	stateDone                    // the socket is closed when the current loop event ends; no timer
+	stateClosed                  // the socket is closed and OnClose ran; no timer
 )
 
 // Conn is one WebSocket connection.
@@ -34,7 +36,12 @@ type Conn struct {
 	gc    gnet.Conn
 	loop  *loop
 	id    uint64
-	state atomic.Uint32
+	state atomic.Uint32 // written by the loop only, under mu
+
+	// closeCalled is set once, by Close or a slow-consumer close from any
+	// goroutine (CompareAndSwap), or by the loop when it closes: from then
+	// on sends fail with ErrClosed. The state changes later, on the loop.
+	closeCalled atomic.Bool
 
 	// guarded by mu: the pending output and who will flush it.
 	mu          sync.Mutex
@@ -43,10 +50,17 @@ type Conn struct {
 	outScratch  bool    // out is the loop's scratch buffer (dispatch in progress)
 	dispatching bool    // the loop is handling an event for c and flushes at its end
 	flushQueued bool    // a flush task is queued on the loop
-	closeQueued bool    // Close was called off the loop: the loop must arm the close timer
+
+	// owned by the event loop (here, not below, to pack the struct into a
+	// smaller allocation class)
+	opened     bool // OnOpen was called: OnClose is owed
+	finPending bool // failed: the write side is shut down once the close frame has left
+	batched    bool // in the loop's list of connections with batched fan-out frames
+	backlogged bool // in the loop's list of connections with bytes in gnet's buffer
 
 	key          string       // guarded by mu: bound with Bind
-	sockBuffered atomic.Int64 // bytes in gnet's outbound buffer, as of the last loop event for c
+	sockBuffered atomic.Int64 // bytes in gnet's outbound buffer, as of the loop's last look (an upper bound: only the loop adds to it)
+	queued       atomic.Int64 // bytes of sends for c waiting in the loop's queue
 
 	// owned by the event loop.
 	timer       timerwheel.Timer[*Conn]
@@ -55,9 +69,7 @@ type Conn struct {
 	lastPing    int64 // loop clock at the last ping sent
 	rd          reader
 	closeErr    *CloseError
-	opened      bool // OnOpen was called: OnClose is owed
-	halfClosed  bool // the write side was shut down after a failure
-	batched     bool // in the loop's list of connections with batched fan-out frames
+	pong        *pendingPong // the latest ping not yet answered, while the socket is backed up
 	subprotocol string
 	value       any
 	remote      net.Addr
@@ -82,17 +94,23 @@ func (c *Conn) Value() any { return c.value }
 func (c *Conn) SetValue(v any) { c.value = v }
 
 // Send sends p as one binary message. It is safe from any goroutine and
-// copies p before returning. It returns ErrClosed once the connection is
-// closing.
+// copies p before returning; frames sent by one goroutine leave in call
+// order (with those of Publish, Broadcast, SendTo and Close). It returns
+// ErrClosed once the connection is closing, and ErrSlowConsumer when the
+// message cannot fit under WithMaxOutboundBytes whatever the socket has
+// taken (the policy of WithSlowConsumerPolicy then applies). When the
+// answer depends on what the socket took since the event loop last looked,
+// Send queues the message and the loop decides with the exact figure: a
+// message dropped then is counted in Stats.Dropped. ErrQueueFull means the
+// loop's queue is full (WithMaxQueuedBytes).
 func (c *Conn) Send(p []byte) error { return c.writeMessage(ws.OpBinary, p, "") }
 
-// SendText sends s as one text message. s must be valid UTF-8 (not
-// checked). Safe from any goroutine; returns ErrClosed once closing.
+// SendText sends s as one text message, like Send. s must be valid UTF-8
+// (not checked).
 func (c *Conn) SendText(s string) error { return c.writeMessage(ws.OpText, nil, s) }
 
 // WriteMessage sends p as one message with opcode op (ws.OpText or
-// ws.OpBinary). Safe from any goroutine; copies p; returns ErrClosed once
-// closing.
+// ws.OpBinary), like Send.
 func (c *Conn) WriteMessage(op ws.OpCode, p []byte) error {
 	if op != ws.OpText && op != ws.OpBinary {
 		return errBadOpcode
@@ -100,25 +118,33 @@ func (c *Conn) WriteMessage(op ws.OpCode, p []byte) error {
 	return c.writeMessage(op, p, "")
 }
 
-// Close starts the close handshake with code and reason (truncated to 123
-// bytes): the close frame is queued after everything sent before, further
-// sends fail with ErrClosed, and the socket is closed when the peer answers
-// or WithCloseTimeout expires. OnClose follows. code must be one an
-// endpoint may send (1000-1003, 1007-1014, 3000-4999). Safe from any
-// goroutine; returns ErrClosed if the connection is already closing.
+// Close starts the close handshake with code and reason (at most 123
+// bytes, cut at a character boundary): the close frame is queued after
+// everything sent before, further sends fail with ErrClosed, and the socket
+// is closed when the peer answers or WithCloseTimeout after the frame was
+// queued. OnClose follows. code must be one an endpoint may send
+// (1000-1003, 1007-1014, 3000-4999) and reason valid UTF-8 (the peer must
+// fail a close frame whose reason is not); otherwise Close returns an error
+// and sends nothing. Safe from any goroutine; returns ErrClosed if the
+// connection is already closing.
 func (c *Conn) Close(code ws.StatusCode, reason string) error {
 	if !codec.ValidReceivedCloseCode(code) {
 		return fmt.Errorf("wsloop: Close(%d): not a close code an endpoint may send", code)
 	}
-	return c.startClose(code, reason, nil)
+	if !utf8.ValidString(reason) {
+		return fmt.Errorf("wsloop: Close(%d, %q): the reason is not valid UTF-8", code, reason)
+	}
+	return c.requestClose(code, reason, nil)
 }
 
 // BufferedAmount returns the bytes queued for c and not yet taken by its
-// socket, as of the event loop's last look at the socket (like a browser
-// WebSocket's bufferedAmount). WithMaxOutboundBytes caps it. Safe from any
-// goroutine.
+// socket (like a browser WebSocket's bufferedAmount): what waits in the
+// server, exactly, plus what waits in gnet's buffer as of the event loop's
+// last look, which is at most one tick (WithTick) old while that buffer
+// drains. WithMaxOutboundBytes caps it; the cap is checked on the loop
+// against the exact figure. Safe from any goroutine.
 func (c *Conn) BufferedAmount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.out) + int(c.sockBuffered.Load())
+	return len(c.out) + int(c.sockBuffered.Load()) + int(c.queued.Load())
 }

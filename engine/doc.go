@@ -20,6 +20,18 @@
 // copy), a fragmented one lives in a pooled buffer. Text messages have been
 // validated as UTF-8 before OnMessage sees them.
 //
+// # Accepting
+//
+// The server owns its listening socket: one goroutine accepts and hands
+// each socket to the least loaded loop. Open sockets are capped
+// (WithMaxConnections; by default the descriptor limit less a reserve);
+// past the cap a socket is answered with 503 and closed at once. Running out
+// of descriptors does not stop the server: the excess is answered with 503
+// and closed, using one descriptor held in reserve, until descriptors free
+// up (Stats.AcceptErrors, Stats.Shed). ListenAndServe returns
+// ErrServerClosed only after Shutdown; if the listener or an event loop
+// fails for good, it closes every connection and returns the error.
+//
 // # Reads
 //
 // The loops use edge-triggered epoll and read a socket once per readiness
@@ -33,7 +45,62 @@
 // Everything written to a connection while its loop handles one read
 // (echoes from OnMessage, pongs, close frames) leaves in one write system
 // call. Writes from other goroutines are queued in order and flushed by the
-// loop, a burst in one system call.
+// loop, a burst in one system call. Frames sent by one goroutine to one
+// connection leave in call order, whichever of Send, Publish, Broadcast,
+// SendTo, SendToKey and Close produced them. What waits for a connection's
+// socket is capped (WithMaxOutboundBytes), pongs included: a client that
+// floods pings and never reads gets only its latest ping answered once its
+// socket backs up (RFC 6455 5.5.3).
+//
+// # Connection states
+//
+// A connection is in one of six states. Only its event loop moves it from
+// one to another, and in the same step it arms the connection's single
+// timer (one node on the loop's timing wheel) for what the new state needs,
+// so the state alone says what the timer means:
+//
+//	                socket handed to a loop (OnOpen)
+//	                              |
+//	                              v
+//	                        +-----------+  refused (4xx, 503, hook)
+//	                        | handshake |--------------------------------+
+//	                        +-----------+                                |
+//	          valid upgrade:      |                                      |
+//	          101, OnOpen         v                                      |
+//	                        +-----------+  the peer's close frame        |
+//	                        |   open    |  (echoed), idle eviction       |
+//	                        +-----------+---------------------+          |
+//	  close request applied    |     |                        |          |
+//	  (Close, Shutdown, slow   |     | protocol error or      |          |
+//	  consumer): close frame   |     | panic: close frame,    |          |
+//	  queued                   v     v then FIN               v          v
+//	                  +---------+  +--------+  peer's     +------+   +--------+
+//	                  | closing |  | failed |------------>| done |-->| closed |
+//	                  +---------+  +--------+  close      +------+   +--------+
+//	                       |                                 ^   end of   ^
+//	                       +---------------------------------+   the loop |
+//	                         the peer's close frame (the answer) event    |
+//	                                                                      |
+//	  from any state: its deadline, a failed write, the peer's EOF or ----+
+//	  RST close the socket at once
+//
+//	state      timer means                        entered by (always the loop)
+//	handshake  handshake deadline                 OnOpen, when the acceptor's socket reaches the loop
+//	open       heartbeat: next ping, or eviction  the upgrade; re-armed by the heartbeat itself
+//	closing    close deadline                     applying a close request: Conn.Close, Shutdown,
+//	                                              a slow-consumer policy (the frame is queued then)
+//	failed     close deadline                     a protocol violation or a panic in a callback
+//	done       none (closed when the event ends)  the peer's close frame, eviction, a refused upgrade
+//	closed     none (cancelled; never re-armed)   gnet's OnClose; OnClose runs once, if OnOpen did
+//
+// Other goroutines never change a state. Conn.Close (and a slow-consumer
+// close decided off the loop) marks the connection, so that later sends fail
+// with ErrClosed, and queues a close request on the loop behind the calls
+// made before it; the loop applies it: it queues the close frame behind
+// everything sent before, enters closing and arms the close deadline, in
+// one step. The deadline therefore counts from the moment the frame is
+// queued for the socket, and a heartbeat that falls due meanwhile is still a
+// heartbeat.
 //
 // # Closing
 //

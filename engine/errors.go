@@ -39,6 +39,13 @@ var (
 	// 1008/1013 close for that reason.
 	ErrSlowConsumer = errors.New("wsloop: slow consumer: outbound buffer full")
 
+	// ErrQueueFull is returned by Publish, Broadcast, SendTo, Join, Leave
+	// and sends queued behind them when an event loop's queue holds
+	// WithMaxQueuedBytes of work not yet done: the caller produces faster
+	// than the loop delivers. Nothing was queued on that loop (Publish and
+	// Broadcast still reach the loops whose queues had room).
+	ErrQueueFull = errors.New("wsloop: event loop queue full")
+
 	// ErrNotConnected is returned by Server.SendToKey when no open
 	// connection holds the key.
 	ErrNotConnected = errors.New("wsloop: not connected")

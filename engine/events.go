@@ -15,27 +15,19 @@ type events struct {
 	s *Server
 }
 
-// busyResponse answers sockets refused at accept time (connection cap or
-// shutdown), before any per-connection state exists.
+// busyResponse answers sockets refused at accept time (connection cap,
+// descriptors exhausted, or shutdown), before any per-connection state
+// exists.
 var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n" +
 	"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n\r\nserver at capacity\r\n")
 
-func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
-	e.s.boot(eng)
-	return gnet.None
-}
-
+// OnOpen runs on the loop for every socket the acceptor enrolled; the
+// acceptor has counted it against the socket cap.
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
 	l := s.loopFor(gc.EventLoop())
-	if s.draining.Load() || (s.opts.maxConns > 0 && s.sockets.Load() >= int64(s.opts.maxConns)) {
-		s.rejected.Add(1)
-		l.rejects = append(l.rejects, rejected{gc: gc, deadline: l.now + int64(s.opts.handshakeTimeout)})
-		return busyResponse, gnet.None
-	}
 	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: gc.RemoteAddr()}
 	c.timer.Owner = c
-	s.sockets.Add(1)
 	l.add(c)
 	l.arm(c, s.opts.handshakeTimeout)
 	gc.SetContext(c)
@@ -43,11 +35,7 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 }
 
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
-	c, ok := gc.Context().(*Conn)
-	if !ok { // refused at accept: the 503 is out, the request is read
-		_, _ = gc.Discard(-1)
-		return gnet.Close
-	}
+	c := gc.Context().(*Conn)
 	c.lastRead = c.loop.stamp
 	c.beginDispatch()
 	if c.state.Load() == stateHandshake {
@@ -60,10 +48,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	case stateDone:
 		return gnet.Close
 	case stateFailed:
-		if !c.halfClosed {
-			c.halfClosed = true
-			c.shutdownWrite()
-		}
+		c.shutdownWrite()
 	}
 	return gnet.None
 }
@@ -83,6 +68,7 @@ func (e *events) OnTick() (time.Duration, gnet.Action) {
 // closed releases c after its socket closed and runs OnClose if OnOpen ran.
 func (c *Conn) closed(err error) {
 	l := c.loop
+	c.closeCalled.Store(true)
 	c.mu.Lock()
 	c.state.Store(stateClosed)
 	ce := c.closeErr
@@ -90,7 +76,9 @@ func (c *Conn) closed(err error) {
 	l.wheel.Cancel(&c.timer)
 	l.remove(c)
 	c.rd.release(l)
+	c.releasePong()
 	c.dropOut()
+	c.sockBuffered.Store(0)
 	l.srv.sockets.Add(-1)
 	if !c.opened {
 		return

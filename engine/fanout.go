@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gobwas/ws"
 
@@ -16,9 +17,16 @@ import (
 // one write system call per drain: the frame itself (no copy) when the
 // drain holds one message, or all of the drain's frames for it, batched.
 //
-// Room membership lives in each loop's own index, changed and walked only
-// by that loop: joins and leaves travel through the same queue as
-// publishes, so a publish made after Join returned reaches the connection.
+// The queue also carries what must stay in order with publishes: joins and
+// leaves (so that a publish made after Join returned reaches the
+// connection), close requests, and sends made while it is not empty
+// (write.go). Room membership lives in each loop's own index, changed and
+// walked only by that loop.
+//
+// The queue is bounded (WithMaxQueuedBytes): a producer faster than the
+// loop gets ErrQueueFull, counted in Stats.QueueFull, rather than growing
+// memory or blocking (a producer may itself be a handler on a loop, which
+// must never block). Close requests are never refused.
 
 type pubKind uint8
 
@@ -26,39 +34,69 @@ const (
 	pubAll   pubKind = iota // every connection of the loop
 	pubRoom                 // the room's members on the loop
 	pubConns                // the listed connections (all on this loop)
+	pubSend                 // one connection, a frame in the queue's arena
+	pubClose                // close one connection
 	pubJoin
 	pubLeave
 )
 
-// pubItem is one queued fan-out operation.
+// itemCost is what an item counts against the queue bound besides its
+// frame: roughly its own size.
+const itemCost = 96
+
+// pubItem is one queued operation.
 type pubItem struct {
-	kind  pubKind
-	room  string
-	frame []byte // shared, read-only
-	conns []*Conn
-	conn  *Conn
+	kind   pubKind
+	code   uint16 // pubClose
+	off, n int    // pubSend: the frame's place in the arena
+	room   string // pubRoom, pubJoin, pubLeave; pubClose: the reason
+	frame  []byte // shared, read-only
+	conns  []*Conn
+	conn   *Conn
+	cause  error // pubClose
 }
 
-// pubQueue is a loop's inbox of fan-out operations; producers are any
-// goroutines, the consumer is the loop.
+// pubQueue is a loop's inbox; producers are any goroutines, the consumer
+// is the loop.
 type pubQueue struct {
-	mu        sync.Mutex
-	items     []pubItem
-	scheduled bool
+	// active is true from the first enqueue until a drain has applied
+	// everything and found the queue empty: while it is, a drain is queued
+	// or running, and sends take the queue to keep their order (write.go).
+	active atomic.Bool
+
+	mu    sync.Mutex
+	items []pubItem
+	arena []byte // frames of pubSend items
+	bytes int    // counted against WithMaxQueuedBytes
 }
 
-// enqueue adds an item and makes sure a drain task is queued on the loop.
+// enqueue adds an item, unless the queue is full (never for a close), and
+// makes sure a drain task is queued on the loop.
 func (l *loop) enqueue(it pubItem) error {
 	q := &l.pub
+	cost := itemCost + len(it.frame)
 	q.mu.Lock()
+	if it.kind != pubClose && q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
+		q.mu.Unlock()
+		l.srv.queueFull.Add(1)
+		return ErrQueueFull
+	}
 	q.items = append(q.items, it)
-	schedule := !q.scheduled
-	q.scheduled = true
+	q.bytes += cost
+	return l.unlockAndSchedule()
+}
+
+// unlockAndSchedule unlocks q.mu and queues a drain task unless one is
+// queued or running.
+func (l *loop) unlockAndSchedule() error {
+	q := &l.pub
+	schedule := !q.active.Load()
+	q.active.Store(true)
 	q.mu.Unlock()
 	if schedule {
 		if err := l.el.Execute(context.Background(), (*drainTask)(l)); err != nil {
 			q.mu.Lock()
-			q.scheduled = false
+			q.active.Store(false)
 			q.mu.Unlock()
 			return ErrServerClosed
 		}
@@ -66,38 +104,86 @@ func (l *loop) enqueue(it pubItem) error {
 	return nil
 }
 
+// queueSend queues a send to c behind the queue's other items; the loop
+// checks it against the outbound cap when it applies it. Any goroutine.
+func (l *loop) queueSend(c *Conn, op ws.OpCode, p []byte, s string, size int) error {
+	maxOut := int64(l.srv.opts.maxOutbound)
+	if q := c.queued.Load(); q > 0 && q+int64(size) > maxOut {
+		return c.slowConsumerOffLoop() // cannot fit, whatever the socket takes
+	}
+	q := &l.pub
+	cost := itemCost + size
+	q.mu.Lock()
+	if q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
+		q.mu.Unlock()
+		l.srv.queueFull.Add(1)
+		return ErrQueueFull
+	}
+	off := len(q.arena)
+	if s != "" {
+		q.arena = codec.AppendFrameString(q.arena, op, true, s)
+	} else {
+		q.arena = codec.AppendFrame(q.arena, op, true, p)
+	}
+	q.items = append(q.items, pubItem{kind: pubSend, conn: c, off: off, n: size})
+	q.bytes += cost
+	c.queued.Add(int64(size))
+	return l.unlockAndSchedule()
+}
+
+// enqueueClose queues a close request for c (never refused).
+func (l *loop) enqueueClose(c *Conn, code ws.StatusCode, reason string, cause error) error {
+	return l.enqueue(pubItem{kind: pubClose, conn: c, code: uint16(code), room: reason, cause: cause})
+}
+
 type drainTask loop
 
-// Run drains the loop's fan-out queue.
+// Run drains the loop's queue: one batch per run, so that a producer that
+// keeps the queue full cannot hold the loop; a new task is queued behind
+// the loop's other work when more arrived meanwhile.
 func (t *drainTask) Run(context.Context) error {
 	l := (*loop)(t)
 	q := &l.pub
 	q.mu.Lock()
-	items := q.items
-	q.items = l.pubSpare[:0]
-	q.scheduled = false
+	items, arena := q.items, q.arena
+	q.items, q.arena = l.pubSpare[:0], l.arenaSpare[:0]
+	q.bytes = 0
 	q.mu.Unlock()
 
 	frames := 0
 	for i := range items {
-		if items[i].frame != nil {
+		if items[i].frame != nil || items[i].kind == pubSend {
 			frames++
 		}
 	}
 	l.batching = frames > 1
 	l.fanning = true
 	for i := range items {
-		l.apply(&items[i])
+		l.apply(&items[i], arena)
 	}
 	l.fanning = false
 	l.flushBatched()
 	l.applyDeferredLeaves()
 	clear(items)
 	l.pubSpare = items[:0]
+	if cap(arena) <= scratchKeep {
+		l.arenaSpare = arena[:0]
+	}
+
+	q.mu.Lock()
+	if len(q.items) == 0 {
+		q.active.Store(false)
+		q.mu.Unlock()
+		return nil
+	}
+	q.mu.Unlock()
+	if err := l.el.Execute(context.Background(), t); err != nil {
+		q.active.Store(false)
+	}
 	return nil
 }
 
-func (l *loop) apply(it *pubItem) {
+func (l *loop) apply(it *pubItem, arena []byte) {
 	switch it.kind {
 	case pubAll:
 		l.each(func(c *Conn) { l.push(c, it.frame) })
@@ -109,6 +195,11 @@ func (l *loop) apply(it *pubItem) {
 		for _, c := range it.conns {
 			l.push(c, it.frame)
 		}
+	case pubSend:
+		it.conn.queued.Add(-int64(it.n))
+		l.push(it.conn, arena[it.off:it.off+it.n])
+	case pubClose:
+		it.conn.closeNow(ws.StatusCode(it.code), it.room, it.cause)
 	case pubJoin:
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {
 			l.roomsMu.Lock()
@@ -122,7 +213,8 @@ func (l *loop) apply(it *pubItem) {
 	}
 }
 
-// push writes a shared frame to c, on the loop.
+// push writes a shared frame to c, on the loop, checking the outbound cap
+// against gnet's exact figure.
 func (l *loop) push(c *Conn, frame []byte) {
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
@@ -139,10 +231,7 @@ func (l *loop) push(c *Conn, frame []byte) {
 	if l.batching || c.out != nil {
 		// Batch the drain's frames for c, or queue behind pending output
 		// (whose flush task is queued) to keep the order.
-		if c.out == nil {
-			p := l.srv.outPool.Get().(*[]byte)
-			c.out, c.outPooled = (*p)[:0], p
-		}
+		c.ensureOutLocked()
 		c.out = append(c.out, frame...)
 		c.mu.Unlock()
 		if l.batching && !c.batched {
@@ -154,8 +243,7 @@ func (l *loop) push(c *Conn, frame []byte) {
 	c.mu.Unlock()
 	// The one frame of this drain: write the shared bytes as they are; gnet
 	// copies only what the socket does not take. A failed write closes c.
-	_, _ = c.gc.Write(frame)
-	c.sockBuffered.Store(int64(c.gc.OutboundBuffered()))
+	c.write(frame)
 }
 
 // flushBatched writes each batched connection's frames in one system call.
@@ -163,8 +251,9 @@ func (l *loop) flushBatched() {
 	for i, c := range l.touched {
 		c.batched = false
 		if c.state.Load() != stateClosed {
-			c.beginDispatch()
-			c.endDispatch()
+			c.flush()
+		} else {
+			c.dropOut()
 		}
 		l.touched[i] = nil
 	}
@@ -246,6 +335,8 @@ func (s *Server) SendTo(ids []uint64, op ws.OpCode, p []byte) (int, error) {
 	return n, nil
 }
 
+// toEachLoop queues it on every loop. If a loop's queue is full the
+// others still get it, and the error says so.
 func (s *Server) toEachLoop(it pubItem) error {
 	var err error
 	s.eachLoop(func(l *loop) {
@@ -260,7 +351,7 @@ func (s *Server) toEachLoop(it pubItem) error {
 // from any goroutine and takes effect in order with publishes. A closed
 // connection leaves its rooms by itself.
 func (c *Conn) Join(room string) error {
-	if st := c.state.Load(); st != stateOpen {
+	if st := c.state.Load(); st != stateOpen || c.closeCalled.Load() {
 		return ErrClosed
 	}
 	return c.loop.enqueue(pubItem{kind: pubJoin, room: room, conn: c})

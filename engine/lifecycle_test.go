@@ -250,7 +250,7 @@ func runCycles(t *testing.T, addr string, total, conc int) {
 	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	var failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error]
 	msg := []byte("churn message 0123456789")
 	for i := range total {
 		sem <- struct{}{}
@@ -259,13 +259,14 @@ func runCycles(t *testing.T, addr string, total, conc int) {
 			defer func() { <-sem; wg.Done() }()
 			if err := cycle(addr, clientIPs[i%len(clientIPs)], msg, nil, nil); err != nil {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err)
+				firstErr.CompareAndSwap(nil, &err)
 			}
 		}()
 	}
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d of %d cycles failed; first: %v", n, total, firstErr.Load())
+		t.Logf("open files %d", openFiles(t))
+		t.Fatalf("%d of %d cycles failed; first: %v", n, total, *firstErr.Load())
 	}
 }
 
@@ -275,6 +276,7 @@ func runCycles(t *testing.T, addr string, total, conc int) {
 func TestChurn(t *testing.T) {
 	rec := newRecorder()
 	srv, addr := startServer(t, rec, WithHandshakeTimeout(time.Minute)) // a loaded test process is slow to send requests
+	t.Cleanup(func() { t.Logf("stats %+v", srv.Stats()) })
 	// Warm up with the full concurrency: the runtime keeps the descriptors of
 	// dead goroutines for reuse, and the loops size their tables, once.
 	const warm = 10000
@@ -285,7 +287,7 @@ func TestChurn(t *testing.T) {
 	const total, conc = 50000, 9000
 	start := time.Now()
 	runCycles(t, addr, total, conc)
-	t.Logf("%d cycles in %v", total, time.Since(start))
+	t.Logf("%d cycles in %v; %+v", total, time.Since(start), srv.Stats())
 
 	waitFor(t, 10*time.Second, "server sockets to close", func() bool { return srv.sockets.Load() == 0 })
 	waitFor(t, 10*time.Second, "OnClose for every OnOpen", func() bool {

@@ -32,24 +32,20 @@ type loop struct {
 	req     codec.Request // the upgrade request being parsed
 	hreq    Request       // its view for hooks
 	hdrs    []HeaderField // response header lines being assembled
-	rejects []rejected    // sockets refused at accept, closed at first read or deadline
+	backlog []*Conn       // connections with bytes in gnet's outbound buffer (backlog.go)
+	pongs   []*pendingPong
 	stats   loopStats
 
 	// fan-out (fanout.go)
 	pub            pubQueue
 	pubSpare       []pubItem
+	arenaSpare     []byte
 	rooms          *shard.Rooms[string, *Conn] // written by the loop under roomsMu, read by it without
 	roomsMu        sync.RWMutex
 	batching       bool    // the current drain holds several frames
 	fanning        bool    // the loop is walking member lists
 	touched        []*Conn // connections with batched frames
 	deferredLeaves []*Conn // closed while fanning: leave their rooms after
-}
-
-// rejected is a socket answered with 503 at accept time.
-type rejected struct {
-	gc       gnet.Conn
-	deadline int64
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
@@ -96,28 +92,24 @@ func (l *loop) Run(context.Context) error {
 	l.now = int64(now.Sub(l.epoch))
 	l.stamp = l.now + int64(l.srv.opts.tick)
 	l.wheel.Advance(now)
-	l.sweepRejects()
+	l.sweepBacklog()
 	return nil
-}
-
-func (l *loop) sweepRejects() {
-	kept := l.rejects[:0]
-	for _, r := range l.rejects {
-		if r.deadline <= l.now {
-			_ = l.el.Close(r.gc) // no-op if it is already closed
-			continue
-		}
-		kept = append(kept, r)
-	}
-	clear(l.rejects[len(kept):])
-	l.rejects = kept
 }
 
 // arm schedules c's timer d from now. The wheel's clock is the last tick,
 // up to one tick behind the real time, so the delay is counted from the
 // next tick: the deadline is never early, at most one tick late.
 func (l *loop) arm(c *Conn, d time.Duration) {
-	l.wheel.Schedule(&c.timer, d+time.Duration(l.stamp-l.now))
+	l.schedule(c, d+time.Duration(l.stamp-l.now))
+}
+
+// schedule schedules c's timer d after the wheel's clock, unless c is
+// closed or about to be: a closed connection never stays on the wheel.
+func (l *loop) schedule(c *Conn, d time.Duration) {
+	if c.state.Load() >= stateDone {
+		return
+	}
+	l.wheel.Schedule(&c.timer, d)
 }
 
 // closeSocket closes c's socket now; OnClose runs before it returns.

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/wsloop/wsloop/codec"
 )
 
@@ -45,8 +47,10 @@ type options struct {
 	tick             time.Duration
 	appPing, appPong string
 	maxOutbound      int
+	maxQueued        int
 	slowPolicy       SlowConsumerPolicy
 	shards           int
+	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 }
 
 // SlowConsumerPolicy says what happens to a message that would push a
@@ -64,6 +68,14 @@ const (
 	CloseTryAgainLater
 )
 
+// code is the close code of a closing policy.
+func (p SlowConsumerPolicy) code() ws.StatusCode {
+	if p == CloseTryAgainLater {
+		return 1013
+	}
+	return ws.StatusPolicyViolation
+}
+
 func defaultOptions() options {
 	return options{
 		eventLoops:       runtime.NumCPU(),
@@ -78,6 +90,7 @@ func defaultOptions() options {
 		closeTimeout:     5 * time.Second,
 		tick:             100 * time.Millisecond,
 		maxOutbound:      4 << 20,
+		maxQueued:        32 << 20,
 	}
 }
 
@@ -101,9 +114,16 @@ func WithReadBufferCap(n int) Option { return func(o *options) { o.readBufferCap
 // Default: 64 KiB.
 func WithWriteBufferCap(n int) Option { return func(o *options) { o.writeBufferCap = n } }
 
-// WithMaxConnections caps the number of open sockets (upgraded or not);
-// past it a new connection is answered with 503 and closed, before any
-// per-connection state is allocated. Default: 0, no cap.
+// WithMaxConnections caps the number of open sockets, upgraded or not: past
+// it a new socket is answered with 503 and closed at once, before any
+// per-connection state is allocated, so the cap bounds the descriptors
+// the server holds. Default: 0, which derives the cap from the process's
+// descriptor limit (RLIMIT_NOFILE, read when ListenAndServe starts) less a
+// reserve for everything else the process opens: 1/64 of the limit, at
+// least 32 and at most 1024 (19,688 sockets for a limit of 20,000). If the
+// process runs out of descriptors anyway (the application holds more than
+// the reserve), the server keeps serving: it answers waiting connections
+// with 503 and closes them until descriptors free up.
 func WithMaxConnections(n int) Option { return func(o *options) { o.maxConns = n } }
 
 // WithSubprotocols lists the subprotocols the server speaks, most preferred
@@ -183,6 +203,15 @@ func WithAppHeartbeat(ping, pong string) Option {
 // the cap is sent when nothing else is queued). Default: 4 MiB.
 func WithMaxOutboundBytes(n int) Option { return func(o *options) { o.maxOutbound = n } }
 
+// WithMaxQueuedBytes caps the bytes each event loop holds in its queue of
+// work handed to it by other goroutines and not yet done: the frames of
+// Publish, Broadcast and SendTo calls (each counted once per loop), of
+// sends queued behind them, and about 100 bytes per queued call (Join and
+// Leave included). A call that would pass it fails with ErrQueueFull and
+// is counted in Stats.QueueFull; nothing blocks. Close is never refused.
+// Default: 32 MiB.
+func WithMaxQueuedBytes(n int) Option { return func(o *options) { o.maxQueued = n } }
+
 // WithSlowConsumerPolicy sets what happens when a send would pass
 // WithMaxOutboundBytes. Default: DropMessage.
 func WithSlowConsumerPolicy(p SlowConsumerPolicy) Option {
@@ -225,6 +254,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithWriteBufferCap(%d): need at least 1024", o.writeBufferCap)
 	case o.maxOutbound < 1024:
 		return fmt.Errorf("wsloop: WithMaxOutboundBytes(%d): need at least 1024", o.maxOutbound)
+	case o.maxQueued < 64<<10:
+		return fmt.Errorf("wsloop: WithMaxQueuedBytes(%d): need at least 64 KiB", o.maxQueued)
 	case o.slowPolicy > CloseTryAgainLater:
 		return fmt.Errorf("wsloop: WithSlowConsumerPolicy(%d): unknown policy", o.slowPolicy)
 	case o.shards < 0:

@@ -75,7 +75,11 @@ func (c *Conn) readFrames() {
 			more = c.readFrame(gc, avail)
 		}
 		if !more {
-			return
+			if st := c.state.Load(); st == stateOpen || st == stateClosing {
+				return // wait for more bytes
+			}
+			// Failed: the top of the loop skips to the peer's close frame,
+			// which may already be in the buffer.
 		}
 	}
 }
@@ -206,9 +210,7 @@ func (c *Conn) endFrame() bool {
 func (c *Conn) control(op ws.OpCode, p []byte) {
 	switch op {
 	case ws.OpPing:
-		if c.state.Load() == stateOpen {
-			c.queueFrame(ws.OpPong, p)
-		}
+		c.onPing(p)
 	case ws.OpPong:
 		// Liveness only: every read already stamped c.lastRead.
 	case ws.OpClose:

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -24,24 +22,32 @@ type Server struct {
 	h    Handler
 	opts options
 
-	eng      gnet.Engine
-	ready    chan struct{} // closed once listening
-	done     chan struct{} // closed when ListenAndServe's engine has stopped
-	addr     net.Addr
-	started  atomic.Bool
-	draining atomic.Bool
+	cli       *gnet.Client // the event loops (gnet's listener-less engine; the acceptor feeds it)
+	ln        net.Listener
+	socketCap atomic.Int64  // WithMaxConnections, or derived from RLIMIT_NOFILE
+	ready     chan struct{} // closed once listening
+	stop      chan struct{} // closed when ListenAndServe must stop (Shutdown drained, or a failure)
+	stopOnce  sync.Once
+	done      chan struct{}         // closed when ListenAndServe has stopped the loops
+	failure   atomic.Pointer[error] // why the server stopped on its own, if it did
+	addr      net.Addr
+	started   atomic.Bool
+	draining  atomic.Bool
 
 	loopsMu  sync.Mutex
 	loops    []*loop
 	loopByEL sync.Map // gnet.EventLoop -> *loop
 
-	nextID     atomic.Uint64
-	sockets    atomic.Int64 // sockets with per-connection state
-	upgraded   atomic.Int64 // connections between OnOpen and OnClose
-	rejected   atomic.Uint64
-	dropped    atomic.Uint64
-	slowCloses atomic.Uint64
-	evictions  atomic.Uint64
+	nextID       atomic.Uint64
+	sockets      atomic.Int64 // accepted sockets, from admission to close; bounded by socketCap
+	upgraded     atomic.Int64 // connections between OnOpen and OnClose
+	rejected     atomic.Uint64
+	dropped      atomic.Uint64
+	slowCloses   atomic.Uint64
+	evictions    atomic.Uint64
+	acceptErrors atomic.Uint64
+	shed         atomic.Uint64
+	queueFull    atomic.Uint64
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key
@@ -62,39 +68,107 @@ func New(h Handler, opts ...Option) (*Server, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{h: h, opts: o, ready: make(chan struct{}), done: make(chan struct{}),
+	s := &Server{h: h, opts: o, ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 		conns: shard.NewMap[uint64, *Conn](o.shards), keys: shard.NewMap[string, *Conn](o.shards)}
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return s, nil
 }
 
-// ListenAndServe listens on addr ("host:port", or gnet's "tcp://host:port")
-// and serves until Shutdown is called or ctx is done; then it shuts down
-// gracefully (within the close timeout, for ctx) and returns ErrServerClosed
-// after every OnClose has run. It returns at once with an error if it cannot
-// listen, or if it was already called.
+// ListenAndServe listens on addr ("host:port"; "tcp://host:port",
+// "tcp4://", "tcp6://" or "unix:///path" name the network) and serves until
+// Shutdown is called or ctx is done; then it shuts down gracefully (within
+// the close timeout, for ctx) and returns ErrServerClosed after every
+// OnClose has run.
+//
+// It returns at once with an error if it cannot listen, or if it was
+// already called. If the server stops for any other reason (the listening
+// socket fails for good, an event loop dies), it closes every connection
+// with 1001 as Shutdown does and returns an error that says why; running
+// out of file descriptors is not such a reason: the server keeps serving
+// (see WithMaxConnections).
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrServerClosed
 	}
-	if !strings.Contains(addr, "://") {
-		addr = "tcp://" + addr
+	defer close(s.done)
+	ln, err := listen(ctx, addr)
+	if err != nil {
+		return err
 	}
+	socketCap := s.opts.maxConns
+	if socketCap == 0 {
+		socketCap = defaultSocketCap()
+	}
+	s.socketCap.Store(int64(socketCap))
+	cli, err := gnet.NewClient(&events{s: s}, s.gnetOptions()...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("wsloop: starting the event loops: %w", err)
+	}
+	acc, err := newAcceptor(s, ln, cli)
+	if err != nil {
+		_ = ln.Close()
+		_ = cli.Stop()
+		return err
+	}
+	s.cli, s.ln, s.addr = cli, ln, ln.Addr()
+	close(s.ready)
+
+	accepted := make(chan error, 1)
+	go func() {
+		accepted <- acc.run(func() bool {
+			select {
+			case <-s.stop:
+				return true
+			default:
+				return false
+			}
+		})
+	}()
 	go func() {
 		select {
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.Background(), s.opts.closeTimeout)
 			defer cancel()
 			_ = s.Shutdown(sctx)
-		case <-s.done:
+		case <-s.stop:
 		}
 	}()
-	err := gnet.Run(&events{s: s}, addr, s.gnetOptions()...)
-	close(s.done)
-	if err != nil {
-		return err
+
+	acceptDone := false
+	select {
+	case <-s.stop:
+	case err := <-accepted:
+		acceptDone = true
+		if err != nil {
+			s.fail(err)
+		}
+	}
+	if p := s.failure.Load(); p != nil {
+		// Stopped on its own: close every connection as Shutdown would.
+		sctx, cancel := context.WithTimeout(context.Background(), s.opts.closeTimeout)
+		s.drain(sctx)
+		cancel()
+	}
+	_ = ln.Close()
+	if !acceptDone {
+		<-accepted
+	}
+	_ = cli.Stop() // closes what is left; OnClose runs for each
+	if p := s.failure.Load(); p != nil {
+		return *p
 	}
 	return ErrServerClosed
+}
+
+// fail records why the server must stop on its own and makes
+// ListenAndServe stop. The first cause wins.
+func (s *Server) fail(err error) {
+	s.failure.CompareAndSwap(nil, &err)
+	s.stopOnce.Do(func() { close(s.stop) })
 }
 
 func (s *Server) gnetOptions() []gnet.Option {
@@ -117,13 +191,14 @@ func (s *Server) gnetOptions() []gnet.Option {
 		gnet.WithEdgeTriggeredIOChunk(1),
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(o.eventLoops),
-		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(o.readBufferCap),
 		gnet.WithWriteBufferCap(o.writeBufferCap),
-		gnet.WithReuseAddr(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		// The accepted socket already has TCP_NODELAY (Go sets it), and the
+		// descriptor gnet uses shares it: TCPDelay only spares gnet a
+		// second setsockopt.
+		gnet.WithTCPNoDelay(gnet.TCPDelay),
 		gnet.WithTicker(true),
-		gnet.WithLogger(gnetLogger{o.logger}),
+		gnet.WithLogger(gnetLogger{s}),
 	}
 }
 
@@ -159,13 +234,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var waitErr error
-	if s.draining.CompareAndSwap(false, true) {
-		s.eachLoop(func(l *loop) { _ = l.el.Execute(ctx, shutdownTask{l}) })
-		waitErr = s.waitDrained(ctx)
-		go func() { _ = s.eng.Stop(context.Background()) }()
+	if !s.draining.Load() {
+		waitErr = s.drain(ctx)
+		s.stopOnce.Do(func() { close(s.stop) })
 	}
 	<-s.done
 	return waitErr
+}
+
+// drain sends 1001 to every connection and waits until every socket is
+// closed or ctx is done. Only the first call does anything.
+func (s *Server) drain(ctx context.Context) error {
+	if !s.draining.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.eachLoop(func(l *loop) { _ = l.el.Execute(ctx, shutdownTask{l}) })
+	return s.waitDrained(ctx)
 }
 
 // waitDrained polls until every socket is closed or ctx is done.
@@ -190,9 +274,7 @@ func (t shutdownTask) Run(context.Context) error {
 			t.l.closeSocket(c)
 			return
 		}
-		c.beginDispatch()
-		_ = c.startClose(1001, "server shutting down", ErrServerShutdown)
-		c.endDispatch()
+		c.closeNow(1001, "server shutting down", ErrServerShutdown)
 	})
 	return nil
 }
@@ -222,39 +304,30 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	return l
 }
 
-func (s *Server) boot(eng gnet.Engine) {
-	s.eng = eng
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := syscall.Getsockname(fd); err == nil {
-			s.addr = sockaddrToTCP(sa)
-		}
-		_ = syscall.Close(fd)
-	}
-	close(s.ready)
-}
+// gnetLogger passes gnet's own logs to the user's logger: errors at error
+// level, warnings at warn, the rest at debug. An event loop that exits
+// with an error (gnet logs it and stops the loop; its ticker stops with
+// it) makes the server stop: ListenAndServe returns the error.
+type gnetLogger struct{ s *Server }
 
-func sockaddrToTCP(sa syscall.Sockaddr) net.Addr {
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *syscall.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
-	return nil
-}
+// gnetLoopExit is the format of gnet's message for a loop that stops on
+// an error (gnet v2.9.7, reactor_default.go).
+const gnetLoopExit = "event-loop(%d) is exiting due to error: %v"
 
-// gnetLogger passes gnet's own logs to the user's logger at debug level
-// (errors at error level), and drops them when there is none.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) logf(format string, args ...any) {
-	if g.l != nil {
-		g.l.Debug(fmt.Sprintf("gnet: "+format, args...))
+func (g gnetLogger) log(level slog.Level, format string, args ...any) {
+	if l := g.s.opts.logger; l != nil && l.Enabled(context.Background(), level) {
+		l.Log(context.Background(), level, "gnet: "+fmt.Sprintf(format, args...))
 	}
 }
 
-func (g gnetLogger) Debugf(format string, args ...any) { g.logf(format, args...) }
-func (g gnetLogger) Infof(format string, args ...any)  { g.logf(format, args...) }
-func (g gnetLogger) Warnf(format string, args ...any)  { g.logf(format, args...) }
-func (g gnetLogger) Errorf(format string, args ...any) { g.logf(format, args...) }
-func (g gnetLogger) Fatalf(format string, args ...any) { g.logf(format, args...) }
+func (g gnetLogger) Debugf(format string, args ...any) { g.log(slog.LevelDebug, format, args...) }
+func (g gnetLogger) Infof(format string, args ...any)  { g.log(slog.LevelDebug, format, args...) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.log(slog.LevelWarn, format, args...) }
+func (g gnetLogger) Fatalf(format string, args ...any) { g.Errorf(format, args...) }
+
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.log(slog.LevelError, format, args...)
+	if format == gnetLoopExit {
+		g.s.fail(fmt.Errorf("wsloop: an event loop stopped: "+format, args...))
+	}
+}

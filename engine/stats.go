@@ -15,6 +15,10 @@ type Stats struct {
 	SlowCloses       uint64 // connections closed for being slow consumers
 	Evictions        uint64 // connections evicted by the idle timeout
 	RejectedUpgrades uint64 // sockets answered with an HTTP error instead of 101 (cap, bad request, hooks)
+	SocketCap        int    // the cap on open sockets (WithMaxConnections, or derived from RLIMIT_NOFILE)
+	AcceptErrors     uint64 // accepts that failed (out of descriptors, out of memory, ...); the server kept serving
+	Shed             uint64 // connections accepted only to be answered with 503 and closed at once because the process had no descriptor to spare
+	QueueFull        uint64 // calls refused with ErrQueueFull (WithMaxQueuedBytes)
 }
 
 // loopStats are one loop's counters: written by its loop (and by senders,
@@ -39,6 +43,10 @@ func (s *Server) Stats() Stats {
 		SlowCloses:       s.slowCloses.Load(),
 		Evictions:        s.evictions.Load(),
 		RejectedUpgrades: s.rejected.Load(),
+		SocketCap:        int(s.socketCap.Load()),
+		AcceptErrors:     s.acceptErrors.Load(),
+		Shed:             s.shed.Load(),
+		QueueFull:        s.queueFull.Load(),
 	}
 	s.eachLoop(func(l *loop) {
 		st.ConnsPerLoop = append(st.ConnsPerLoop, int(l.stats.conns.Load()))

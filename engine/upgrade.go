@@ -74,7 +74,7 @@ func (c *Conn) accept(end int, value any) {
 	c.rd.scanned = 0
 	c.opened = true
 	c.lastRead, c.lastPing = l.stamp, l.stamp
-	l.wheel.Schedule(&c.timer, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
+	l.schedule(c, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
 	s.upgraded.Add(1)
 	s.register(c)
 	c.callOnOpen()

@@ -9,14 +9,32 @@ import (
 	"github.com/wsloop/wsloop/codec"
 )
 
-// The write path. Every frame, from the loop or from another goroutine, is
-// appended to c.out under c.mu. Whoever appends knows who will hand c.out to
-// the socket:
-//   - while the loop is dispatching an event for c (a read, a timer, a task),
-//     the loop flushes at the end of the event, in one write system call;
-//   - otherwise the first writer queues one flush task on the loop and later
-//     writers only append, so a burst from a goroutine is also one write.
-// Order is the order in which writers took c.mu.
+// The write path.
+//
+// A connection's frames reach its socket by one of two roads, and the order
+// of calls made by one goroutine is kept across both:
+//   - direct: the frame is appended to c.out under c.mu. While the loop is
+//     dispatching an event for c (a read, a timer, a task), the loop writes
+//     c.out at the end of the event in one system call; otherwise the first
+//     writer queues one flush task and later writers only append, so a
+//     burst from a goroutine is also one write.
+//   - queued: the frame goes through the loop's queue (fanout.go), which
+//     carries Publish, Broadcast, SendTo, Join, Leave and Close in call
+//     order; the loop applies it to c.out or writes it when it drains.
+// Publish and the other fan-out calls, and Close, always take the queued
+// road. A send takes it whenever the loop's queue holds anything (or a
+// drain is applying it): a goroutine's earlier queued call is then still
+// ahead of it, and the send must not overtake it. When the queue is idle,
+// every call made earlier has been applied, and the direct road keeps order.
+//
+// The outbound cap (WithMaxOutboundBytes) counts c.out, the bytes waiting
+// in gnet's buffer (which gnet drains without telling wsloop), and sends
+// waiting in the queue. Only the loop can read gnet's figure, so every
+// decision that depends on it is made on the loop: a send from another
+// goroutine is accepted at once if it fits even if the socket took nothing
+// since the loop last looked, refused at once if it cannot fit even if the
+// socket took everything, and otherwise queued for the loop to decide with
+// the exact figure.
 
 var errBadOpcode = errors.New("wsloop: WriteMessage needs ws.OpText or ws.OpBinary")
 
@@ -26,21 +44,32 @@ const scratchKeep = 1 << 20
 func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 	n := len(p) + len(s)
 	size := codec.HeaderLen(int64(n), false) + n
+	if c.closeCalled.Load() {
+		return ErrClosed
+	}
+	l := c.loop
+	if l.pub.active.Load() {
+		return l.queueSend(c, op, p, s, size)
+	}
+	maxOut := l.srv.opts.maxOutbound
 	c.mu.Lock()
-	if c.state.Load() != stateOpen {
+	if c.state.Load() != stateOpen || c.closeCalled.Load() {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.overCapLocked(size, int(c.sockBuffered.Load())) {
-		// The cached socket backlog may be stale (the socket drained since
-		// the loop last looked): have the loop refresh it.
-		queue := c.reserveLocked()
+	pending := len(c.out)
+	switch q := pending + int(c.sockBuffered.Load()); {
+	case q == 0 || q+size <= maxOut:
+		// Fits, whatever the socket took since the loop last looked.
+	case pending > 0 && pending+size > maxOut:
+		// Cannot fit, even if the socket took everything.
 		c.mu.Unlock()
-		if queue {
-			_ = c.queueFlush()
-		}
-		c.slowConsumer()
-		return ErrSlowConsumer
+		return c.slowConsumerOffLoop()
+	default:
+		// Fits only if the socket drained since the loop last looked: the
+		// loop decides, with the exact figure.
+		c.mu.Unlock()
+		return l.queueSend(c, op, p, s, size)
 	}
 	queue := c.reserveLocked()
 	if s != "" {
@@ -49,7 +78,7 @@ func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 		c.out = codec.AppendFrame(c.out, op, true, p)
 	}
 	c.mu.Unlock()
-	st := &c.loop.stats
+	st := &l.stats
 	st.msgsOut.Add(1)
 	st.bytesOut.Add(uint64(size))
 	if queue {
@@ -68,20 +97,29 @@ func (c *Conn) overCapLocked(n, sock int) bool {
 	return q > 0 && q+n > c.loop.srv.opts.maxOutbound
 }
 
-// slowConsumer applies the slow consumer policy to c.
+// slowConsumerOffLoop applies the slow consumer policy from any goroutine
+// and returns ErrSlowConsumer.
+func (c *Conn) slowConsumerOffLoop() error {
+	s := c.loop.srv
+	switch s.opts.slowPolicy {
+	case DropMessage:
+		s.dropped.Add(1)
+	default:
+		if c.closeCalled.CompareAndSwap(false, true) {
+			_ = c.loop.enqueueClose(c, s.opts.slowPolicy.code(), "slow consumer", ErrSlowConsumer)
+		}
+	}
+	return ErrSlowConsumer
+}
+
+// slowConsumer applies the slow consumer policy on the loop.
 func (c *Conn) slowConsumer() {
 	s := c.loop.srv
 	switch s.opts.slowPolicy {
 	case DropMessage:
 		s.dropped.Add(1)
-	case ClosePolicyViolation, CloseTryAgainLater:
-		code := ws.StatusPolicyViolation
-		if s.opts.slowPolicy == CloseTryAgainLater {
-			code = 1013
-		}
-		if c.startClose(code, "slow consumer", ErrSlowConsumer) == nil {
-			s.slowCloses.Add(1)
-		}
+	default:
+		c.closeNow(s.opts.slowPolicy.code(), "slow consumer", ErrSlowConsumer)
 	}
 }
 
@@ -91,10 +129,7 @@ func (c *Conn) reserveLocked() bool {
 	if c.dispatching {
 		return false
 	}
-	if c.out == nil {
-		p := c.loop.srv.outPool.Get().(*[]byte)
-		c.out, c.outPooled = (*p)[:0], p
-	}
+	c.ensureOutLocked()
 	if c.flushQueued {
 		return false
 	}
@@ -102,16 +137,21 @@ func (c *Conn) reserveLocked() bool {
 	return true
 }
 
-// queueFrame appends a frame produced by the loop itself (pong, close,
-// ping). Must be called on the loop.
+// ensureOutLocked gives c.out a pooled buffer if it has none.
+func (c *Conn) ensureOutLocked() {
+	if c.out == nil {
+		p := c.loop.srv.outPool.Get().(*[]byte)
+		c.out, c.outPooled = (*p)[:0], p
+	}
+}
+
+// queueFrame appends a frame produced by the loop itself (pong, ping).
+// Must be called on the loop, during a dispatch of c.
 func (c *Conn) queueFrame(op ws.OpCode, payload []byte) {
 	c.mu.Lock()
-	queue := c.reserveLocked()
+	c.ensureOutLocked()
 	c.out = codec.AppendFrame(c.out, op, true, payload)
 	c.mu.Unlock()
-	if queue {
-		_ = c.queueFlush()
-	}
 }
 
 // queueFlush hands a flush of c to its loop. Called off the loop (or on it,
@@ -138,8 +178,7 @@ func (t *flushTask) Run(context.Context) error {
 		c.dropOut()
 		return nil
 	}
-	c.beginDispatch()
-	c.endDispatch()
+	c.flush()
 	return nil
 }
 
@@ -156,29 +195,56 @@ func (c *Conn) beginDispatch() {
 }
 
 // endDispatch writes what was collected since beginDispatch in one system
-// call, and applies what off-loop callers asked for meanwhile.
+// call.
 func (c *Conn) endDispatch() {
 	c.mu.Lock()
-	buf, pooled, scratch := c.out, c.outPooled, c.outScratch
-	c.out, c.outPooled, c.outScratch = nil, nil, false
 	c.dispatching = false
-	armClose := c.closeQueued
-	c.closeQueued = false
+	buf, pooled, scratch := c.takeOutLocked()
 	c.mu.Unlock()
-
-	if armClose {
-		c.armCloseTimer()
-	}
-	if len(buf) > 0 && c.state.Load() != stateClosed {
-		// gnet writes directly when nothing is pending and copies what the
-		// socket does not take, so buf is free again when Write returns. A
-		// failed write closes the connection (OnClose runs inside Write).
-		_, _ = c.gc.Write(buf)
-		if c.state.Load() != stateClosed {
-			c.sockBuffered.Store(int64(c.gc.OutboundBuffered()))
-		}
-	}
+	c.write(buf)
 	c.recycle(buf, pooled, scratch)
+}
+
+// flush hands c's pending output to the socket in one write. It runs on
+// the loop, outside a dispatch of c.
+func (c *Conn) flush() {
+	c.mu.Lock()
+	buf, pooled, scratch := c.takeOutLocked()
+	c.mu.Unlock()
+	c.write(buf)
+	c.recycle(buf, pooled, scratch)
+}
+
+// takeOutLocked detaches c's pending output. c.mu is held.
+func (c *Conn) takeOutLocked() (buf []byte, pooled *[]byte, scratch bool) {
+	buf, pooled, scratch = c.out, c.outPooled, c.outScratch
+	c.out, c.outPooled, c.outScratch = nil, nil, false
+	return
+}
+
+// write hands buf to the socket: gnet writes directly when nothing is
+// pending and copies what the socket does not take, so buf is free again
+// when it returns. A failed write closes the connection (OnClose runs
+// inside gnet's Write). On the loop.
+func (c *Conn) write(buf []byte) {
+	if len(buf) > 0 && c.state.Load() != stateClosed {
+		_, _ = c.gc.Write(buf)
+	}
+	c.noteBacklog()
+}
+
+// noteBacklog records what waits in gnet's buffer after a write, and
+// puts c on the loop's backlog list, whose sweep follows the buffer as
+// gnet drains it. On the loop.
+func (c *Conn) noteBacklog() {
+	if c.state.Load() == stateClosed {
+		return
+	}
+	n := c.gc.OutboundBuffered()
+	c.sockBuffered.Store(int64(n))
+	if n > 0 {
+		c.loop.watchBacklog(c)
+	}
 }
 
 func (c *Conn) recycle(buf []byte, pooled *[]byte, scratch bool) {
@@ -198,8 +264,7 @@ func (c *Conn) recycle(buf []byte, pooled *[]byte, scratch bool) {
 // dropOut discards pending output of a closed connection.
 func (c *Conn) dropOut() {
 	c.mu.Lock()
-	buf, pooled, scratch := c.out, c.outPooled, c.outScratch
-	c.out, c.outPooled, c.outScratch = nil, nil, false
+	buf, pooled, scratch := c.takeOutLocked()
 	c.mu.Unlock()
 	c.recycle(buf, pooled, scratch)
 }

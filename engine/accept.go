@@ -1,0 +1,349 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// The accept loop. wsloop owns its listening socket and hands each accepted
+// connection to the least loaded event loop with gnet's Client.EnrollContext
+// (gnet's own acceptor stops the whole engine on the first accept error it
+// does not know, EMFILE included, and cannot be changed from outside).
+//
+// One goroutine accepts, blocked in the Go runtime's poller between
+// connections. For every connection it:
+//   - takes a slot of the socket cap (WithMaxConnections, by default the
+//     descriptor limit less a reserve), atomically; past the cap, or while
+//     Shutdown drains, it answers 503 and closes the socket at once, so that
+//     refused sockets never hold descriptors;
+//   - enrolls it on a loop; OnOpen runs there before EnrollContext returns.
+//
+// When the process runs out of descriptors (EMFILE, ENFILE), accept fails
+// while connections wait in the kernel's backlog. The acceptor then frees
+// the one descriptor it holds in reserve, accepts every waiting connection
+// with it, one at a time, answers each with 503 and closes it, and takes the
+// reserve back: the backlog is drained instead of filling with clients that
+// hang, and the next connection after a descriptor frees up is served at
+// once. If even the reserve cannot be taken back, it backs off (5 ms,
+// doubling to 1 s) as net/http does. Either way it never stops serving;
+// every failure is counted (Stats.AcceptErrors, Stats.Shed) and logged at
+// error level, at most once a second.
+
+// descriptorReserve is how many descriptors the default socket cap leaves
+// to the rest of the process: its listener, the loops' pollers, the runtime,
+// files the application opens. 1/64 of the limit, at least 32, at most 1024.
+func descriptorReserve(limit uint64) uint64 {
+	return min(max(limit/64, 32), 1024)
+}
+
+// defaultSocketCap derives the socket cap from RLIMIT_NOFILE.
+func defaultSocketCap() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= 1<<31 {
+		return 1 << 20
+	}
+	r := descriptorReserve(lim.Cur)
+	if lim.Cur <= 2*r {
+		return max(int(lim.Cur/2), 1)
+	}
+	return int(min(lim.Cur-r, 1<<31-1))
+}
+
+// listen opens the listening socket for addr: "host:port", or gnet style
+// "tcp://host:port", "tcp4://", "tcp6://", "unix:///path/to/socket".
+func listen(ctx context.Context, addr string) (net.Listener, error) {
+	network, address := "tcp", addr
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		network, address = scheme, rest
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	case "unix":
+		// A socket file left by a previous run would make bind fail.
+		if fi, err := os.Lstat(address); err == nil && fi.Mode().Type() == fs.ModeSocket {
+			_ = os.Remove(address)
+		}
+	default:
+		return nil, fmt.Errorf("wsloop: ListenAndServe(%q): unsupported network %q (tcp, tcp4, tcp6 or unix)", addr, network)
+	}
+	// KeepAlive -1: no TCP keepalive probes; the WebSocket heartbeat finds
+	// dead peers, and keepalive timers would add a packet per idle
+	// connection every 15 s.
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(ctx, network, address)
+}
+
+// acceptor is the accept loop's state; the accept goroutine owns it.
+type acceptor struct {
+	s   *Server
+	ln  net.Listener
+	rc  syscall.RawConn // the listener's descriptor, for shedding
+	cli *gnet.Client
+
+	reserve *os.File // one descriptor kept free for shedding
+	scratch []byte   // the request of a refused socket, discarded
+
+	logMu    sync.Mutex // enrolling goroutines log too
+	lastLog  time.Time
+	unlogged int // failures since the last log line
+
+	// Enrolling waits until the loop has opened the connection, so it runs
+	// on goroutines of their own, and the accept goroutine never waits for
+	// a loop: it takes connections off the kernel's backlog as fast as they
+	// come, and they queue here, holding one descriptor each and counted
+	// against the cap, until a loop has them (as gnet's own acceptor queues
+	// them in the loops' task queues). An acceptor that waited for the loops
+	// let a storm of 9,000 connects overflow the backlog: SYNs were dropped
+	// and clients timed out (engine TestChurn under -race). At most
+	// maxEnrolling goroutines enroll at once, started on demand: each holds
+	// two descriptors while it waits (gnet's duplicate and the original).
+	enrollMu     sync.Mutex
+	toEnroll     []net.Conn // FIFO from enrollHead
+	enrollHead   int
+	enrollers    int
+	maxEnrolling int
+	enrolled     sync.WaitGroup
+
+	noReserve bool // tests: behave as if the reserve could never be taken back
+}
+
+func newAcceptor(s *Server, ln net.Listener, cli *gnet.Client) (*acceptor, error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("wsloop: listener %T has no descriptor", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var lim syscall.Rlimit
+	inflight := 16
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+		inflight = int(min(max(descriptorReserve(lim.Cur)/4, 4), 64))
+	}
+	a := &acceptor{s: s, ln: ln, rc: rc, cli: cli, scratch: make([]byte, 4096), maxEnrolling: inflight,
+		noReserve: s.opts.noReserve}
+	a.reserve, _ = os.Open(os.DevNull) // without it, exhaustion falls back to backing off
+	return a, nil
+}
+
+// run accepts until the listener is closed (nil) or fails for good (the
+// error), then waits for the connections it is still handing to loops.
+func (a *acceptor) run(closing func() bool) error {
+	defer func() {
+		a.enrolled.Wait()
+		if a.reserve != nil {
+			a.reserve.Close()
+		}
+	}()
+	var delay time.Duration
+	for {
+		conn, err := a.ln.Accept()
+		if err == nil {
+			delay = 0
+			a.admit(conn)
+			continue
+		}
+		if closing() {
+			return nil
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("wsloop: listener closed: %w", err)
+		}
+		a.s.acceptErrors.Add(1)
+		var errno syscall.Errno
+		if !errors.As(err, &errno) {
+			return fmt.Errorf("wsloop: accept: %w", err)
+		}
+		switch errno {
+		case syscall.EMFILE, syscall.ENFILE:
+			a.logFailure(err)
+			if a.shed() {
+				delay = 0
+				continue
+			}
+		case syscall.ENOBUFS, syscall.ENOMEM, syscall.EPROTO, syscall.EPERM, syscall.ECONNRESET,
+			syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EINTR, syscall.EAGAIN:
+			a.logFailure(err)
+		default:
+			return fmt.Errorf("wsloop: accept: %w", err)
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		time.Sleep(delay)
+	}
+}
+
+// admit takes a slot of the socket cap for conn and queues it for a loop,
+// or refuses it with 503.
+func (a *acceptor) admit(conn net.Conn) {
+	s := a.s
+	if !s.takeSocket() {
+		s.rejected.Add(1)
+		refuse(conn, a.scratch)
+		return
+	}
+	a.enrollMu.Lock()
+	a.toEnroll = append(a.toEnroll, conn)
+	spawn := a.enrollers < a.maxEnrolling
+	if spawn {
+		a.enrollers++
+		a.enrolled.Add(1)
+	}
+	a.enrollMu.Unlock()
+	if spawn {
+		go a.enrollQueued()
+	}
+}
+
+// enrollQueued hands queued connections to the loops until none is left.
+func (a *acceptor) enrollQueued() {
+	defer a.enrolled.Done()
+	for {
+		a.enrollMu.Lock()
+		if a.enrollHead == len(a.toEnroll) {
+			clear(a.toEnroll)
+			a.toEnroll, a.enrollHead = a.toEnroll[:0], 0
+			a.enrollers--
+			a.enrollMu.Unlock()
+			return
+		}
+		conn := a.toEnroll[a.enrollHead]
+		a.toEnroll[a.enrollHead] = nil
+		a.enrollHead++
+		a.enrollMu.Unlock()
+		if a.s.draining.Load() {
+			a.s.sockets.Add(-1)
+			a.s.rejected.Add(1)
+			refuse(conn, make([]byte, 4096))
+			continue
+		}
+		a.enroll(conn)
+	}
+}
+
+// enroll hands conn to the least loaded loop. gnet's EnrollContext
+// duplicates the descriptor for the loop, returns once OnOpen has run
+// there, and closes conn.
+func (a *acceptor) enroll(conn net.Conn) {
+	if _, err := a.cli.EnrollContext(conn, nil); err != nil {
+		s := a.s
+		s.sockets.Add(-1)
+		s.acceptErrors.Add(1)
+		s.shed.Add(1)
+		a.logFailure(fmt.Errorf("handing a connection to an event loop: %w", err))
+	}
+}
+
+// refuse answers 503 on a connection that was not enrolled and closes it.
+// What the client already sent is read first, so that closing sends FIN,
+// not the RST that closing with unread input would send, which can destroy
+// the response in flight.
+func refuse(conn net.Conn, scratch []byte) {
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { answerBusy(int(fd), scratch) })
+		}
+	}
+	_ = conn.Close()
+}
+
+// answerBusy reads what has arrived on a fresh, non-blocking socket and
+// writes the 503 response (it fits in an empty socket buffer).
+func answerBusy(fd int, scratch []byte) {
+	_, _ = syscall.Read(fd, scratch)
+	_, _ = syscall.Write(fd, busyResponse)
+}
+
+// shed frees the reserved descriptor, uses it to accept and close every
+// connection waiting in the backlog, and takes it back. It reports false
+// when the reserve cannot be had, and the caller backs off. When the
+// backlog was empty it waits until a connection arrives (accept fails at
+// once while no descriptor is free, whether or not one is waiting).
+func (a *acceptor) shed() bool {
+	if a.noReserve {
+		return false
+	}
+	if a.reserve == nil {
+		if a.reserve, _ = os.Open(os.DevNull); a.reserve == nil {
+			return false
+		}
+	}
+	a.reserve.Close()
+	a.reserve = nil
+	n := 0
+	exhausted := false
+	_ = a.rc.Control(func(lfd uintptr) {
+		for n < 1024 {
+			fd, _, err := syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			if err != nil {
+				exhausted = err == syscall.EMFILE || err == syscall.ENFILE
+				return
+			}
+			answerBusy(fd, a.scratch)
+			_ = syscall.Close(fd)
+			n++
+		}
+	})
+	a.s.shed.Add(uint64(n))
+	a.reserve, _ = os.Open(os.DevNull)
+	if a.reserve == nil || exhausted {
+		return false
+	}
+	if n == 0 {
+		a.waitReadable()
+	}
+	return true
+}
+
+// waitReadable blocks until a connection waits on the listener, for at
+// most 100 ms. (Go's poller cannot wait on a listener's descriptor for us,
+// and no descriptor is free for an epoll instance of our own: poll(2)
+// needs none.)
+func (a *acceptor) waitReadable() {
+	_ = a.rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		_, _ = unix.Poll(fds, 100)
+	})
+}
+
+// logFailure logs an accept failure at error level, at most once a second.
+func (a *acceptor) logFailure(err error) {
+	l := a.s.opts.logger
+	if l == nil {
+		return
+	}
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	a.unlogged++
+	if now := time.Now(); now.Sub(a.lastLog) >= time.Second {
+		l.Error("wsloop: accepting connections failed; the server keeps serving",
+			"err", err, "failures", a.unlogged, "sockets", a.s.sockets.Load(), "cap", a.s.socketCap.Load())
+		a.lastLog, a.unlogged = now, 0
+	}
+}
+
+// takeSocket takes a slot of the socket cap, atomically, unless the cap is
+// reached or the server is draining.
+func (s *Server) takeSocket() bool {
+	limit := s.socketCap.Load()
+	for {
+		n := s.sockets.Load()
+		if n >= limit || s.draining.Load() {
+			return false
+		}
+		if s.sockets.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
