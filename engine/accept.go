@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,13 +22,14 @@ import (
 // (gnet's own acceptor stops the whole engine on the first accept error it
 // does not know, EMFILE included, and cannot be changed from outside).
 //
-// One goroutine accepts, blocked in the Go runtime's poller between
-// connections. For every connection it:
+// One goroutine accepts, blocked in poll(2) between connections (see
+// waitReadable). For every connection it:
 //   - takes a slot of the socket cap (WithMaxConnections, by default the
 //     descriptor limit less a reserve), atomically; past the cap, or while
 //     Shutdown drains, it answers 503 and closes the socket at once, so that
 //     refused sockets never hold descriptors;
-//   - enrolls it on a loop; OnOpen runs there before EnrollContext returns.
+//   - queues it for a short-lived goroutine that enrolls it on a loop;
+//     OnOpen runs there before EnrollContext returns.
 //
 // When the process runs out of descriptors (EMFILE, ENFILE), accept fails
 // while connections wait in the kernel's backlog. The acceptor then frees
@@ -142,7 +144,6 @@ func newAcceptor(s *Server, ln net.Listener, cli *gnet.Client) (*acceptor, error
 // error), then waits for the connections it is still handing to loops.
 func (a *acceptor) run(closing func() bool) error {
 	defer func() {
-		a.enrolled.Wait()
 		if a.reserve != nil {
 			a.reserve.Close()
 		}
@@ -215,6 +216,7 @@ func (a *acceptor) admit(conn net.Conn) {
 // enrollQueued hands queued connections to the loops until none is left.
 func (a *acceptor) enrollQueued() {
 	defer a.enrolled.Done()
+	tok := new(enrollToken)
 	for {
 		a.enrollMu.Lock()
 		if a.enrollHead == len(a.toEnroll) {
@@ -228,27 +230,64 @@ func (a *acceptor) enrollQueued() {
 		a.toEnroll[a.enrollHead] = nil
 		a.enrollHead++
 		a.enrollMu.Unlock()
-		if a.s.draining.Load() {
+		if a.s.refusing() {
 			a.s.sockets.Add(-1)
 			a.s.rejected.Add(1)
 			refuse(conn, make([]byte, 4096))
 			continue
 		}
-		a.enroll(conn)
+		a.enroll(conn, tok)
 	}
 }
 
+// enrollToken travels to OnOpen as the gnet connection's first context:
+// OnOpen marks it, so that the enrolling goroutine knows the loop really
+// opened the socket (gnet also releases the waiter when it failed to add the
+// socket to its poller, and closes it without OnOpen).
+type enrollToken struct{ opened atomic.Bool }
+
+var errNotOpened = errors.New("the loop did not open it")
+
 // enroll hands conn to the least loaded loop. gnet's EnrollContext
-// duplicates the descriptor for the loop, returns once OnOpen has run
-// there, and closes conn.
-func (a *acceptor) enroll(conn net.Conn) {
-	if _, err := a.cli.EnrollContext(conn, nil); err != nil {
+// duplicates the descriptor for the loop, returns once the loop has
+// registered it (OnOpen has run), and closes conn.
+func (a *acceptor) enroll(conn net.Conn, tok *enrollToken) {
+	tok.opened.Store(false)
+	_, err := a.cli.EnrollContext(conn, tok)
+	if err == nil && !tok.opened.Load() {
+		err = errNotOpened
+	}
+	if err != nil {
 		s := a.s
 		s.sockets.Add(-1)
 		s.acceptErrors.Add(1)
 		s.shed.Add(1)
 		a.logFailure(fmt.Errorf("handing a connection to an event loop: %w", err))
 	}
+}
+
+// waitEnrolled waits until no socket is on its way to a loop, for at most
+// d, and reports whether none is.
+func (a *acceptor) waitEnrolled(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		a.enrolled.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// close stops accepting: the listener's read side is shut down first,
+// which wakes the accept goroutine from poll(2) at once, then it is
+// closed.
+func (a *acceptor) close() {
+	_ = a.rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RD) })
+	_ = a.ln.Close()
 }
 
 // refuse answers 503 on a connection that was not enrolled and closes it.
@@ -356,7 +395,7 @@ func (s *Server) takeSocket() bool {
 	limit := s.socketCap.Load()
 	for {
 		n := s.sockets.Load()
-		if n >= limit || s.draining.Load() {
+		if n >= limit || s.refusing() {
 			return false
 		}
 		if s.sockets.CompareAndSwap(n, n+1) {

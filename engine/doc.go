@@ -30,7 +30,7 @@
 // and closed, using one descriptor held in reserve, until descriptors free
 // up (Stats.AcceptErrors, Stats.Shed). ListenAndServe returns
 // ErrServerClosed only after Shutdown; if the listener or an event loop
-// fails for good, it closes every connection and returns the error.
+// fails for good, it closes the connections and returns the error.
 //
 // # Reads
 //

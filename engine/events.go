@@ -24,6 +24,9 @@ var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close
 // OnOpen runs on the loop for every socket the acceptor enrolled; the
 // acceptor has counted it against the socket cap.
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if tok, ok := gc.Context().(*enrollToken); ok {
+		tok.opened.Store(true)
+	}
 	s := e.s
 	l := s.loopFor(gc.EventLoop())
 	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: gc.RemoteAddr()}

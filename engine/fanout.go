@@ -26,16 +26,19 @@ import (
 // The queue is bounded (WithMaxQueuedBytes): a producer faster than the
 // loop gets ErrQueueFull, counted in Stats.QueueFull, rather than growing
 // memory or blocking (a producer may itself be a handler on a loop, which
-// must never block). Close requests are never refused.
+// must never block). Close requests and Shutdown are never refused: they
+// travel through the queue too, so that their close frames follow
+// everything queued before them.
 
 type pubKind uint8
 
 const (
-	pubAll   pubKind = iota // every connection of the loop
-	pubRoom                 // the room's members on the loop
-	pubConns                // the listed connections (all on this loop)
-	pubSend                 // one connection, a frame in the queue's arena
-	pubClose                // close one connection
+	pubAll      pubKind = iota // every connection of the loop
+	pubRoom                    // the room's members on the loop
+	pubConns                   // the listed connections (all on this loop)
+	pubSend                    // one connection, a frame in the queue's arena
+	pubClose                   // close one connection
+	pubShutdown                // close every connection of the loop (Shutdown)
 	pubJoin
 	pubLeave
 )
@@ -70,13 +73,14 @@ type pubQueue struct {
 	bytes int    // counted against WithMaxQueuedBytes
 }
 
-// enqueue adds an item, unless the queue is full (never for a close), and
+// enqueue adds an item, unless the queue is full (never for a close or a
+// shutdown), and
 // makes sure a drain task is queued on the loop.
 func (l *loop) enqueue(it pubItem) error {
 	q := &l.pub
 	cost := itemCost + len(it.frame)
 	q.mu.Lock()
-	if it.kind != pubClose && q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
+	if it.kind != pubClose && it.kind != pubShutdown && q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
 		q.mu.Unlock()
 		l.srv.queueFull.Add(1)
 		return ErrQueueFull
@@ -166,6 +170,9 @@ func (t *drainTask) Run(context.Context) error {
 	l.applyDeferredLeaves()
 	clear(items)
 	l.pubSpare = items[:0]
+	// The old spare is the queue's arena now: keep this one as the spare,
+	// or none, never the old one again.
+	l.arenaSpare = nil
 	if cap(arena) <= scratchKeep {
 		l.arenaSpare = arena[:0]
 	}
@@ -200,6 +207,14 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 		l.push(it.conn, arena[it.off:it.off+it.n])
 	case pubClose:
 		it.conn.closeNow(ws.StatusCode(it.code), it.room, it.cause)
+	case pubShutdown:
+		l.each(func(c *Conn) {
+			if c.state.Load() == stateHandshake {
+				l.closeSocket(c)
+				return
+			}
+			c.closeNow(1001, "server shutting down", ErrServerShutdown)
+		})
 	case pubJoin:
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {
 			l.roomsMu.Lock()

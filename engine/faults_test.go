@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -676,9 +677,6 @@ func TestConnectionCapUnderRace(t *testing.T) {
 	}
 }
 
-var _ = binary.BigEndian
-var _ = fmt.Sprint
-
 // TestQueueBound: a publisher faster than the loop is told with
 // ErrQueueFull (and Stats.QueueFull) once the loop's queue holds
 // WithMaxQueuedBytes; nothing blocks, and publishing works again once the
@@ -728,5 +726,211 @@ func TestQueueBound(t *testing.T) {
 	}
 	if _, p, err := readMessage(br); err != nil || string(p) != "again" {
 		t.Fatalf("after the stall: %q %v", p, err)
+	}
+}
+
+// connGrab hands each opened connection to the test.
+type connGrab struct {
+	echoHandler
+	ch chan *Conn
+}
+
+func (h *connGrab) OnOpen(c *Conn) { h.ch <- c }
+
+// TestQueueArenaReuse: frames queued for one connection while the loop
+// drains are never overwritten by later ones, also after a drain whose
+// frames passed 1 MiB (the loop then drops that buffer instead of keeping
+// it for reuse; it once kept the one the senders were already writing
+// into). Every frame carries a tag and the tag's low byte repeated.
+func TestQueueArenaReuse(t *testing.T) {
+	h := &connGrab{ch: make(chan *Conn, 1)}
+	srv, addr := startServer(t, h, WithEventLoops(1), WithMaxOutboundBytes(256<<20), WithMaxQueuedBytes(256<<20))
+	c := upgradeRaw(t, addr)
+	sc := <-h.ch
+	bad := make(chan string, 1)
+	var frames atomic.Int64
+	go func() {
+		br := bufio.NewReaderSize(c, 1<<20)
+		for {
+			f, err := ws.ReadFrame(br)
+			if err != nil {
+				return
+			}
+			frames.Add(1)
+			p := f.Payload
+			if len(p) < 8 {
+				continue // the broadcasts that keep the queue busy
+			}
+			for i := 8; i < len(p); i++ {
+				if p[i] != p[7] {
+					select {
+					case bad <- fmt.Sprintf("frame of %d bytes, tag %x: byte %d is %x", len(p), p[:8], i, p[i]):
+					default:
+					}
+					break
+				}
+			}
+		}
+	}()
+	tagged := func(tag uint64, n int) []byte {
+		p := make([]byte, n)
+		binary.BigEndian.PutUint64(p, tag)
+		for i := 8; i < n; i++ {
+			p[i] = byte(tag)
+		}
+		return p
+	}
+	// A small drain, then one of more than 1 MiB: sends take the queue
+	// while a broadcast is queued ahead of them.
+	_ = srv.Broadcast(ws.OpText, []byte("x"))
+	_ = sc.Send(tagged(1, 100))
+	time.Sleep(50 * time.Millisecond)
+	_ = srv.Broadcast(ws.OpText, []byte("x"))
+	if err := sc.Send(tagged(2, 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	// Then producers racing with the drains.
+	stop := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint64(0); time.Now().Before(stop); i++ {
+				_ = srv.Broadcast(ws.OpText, []byte("x"))
+				_ = sc.Send(tagged(uint64(g)<<32|i, 200+int(i%50)))
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case s := <-bad:
+		t.Fatalf("corrupted frame after %d frames: %s", frames.Load(), s)
+	default:
+		t.Logf("%d frames, all intact", frames.Load())
+	}
+}
+
+// TestBroadcastThenShutdown: Shutdown's 1001 follows everything published
+// before it: a broadcast that returned nil is delivered before the close
+// frame.
+func TestBroadcastThenShutdown(t *testing.T) {
+	for round := range 10 {
+		srv, err := New(echoHandler{}, append(append([]Option{}, testOptions...), WithEventLoops(1))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+		<-srv.Ready()
+		c := upgradeRaw(t, srv.Addr().String())
+		waitFor(t, 5*time.Second, "open", func() bool { return srv.Connections() == 1 })
+		type result struct{ n, code int }
+		got := make(chan result, 1)
+		go func() {
+			br := bufio.NewReader(c)
+			var r result
+			for {
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				f, err := ws.ReadFrame(br)
+				if err != nil {
+					break
+				}
+				if f.Header.OpCode == ws.OpClose {
+					r.code = int(binary.BigEndian.Uint16(f.Payload))
+					_, _ = c.Write(clientFrame(ws.OpClose, true, f.Payload[:2]))
+					break
+				}
+				r.n++
+			}
+			got <- r
+		}()
+		accepted := 0
+		for i := range 2000 {
+			if srv.Broadcast(ws.OpText, []byte(strconv.Itoa(i))) == nil {
+				accepted++
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+		<-errc
+		if r := <-got; r.n != accepted || r.code != 1001 {
+			t.Fatalf("round %d: %d broadcasts accepted, the client got %d, then close %d", round, accepted, r.n, r.code)
+		}
+	}
+}
+
+// TestRefusedGets503: a client refused at the cap reads the 503, also when
+// its request reached the socket before the server accepted it (closing a
+// socket with unread input would reset it).
+func TestRefusedGets503(t *testing.T) {
+	srv, addr := startServer(t, echoHandler{}, WithMaxConnections(1))
+	upgradeRaw(t, addr)
+	waitFor(t, 5*time.Second, "open", func() bool { return srv.Connections() == 1 })
+	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	for i := range 200 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			time.Sleep(time.Millisecond) // let the server accept first
+		}
+		_, _ = c.Write([]byte(req))
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		b, err := io.ReadAll(c)
+		c.Close()
+		// A request that reached the socket after the server closed it is
+		// answered with RST, after the response: the client has it all.
+		if string(b) != string(busyResponse) || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("refused client %d read %q, %v", i, b, err)
+		}
+	}
+}
+
+// TestUnixSocket: "unix:///path" listens on a Unix socket, end to end.
+func TestUnixSocket(t *testing.T) {
+	path := t.TempDir() + "/ws.sock"
+	srv, err := New(echoHandler{}, testOptions...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe(context.Background(), "unix://"+path) }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	if a := srv.Addr(); a == nil || a.String() != path {
+		t.Fatalf("Addr() = %v, want %s", a, path)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	readHTTPHead(t, c)
+	_, _ = c.Write(clientFrame(ws.OpText, true, []byte("over a unix socket")))
+	if f := readServerFrame(t, c); string(f.Payload) != "over a unix socket" {
+		t.Fatalf("echo %q", f.Payload)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _, _ = io.Copy(io.Discard, c) }() // the 1001 is not answered: closed at the close timeout
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the socket file is left behind: %v", err)
 	}
 }

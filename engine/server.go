@@ -82,10 +82,11 @@ func New(h Handler, opts ...Option) (*Server, error) {
 //
 // It returns at once with an error if it cannot listen, or if it was
 // already called. If the server stops for any other reason (the listening
-// socket fails for good, an event loop dies), it closes every connection
-// with 1001 as Shutdown does and returns an error that says why; running
-// out of file descriptors is not such a reason: the server keeps serving
-// (see WithMaxConnections).
+// socket fails for good, an event loop dies), it closes the connections
+// with 1001 as Shutdown does (a dead loop's own connections are lost, with
+// 1006) and returns an error that says why; running out of file
+// descriptors is not such a reason: the server keeps serving (see
+// WithMaxConnections).
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return ErrServerClosed
@@ -153,9 +154,16 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		s.drain(sctx)
 		cancel()
 	}
-	_ = ln.Close()
+	acc.close()
 	if !acceptDone {
 		<-accepted
+	}
+	// Sockets on their way to a loop get there, unless the loop is dead:
+	// then gnet never answers, and they are abandoned (at most
+	// maxEnrolling goroutines and twice as many descriptors, in a server
+	// that is stopping on an error anyway).
+	if !acc.waitEnrolled(s.opts.closeTimeout) && s.opts.logger != nil {
+		s.opts.logger.Error("wsloop: sockets handed to a dead event loop were abandoned")
 	}
 	_ = cli.Stop() // closes what is left; OnClose runs for each
 	if p := s.failure.Load(); p != nil {
@@ -165,11 +173,16 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 }
 
 // fail records why the server must stop on its own and makes
-// ListenAndServe stop. The first cause wins.
+// ListenAndServe stop; no socket is admitted from then on. The first cause
+// wins.
 func (s *Server) fail(err error) {
 	s.failure.CompareAndSwap(nil, &err)
 	s.stopOnce.Do(func() { close(s.stop) })
 }
+
+// refusing reports whether new sockets are refused: while draining, or
+// once the server has failed.
+func (s *Server) refusing() bool { return s.draining.Load() || s.failure.Load() != nil }
 
 func (s *Server) gnetOptions() []gnet.Option {
 	o := &s.opts
@@ -248,7 +261,8 @@ func (s *Server) drain(ctx context.Context) error {
 	if !s.draining.CompareAndSwap(false, true) {
 		return nil
 	}
-	s.eachLoop(func(l *loop) { _ = l.el.Execute(ctx, shutdownTask{l}) })
+	// Through each loop's queue, behind what was published before.
+	s.eachLoop(func(l *loop) { _ = l.enqueue(pubItem{kind: pubShutdown}) })
 	return s.waitDrained(ctx)
 }
 
@@ -263,19 +277,6 @@ func (s *Server) waitDrained(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	return nil
-}
-
-type shutdownTask struct{ l *loop }
-
-func (t shutdownTask) Run(context.Context) error {
-	t.l.each(func(c *Conn) {
-		if c.state.Load() == stateHandshake {
-			t.l.closeSocket(c)
-			return
-		}
-		c.closeNow(1001, "server shutting down", ErrServerShutdown)
-	})
 	return nil
 }
 
@@ -326,8 +327,8 @@ func (g gnetLogger) Warnf(format string, args ...any)  { g.log(slog.LevelWarn, f
 func (g gnetLogger) Fatalf(format string, args ...any) { g.Errorf(format, args...) }
 
 func (g gnetLogger) Errorf(format string, args ...any) {
-	g.log(slog.LevelError, format, args...)
-	if format == gnetLoopExit {
+	if format == gnetLoopExit { // before logging, which may be slow: stop admitting sockets at once
 		g.s.fail(fmt.Errorf("wsloop: an event loop stopped: "+format, args...))
 	}
+	g.log(slog.LevelError, format, args...)
 }

@@ -17,7 +17,7 @@ type Stats struct {
 	RejectedUpgrades uint64 // sockets answered with an HTTP error instead of 101 (cap, bad request, hooks)
 	SocketCap        int    // the cap on open sockets (WithMaxConnections, or derived from RLIMIT_NOFILE)
 	AcceptErrors     uint64 // accepts that failed (out of descriptors, out of memory, ...); the server kept serving
-	Shed             uint64 // connections accepted only to be answered with 503 and closed at once because the process had no descriptor to spare
+	Shed             uint64 // connections closed at once because the process had no descriptor to spare (answered with 503 when one was free for it) or a loop could not take them
 	QueueFull        uint64 // calls refused with ErrQueueFull (WithMaxQueuedBytes)
 }
 
