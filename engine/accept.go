@@ -49,17 +49,28 @@ func descriptorReserve(limit uint64) uint64 {
 	return min(max(limit/64, 32), 1024)
 }
 
+// nofileLimit returns the soft RLIMIT_NOFILE, or false when there is none
+// to go by.
+func nofileLimit() (uint64, bool) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, false
+	}
+	cur := uint64(lim.Cur) // int64 on some BSDs
+	return cur, cur > 0 && cur < 1<<31
+}
+
 // defaultSocketCap derives the socket cap from RLIMIT_NOFILE.
 func defaultSocketCap() int {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= 1<<31 {
+	limit, ok := nofileLimit()
+	if !ok {
 		return 1 << 20
 	}
-	r := descriptorReserve(lim.Cur)
-	if lim.Cur <= 2*r {
-		return max(int(lim.Cur/2), 1)
+	r := descriptorReserve(limit)
+	if limit <= 2*r {
+		return max(int(limit/2), 1)
 	}
-	return int(min(lim.Cur-r, 1<<31-1))
+	return int(limit - r)
 }
 
 // listen opens the listening socket for addr: "host:port", or gnet style
@@ -129,10 +140,9 @@ func newAcceptor(s *Server, ln net.Listener, cli *gnet.Client) (*acceptor, error
 	if err != nil {
 		return nil, err
 	}
-	var lim syscall.Rlimit
-	inflight := 16
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
-		inflight = int(min(max(descriptorReserve(lim.Cur)/4, 4), 64))
+	inflight := 2 * s.opts.eventLoops
+	if limit, ok := nofileLimit(); ok {
+		inflight = int(min(uint64(inflight), max(descriptorReserve(limit)/4, 1)))
 	}
 	a := &acceptor{s: s, ln: ln, rc: rc, cli: cli, scratch: make([]byte, 4096), maxEnrolling: inflight,
 		noReserve: s.opts.noReserve}
@@ -330,7 +340,7 @@ func (a *acceptor) shed() bool {
 	exhausted := false
 	_ = a.rc.Control(func(lfd uintptr) {
 		for n < 1024 {
-			fd, _, err := syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			fd, err := acceptRaw(int(lfd))
 			if err != nil {
 				exhausted = err == syscall.EMFILE || err == syscall.ENFILE
 				return

@@ -53,26 +53,26 @@ type Conn struct {
 
 	// owned by the event loop (here, not below, to pack the struct into a
 	// smaller allocation class)
-	opened     bool // OnOpen was called: OnClose is owed
-	finPending bool // failed: the write side is shut down once the close frame has left
-	batched    bool // in the loop's list of connections with batched fan-out frames
-	backlogged bool // in the loop's list of connections with bytes in gnet's buffer
+	opened     bool  // OnOpen was called: OnClose is owed
+	finPending bool  // failed: the write side is shut down once the close frame has left
+	batched    bool  // in the loop's list of connections with batched fan-out frames
+	backlogged bool  // in the loop's list of connections with bytes in gnet's buffer
+	proto      uint8 // the negotiated subprotocol: 1 + its index in WithSubprotocols, 0 for none
 
 	key          string       // guarded by mu: bound with Bind
 	sockBuffered atomic.Int64 // bytes in gnet's outbound buffer, as of the loop's last look (an upper bound: only the loop adds to it)
 	queued       atomic.Int64 // bytes of sends for c waiting in the loop's queue
 
 	// owned by the event loop.
-	timer       timerwheel.Timer[*Conn]
-	prev, next  *Conn // the loop's list of connections
-	lastRead    int64 // loop clock at the last read
-	lastPing    int64 // loop clock at the last ping sent
-	rd          reader
-	closeErr    *CloseError
-	pong        *pendingPong // the latest ping not yet answered, while the socket is backed up
-	subprotocol string
-	value       any
-	remote      net.Addr
+	timer      timerwheel.Timer[*Conn]
+	prev, next *Conn // the loop's list of connections
+	lastRead   int64 // loop clock at the last read
+	lastPing   int64 // loop clock at the last ping sent
+	rd         reader
+	closeErr   *CloseError
+	pong       *pendingPong // the latest ping not yet answered, while the socket is backed up
+	value      any
+	remote     net.Addr
 }
 
 // ID returns the connection's identifier, unique within its Server.
@@ -82,7 +82,12 @@ func (c *Conn) ID() uint64 { return c.id }
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Subprotocol returns the negotiated subprotocol, or "" when none was.
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.proto == 0 {
+		return ""
+	}
+	return c.loop.srv.opts.subprotocols[c.proto-1]
+}
 
 // Value returns the value attached by the upgrade hook or SetValue.
 // It must be called on the event loop (from a Handler method) unless the

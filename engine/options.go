@@ -279,6 +279,9 @@ func (o *options) validate() error {
 	if (o.appPing == "") != (o.appPong == "") {
 		return fmt.Errorf("wsloop: WithAppHeartbeat(%q, %q): need both messages or neither", o.appPing, o.appPong)
 	}
+	if len(o.subprotocols) > 255 {
+		return fmt.Errorf("wsloop: WithSubprotocols: %d subprotocols, at most 255", len(o.subprotocols))
+	}
 	for _, p := range o.subprotocols {
 		if p == "" || !isToken(p) {
 			return fmt.Errorf("wsloop: WithSubprotocols(%q): not an HTTP token", p)

@@ -30,14 +30,14 @@ var (
 type reader struct {
 	msg       []byte              // reassembly buffer of the message in progress
 	frameLeft int64               // payload bytes of the streamed frame not yet read
-	maskPos   int64               // offset of the next payload byte in the streamed frame
+	skipLeft  int64               // failed: payload bytes of the current frame to discard
 	mask      [4]byte             // masking key of the streamed frame
+	scanned   int32               // handshake: header bytes already scanned
+	maskPos   uint8               // offset of the next payload byte in the streamed frame, mod 4
 	msgOp     ws.OpCode           // opcode of the message in progress, 0 when none
 	inFrame   bool                // a data frame's payload is being streamed
 	frameFin  bool                // the streamed frame is final
 	utf8      codec.UTF8Validator // text validation across fragments
-	scanned   int32               // handshake: header bytes already scanned
-	skipLeft  int64               // failed: payload bytes of the current frame to discard
 	garbage   bool                // failed: the stream cannot be parsed any more
 }
 
@@ -180,7 +180,7 @@ func (c *Conn) readPayload(avail int) bool {
 	rd.msg = c.loop.bufs.appendGrow(rd.msg, p, end)
 	_, _ = c.gc.Discard(n)
 	rd.frameLeft -= int64(n)
-	rd.maskPos += int64(n)
+	rd.maskPos = uint8((int(rd.maskPos) + n) & 3)
 	if rd.frameLeft > 0 {
 		return false
 	}

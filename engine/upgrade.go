@@ -49,24 +49,27 @@ func (c *Conn) readHandshake() {
 		}
 		return
 	}
-	l.hreq.subprotocol = l.srv.selectSubprotocol(&l.req)
+	proto := l.srv.selectSubprotocol(&l.req)
+	if proto > 0 {
+		l.hreq.subprotocol = l.srv.opts.subprotocols[proto-1]
+	}
 	value, ok := c.runUpgradeHook()
 	if !ok {
 		return
 	}
-	c.accept(end, value)
+	c.accept(end, proto, value)
 	c.readFrames() // frames that came with the request
 }
 
 // accept writes the 101 response and opens the connection.
-func (c *Conn) accept(end int, value any) {
+func (c *Conn) accept(end int, proto uint8, value any) {
 	l := c.loop
 	s := l.srv
 	hr := &l.hreq
 	extra := append(append(l.hdrs[:0], s.opts.responseHeaders...), hr.respHeaders...)
 	c.mu.Lock()
 	c.out = codec.AppendSwitchingProtocols(c.out, l.req.Key, hr.subprotocol, nil, extra)
-	c.subprotocol, c.value = hr.subprotocol, value
+	c.proto, c.value = proto, value
 	c.state.Store(stateOpen)
 	c.mu.Unlock()
 	l.hdrs = extra[:0]
@@ -122,18 +125,18 @@ func (c *Conn) endRequest() {
 	_, _ = c.gc.Discard(-1)
 }
 
-// selectSubprotocol returns the first of the server's subprotocols that
-// the client offers.
-func (s *Server) selectSubprotocol(r *codec.Request) string {
-	for _, p := range s.opts.subprotocols {
+// selectSubprotocol returns 1 + the index of the first of the server's
+// subprotocols that the client offers, or 0 when there is none.
+func (s *Server) selectSubprotocol(r *codec.Request) uint8 {
+	for i, p := range s.opts.subprotocols {
 		found := false
 		r.VisitProtocols(func(offered []byte) bool {
 			found = string(offered) == p
 			return !found
 		})
 		if found {
-			return p
+			return uint8(i + 1)
 		}
 	}
-	return ""
+	return 0
 }
