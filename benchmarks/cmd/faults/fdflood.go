@@ -1,0 +1,284 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// fdResult is one server's row of the descriptor flood table.
+type fdResult struct {
+	Server       string
+	Failure      string         // the run could not be done (build, start)
+	Workers      int            // client processes
+	Connected    int            // dials that completed
+	Slow         int            // of those, how many took 1 s or more
+	DialFailed   map[string]int // by reason
+	NotAttempted int
+	DialS        float64        // longest worker dial phase
+	Closed       map[string]int // at the end of the hold, by reason
+	Open         int            // at the end of the hold
+	FDsBefore    int
+	FDsPeak      int
+	AliveInFlood bool
+	ProbeInFlood string
+	Recovery     string // "12 ms", "server exited (...)", "none within 30 s (last: ...)"
+	Stop         string // anything odd about stopping the server
+	Notes        []string
+	Tail         []string // the server's last output lines, when it died
+}
+
+// fdSampler polls a process's descriptor count and keeps the peak.
+type fdSampler struct {
+	mu   sync.Mutex
+	peak int
+	stop chan struct{}
+	done chan struct{}
+}
+
+func sampleFDs(pid int, every time.Duration) *fdSampler {
+	s := &fdSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if n, err := countFDs(pid); err == nil {
+				s.mu.Lock()
+				s.peak = max(s.peak, n)
+				s.mu.Unlock()
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// end stops the sampler and returns the peak.
+func (s *fdSampler) end() int {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
+// srcSeq rotates the workers' source addresses over 127.0.0.2 to
+// 127.0.0.254 from run to run, so that sockets one run leaves in
+// TIME_WAIT never take the ports the next run needs.
+var srcSeq int
+
+func nextSource() string {
+	a := fmt.Sprintf("127.0.0.%d", 2+srcSeq%253)
+	srcSeq++
+	return a
+}
+
+func runFDFlood(spec serverSpec) (r fdResult) {
+	r = fdResult{Server: spec.name, DialFailed: map[string]int{}, Closed: map[string]int{}}
+	if spec.buildErr != "" {
+		r.Failure = "build failed: " + spec.buildErr
+		return r
+	}
+	srv, err := startServer(spec.name, spec.bin, spec.args, *nofile)
+	if err != nil {
+		r.Failure = err.Error()
+		return r
+	}
+	var workers []*child
+	defer func() {
+		for _, w := range workers {
+			w.stdin.Close()
+			if w.wait(10 * time.Second) {
+				r.Notes = append(r.Notes, w.name+" did not exit within 10 s (killed)")
+			}
+		}
+		if srv.alive() {
+			r.Stop = srv.stop()
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	r.FDsBefore, _ = countFDs(srv.pid())
+	sampler := sampleFDs(srv.pid(), 100*time.Millisecond)
+	sampling := true
+	defer func() {
+		if sampling {
+			sampler.end()
+		}
+	}()
+
+	// The flood: workers of at most -per-worker sockets each, sharing
+	// -dial-concurrency dials in flight.
+	nw := (*conns + *perWorker - 1) / *perWorker
+	r.Workers = nw
+	self, err := os.Executable()
+	if err != nil {
+		r.Failure = err.Error()
+		return r
+	}
+	for i := range nw {
+		n := *conns / nw
+		if i < *conns%nw {
+			n++
+		}
+		w, err := start(fmt.Sprintf("worker %d", i), true, self, workerFlag,
+			"-addr", srv.addr, "-src", nextSource(), "-n", fmt.Sprint(n),
+			"-concurrency", fmt.Sprint(max(1, *dialConc/nw)),
+			"-dial-timeout", dialTimeout.String(), "-dial-phase", dialPhase.String())
+		if err != nil {
+			r.Failure = err.Error()
+			return r
+		}
+		workers = append(workers, w)
+	}
+	for _, w := range workers {
+		line, err := w.expect("DIALED", *dialPhase+*dialTimeout+30*time.Second)
+		if err != nil {
+			r.Failure = err.Error()
+			return r
+		}
+		var d dialReport
+		if err := json.Unmarshal([]byte(line), &d); err != nil {
+			r.Failure = fmt.Sprintf("%s: bad DIALED line %.100q", w.name, line)
+			return r
+		}
+		r.Connected += d.Connected
+		r.Slow += d.Slow
+		r.NotAttempted += d.NotAttempted
+		r.DialS = max(r.DialS, d.ElapsedS)
+		for k, v := range d.Failed {
+			r.DialFailed[k] += v
+		}
+		for _, why := range slices.Sorted(maps.Keys(d.Samples)) {
+			s := d.Samples[why]
+			if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.HasPrefix(n, "dial error ("+why+")") }) {
+				r.Notes = append(r.Notes, fmt.Sprintf("dial error (%s), e.g. %s: %s", why, w.name, s))
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "  %s: %d of %d connected in %.1fs, holding %v\n", spec.name, r.Connected, *conns, r.DialS, *hold)
+
+	// Hold the flood, then look at the server and the sockets.
+	time.Sleep(*hold)
+	r.AliveInFlood = srv.alive()
+	r.ProbeInFlood = probe(srv.addr, *probeTimeout)
+	for _, w := range workers {
+		w.send("STATUS")
+		line, err := w.expect("STATUS", 30*time.Second)
+		var st statusReport
+		if err == nil {
+			err = json.Unmarshal([]byte(line), &st)
+		}
+		if err != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: no status: %v", w.name, err))
+			continue
+		}
+		r.Open += st.Open
+		for k, v := range st.Closed {
+			r.Closed[k] += v
+		}
+	}
+	r.FDsPeak = sampler.end()
+	sampling = false
+
+	// Close the flood, then time the first upgrade+echo that works.
+	for _, w := range workers {
+		w.send("CLOSE")
+	}
+	for _, w := range workers {
+		if _, err := w.expect("CLOSED", 30*time.Second); err != nil {
+			r.Notes = append(r.Notes, err.Error())
+		}
+	}
+	r.Recovery = timeRecovery(srv)
+	if !srv.alive() {
+		r.Tail = srv.out.lastLines(6)
+	}
+	return r
+}
+
+// timeRecovery retries an upgrade+echo every 10 ms until one works, for
+// at most -recover-timeout.
+func timeRecovery(srv *server) string {
+	t0 := time.Now()
+	last := ""
+	for time.Since(t0) < *recoverTimeout {
+		if !srv.alive() {
+			<-srv.exited
+			return "server exited (" + srv.status() + ")"
+		}
+		last = probe(srv.addr, time.Second)
+		if last == "ok" {
+			return fmtDuration(time.Since(t0))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !srv.alive() {
+		return "server exited (" + srv.status() + ")"
+	}
+	return fmt.Sprintf("none within %v (last: %s)", *recoverTimeout, last)
+}
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	case d < 10*time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	default:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+}
+
+// counts renders {"HTTP 503": 5, "EOF": 2} as "5 (HTTP 503 5, EOF 2)", the
+// largest first.
+func counts(m map[string]int) string {
+	total := 0
+	type kv struct {
+		k string
+		v int
+	}
+	var kvs []kv
+	for k, v := range m {
+		if v > 0 {
+			total += v
+			kvs = append(kvs, kv{k, v})
+		}
+	}
+	if total == 0 {
+		return "0"
+	}
+	slices.SortFunc(kvs, func(a, b kv) int {
+		if a.v != b.v {
+			return cmp.Compare(b.v, a.v)
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	parts := make([]string, len(kvs))
+	for i, e := range kvs {
+		parts[i] = e.k + " " + thousands(e.v)
+	}
+	return thousands(total) + " (" + strings.Join(parts, ", ") + ")"
+}
+
+// thousands renders 25000 as "25,000".
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

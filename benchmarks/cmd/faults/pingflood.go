@@ -1,0 +1,156 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// pingResult is one server's row of the ping flood table.
+type pingResult struct {
+	Server     string
+	Failure    string
+	Sent       int64   // bytes of ping frames written
+	WriteS     float64 // time to write them
+	WriteEnd   string  // "complete", or why writing stopped
+	RSSBefore  int64
+	RSSAtEnd   int64 // right after the last byte was written
+	RSSSettled int64 // after -settle more
+	Alive      bool
+	Probe      string
+	Stop       string
+	Tail       []string
+}
+
+// pingPayload is the 125 bytes every ping carries: the most a control
+// frame may.
+var pingPayload = func() []byte {
+	p := make([]byte, 125)
+	for i := range p {
+		p[i] = 'a' + byte(i%26)
+	}
+	return p
+}()
+
+// pingFrameLen is the size of one ping frame on the wire: 2 bytes of
+// header, 4 of mask, 125 of payload.
+var pingFrameLen = len(appendFrame(nil, opPing, [4]byte{}, pingPayload))
+
+// pingBatch returns whole masked ping frames filling about size bytes.
+func pingBatch(size int) []byte {
+	one := appendFrame(nil, opPing, randomMask(), pingPayload)
+	b := make([]byte, 0, size+len(one))
+	for len(b)+len(one) <= max(size, len(one)) {
+		b = append(b, one...)
+	}
+	return b
+}
+
+// dialSmallRcvbuf dials addr with SO_RCVBUF set before connect, so that
+// the window the client advertises stays small.
+func dialSmallRcvbuf(addr string, rcvbuf int) (net.Conn, error) {
+	d := net.Dialer{
+		Timeout: 5 * time.Second,
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			}); err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	return d.Dial("tcp", addr)
+}
+
+func runPingFlood(spec serverSpec) (r pingResult) {
+	r = pingResult{Server: spec.name}
+	if spec.buildErr != "" {
+		r.Failure = "build failed: " + spec.buildErr
+		return r
+	}
+	srv, err := startServer(spec.name, spec.bin, spec.args, *nofile)
+	if err != nil {
+		r.Failure = err.Error()
+		return r
+	}
+	defer func() {
+		if srv.alive() {
+			r.Stop = srv.stop()
+		}
+	}()
+	c, err := dialSmallRcvbuf(srv.addr, 128<<10)
+	if err != nil {
+		r.Failure = "dial: " + classify(err)
+		return r
+	}
+	defer c.Close()
+	if _, err := upgrade(c, time.Now().Add(5*time.Second)); err != nil {
+		r.Failure = "upgrade: " + classify(err)
+		return r
+	}
+	time.Sleep(200 * time.Millisecond)
+	if r.RSSBefore, err = vmRSS(srv.pid()); err != nil {
+		r.Failure = "VmRSS: " + err.Error()
+		return r
+	}
+
+	// Write the pings in batches and never read. A batch that makes no
+	// progress for -stall ends the flood, as does -ping-timeout overall.
+	batch := pingBatch(*pingBatchSize)
+	t0 := time.Now()
+	end := t0.Add(*pingTimeout)
+	r.WriteEnd = "complete"
+	for r.Sent < *pingBytes {
+		b := batch[:min(int64(len(batch)), *pingBytes-r.Sent)]
+		for len(b) > 0 {
+			_ = c.SetWriteDeadline(minTime(time.Now().Add(*stall), end))
+			n, err := c.Write(b)
+			r.Sent += int64(n)
+			b = b[n:]
+			if err == nil {
+				continue
+			}
+			var ne net.Error
+			switch {
+			case !time.Now().Before(end):
+				r.WriteEnd = fmt.Sprintf("stopped at the %v bound", *pingTimeout)
+			case errors.As(err, &ne) && ne.Timeout() && n == 0:
+				r.WriteEnd = fmt.Sprintf("stalled: no progress for %v", *stall)
+			case errors.As(err, &ne) && ne.Timeout():
+				continue // progress, only slow
+			default:
+				r.WriteEnd = "write: " + classify(err)
+			}
+			break
+		}
+		if r.WriteEnd != "complete" {
+			break
+		}
+	}
+	r.WriteS = time.Since(t0).Seconds()
+	r.RSSAtEnd, _ = vmRSS(srv.pid())
+	time.Sleep(*settle)
+	r.RSSSettled, _ = vmRSS(srv.pid())
+	r.Alive = srv.alive()
+	r.Probe = probe(srv.addr, *probeTimeout)
+	if !r.Alive || !srv.alive() {
+		r.Alive = false
+		r.Tail = srv.out.lastLines(6)
+	}
+	fmt.Fprintf(os.Stderr, "  %s: %.1f MiB of pings in %.1fs (%s), probe %s\n", spec.name, mib(r.Sent), r.WriteS, r.WriteEnd, r.Probe)
+	return r
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
+)
+
+// WebSocket opcodes (RFC 6455 5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+// appendFrame appends one client frame (FIN set, masked with mask) to dst.
+func appendFrame(dst []byte, op byte, mask [4]byte, payload []byte) []byte {
+	dst = append(dst, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, 0x80|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0x80|126)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	default:
+		dst = append(dst, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	dst = append(dst, mask[:]...)
+	for i, b := range payload {
+		dst = append(dst, b^mask[i&3])
+	}
+	return dst
+}
+
+// frame is one decoded frame; payload is unmasked.
+type frame struct {
+	fin     bool
+	op      byte
+	masked  bool
+	payload []byte
+}
+
+// maxProbeFrame bounds the frames parseFrame accepts: the probe's echo is
+// a few bytes.
+const maxProbeFrame = 1 << 20
+
+// parseFrame decodes the frame at the front of b. It returns the bytes it
+// took, or 0 (and no error) while b holds only part of the frame.
+func parseFrame(b []byte) (f frame, n int, err error) {
+	if len(b) < 2 {
+		return f, 0, nil
+	}
+	f.fin, f.op, f.masked = b[0]&0x80 != 0, b[0]&0x0f, b[1]&0x80 != 0
+	if b[0]&0x70 != 0 {
+		return f, 0, fmt.Errorf("frame with RSV bits %#x", b[0]&0x70)
+	}
+	size, h := uint64(b[1]&0x7f), 2
+	switch size {
+	case 126:
+		if len(b) < 4 {
+			return f, 0, nil
+		}
+		size, h = uint64(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return f, 0, nil
+		}
+		size, h = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if size > maxProbeFrame {
+		return f, 0, fmt.Errorf("frame of %d bytes", size)
+	}
+	var mask [4]byte
+	if f.masked {
+		if len(b) < h+4 {
+			return f, 0, nil
+		}
+		copy(mask[:], b[h:])
+		h += 4
+	}
+	if uint64(len(b)-h) < size {
+		return f, 0, nil
+	}
+	f.payload = append([]byte(nil), b[h:h+int(size)]...)
+	if f.masked {
+		for i := range f.payload {
+			f.payload[i] ^= mask[i&3]
+		}
+	}
+	return f, h + int(size), nil
+}
+
+func randomMask() (m [4]byte) {
+	_, _ = rand.Read(m[:])
+	return m
+}
+
+// statusError is an upgrade answered with a status other than 101.
+type statusError struct {
+	code int
+	line string
+}
+
+func (e *statusError) Error() string { return "HTTP " + strconv.Itoa(e.code) }
+
+// statusLine parses "HTTP/1.1 503 Service Unavailable" into 503.
+func statusLine(line []byte) (int, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte("HTTP/1."))
+	if !ok || len(rest) < 5 || rest[1] != ' ' {
+		return 0, false
+	}
+	code, err := strconv.Atoi(string(rest[2:5]))
+	if err != nil || (len(rest) > 5 && rest[5] != ' ') {
+		return 0, false
+	}
+	return code, true
+}
+
+// upgrade sends the opening handshake on c and reads the answer. It
+// returns the bytes read past the response head (frames), a *statusError
+// for an answer other than 101, or the read's error.
+func upgrade(c net.Conn, deadline time.Time) ([]byte, error) {
+	_ = c.SetDeadline(deadline)
+	key := wsload.NewKey()
+	if _, err := c.Write(wsload.AppendRequest(nil, c.RemoteAddr().String(), key)); err != nil {
+		return nil, err
+	}
+	var buf []byte
+	tmp := make([]byte, 4096)
+	for {
+		n, err := c.Read(tmp)
+		buf = append(buf, tmp[:n]...)
+		if i := bytes.Index(buf, []byte("\r\n")); i >= 0 {
+			code, ok := statusLine(buf[:i])
+			if !ok {
+				return nil, fmt.Errorf("not an HTTP response: %.60q", buf[:i])
+			}
+			if code != 101 {
+				return nil, &statusError{code, string(buf[:i])}
+			}
+		}
+		if n > 0 {
+			h, herr := wsload.CheckResponse(buf, key)
+			if herr == nil {
+				return buf[h:], nil
+			}
+			if !errors.Is(herr, wsload.ErrIncomplete) {
+				return nil, herr
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readFrame reads one data or close frame, skipping pings and pongs.
+// buf holds bytes already read; it returns the frame and what is left.
+func readFrame(c net.Conn, buf []byte) (frame, []byte, error) {
+	tmp := make([]byte, 4096)
+	for {
+		for {
+			f, n, err := parseFrame(buf)
+			if err != nil {
+				return f, nil, err
+			}
+			if n == 0 {
+				break
+			}
+			buf = buf[n:]
+			if f.op != opPing && f.op != opPong {
+				return f, buf, nil
+			}
+		}
+		n, err := c.Read(tmp)
+		buf = append(buf, tmp[:n]...)
+		if err != nil && n == 0 {
+			return frame{}, nil, err
+		}
+	}
+}
+
+// classify names an error the way the report shows it.
+func classify(err error) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, io.EOF):
+		return "EOF"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "RST"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.EPIPE):
+		return "EPIPE"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "EADDRNOTAVAIL"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "EMFILE"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.Error()
+	}
+	return err.Error()
+}
+
+// probe dials addr, upgrades, sends one text message and waits for its
+// echo, all within timeout. It returns "ok" or what went wrong, prefixed
+// with the step: "dial: refused", "upgrade: HTTP 503", "echo: EOF".
+func probe(addr string, timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "dial: " + classify(err)
+	}
+	defer c.Close()
+	rest, err := upgrade(c, deadline)
+	if err != nil {
+		return "upgrade: " + classify(err)
+	}
+	msg := fmt.Appendf(nil, "faults probe %d", time.Now().UnixNano())
+	if _, err := c.Write(appendFrame(nil, opText, randomMask(), msg)); err != nil {
+		return "echo: " + classify(err)
+	}
+	f, _, err := readFrame(c, rest)
+	switch {
+	case err != nil:
+		return "echo: " + classify(err)
+	case f.op == opClose:
+		return "echo: close frame"
+	case f.op != opText || !f.fin || !bytes.Equal(f.payload, msg):
+		return fmt.Sprintf("echo: wrong frame (op %d, %d bytes)", f.op, len(f.payload))
+	}
+	_, _ = c.Write(appendFrame(nil, opClose, randomMask(), []byte{0x03, 0xe8}))
+	return "ok"
+}
