@@ -50,16 +50,7 @@ func TestPingFloodBounded(t *testing.T) {
 	const capBytes = 256 << 10
 	srv, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(capBytes))
 	c := upgradeSlowReader(t, addr) // and never read until the end
-	var sc *Conn
-	waitFor(t, 5*time.Second, "the connection", func() bool {
-		for id := uint64(1); id < 10; id++ {
-			if x, ok := srv.Conn(id); ok {
-				sc = x
-				return true
-			}
-		}
-		return false
-	})
+	sc := onlyConn(t, srv)
 	heapBefore := heapInUse()
 	const flood = 32 << 20
 	payload := bytes.Repeat([]byte{'p'}, 125)
@@ -127,11 +118,7 @@ func TestPingFloodPolicy(t *testing.T) {
 	rec := newRecorder()
 	srv, addr := startServer(t, rec, WithMaxOutboundBytes(capBytes), WithSlowConsumerPolicy(ClosePolicyViolation))
 	c := upgradeSlowReader(t, addr)
-	var sc *Conn
-	waitFor(t, 5*time.Second, "the connection", func() bool {
-		sc = firstConn(srv)
-		return sc != nil
-	})
+	sc := onlyConn(t, srv)
 	// Fill the outbound queue close to the cap with data the client does
 	// not read.
 	msg := make([]byte, 4<<10)
@@ -192,6 +179,14 @@ func upgradeSlowReader(t testing.TB, addr string) net.Conn {
 	return c
 }
 
+// onlyConn waits for the server's only connection and returns it.
+func onlyConn(t *testing.T, srv *Server) *Conn {
+	t.Helper()
+	var sc *Conn
+	waitFor(t, 5*time.Second, "the connection", func() bool { sc = firstConn(srv); return sc != nil })
+	return sc
+}
+
 func firstConn(srv *Server) *Conn {
 	var found *Conn
 	srv.conns.Range(func(_ uint64, c *Conn) bool {
@@ -209,11 +204,7 @@ func TestBufferedAmountAfterDrain(t *testing.T) {
 	rec := newRecorder()
 	srv, addr := startServer(t, rec, WithMaxOutboundBytes(capBytes), WithSlowConsumerPolicy(ClosePolicyViolation))
 	c := upgradeSlowReader(t, addr)
-	var sc *Conn
-	waitFor(t, 5*time.Second, "the connection", func() bool {
-		sc = firstConn(srv)
-		return sc != nil
-	})
+	sc := onlyConn(t, srv)
 	msg := make([]byte, 64<<10)
 	sent := 0
 	for sc.BufferedAmount()+2*len(msg) <= capBytes {
@@ -423,8 +414,7 @@ func TestCloseReasonUTF8(t *testing.T) {
 	rec := newRecorder()
 	srv, addr := startServer(t, rec)
 	c := upgradeRaw(t, addr)
-	var sc *Conn
-	waitFor(t, 5*time.Second, "the connection", func() bool { sc = firstConn(srv); return sc != nil })
+	sc := onlyConn(t, srv)
 	if err := sc.Close(1000, "bad \xff reason"); err == nil {
 		t.Fatal("Close with an invalid UTF-8 reason returned nil")
 	}
@@ -487,8 +477,7 @@ func TestFailWithBacklogSendsFIN(t *testing.T) {
 	rec := newRecorder()
 	srv, addr := startServer(t, rec, WithCloseTimeout(30*time.Second))
 	c := upgradeSlowReader(t, addr)
-	var sc *Conn
-	waitFor(t, 5*time.Second, "the connection", func() bool { sc = firstConn(srv); return sc != nil })
+	sc := onlyConn(t, srv)
 	msg := make([]byte, 64<<10)
 	sent := 0
 	for sc.BufferedAmount() < 256<<10 {
@@ -533,8 +522,7 @@ func TestNoTimerAfterClose(t *testing.T) {
 		WithPingInterval(time.Second), WithIdleTimeout(10*time.Second))
 	c := upgradeRaw(t, addr)
 	defer c.Close()
-	var sc *Conn
-	waitFor(t, 5*time.Second, "the connection", func() bool { sc = firstConn(srv); return sc != nil })
+	sc := onlyConn(t, srv)
 	// Shut the server side's write half down, so that the next ping's
 	// write fails (EPIPE) inside the heartbeat.
 	done := make(chan struct{})

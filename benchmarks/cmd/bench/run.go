@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,57 +20,13 @@ import (
 	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
-// children are the processes running now, killed on SIGINT.
 // jobSeq counts client processes started, to rotate source addresses.
 var jobSeq atomic.Uint32
 
-var children struct {
-	sync.Mutex
-	m map[*exec.Cmd]bool
-}
+// children are the processes running now, killed on SIGINT.
+var children proc.Children
 
-func track(c *exec.Cmd, on bool) {
-	children.Lock()
-	defer children.Unlock()
-	if children.m == nil {
-		children.m = map[*exec.Cmd]bool{}
-	}
-	if on {
-		children.m[c] = true
-	} else {
-		delete(children.m, c)
-	}
-}
-
-func killChildren() {
-	children.Lock()
-	defer children.Unlock()
-	for c := range children.m {
-		_ = c.Process.Kill()
-	}
-}
-
-// tailBuffer keeps the last few KiB of a process's stderr.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 16<<10 {
-		t.b = append(t.b[:0], t.b[len(t.b)-8<<10:]...)
-	}
-	t.mu.Unlock()
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
-}
+func killChildren() { children.KillAll() }
 
 func taskset(cpus string, bin string, args ...string) *exec.Cmd {
 	if cpus == "" {
@@ -86,13 +41,13 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *tailBuffer
+	stderr *proc.Tail
 	exited chan struct{}
 	err    error
 }
 
 func start(name, cpus, bin string, args ...string) (*child, error) {
-	c := &child{name: name, lines: make(chan string, 16), stderr: &tailBuffer{}, exited: make(chan struct{})}
+	c := &child{name: name, lines: make(chan string, 16), stderr: &proc.Tail{}, exited: make(chan struct{})}
 	c.cmd = taskset(cpus, bin, args...)
 	c.cmd.Stderr = c.stderr
 	var err error
@@ -106,7 +61,7 @@ func start(name, cpus, bin string, args ...string) (*child, error) {
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	track(c.cmd, true)
+	children.Track(c.cmd, true)
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -121,7 +76,7 @@ func start(name, cpus, bin string, args ...string) (*child, error) {
 	go func() {
 		<-read
 		c.err = c.cmd.Wait()
-		track(c.cmd, false)
+		children.Track(c.cmd, false)
 		close(c.exited)
 	}()
 	return c, nil

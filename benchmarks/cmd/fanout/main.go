@@ -54,6 +54,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
 var (
@@ -425,7 +427,7 @@ func (p *publisher) send(seq uint64) bool {
 	m := p.rng.Uint64()
 	mask[0], mask[1], mask[2], mask[3] = byte(m), byte(m>>8), byte(m>>16), byte(m>>24)
 	p.b.pat.fill(p.payload, seq, time.Now().UnixNano())
-	p.frame = appendFrame(p.frame[:0], p.b.op, p.payload, mask)
+	p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, p.payload, mask)
 	_ = p.pub.nc.SetWriteDeadline(time.Now().Add(*drainWait))
 	if _, err := p.pub.nc.Write(p.frame); err != nil {
 		p.b.fail("publisher: write: %v", err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
 // ring is the number of countdown slots, indexed by sequence number mod
@@ -126,7 +128,7 @@ func (s *sub) consume(b *bench) error {
 				return errors.New("bad ping frame")
 			}
 			var mask [4]byte
-			if err := s.send(appendFrame(make([]byte, 0, 6+len(f.payload)), opPong, f.payload, mask)); err != nil {
+			if err := s.send(wsload.AppendClientFrame(make([]byte, 0, 6+len(f.payload)), opPong, f.payload, mask)); err != nil {
 				return fmt.Errorf("answering a ping: %w", err)
 			}
 		case opPong:

@@ -11,13 +11,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 70000} {
 		payload := bytes.Repeat([]byte("xyz"), n/3+1)[:n]
 		mask := [4]byte{0x12, 0x34, 0x56, 0x78}
-		b := appendFrame(nil, opText, mask, payload)
+		b := wsload.AppendClientFrame(nil, opText, payload, mask)
 		f, used, err := parseFrame(b)
 		if err != nil || used != len(b) {
 			t.Fatalf("size %d: used %d of %d, err %v", n, used, len(b), err)

@@ -202,7 +202,7 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 	}
 	r.Recovery = timeRecovery(srv)
 	if !srv.alive() {
-		r.Tail = srv.out.lastLines(6)
+		r.Tail = srv.out.LastLines(6)
 	}
 	return r
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
 // pingResult is one server's row of the ping flood table.
@@ -37,11 +39,11 @@ var pingPayload = func() []byte {
 
 // pingFrameLen is the size of one ping frame on the wire: 2 bytes of
 // header, 4 of mask, 125 of payload.
-var pingFrameLen = len(appendFrame(nil, opPing, [4]byte{}, pingPayload))
+var pingFrameLen = len(wsload.AppendClientFrame(nil, opPing, pingPayload, [4]byte{}))
 
 // pingBatch returns whole masked ping frames filling about size bytes.
 func pingBatch(size int) []byte {
-	one := appendFrame(nil, opPing, randomMask(), pingPayload)
+	one := wsload.AppendClientFrame(nil, opPing, pingPayload, randomMask())
 	b := make([]byte, 0, size+len(one))
 	for len(b)+len(one) <= max(size, len(one)) {
 		b = append(b, one...)
@@ -140,7 +142,7 @@ func runPingFlood(spec serverSpec) (r pingResult) {
 	r.Probe = probe(srv.addr, *probeTimeout)
 	if !r.Alive || !srv.alive() {
 		r.Alive = false
-		r.Tail = srv.out.lastLines(6)
+		r.Tail = srv.out.LastLines(6)
 	}
 	fmt.Fprintf(os.Stderr, "  %s: %.1f MiB of pings in %.1fs (%s), probe %s\n", spec.name, mib(r.Sent), r.WriteS, r.WriteEnd, r.Probe)
 	return r

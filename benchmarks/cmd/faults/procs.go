@@ -8,77 +8,18 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 )
 
-// Every process the tool starts is in children until it has been reaped,
+// children holds every process the tool starts until it has been reaped,
 // so that killAll can end them on any exit path. Each also gets SIGKILL
 // from the kernel if the tool itself dies (Pdeathsig).
-var children struct {
-	sync.Mutex
-	m map[*exec.Cmd]bool
-}
+var children proc.Children
 
-func track(c *exec.Cmd, on bool) {
-	children.Lock()
-	defer children.Unlock()
-	if children.m == nil {
-		children.m = map[*exec.Cmd]bool{}
-	}
-	if on {
-		children.m[c] = true
-	} else {
-		delete(children.m, c)
-	}
-}
-
-// killAll sends SIGKILL to every child still running.
-func killAll() {
-	children.Lock()
-	defer children.Unlock()
-	for c := range children.m {
-		_ = c.Process.Kill()
-	}
-}
-
-// tailBuffer keeps the last few KiB written to it.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 32<<10 {
-		t.b = append(t.b[:0], t.b[len(t.b)-16<<10:]...)
-	}
-	t.mu.Unlock()
-	return len(p), nil
-}
-
-// lastLines returns up to n of the last lines written, each cut to 240
-// characters.
-func (t *tailBuffer) lastLines(n int) []string {
-	t.mu.Lock()
-	s := strings.TrimSpace(string(t.b))
-	t.mu.Unlock()
-	if s == "" {
-		return nil
-	}
-	ls := strings.Split(s, "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	for i, l := range ls {
-		if len(l) > 240 {
-			ls[i] = l[:240] + "…"
-		}
-	}
-	return ls
-}
+func killAll() { children.KillAll() }
 
 // child is a started process. Lines it prints on stdout arrive on lines
 // when it was started with wantLines; everything else it prints goes to
@@ -88,13 +29,13 @@ type child struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	out    *tailBuffer
+	out    *proc.Tail
 	exited chan struct{} // closed once reaped; err is then set
 	err    error
 }
 
 func start(name string, wantLines bool, bin string, args ...string) (*child, error) {
-	c := &child{name: name, out: &tailBuffer{}, exited: make(chan struct{})}
+	c := &child{name: name, out: &proc.Tail{}, exited: make(chan struct{})}
 	c.cmd = exec.Command(bin, args...)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	c.cmd.Stderr = c.out
@@ -114,7 +55,7 @@ func start(name string, wantLines bool, bin string, args ...string) (*child, err
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	track(c.cmd, true)
+	children.Track(c.cmd, true)
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
@@ -132,7 +73,7 @@ func start(name string, wantLines bool, bin string, args ...string) (*child, err
 	go func() {
 		<-read
 		c.err = c.cmd.Wait()
-		track(c.cmd, false)
+		children.Track(c.cmd, false)
 		close(c.exited)
 	}()
 	return c, nil
@@ -174,7 +115,7 @@ func (c *child) expect(prefix string, timeout time.Duration) (string, error) {
 		case l, ok := <-c.lines:
 			if !ok {
 				<-c.exited
-				return "", fmt.Errorf("%s ended (%s) before printing %s: %s", c.name, c.status(), prefix, strings.Join(c.out.lastLines(3), " / "))
+				return "", fmt.Errorf("%s ended (%s) before printing %s: %s", c.name, c.status(), prefix, strings.Join(c.out.LastLines(3), " / "))
 			}
 			if rest, ok := strings.CutPrefix(l, prefix); ok {
 				return strings.TrimSpace(rest), nil
@@ -243,7 +184,7 @@ func startServer(name, bin string, args []string, nofile int) (*server, error) {
 			return s, nil
 		}
 		if !s.alive() {
-			return nil, fmt.Errorf("%s exited before accepting (%s): %s", name, s.status(), strings.Join(s.out.lastLines(3), " / "))
+			return nil, fmt.Errorf("%s exited before accepting (%s): %s", name, s.status(), strings.Join(s.out.LastLines(3), " / "))
 		}
 		if time.Now().After(deadline) {
 			s.stop()

@@ -24,26 +24,6 @@ const (
 	opPong  = 0xA
 )
 
-// appendFrame appends one client frame (FIN set, masked with mask) to dst.
-func appendFrame(dst []byte, op byte, mask [4]byte, payload []byte) []byte {
-	dst = append(dst, 0x80|op)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, 0x80|byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 0x80|126)
-		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	dst = append(dst, mask[:]...)
-	for i, b := range payload {
-		dst = append(dst, b^mask[i&3])
-	}
-	return dst
-}
-
 // frame is one decoded frame; payload is unmasked.
 type frame struct {
 	fin     bool
@@ -235,7 +215,7 @@ func probe(addr string, timeout time.Duration) string {
 		return "upgrade: " + classify(err)
 	}
 	msg := fmt.Appendf(nil, "faults probe %d", time.Now().UnixNano())
-	if _, err := c.Write(appendFrame(nil, opText, randomMask(), msg)); err != nil {
+	if _, err := c.Write(wsload.AppendClientFrame(nil, opText, msg, randomMask())); err != nil {
 		return "echo: " + classify(err)
 	}
 	f, _, err := readFrame(c, rest)
@@ -247,6 +227,6 @@ func probe(addr string, timeout time.Duration) string {
 	case f.op != opText || !f.fin || !bytes.Equal(f.payload, msg):
 		return fmt.Sprintf("echo: wrong frame (op %d, %d bytes)", f.op, len(f.payload))
 	}
-	_, _ = c.Write(appendFrame(nil, opClose, randomMask(), []byte{0x03, 0xe8}))
+	_, _ = c.Write(wsload.AppendClientFrame(nil, opClose, []byte{0x03, 0xe8}, randomMask()))
 	return "ok"
 }
