@@ -227,6 +227,7 @@ func (a *acceptor) admit(conn net.Conn) {
 func (a *acceptor) enrollQueued() {
 	defer a.enrolled.Done()
 	tok := new(enrollToken)
+	var scratch []byte
 	for {
 		a.enrollMu.Lock()
 		if a.enrollHead == len(a.toEnroll) {
@@ -243,7 +244,10 @@ func (a *acceptor) enrollQueued() {
 		if a.s.refusing() {
 			a.s.sockets.Add(-1)
 			a.s.rejected.Add(1)
-			refuse(conn, make([]byte, 4096))
+			if scratch == nil {
+				scratch = make([]byte, 4096)
+			}
+			refuse(conn, scratch)
 			continue
 		}
 		a.enroll(conn, tok)

@@ -63,9 +63,15 @@ func (c *Conn) onPing(p []byte) {
 	if c.state.Load() != stateOpen {
 		return
 	}
-	if c.gc.OutboundBuffered() == 0 && c.outLen()+2+len(p) <= c.loop.srv.opts.maxOutbound {
+	c.mu.Lock()
+	now := c.gc.OutboundBuffered() == 0 && len(c.out)+2+len(p) <= c.loop.srv.opts.maxOutbound
+	if now {
+		c.ensureOutLocked()
+		c.out = codec.AppendFrame(c.out, ws.OpPong, true, p)
+	}
+	c.mu.Unlock()
+	if now {
 		c.releasePong() // superseded
-		c.queueFrame(ws.OpPong, p)
 		return
 	}
 	l := c.loop
@@ -80,12 +86,6 @@ func (c *Conn) onPing(p []byte) {
 	}
 	c.pong.n = uint8(copy(c.pong.b[:], p))
 	l.watchBacklog(c)
-}
-
-func (c *Conn) outLen() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.out)
 }
 
 // sendPendingPong writes the held pong if the socket has room: at once

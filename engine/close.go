@@ -45,7 +45,6 @@ func (c *Conn) requestClose(code ws.StatusCode, reason string, cause error) erro
 // close deadline is armed, all in one step. It reports whether it did
 // (false when c was no longer open).
 func (c *Conn) closeNow(code ws.StatusCode, reason string, cause error) bool {
-	c.closeCalled.Store(true)
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
 		c.mu.Unlock()
@@ -57,7 +56,6 @@ func (c *Conn) closeNow(code ws.StatusCode, reason string, cause error) bool {
 	c.state.Store(stateClosing)
 	flushNow := !c.dispatching && !c.batched
 	c.mu.Unlock()
-	c.releasePong()
 	if cause == ErrSlowConsumer {
 		c.loop.srv.slowCloses.Add(1)
 	}
@@ -72,7 +70,6 @@ func (c *Conn) closeNow(code ws.StatusCode, reason string, cause error) bool {
 // with code and reason, then half-close and skip. On the loop.
 func (c *Conn) fail(code ws.StatusCode, reason string, err error) {
 	c.rd.release(c.loop)
-	c.closeCalled.Store(true)
 	c.mu.Lock()
 	st := c.state.Load()
 	switch st {
@@ -88,7 +85,6 @@ func (c *Conn) fail(code ws.StatusCode, reason string, err error) {
 	}
 	flushNow := !c.dispatching && !c.batched
 	c.mu.Unlock()
-	c.releasePong()
 	if st == stateOpen {
 		c.armCloseTimer()
 	}
@@ -113,7 +109,6 @@ func (c *Conn) shutdownWrite() {
 // echoed, an answer to ours completes the handshake. On the loop, during a
 // dispatch.
 func (c *Conn) onPeerClose(code ws.StatusCode, reason []byte) {
-	c.closeCalled.Store(true)
 	c.mu.Lock()
 	switch c.state.Load() {
 	case stateOpen:
@@ -129,7 +124,6 @@ func (c *Conn) onPeerClose(code ws.StatusCode, reason []byte) {
 		c.state.Store(stateDone) // the answer to our close frame
 	}
 	c.mu.Unlock()
-	c.releasePong()
 }
 
 func (c *Conn) armCloseTimer() {

@@ -38,9 +38,11 @@ type Conn struct {
 	id    uint64
 	state atomic.Uint32 // written by the loop only, under mu
 
-	// closeCalled is set once, by Close or a slow-consumer close from any
-	// goroutine (CompareAndSwap), or by the loop when it closes: from then
-	// on sends fail with ErrClosed. The state changes later, on the loop.
+	// closeCalled is set once (CompareAndSwap) by Close, or a slow-consumer
+	// close decided off the loop, from any goroutine: from then on sends
+	// fail with ErrClosed, while the close request waits in the loop's
+	// queue and the state is still open. Closes the loop starts itself show
+	// in the state at once.
 	closeCalled atomic.Bool
 
 	// guarded by mu: the pending output and who will flush it.

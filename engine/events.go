@@ -71,7 +71,6 @@ func (e *events) OnTick() (time.Duration, gnet.Action) {
 // closed releases c after its socket closed and runs OnClose if OnOpen ran.
 func (c *Conn) closed(err error) {
 	l := c.loop
-	c.closeCalled.Store(true)
 	c.mu.Lock()
 	c.state.Store(stateClosed)
 	ce := c.closeErr

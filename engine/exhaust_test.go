@@ -205,25 +205,48 @@ func startFDChild(t *testing.T, mode string) *fdChild {
 	return ch
 }
 
+// line returns the child's next line, keeping LOG lines in ch.logs; ok is
+// false when the child is gone or silent for d.
+func (ch *fdChild) line(d time.Duration) (string, bool) {
+	timeout := time.After(d)
+	for {
+		select {
+		case line, ok := <-ch.lines:
+			if !ok {
+				return "", false
+			}
+			if strings.HasPrefix(line, "LOG ") {
+				ch.logs = append(ch.logs, line)
+				continue
+			}
+			return line, true
+		case <-timeout:
+			return "", false
+		}
+	}
+}
+
 // next returns the child's next line; an "EXIT" line fails the test.
 func (ch *fdChild) next(t *testing.T, d time.Duration) string {
 	t.Helper()
-	select {
-	case line, ok := <-ch.lines:
-		if !ok {
-			t.Fatal("child exited")
+	line, ok := ch.line(d)
+	if !ok {
+		t.Fatalf("child exited or silent for %v", d)
+	}
+	if strings.HasPrefix(line, "EXIT") {
+		t.Fatalf("the server stopped: %s", line)
+	}
+	return line
+}
+
+// waitExit waits up to d for the child's "EXIT" line.
+func (ch *fdChild) waitExit(d time.Duration) (string, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		line, ok := ch.line(time.Until(deadline))
+		if !ok || strings.HasPrefix(line, "EXIT") {
+			return line, ok
 		}
-		if strings.HasPrefix(line, "LOG ") {
-			ch.logs = append(ch.logs, line)
-			return ch.next(t, d)
-		}
-		if strings.HasPrefix(line, "EXIT") {
-			t.Fatalf("the server stopped: %s", line)
-		}
-		return line
-	case <-time.After(d):
-		t.Fatalf("child silent for %v", d)
-		return ""
 	}
 }
 
@@ -247,9 +270,7 @@ func tryEcho(addr string) error {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err != nil {
+	if _, err := c.Write([]byte(upgradeReq)); err != nil {
 		return err
 	}
 	br := bufio.NewReader(c)
@@ -418,21 +439,11 @@ func TestDescriptorExhaustion(t *testing.T) {
 
 // TestEventLoopDeath: when an event loop stops on an error (here its epoll
 // descriptor is closed under it), the server does not pretend to have shut
-// down gracefully: gnet's error reaches the logger at error level, every
-// connection gets 1001, and ListenAndServe returns an error that says why.
+// down gracefully: gnet's error reaches the logger at error level and
+// ListenAndServe returns an error that says why.
 func TestEventLoopDeath(t *testing.T) {
 	ch := startFDChild(t, "plain")
-	c, err := net.Dial("tcp", ch.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	readHTTPHead(t, c)
+	upgradeRaw(t, ch.addr)
 	if line := ch.ask(t, "killloop"); !strings.HasPrefix(line, "KILLED") {
 		t.Fatalf("child: %s", line)
 	}
@@ -444,23 +455,9 @@ func TestEventLoopDeath(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var exit string
-	deadline := time.After(20 * time.Second)
-	for exit == "" {
-		select {
-		case line, ok := <-ch.lines:
-			if !ok {
-				t.Fatal("child exited without saying why")
-			}
-			if strings.HasPrefix(line, "LOG ") {
-				ch.logs = append(ch.logs, line)
-			}
-			if strings.HasPrefix(line, "EXIT") {
-				exit = line
-			}
-		case <-deadline:
-			t.Fatalf("the server went on after its loop died; logs: %q", ch.logs)
-		}
+	exit, ok := ch.waitExit(20 * time.Second)
+	if !ok {
+		t.Fatalf("the server went on after its loop died; logs: %q", ch.logs)
 	}
 	t.Logf("%s", exit)
 	if !strings.Contains(exit, "event loop stopped") || strings.Contains(exit, ErrServerClosed.Error()) {

@@ -168,15 +168,7 @@ func upgradeSlowReader(t testing.TB, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	req := "GET /raw HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := c.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	if head := readHTTPHead(t, c); !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
-		t.Fatalf("bad upgrade response:\n%s", head)
-	}
-	return c
+	return upgradeOver(t, c, addr)
 }
 
 // onlyConn waits for the server's only connection and returns it.
@@ -639,8 +631,7 @@ func TestConnectionCapUnderRace(t *testing.T) {
 				if err != nil {
 					continue
 				}
-				_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+				_, _ = c.Write([]byte(upgradeReq))
 				buf := make([]byte, 12)
 				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				if n, _ := io.ReadFull(c, buf); n == 12 && string(buf) == "HTTP/1.1 101" {
@@ -858,8 +849,7 @@ func TestRefusedGets503(t *testing.T) {
 	srv, addr := startServer(t, echoHandler{}, WithMaxConnections(1))
 	upgradeRaw(t, addr)
 	waitFor(t, 5*time.Second, "open", func() bool { return srv.Connections() == 1 })
-	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	req := upgradeReq
 	for i := range 200 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -902,8 +892,7 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	_, _ = c.Write([]byte(upgradeReq))
 	readHTTPHead(t, c)
 	_, _ = c.Write(clientFrame(ws.OpText, true, []byte("over a unix socket")))
 	if f := readServerFrame(t, c); string(f.Payload) != "over a unix socket" {

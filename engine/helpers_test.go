@@ -126,11 +126,20 @@ func dialTCP(t testing.TB, addr string) net.Conn {
 	return c
 }
 
+// upgradeReq is a valid upgrade request, for tests that write it by hand.
+const upgradeReq = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
 // upgradeRaw opens a WebSocket connection by hand and returns the socket
 // positioned after the 101 response.
 func upgradeRaw(t testing.TB, addr string) net.Conn {
 	t.Helper()
-	c := dialTCP(t, addr)
+	return upgradeOver(t, dialTCP(t, addr), addr)
+}
+
+// upgradeOver sends an upgrade request for addr on c and reads the 101.
+func upgradeOver(t testing.TB, c net.Conn, addr string) net.Conn {
+	t.Helper()
 	req := "GET /raw HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	if _, err := c.Write([]byte(req)); err != nil {

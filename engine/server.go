@@ -22,7 +22,6 @@ type Server struct {
 	h    Handler
 	opts options
 
-	cli       *gnet.Client // the event loops (gnet's listener-less engine; the acceptor feeds it)
 	ln        net.Listener
 	socketCap atomic.Int64  // WithMaxConnections, or derived from RLIMIT_NOFILE
 	ready     chan struct{} // closed once listening
@@ -115,19 +114,17 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		_ = cli.Stop()
 		return err
 	}
-	s.cli, s.ln, s.addr = cli, ln, ln.Addr()
+	s.ln, s.addr = ln, ln.Addr()
 	close(s.ready)
 
-	accepted := make(chan error, 1)
+	// The accept goroutine ends when the listener closes; an error before
+	// that makes the server fail.
+	accepted := make(chan struct{})
 	go func() {
-		accepted <- acc.run(func() bool {
-			select {
-			case <-s.stop:
-				return true
-			default:
-				return false
-			}
-		})
+		defer close(accepted)
+		if err := acc.run(s.stopping); err != nil {
+			s.fail(err)
+		}
 	}()
 	go func() {
 		select {
@@ -139,15 +136,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		}
 	}()
 
-	acceptDone := false
-	select {
-	case <-s.stop:
-	case err := <-accepted:
-		acceptDone = true
-		if err != nil {
-			s.fail(err)
-		}
-	}
+	<-s.stop // Shutdown has drained, or the server failed
 	if p := s.failure.Load(); p != nil {
 		// Stopped on its own: close every connection as Shutdown would.
 		sctx, cancel := context.WithTimeout(context.Background(), s.opts.closeTimeout)
@@ -155,9 +144,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		cancel()
 	}
 	acc.close()
-	if !acceptDone {
-		<-accepted
-	}
+	<-accepted
 	// Sockets on their way to a loop get there, unless the loop is dead:
 	// then gnet never answers, and they are abandoned (at most
 	// maxEnrolling goroutines and twice as many descriptors, in a server
@@ -178,6 +165,16 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 func (s *Server) fail(err error) {
 	s.failure.CompareAndSwap(nil, &err)
 	s.stopOnce.Do(func() { close(s.stop) })
+}
+
+// stopping reports whether ListenAndServe has been told to stop.
+func (s *Server) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // refusing reports whether new sockets are refused: while draining, or

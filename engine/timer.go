@@ -59,10 +59,7 @@ func (c *Conn) heartbeat() {
 	if now >= pingAt {
 		c.lastPing = now
 		pingAt = now + int64(o.pingInterval)
-		c.mu.Lock()
-		c.ensureOutLocked()
-		c.out = codec.AppendFrame(c.out, ws.OpPing, true, nil)
-		c.mu.Unlock()
+		c.queueFrame(ws.OpPing, nil)
 		c.flush() // may close c, if the write fails
 	}
 	l.schedule(c, time.Duration(min(pingAt, idleAt)-now))
@@ -73,7 +70,6 @@ func (c *Conn) heartbeat() {
 // closed without waiting for an answer. The state leaves stateOpen before
 // the frame is queued, so no send from another goroutine can follow it.
 func (c *Conn) evict() {
-	c.closeCalled.Store(true)
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
 		c.mu.Unlock()
@@ -84,7 +80,6 @@ func (c *Conn) evict() {
 	c.out = codec.AppendFrame(c.out, ws.OpClose, true, idleClosePayload)
 	c.state.Store(stateDone)
 	c.mu.Unlock()
-	c.releasePong()
 	c.loop.srv.evictions.Add(1)
 	c.flush()
 	c.loop.closeSocket(c)

@@ -44,7 +44,7 @@ const scratchKeep = 1 << 20
 func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 	n := len(p) + len(s)
 	size := codec.HeaderLen(int64(n), false) + n
-	if c.closeCalled.Load() {
+	if c.closeCalled.Load() || c.state.Load() != stateOpen {
 		return ErrClosed
 	}
 	l := c.loop
@@ -145,8 +145,9 @@ func (c *Conn) ensureOutLocked() {
 	}
 }
 
-// queueFrame appends a frame produced by the loop itself (pong, ping).
-// Must be called on the loop, during a dispatch of c.
+// queueFrame appends a frame produced by the loop itself (pong, ping) to
+// c's output, which the end of the dispatch or a flush then writes. Must be
+// called on the loop.
 func (c *Conn) queueFrame(op ws.OpCode, payload []byte) {
 	c.mu.Lock()
 	c.ensureOutLocked()
@@ -227,9 +228,10 @@ func (c *Conn) takeOutLocked() (buf []byte, pooled *[]byte, scratch bool) {
 // when it returns. A failed write closes the connection (OnClose runs
 // inside gnet's Write). On the loop.
 func (c *Conn) write(buf []byte) {
-	if len(buf) > 0 && c.state.Load() != stateClosed {
-		_, _ = c.gc.Write(buf)
+	if len(buf) == 0 || c.state.Load() == stateClosed {
+		return
 	}
+	_, _ = c.gc.Write(buf)
 	c.noteBacklog()
 }
 

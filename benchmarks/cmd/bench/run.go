@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -35,113 +33,42 @@ func taskset(cpus string, bin string, args ...string) *exec.Cmd {
 	return exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
 }
 
-// child is a started process whose stdout lines are delivered on lines.
-type child struct {
-	name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string
-	stderr *proc.Tail
-	exited chan struct{}
-	err    error
-}
+// child is a started process whose stdout lines are delivered on Lines.
+type child struct{ *proc.Child }
 
 func start(name, cpus, bin string, args ...string) (*child, error) {
-	c := &child{name: name, lines: make(chan string, 16), stderr: &proc.Tail{}, exited: make(chan struct{})}
-	c.cmd = taskset(cpus, bin, args...)
-	c.cmd.Stderr = c.stderr
-	var err error
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	stdout, err := c.cmd.StdoutPipe()
+	c, err := proc.Start(name, taskset(cpus, bin, args...), &children, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	children.Track(c.cmd, true)
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 64<<20)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-		close(c.lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		<-read
-		c.err = c.cmd.Wait()
-		children.Track(c.cmd, false)
-		close(c.exited)
-	}()
-	return c, nil
+	return &child{c}, nil
 }
 
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-// expect waits for a stdout line starting with prefix and returns the rest.
-func (c *child) expect(prefix string, timeout time.Duration) (string, error) {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				<-c.exited
-				return "", fmt.Errorf("%s ended before printing %s (%v):\n%s", c.name, prefix, c.err, c.tail())
-			}
-			if rest, ok := strings.CutPrefix(l, prefix); ok {
-				return strings.TrimSpace(rest), nil
-			}
-		case <-deadline:
-			return "", fmt.Errorf("%s printed no %s within %v:\n%s", c.name, prefix, timeout, c.tail())
-		}
-	}
-}
-
-func (c *child) send(line string) { _, _ = io.WriteString(c.stdin, line+"\n") }
-
-func (c *child) tail() string { return lastLines(c.stderr.String(), 8) }
+func (c *child) tail() string { return c.Tail() }
 
 // running reports an early exit as an error.
 func (c *child) running() error {
 	select {
-	case <-c.exited:
-		return fmt.Errorf("%s exited during the run (%v):\n%s", c.name, c.err, c.tail())
+	case <-c.Exited:
+		return fmt.Errorf("%s exited during the run (%v):\n%s", c.Name, c.Err, c.tail())
 	default:
 		return nil
-	}
-}
-
-// wait waits up to d for the process to exit, then kills it.
-func (c *child) wait(d time.Duration) (killed bool) {
-	select {
-	case <-c.exited:
-		return false
-	case <-time.After(d):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		return true
 	}
 }
 
 // stop sends SIGTERM and waits 5 s, then SIGKILL. A server must exit 0.
 func (c *child) stop() error {
 	select {
-	case <-c.exited:
+	case <-c.Exited:
 		return c.running()
 	default:
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	if c.wait(5 * time.Second) {
-		return fmt.Errorf("%s did not exit within 5s of SIGTERM (killed):\n%s", c.name, c.tail())
+	_ = c.Cmd.Process.Signal(syscall.SIGTERM)
+	if c.Wait(5 * time.Second) {
+		return fmt.Errorf("%s did not exit within 5s of SIGTERM (killed):\n%s", c.Name, c.tail())
 	}
-	if c.err != nil {
-		return fmt.Errorf("%s exited with %v after SIGTERM:\n%s", c.name, c.err, c.tail())
+	if c.Err != nil {
+		return fmt.Errorf("%s exited with %v after SIGTERM:\n%s", c.Name, c.Err, c.tail())
 	}
 	return nil
 }
@@ -151,11 +78,11 @@ func startServer(name string) (*child, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	s.stdin.Close()
-	addr, err := s.expect("READY ", 10*time.Second)
+	s.Stdin.Close()
+	addr, err := s.Expect("READY ", 10*time.Second)
 	if err != nil {
-		_ = s.cmd.Process.Kill()
-		<-s.exited
+		_ = s.Cmd.Process.Kill()
+		<-s.Exited
 		return nil, "", fmt.Errorf("server not ready: %w", err)
 	}
 	return s, addr, nil
@@ -266,9 +193,9 @@ func runJob(j job) (r Run) {
 	var clients []*child
 	defer func() {
 		for _, c := range clients {
-			c.stdin.Close()
-			if c.wait(30*time.Second) && r.Errors == 0 {
-				failf("%s did not exit within 30s after its RESULT (killed)", c.name)
+			c.Stdin.Close()
+			if c.Wait(30*time.Second) && r.Errors == 0 {
+				failf("%s did not exit within 30s after its RESULT (killed)", c.Name)
 			}
 		}
 		if err := srv.stop(); err != nil {
@@ -276,7 +203,7 @@ func runJob(j job) (r Run) {
 		}
 	}()
 	time.Sleep(time.Second)
-	if rss, _, err := proc.Status(srv.pid()); err == nil {
+	if rss, _, err := proc.Status(srv.Pid()); err == nil {
 		r.RSSBefore = rss
 	}
 
@@ -321,7 +248,7 @@ func runJob(j job) (r Run) {
 		clients = append(clients, c)
 	}
 	for _, c := range clients {
-		if _, err := c.expect("CONNECTED ", 3*time.Minute); err != nil {
+		if _, err := c.Expect("CONNECTED ", 3*time.Minute); err != nil {
 			failf("%v", err)
 			return r
 		}
@@ -332,7 +259,7 @@ func runJob(j job) (r Run) {
 	}
 	if j.mode == "idle" {
 		time.Sleep(idleSettle())
-		rss, threads, err := proc.Status(srv.pid())
+		rss, threads, err := proc.Status(srv.Pid())
 		if err != nil {
 			failf("reading the server's memory: %v", err)
 			return r
@@ -342,33 +269,33 @@ func runJob(j job) (r Run) {
 	}
 
 	// The measured phase.
-	cpu0, err := proc.CPU(srv.pid())
+	cpu0, err := proc.CPU(srv.Pid())
 	if err != nil {
 		failf("reading the server's CPU time: %v", err)
 		return r
 	}
 	for _, c := range clients {
-		c.send("GO")
+		c.Send("GO")
 		if j.mode == "idle" {
-			c.send("CHECK")
+			c.Send("CHECK")
 		}
 	}
 	var results []lgResult
 	for _, c := range clients {
-		line, err := c.expect("RESULT ", j.dur+3*time.Minute)
+		line, err := c.Expect("RESULT ", j.dur+3*time.Minute)
 		if err != nil {
 			failf("%v", err)
 			return r
 		}
 		var res lgResult
 		if err := json.Unmarshal([]byte(line), &res); err != nil {
-			failf("%s: bad RESULT %.200q: %v", c.name, line, err)
+			failf("%s: bad RESULT %.200q: %v", c.Name, line, err)
 			return r
 		}
 		r.Raw = append(r.Raw, json.RawMessage(line))
 		results = append(results, res)
 	}
-	cpu1, cpuErr := proc.CPU(srv.pid())
+	cpu1, cpuErr := proc.CPU(srv.Pid())
 	if err := srv.running(); err != nil {
 		failf("%v", err)
 	} else if cpuErr != nil {
@@ -383,7 +310,7 @@ func runJob(j job) (r Run) {
 	for i, res := range results {
 		if res.Errors > 0 {
 			r.Errors += res.Errors
-			failures = append(failures, fmt.Sprintf("%s: %d errors: %s", clients[i].name, res.Errors, strings.Join(res.ErrorSamples, "; ")))
+			failures = append(failures, fmt.Sprintf("%s: %d errors: %s", clients[i].Name, res.Errors, strings.Join(res.ErrorSamples, "; ")))
 			if len(res.ErrorSamples) == 0 {
 				failures = append(failures, clients[i].tail())
 			}
@@ -441,14 +368,14 @@ func runJob(j job) (r Run) {
 	}
 	// The clients' exit status: 1 with errors (already counted), 0 without.
 	for i, c := range clients {
-		c.stdin.Close()
-		if c.wait(30 * time.Second) {
-			failf("%s did not exit within 30s after its RESULT (killed)", c.name)
+		c.Stdin.Close()
+		if c.Wait(30 * time.Second) {
+			failf("%s did not exit within 30s after its RESULT (killed)", c.Name)
 			continue
 		}
 		var ee *exec.ExitError
-		if c.err != nil && (results[i].Errors == 0 || !errors.As(c.err, &ee)) {
-			failf("%s exited with %v after a RESULT with %d errors:\n%s", c.name, c.err, results[i].Errors, c.tail())
+		if c.Err != nil && (results[i].Errors == 0 || !errors.As(c.Err, &ee)) {
+			failf("%s exited with %v after a RESULT with %d errors:\n%s", c.Name, c.Err, results[i].Errors, c.tail())
 		}
 	}
 	return r
@@ -461,14 +388,6 @@ func idleSettle() time.Duration {
 		return time.Second
 	}
 	return 3 * time.Second
-}
-
-func lastLines(s string, n int) string {
-	ls := strings.Split(s, "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, "\n")
 }
 
 func firstLines(s string, n int) string {

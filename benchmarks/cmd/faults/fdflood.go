@@ -86,30 +86,26 @@ func nextSource() string {
 
 func runFDFlood(spec serverSpec) (r fdResult) {
 	r = fdResult{Server: spec.name, DialFailed: map[string]int{}, Closed: map[string]int{}}
-	if spec.buildErr != "" {
-		r.Failure = "build failed: " + spec.buildErr
-		return r
-	}
-	srv, err := startServer(spec.name, spec.bin, spec.args, *nofile)
-	if err != nil {
-		r.Failure = err.Error()
+	srv, failure := launch(spec)
+	if failure != "" {
+		r.Failure = failure
 		return r
 	}
 	var workers []*child
 	defer func() {
 		for _, w := range workers {
-			w.stdin.Close()
-			if w.wait(10 * time.Second) {
-				r.Notes = append(r.Notes, w.name+" did not exit within 10 s (killed)")
+			w.Stdin.Close()
+			if w.Wait(10 * time.Second) {
+				r.Notes = append(r.Notes, w.Name+" did not exit within 10 s (killed)")
 			}
 		}
-		if srv.alive() {
+		if srv.Alive() {
 			r.Stop = srv.stop()
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	r.FDsBefore, _ = countFDs(srv.pid())
-	sampler := sampleFDs(srv.pid(), 100*time.Millisecond)
+	r.FDsBefore, _ = countFDs(srv.Pid())
+	sampler := sampleFDs(srv.Pid(), 100*time.Millisecond)
 	sampling := true
 	defer func() {
 		if sampling {
@@ -142,14 +138,14 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 		workers = append(workers, w)
 	}
 	for _, w := range workers {
-		line, err := w.expect("DIALED", *dialPhase+*dialTimeout+30*time.Second)
+		line, err := w.Expect("DIALED", *dialPhase+*dialTimeout+30*time.Second)
 		if err != nil {
 			r.Failure = err.Error()
 			return r
 		}
 		var d dialReport
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
-			r.Failure = fmt.Sprintf("%s: bad DIALED line %.100q", w.name, line)
+			r.Failure = fmt.Sprintf("%s: bad DIALED line %.100q", w.Name, line)
 			return r
 		}
 		r.Connected += d.Connected
@@ -162,7 +158,7 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 		for _, why := range slices.Sorted(maps.Keys(d.Samples)) {
 			s := d.Samples[why]
 			if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.HasPrefix(n, "dial error ("+why+")") }) {
-				r.Notes = append(r.Notes, fmt.Sprintf("dial error (%s), e.g. %s: %s", why, w.name, s))
+				r.Notes = append(r.Notes, fmt.Sprintf("dial error (%s), e.g. %s: %s", why, w.Name, s))
 			}
 		}
 	}
@@ -170,17 +166,17 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 
 	// Hold the flood, then look at the server and the sockets.
 	time.Sleep(*hold)
-	r.AliveInFlood = srv.alive()
+	r.AliveInFlood = srv.Alive()
 	r.ProbeInFlood = probe(srv.addr, *probeTimeout)
 	for _, w := range workers {
-		w.send("STATUS")
-		line, err := w.expect("STATUS", 30*time.Second)
+		w.Send("STATUS")
+		line, err := w.Expect("STATUS", 30*time.Second)
 		var st statusReport
 		if err == nil {
 			err = json.Unmarshal([]byte(line), &st)
 		}
 		if err != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("%s: no status: %v", w.name, err))
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: no status: %v", w.Name, err))
 			continue
 		}
 		r.Open += st.Open
@@ -193,16 +189,16 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 
 	// Close the flood, then time the first upgrade+echo that works.
 	for _, w := range workers {
-		w.send("CLOSE")
+		w.Send("CLOSE")
 	}
 	for _, w := range workers {
-		if _, err := w.expect("CLOSED", 30*time.Second); err != nil {
+		if _, err := w.Expect("CLOSED", 30*time.Second); err != nil {
 			r.Notes = append(r.Notes, err.Error())
 		}
 	}
 	r.Recovery = timeRecovery(srv)
-	if !srv.alive() {
-		r.Tail = srv.out.LastLines(6)
+	if !srv.Alive() {
+		r.Tail = srv.Out.LastLines(6)
 	}
 	return r
 }
@@ -213,8 +209,8 @@ func timeRecovery(srv *server) string {
 	t0 := time.Now()
 	last := ""
 	for time.Since(t0) < *recoverTimeout {
-		if !srv.alive() {
-			<-srv.exited
+		if !srv.Alive() {
+			<-srv.Exited
 			return "server exited (" + srv.status() + ")"
 		}
 		last = probe(srv.addr, time.Second)
@@ -223,7 +219,7 @@ func timeRecovery(srv *server) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !srv.alive() {
+	if !srv.Alive() {
 		return "server exited (" + srv.status() + ")"
 	}
 	return fmt.Sprintf("none within %v (last: %s)", *recoverTimeout, last)

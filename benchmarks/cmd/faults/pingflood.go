@@ -71,17 +71,13 @@ func dialSmallRcvbuf(addr string, rcvbuf int) (net.Conn, error) {
 
 func runPingFlood(spec serverSpec) (r pingResult) {
 	r = pingResult{Server: spec.name}
-	if spec.buildErr != "" {
-		r.Failure = "build failed: " + spec.buildErr
-		return r
-	}
-	srv, err := startServer(spec.name, spec.bin, spec.args, *nofile)
-	if err != nil {
-		r.Failure = err.Error()
+	srv, failure := launch(spec)
+	if failure != "" {
+		r.Failure = failure
 		return r
 	}
 	defer func() {
-		if srv.alive() {
+		if srv.Alive() {
 			r.Stop = srv.stop()
 		}
 	}()
@@ -96,7 +92,7 @@ func runPingFlood(spec serverSpec) (r pingResult) {
 		return r
 	}
 	time.Sleep(200 * time.Millisecond)
-	if r.RSSBefore, err = vmRSS(srv.pid()); err != nil {
+	if r.RSSBefore, err = vmRSS(srv.Pid()); err != nil {
 		r.Failure = "VmRSS: " + err.Error()
 		return r
 	}
@@ -135,14 +131,14 @@ func runPingFlood(spec serverSpec) (r pingResult) {
 		}
 	}
 	r.WriteS = time.Since(t0).Seconds()
-	r.RSSAtEnd, _ = vmRSS(srv.pid())
+	r.RSSAtEnd, _ = vmRSS(srv.Pid())
 	time.Sleep(*settle)
-	r.RSSSettled, _ = vmRSS(srv.pid())
-	r.Alive = srv.alive()
+	r.RSSSettled, _ = vmRSS(srv.Pid())
+	r.Alive = srv.Alive()
 	r.Probe = probe(srv.addr, *probeTimeout)
-	if !r.Alive || !srv.alive() {
+	if !r.Alive || !srv.Alive() {
 		r.Alive = false
-		r.Tail = srv.out.LastLines(6)
+		r.Tail = srv.Out.LastLines(6)
 	}
 	fmt.Fprintf(os.Stderr, "  %s: %.1f MiB of pings in %.1fs (%s), probe %s\n", spec.name, mib(r.Sent), r.WriteS, r.WriteEnd, r.Probe)
 	return r

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
 	"strings"
@@ -21,134 +19,44 @@ var children proc.Children
 
 func killAll() { children.KillAll() }
 
-// child is a started process. Lines it prints on stdout arrive on lines
-// when it was started with wantLines; everything else it prints goes to
-// out.
-type child struct {
-	name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string
-	out    *proc.Tail
-	exited chan struct{} // closed once reaped; err is then set
-	err    error
-}
+// child is a started process (see proc.Child). Each gets SIGKILL from the
+// kernel if the tool itself dies (Pdeathsig).
+type child struct{ *proc.Child }
 
 func start(name string, wantLines bool, bin string, args ...string) (*child, error) {
-	c := &child{name: name, out: &proc.Tail{}, exited: make(chan struct{})}
-	c.cmd = exec.Command(bin, args...)
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	c.cmd.Stderr = c.out
-	var stdout io.ReadCloser
-	var err error
-	if wantLines {
-		c.lines = make(chan string, 16)
-		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-			return nil, err
-		}
-		if stdout, err = c.cmd.StdoutPipe(); err != nil {
-			return nil, err
-		}
-	} else {
-		c.cmd.Stdout = c.out
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	c, err := proc.Start(name, cmd, &children, wantLines)
+	if err != nil {
+		return nil, err
 	}
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	children.Track(c.cmd, true)
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		if stdout == nil {
-			return
-		}
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			c.lines <- sc.Text()
-		}
-		close(c.lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		<-read
-		c.err = c.cmd.Wait()
-		children.Track(c.cmd, false)
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-func (c *child) alive() bool {
-	select {
-	case <-c.exited:
-		return false
-	default:
-		return true
-	}
+	return &child{c}, nil
 }
 
 // status describes how a reaped process ended: "exit status 1",
 // "signal: killed".
 func (c *child) status() string {
-	if c.alive() {
+	if c.Alive() {
 		return "running"
 	}
-	if c.err == nil {
+	if c.Err == nil {
 		return "exit status 0"
 	}
 	var ee *exec.ExitError
-	if errors.As(c.err, &ee) {
+	if errors.As(c.Err, &ee) {
 		return ee.ProcessState.String()
 	}
-	return c.err.Error()
-}
-
-// expect waits up to timeout for a stdout line starting with prefix and
-// returns the rest of it.
-func (c *child) expect(prefix string, timeout time.Duration) (string, error) {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				<-c.exited
-				return "", fmt.Errorf("%s ended (%s) before printing %s: %s", c.name, c.status(), prefix, strings.Join(c.out.LastLines(3), " / "))
-			}
-			if rest, ok := strings.CutPrefix(l, prefix); ok {
-				return strings.TrimSpace(rest), nil
-			}
-		case <-deadline:
-			return "", fmt.Errorf("%s printed no %s within %v", c.name, prefix, timeout)
-		}
-	}
-}
-
-func (c *child) send(line string) { _, _ = io.WriteString(c.stdin, line+"\n") }
-
-// wait waits up to d for the process to exit, then kills it. It reports
-// whether it had to kill.
-func (c *child) wait(d time.Duration) (killed bool) {
-	select {
-	case <-c.exited:
-		return false
-	case <-time.After(d):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		return true
-	}
+	return c.Err.Error()
 }
 
 // stop sends SIGTERM, waits 5 s, then kills. It describes what happened
 // when that was anything but a prompt exit.
 func (c *child) stop() string {
-	if !c.alive() {
+	if !c.Alive() {
 		return ""
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	if c.wait(5 * time.Second) {
+	_ = c.Cmd.Process.Signal(syscall.SIGTERM)
+	if c.Wait(5 * time.Second) {
 		return "did not exit within 5 s of SIGTERM (killed)"
 	}
 	return ""
@@ -158,6 +66,18 @@ func (c *child) stop() string {
 type server struct {
 	*child
 	addr string
+}
+
+// launch starts spec's server for one scenario, or says why it cannot.
+func launch(spec serverSpec) (*server, string) {
+	if spec.buildErr != "" {
+		return nil, "build failed: " + spec.buildErr
+	}
+	srv, err := startServer(spec.name, spec.bin, spec.args, *nofile)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return srv, ""
 }
 
 // startServer starts bin on a free loopback port with its descriptor
@@ -183,8 +103,8 @@ func startServer(name, bin string, args []string, nofile int) (*server, error) {
 			conn.Close()
 			return s, nil
 		}
-		if !s.alive() {
-			return nil, fmt.Errorf("%s exited before accepting (%s): %s", name, s.status(), strings.Join(s.out.LastLines(3), " / "))
+		if !s.Alive() {
+			return nil, fmt.Errorf("%s exited before accepting (%s): %s", name, s.status(), strings.Join(s.Out.LastLines(3), " / "))
 		}
 		if time.Now().After(deadline) {
 			s.stop()
