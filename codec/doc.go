@@ -33,6 +33,16 @@
 //   - Sec-WebSocket-Key missing, repeated, or not 16 bytes in base64 -> 400
 //   - Sec-WebSocket-Version missing or repeated -> 400; not "13" -> 426
 //
+// # Compression
+//
+// ParseDeflateOffer reads one permessage-deflate offer (RFC 7692) from an
+// element that Request.VisitExtensions yields, DeflatePolicy.Accept picks
+// the parameters, AppendDeflateResponse writes them for the 101. A
+// malformed element is ErrBadExtension (400); an offer with an unknown,
+// repeated or invalid parameter is declined (RFC 7692 7). Deflater
+// compresses a message payload for a given window, Inflater decompresses
+// one; both use github.com/klauspost/compress/flate.
+//
 // # Frames
 //
 // ParseHeader parses a frame header from the front of a buffer and

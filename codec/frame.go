@@ -62,8 +62,10 @@ func ParseHeader(b []byte) (h ws.Header, n int, err error) {
 // extension is negotiated), are ErrReservedBits; opcodes 0x3-0x7 and
 // 0xB-0xF are ErrReservedOpcode; a control frame must be final
 // (ErrFragmentedControl) and at most 125 bytes long (ErrControlTooLong).
-// The rules that need the connection's state (continuation frames, message
-// size limits) are the caller's.
+// When allowedRsv holds RSV1 (permessage-deflate), RSV1 on a control or
+// continuation frame is ErrCompressedControl (RFC 7692 6.1). The rules that
+// need the connection's state (continuation frames, message size limits)
+// are the caller's.
 func CheckHeader(h ws.Header, allowedRsv byte) error {
 	switch {
 	case !h.Masked:
@@ -72,6 +74,8 @@ func CheckHeader(h ws.Header, allowedRsv byte) error {
 		return ErrReservedBits
 	case h.OpCode.IsReserved():
 		return ErrReservedOpcode
+	case h.Rsv&RSV1 != 0 && (h.OpCode.IsControl() || h.OpCode == ws.OpContinuation):
+		return ErrCompressedControl
 	case !h.OpCode.IsControl():
 		return nil
 	case !h.Fin:
@@ -146,6 +150,15 @@ func AppendFrameString(dst []byte, op ws.OpCode, fin bool, payload string) []byt
 	dst = slices.Grow(dst, HeaderLen(int64(len(payload)), false)+len(payload))
 	dst = AppendHeader(dst, ws.Header{Fin: fin, OpCode: op, Length: int64(len(payload))})
 	return append(dst, payload...)
+}
+
+// AppendDeflatedFrame appends an unmasked, final data frame with RSV1 set
+// (RFC 7692 6: a compressed message) carrying the compressed payload z.
+// It does not allocate when dst has room.
+func AppendDeflatedFrame(dst []byte, op ws.OpCode, z []byte) []byte {
+	dst = slices.Grow(dst, HeaderLen(int64(len(z)), false)+len(z))
+	dst = AppendHeader(dst, ws.Header{Fin: true, Rsv: RSV1, OpCode: op, Length: int64(len(z))})
+	return append(dst, z...)
 }
 
 // maxCloseReason is the longest close reason: a control frame payload

@@ -25,8 +25,8 @@ type pendingPong struct {
 
 // watchBacklog puts c on the backlog list. On the loop.
 func (l *loop) watchBacklog(c *Conn) {
-	if !c.backlogged {
-		c.backlogged = true
+	if c.lflags&lfBacklogged == 0 {
+		c.lflags |= lfBacklogged
 		l.backlog = append(l.backlog, c)
 	}
 }
@@ -47,7 +47,7 @@ func (l *loop) sweepBacklog() {
 				continue
 			}
 		}
-		c.backlogged = false
+		c.lflags &^= lfBacklogged
 	}
 	clear(l.backlog[len(kept):])
 	l.backlog = kept

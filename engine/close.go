@@ -54,7 +54,7 @@ func (c *Conn) closeNow(code ws.StatusCode, reason string, cause error) bool {
 	c.ensureOutLocked()
 	c.out = codec.AppendCloseFrame(c.out, code, reason)
 	c.state.Store(stateClosing)
-	flushNow := !c.dispatching && !c.batched
+	flushNow := !c.dispatching && c.lflags&lfBatched == 0
 	c.mu.Unlock()
 	if cause == ErrSlowConsumer {
 		c.loop.srv.slowCloses.Add(1)
@@ -78,12 +78,12 @@ func (c *Conn) fail(code ws.StatusCode, reason string, err error) {
 		c.ensureOutLocked()
 		c.out = codec.AppendCloseFrame(c.out, code, reason)
 		c.state.Store(stateFailed)
-		c.finPending = true
+		c.lflags |= lfFinPending
 	case stateClosing:
 		// A violation after our close frame: nothing more to say.
 		c.state.Store(stateDone)
 	}
-	flushNow := !c.dispatching && !c.batched
+	flushNow := !c.dispatching && c.lflags&lfBatched == 0
 	c.mu.Unlock()
 	if st == stateOpen {
 		c.armCloseTimer()
@@ -98,10 +98,10 @@ func (c *Conn) fail(code ws.StatusCode, reason string, err error) {
 // left gnet's buffer; while it has not, the backlog sweep calls it again.
 // On the loop.
 func (c *Conn) shutdownWrite() {
-	if !c.finPending || c.state.Load() != stateFailed || c.gc.OutboundBuffered() > 0 {
+	if c.lflags&lfFinPending == 0 || c.state.Load() != stateFailed || c.gc.OutboundBuffered() > 0 {
 		return
 	}
-	c.finPending = false
+	c.lflags &^= lfFinPending
 	_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
 }
 

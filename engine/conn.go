@@ -14,6 +14,13 @@ import (
 	"github.com/wsloop/wsloop/timerwheel"
 )
 
+// Conn.lflags, owned by the event loop.
+const (
+	lfFinPending uint8 = 1 << iota // failed: the write side is shut down once the close frame has left
+	lfBatched                      // in the loop's list of connections with batched fan-out frames
+	lfBacklogged                   // in the loop's list of connections with bytes in gnet's buffer
+)
+
 // Connection states; engine/doc.go draws the diagram. Only the event loop
 // changes a connection's state, under Conn.mu, and it arms the
 // connection's timer in the same step: the state says what the timer means.
@@ -55,11 +62,11 @@ type Conn struct {
 
 	// owned by the event loop (here, not below, to pack the struct into a
 	// smaller allocation class)
-	opened     bool  // OnOpen was called: OnClose is owed
-	finPending bool  // failed: the write side is shut down once the close frame has left
-	batched    bool  // in the loop's list of connections with batched fan-out frames
-	backlogged bool  // in the loop's list of connections with bytes in gnet's buffer
-	proto      uint8 // the negotiated subprotocol: 1 + its index in WithSubprotocols, 0 for none
+	opened bool  // OnOpen was called: OnClose is owed
+	lflags uint8 // lf* flags
+	proto  uint8 // the negotiated subprotocol: 1 + its index in WithSubprotocols, 0 for none
+	pmd    uint8 // permessage-deflate: pmd* flags (deflate.go), 0 when not negotiated
+	win    uint8 // permessage-deflate: the server's LZ77 window bits | the client's << 4
 
 	key          string       // guarded by mu: bound with Bind
 	sockBuffered atomic.Int64 // bytes in gnet's outbound buffer, as of the loop's last look (an upper bound: only the loop adds to it)
@@ -90,6 +97,12 @@ func (c *Conn) Subprotocol() string {
 	}
 	return c.loop.srv.opts.subprotocols[c.proto-1]
 }
+
+// Compressed reports whether permessage-deflate (RFC 7692) was negotiated:
+// messages from the peer may then be compressed, and messages to it of at
+// least WithCompressionThreshold bytes are. Safe from any goroutine once
+// OnOpen has run.
+func (c *Conn) Compressed() bool { return c.pmd != 0 }
 
 // Value returns the value attached by the upgrade hook or SetValue.
 // It must be called on the event loop (from a Handler method) unless the

@@ -52,6 +52,27 @@
 // floods pings and never reads gets only its latest ping answered once its
 // socket backs up (RFC 6455 5.5.3).
 //
+// # Compression
+//
+// permessage-deflate (RFC 7692) is on by default (WithCompression): the
+// server accepts the first offer it can (every browser makes one) and
+// answers with one extension. Messages from the peer may then be
+// compressed: one is inflated once all of it has arrived, by the loop's
+// one decompressor, into a pooled buffer, and WithMaxMessageSize caps the
+// decompressed size (a message that inflates past it is closed with 1009
+// after inflating no more than that; its compressed size is capped at the
+// same figure plus DEFLATE's overhead). RSV1 on a control or continuation
+// frame, or without compression negotiated, fails the connection with
+// 1002, undecodable data with 1007. Messages to the peer of at least
+// WithCompressionThreshold bytes are compressed, by the goroutine that
+// sends them, with a stateless encoder: nothing is kept between messages.
+// A publish or broadcast is compressed once, and every member that
+// negotiated the usual parameters gets the same compressed frame; a member
+// that asked for a smaller server window (server_max_window_bits), or did
+// not negotiate compression, gets the plain frame, which RFC 7692 allows at
+// any time. Without context takeover (the default, WithContextTakeover)
+// an idle connection holds no compression state at all.
+//
 // # Connection states
 //
 // A connection is in one of six states. Only its event loop moves it from

@@ -93,6 +93,10 @@ func (c *Conn) closed(err error) {
 		ce = &CloseError{Code: 1006, Err: cause}
 	}
 	l.srv.upgraded.Add(-1)
+	if c.pmd != 0 {
+		l.srv.pmdConns.Add(-1)
+		delete(l.clientHist, c)
+	}
 	l.srv.unregister(c)
 	c.callOnClose(ce)
 }

@@ -54,6 +54,7 @@ type pubItem struct {
 	off, n int    // pubSend: the frame's place in the arena
 	room   string // pubRoom, pubJoin, pubLeave; pubClose: the reason
 	frame  []byte // shared, read-only
+	zframe []byte // frame's message compressed (RSV1), shared; nil when it goes plain to everyone
 	conns  []*Conn
 	conn   *Conn
 	cause  error // pubClose
@@ -78,7 +79,7 @@ type pubQueue struct {
 // makes sure a drain task is queued on the loop.
 func (l *loop) enqueue(it pubItem) error {
 	q := &l.pub
-	cost := itemCost + len(it.frame)
+	cost := itemCost + len(it.frame) + len(it.zframe)
 	q.mu.Lock()
 	if it.kind != pubClose && it.kind != pubShutdown && q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
 		q.mu.Unlock()
@@ -110,7 +111,7 @@ func (l *loop) unlockAndSchedule() error {
 
 // queueSend queues a send to c behind the queue's other items; the loop
 // checks it against the outbound cap when it applies it. Any goroutine.
-func (l *loop) queueSend(c *Conn, op ws.OpCode, p []byte, s string, size int) error {
+func (l *loop) queueSend(c *Conn, m *message, size int) error {
 	maxOut := int64(l.srv.opts.maxOutbound)
 	if q := c.queued.Load(); q > 0 && q+int64(size) > maxOut {
 		return c.slowConsumerOffLoop() // cannot fit, whatever the socket takes
@@ -124,11 +125,7 @@ func (l *loop) queueSend(c *Conn, op ws.OpCode, p []byte, s string, size int) er
 		return ErrQueueFull
 	}
 	off := len(q.arena)
-	if s != "" {
-		q.arena = codec.AppendFrameString(q.arena, op, true, s)
-	} else {
-		q.arena = codec.AppendFrame(q.arena, op, true, p)
-	}
+	q.arena = m.appendFrame(q.arena)
 	q.items = append(q.items, pubItem{kind: pubSend, conn: c, off: off, n: size})
 	q.bytes += cost
 	c.queued.Add(int64(size))
@@ -193,14 +190,14 @@ func (t *drainTask) Run(context.Context) error {
 func (l *loop) apply(it *pubItem, arena []byte) {
 	switch it.kind {
 	case pubAll:
-		l.each(func(c *Conn) { l.push(c, it.frame) })
+		l.each(func(c *Conn) { l.push(c, it.frameFor(c)) })
 	case pubRoom:
 		for _, c := range l.rooms.Members(it.room) {
-			l.push(c, it.frame)
+			l.push(c, it.frameFor(c))
 		}
 	case pubConns:
 		for _, c := range it.conns {
-			l.push(c, it.frame)
+			l.push(c, it.frameFor(c))
 		}
 	case pubSend:
 		it.conn.queued.Add(-int64(it.n))
@@ -249,8 +246,8 @@ func (l *loop) push(c *Conn, frame []byte) {
 		c.ensureOutLocked()
 		c.out = append(c.out, frame...)
 		c.mu.Unlock()
-		if l.batching && !c.batched {
-			c.batched = true
+		if l.batching && c.lflags&lfBatched == 0 {
+			c.lflags |= lfBatched
 			l.touched = append(l.touched, c)
 		}
 		return
@@ -264,7 +261,7 @@ func (l *loop) push(c *Conn, frame []byte) {
 // flushBatched writes each batched connection's frames in one system call.
 func (l *loop) flushBatched() {
 	for i, c := range l.touched {
-		c.batched = false
+		c.lflags &^= lfBatched
 		if c.state.Load() != stateClosed {
 			c.flush()
 		} else {
@@ -295,43 +292,63 @@ func (l *loop) applyDeferredLeaves() {
 	l.deferredLeaves = l.deferredLeaves[:0]
 }
 
-// encodeFrame encodes a data frame once for every target.
-func encodeFrame(op ws.OpCode, p []byte) ([]byte, error) {
-	if op != ws.OpText && op != ws.OpBinary {
-		return nil, errBadOpcode
+// frameFor returns the frame c gets: the compressed one when c negotiated
+// compression with the parameters it was made for (a 32 KiB window, no
+// server context takeover), the plain one otherwise.
+func (it *pubItem) frameFor(c *Conn) []byte {
+	if it.zframe != nil && c.pmd&(pmdOn|pmdServerTakeover) == pmdOn && c.serverWindow() == 15 {
+		return it.zframe
 	}
-	return codec.AppendFrame(make([]byte, 0, codec.HeaderLen(int64(len(p)), false)+len(p)), op, true, p), nil
+	return it.frame
+}
+
+// encode fills it.frame, and it.zframe when some connection negotiated
+// compression and p reaches the threshold: each once for every target.
+func (s *Server) encode(it *pubItem, op ws.OpCode, p []byte) error {
+	if op != ws.OpText && op != ws.OpBinary {
+		return errBadOpcode
+	}
+	it.frame = codec.AppendFrame(make([]byte, 0, codec.HeaderLen(int64(len(p)), false)+len(p)), op, true, p)
+	if s.pmdConns.Load() > 0 {
+		if d, z := s.compress(pmdOn, 15, p, ""); d != nil {
+			it.zframe = codec.AppendDeflatedFrame(make([]byte, 0, codec.HeaderLen(int64(len(z)), false)+len(z)), op, z)
+			s.putDeflater(d)
+		}
+	}
+	return nil
 }
 
 // Broadcast sends one message to every open connection. The frame is
-// encoded once; each event loop gets one task. Safe from any goroutine;
+// encoded once, and compressed once when some connection negotiated
+// permessage-deflate and the message reaches WithCompressionThreshold; each
+// event loop gets one task. Safe from any goroutine;
 // returns when the message is queued, not delivered. Delivery to each
 // connection is subject to WithMaxOutboundBytes.
 func (s *Server) Broadcast(op ws.OpCode, p []byte) error {
-	frame, err := encodeFrame(op, p)
-	if err != nil {
+	it := pubItem{kind: pubAll}
+	if err := s.encode(&it, op, p); err != nil {
 		return err
 	}
-	return s.toEachLoop(pubItem{kind: pubAll, frame: frame})
+	return s.toEachLoop(it)
 }
 
 // Publish sends one message to every member of room (see Conn.Join), like
 // Broadcast. Messages published by one goroutine reach each member in the
 // order they were published.
 func (s *Server) Publish(room string, op ws.OpCode, p []byte) error {
-	frame, err := encodeFrame(op, p)
-	if err != nil {
+	it := pubItem{kind: pubRoom, room: room}
+	if err := s.encode(&it, op, p); err != nil {
 		return err
 	}
-	return s.toEachLoop(pubItem{kind: pubRoom, room: room, frame: frame})
+	return s.toEachLoop(it)
 }
 
 // SendTo sends one message to the connections with the given ids, encoded
 // once and handed to each event loop in one task. Ids that are not
 // connected are skipped; it returns how many connections were targeted.
 func (s *Server) SendTo(ids []uint64, op ws.OpCode, p []byte) (int, error) {
-	frame, err := encodeFrame(op, p)
-	if err != nil {
+	it := pubItem{kind: pubConns}
+	if err := s.encode(&it, op, p); err != nil {
 		return 0, err
 	}
 	byLoop := make(map[*loop][]*Conn)
@@ -343,7 +360,8 @@ func (s *Server) SendTo(ids []uint64, op ws.OpCode, p []byte) (int, error) {
 		}
 	}
 	for l, conns := range byLoop {
-		if err := l.enqueue(pubItem{kind: pubConns, frame: frame, conns: conns}); err != nil {
+		it.conns = conns
+		if err := l.enqueue(it); err != nil {
 			return n, err
 		}
 	}

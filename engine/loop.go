@@ -36,6 +36,11 @@ type loop struct {
 	pongs   []*pendingPong
 	stats   loopStats
 
+	// permessage-deflate (deflate.go)
+	ext        []byte            // the response's extension value being assembled
+	inflater   *codec.Inflater   // created on first use
+	clientHist map[*Conn]*[]byte // client context takeover: each client's window
+
 	// fan-out (fanout.go)
 	pub            pubQueue
 	pubSpare       []pubItem
@@ -55,6 +60,7 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	})
 	l.head.prev, l.head.next = &l.head, &l.head
 	l.rooms = shard.NewRooms[string, *Conn]()
+	l.clientHist = make(map[*Conn]*[]byte)
 	return l
 }
 

@@ -37,6 +37,7 @@ type reader struct {
 	msgOp     ws.OpCode           // opcode of the message in progress, 0 when none
 	inFrame   bool                // a data frame's payload is being streamed
 	frameFin  bool                // the streamed frame is final
+	deflated  bool                // the message in progress is compressed (RSV1 on its first frame)
 	utf8      codec.UTF8Validator // text validation across fragments
 	garbage   bool                // failed: the stream cannot be parsed any more
 }
@@ -49,6 +50,7 @@ func (rd *reader) release(l *loop) {
 	}
 	rd.msgOp = 0
 	rd.inFrame = false
+	rd.deflated = false
 }
 
 // readFrames consumes the frames in c's inbound buffer. It runs on the loop
@@ -97,7 +99,11 @@ func (c *Conn) readFrame(gc gnet.Conn, avail int) bool {
 	if hl == 0 {
 		return false // partial header: wait for more
 	}
-	if err := codec.CheckHeader(h, 0); err != nil {
+	var rsv byte
+	if c.pmd != 0 {
+		rsv = codec.RSV1
+	}
+	if err := codec.CheckHeader(h, rsv); err != nil {
 		c.failProtocol(err)
 		c.skipFrame(hl, h.Length)
 		return false
@@ -119,6 +125,15 @@ func (c *Conn) readFrame(gc gnet.Conn, avail int) bool {
 
 func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 	rd := &c.rd
+	deflated := rd.deflated || (rd.msgOp == 0 && h.Rsv&codec.RSV1 != 0)
+	limit := c.loop.srv.opts.maxMessageSize
+	if deflated {
+		// The wire size of a compressed message: what its decompressed
+		// size may be, plus what DEFLATE adds to data it cannot shrink
+		// (5 bytes per 64 KiB stored block). inflateMessage checks the
+		// decompressed size itself.
+		limit += limit>>12 + 64
+	}
 	switch {
 	case rd.msgOp == 0 && h.OpCode == ws.OpContinuation:
 		c.failProtocol(errContinuationWithoutStart)
@@ -128,7 +143,7 @@ func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 		c.failProtocol(errExpectedContinuation)
 		c.skipFrame(hl, h.Length)
 		return false
-	case h.Length > int64(c.loop.srv.opts.maxMessageSize-len(rd.msg)):
+	case h.Length > int64(limit-len(rd.msg)):
 		c.fail(ws.StatusMessageTooBig, "message too big", ErrMessageTooBig)
 		c.skipFrame(hl, h.Length)
 		return false
@@ -138,6 +153,11 @@ func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 		fb, _ := gc.Peek(total)
 		p := fb[hl:]
 		ws.Cipher(p, h.Mask, 0)
+		if deflated {
+			ok := c.inflateMessage(h.OpCode, p)
+			_, _ = gc.Discard(total)
+			return ok
+		}
 		if h.OpCode == ws.OpText && !utf8.Valid(p) {
 			c.failProtocol(codec.ErrInvalidUTF8)
 			_, _ = gc.Discard(total)
@@ -151,7 +171,7 @@ func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 	rd.inFrame, rd.frameFin = true, h.Fin
 	rd.frameLeft, rd.maskPos, rd.mask = h.Length, 0, h.Mask
 	if rd.msgOp == 0 {
-		rd.msgOp = h.OpCode
+		rd.msgOp, rd.deflated = h.OpCode, deflated
 		rd.utf8.Reset()
 	}
 	if h.Length == 0 {
@@ -167,7 +187,7 @@ func (c *Conn) readPayload(avail int) bool {
 	n := int(min(int64(avail), rd.frameLeft))
 	p, _ := c.gc.Peek(n)
 	ws.Cipher(p, rd.mask, int(rd.maskPos))
-	if rd.msgOp == ws.OpText && !rd.utf8.Write(p) {
+	if rd.msgOp == ws.OpText && !rd.deflated && !rd.utf8.Write(p) {
 		left := rd.frameLeft
 		c.failProtocol(codec.ErrInvalidUTF8)
 		c.skipFrame(n, left-int64(n))
@@ -195,15 +215,20 @@ func (c *Conn) endFrame() bool {
 	if !rd.frameFin {
 		return true
 	}
-	if rd.msgOp == ws.OpText && !rd.utf8.Complete() {
+	if rd.msgOp == ws.OpText && !rd.deflated && !rd.utf8.Complete() {
 		c.failProtocol(codec.ErrInvalidUTF8)
 		return false
 	}
-	op, msg := rd.msgOp, rd.msg
-	rd.msgOp, rd.msg = 0, nil
-	c.deliver(op, msg)
+	op, msg, deflated := rd.msgOp, rd.msg, rd.deflated
+	rd.msgOp, rd.msg, rd.deflated = 0, nil, false
+	ok := true
+	if deflated {
+		ok = c.inflateMessage(op, msg)
+	} else {
+		c.deliver(op, msg)
+	}
 	c.loop.bufs.put(msg)
-	return true
+	return ok
 }
 
 // control handles a complete, unmasked control frame.

@@ -52,6 +52,11 @@ type Server struct {
 	keys  *shard.Map[string, *Conn] // connections by bound key
 
 	outPool sync.Pool // *[]byte for writes from outside the loop
+
+	deflaters sync.Pool    // *deflater (deflate.go)
+	pmdConns  atomic.Int64 // open connections that negotiated permessage-deflate
+	deflated  atomic.Uint64
+	inflated  atomic.Uint64
 }
 
 // New returns a Server that sends every connection's events to h.

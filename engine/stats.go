@@ -19,6 +19,8 @@ type Stats struct {
 	AcceptErrors     uint64 // accepts that failed (out of descriptors, out of memory, ...); the server kept serving
 	Shed             uint64 // connections closed at once because the process had no descriptor to spare (answered with 503 when one was free for it) or a loop could not take them
 	QueueFull        uint64 // calls refused with ErrQueueFull (WithMaxQueuedBytes)
+	Deflated         uint64 // messages compressed (permessage-deflate); a publish or broadcast counts once, however many connections get it
+	Inflated         uint64 // compressed messages received and decompressed
 }
 
 // loopStats are one loop's counters: written by its loop (and by senders,
@@ -47,6 +49,8 @@ func (s *Server) Stats() Stats {
 		AcceptErrors:     s.acceptErrors.Load(),
 		Shed:             s.shed.Load(),
 		QueueFull:        s.queueFull.Load(),
+		Deflated:         s.deflated.Load(),
+		Inflated:         s.inflated.Load(),
 	}
 	s.eachLoop(func(l *loop) {
 		st.ConnsPerLoop = append(st.ConnsPerLoop, int(l.stats.conns.Load()))

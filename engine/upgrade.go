@@ -53,22 +53,27 @@ func (c *Conn) readHandshake() {
 	if proto > 0 {
 		l.hreq.subprotocol = l.srv.opts.subprotocols[proto-1]
 	}
+	ext, err := c.negotiateDeflate()
+	if err != nil {
+		c.refuse(400, err.(*codec.UpgradeError).Reason)
+		return
+	}
 	value, ok := c.runUpgradeHook()
 	if !ok {
 		return
 	}
-	c.accept(end, proto, value)
+	c.accept(end, proto, value, ext)
 	c.readFrames() // frames that came with the request
 }
 
 // accept writes the 101 response and opens the connection.
-func (c *Conn) accept(end int, proto uint8, value any) {
+func (c *Conn) accept(end int, proto uint8, value any, ext []byte) {
 	l := c.loop
 	s := l.srv
 	hr := &l.hreq
 	extra := append(append(l.hdrs[:0], s.opts.responseHeaders...), hr.respHeaders...)
 	c.mu.Lock()
-	c.out = codec.AppendSwitchingProtocols(c.out, l.req.Key, hr.subprotocol, nil, extra)
+	c.out = codec.AppendSwitchingProtocols(c.out, l.req.Key, hr.subprotocol, ext, extra)
 	c.proto, c.value = proto, value
 	c.state.Store(stateOpen)
 	c.mu.Unlock()
@@ -79,6 +84,9 @@ func (c *Conn) accept(end int, proto uint8, value any) {
 	c.lastRead, c.lastPing = l.stamp, l.stamp
 	l.schedule(c, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
 	s.upgraded.Add(1)
+	if c.pmd != 0 {
+		s.pmdConns.Add(1)
+	}
 	s.register(c)
 	c.callOnOpen()
 }

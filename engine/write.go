@@ -42,14 +42,16 @@ var errBadOpcode = errors.New("wsloop: WriteMessage needs ws.OpText or ws.OpBina
 const scratchKeep = 1 << 20
 
 func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
-	n := len(p) + len(s)
-	size := codec.HeaderLen(int64(n), false) + n
 	if c.closeCalled.Load() || c.state.Load() != stateOpen {
 		return ErrClosed
 	}
 	l := c.loop
+	d, z := l.srv.compress(c.pmd, c.serverWindow(), p, s)
+	defer l.srv.putDeflater(d)
+	m := message{op: op, p: p, s: s, z: z, deflated: d != nil}
+	size := m.size()
 	if l.pub.active.Load() {
-		return l.queueSend(c, op, p, s, size)
+		return l.queueSend(c, &m, size)
 	}
 	maxOut := l.srv.opts.maxOutbound
 	c.mu.Lock()
@@ -69,14 +71,10 @@ func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 		// Fits only if the socket drained since the loop last looked: the
 		// loop decides, with the exact figure.
 		c.mu.Unlock()
-		return l.queueSend(c, op, p, s, size)
+		return l.queueSend(c, &m, size)
 	}
 	queue := c.reserveLocked()
-	if s != "" {
-		c.out = codec.AppendFrameString(c.out, op, true, s)
-	} else {
-		c.out = codec.AppendFrame(c.out, op, true, p)
-	}
+	c.out = m.appendFrame(c.out)
 	c.mu.Unlock()
 	st := &l.stats
 	st.msgsOut.Add(1)
@@ -85,6 +83,37 @@ func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 		return c.queueFlush()
 	}
 	return nil
+}
+
+// message is one outgoing data message: p or s, and z, its payload
+// compressed, when deflated.
+type message struct {
+	op       ws.OpCode
+	p        []byte
+	s        string
+	z        []byte
+	deflated bool
+}
+
+// size is the size of the message's frame.
+func (m *message) size() int {
+	n := len(m.p) + len(m.s)
+	if m.deflated {
+		n = len(m.z)
+	}
+	return codec.HeaderLen(int64(n), false) + n
+}
+
+// appendFrame appends the message's frame to dst: RSV1 and the compressed
+// payload when deflated.
+func (m *message) appendFrame(dst []byte) []byte {
+	switch {
+	case m.deflated:
+		return codec.AppendDeflatedFrame(dst, m.op, m.z)
+	case m.s != "":
+		return codec.AppendFrameString(dst, m.op, true, m.s)
+	}
+	return codec.AppendFrame(dst, m.op, true, m.p)
 }
 
 // overCapLocked reports whether queuing n more bytes would pass the

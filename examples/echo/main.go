@@ -1,6 +1,7 @@
 // Command echo is a WebSocket server that echoes every message back with
 // the same opcode and does nothing else. Conformance suites and benchmarks
-// run against it.
+// run against it. It accepts permessage-deflate (RFC 7692) unless run with
+// -deflate=false.
 //
 //	go run ./examples/echo -addr 127.0.0.1:9001
 package main
@@ -33,6 +34,9 @@ func main() {
 	idle := flag.Duration("idle-timeout", 60*time.Second, "evict a connection silent for this long")
 	handshake := flag.Duration("handshake-timeout", 5*time.Second, "drop a socket that has not sent its upgrade request within this")
 	closeTimeout := flag.Duration("close-timeout", 5*time.Second, "wait this long for the peer's close frame")
+	deflate := flag.Bool("deflate", true, "accept permessage-deflate (RFC 7692) offers")
+	deflateLevel := flag.Int("deflate-level", 1, "compression level, 1 (fastest) to 9 (smallest)")
+	takeover := flag.Int("client-takeover", 0, "let clients keep their compression context, with a window of this many bits (8-15); 0: no takeover")
 	verbose := flag.Bool("v", false, "log gnet's debug messages")
 	flag.Parse()
 
@@ -51,6 +55,9 @@ func main() {
 		engine.WithHandshakeTimeout(*handshake),
 		engine.WithCloseTimeout(*closeTimeout),
 		engine.WithLogger(log),
+		engine.WithCompression(*deflate),
+		engine.WithCompressionLevel(*deflateLevel),
+		engine.WithContextTakeover(*takeover != 0, *takeover),
 	)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
@@ -60,7 +67,7 @@ func main() {
 	defer stop()
 	go func() {
 		<-srv.Ready()
-		log.Info("echo server listening", "addr", "ws://"+srv.Addr().String(), "loops", *loops)
+		log.Info("echo server listening", "addr", "ws://"+srv.Addr().String(), "loops", *loops, "deflate", *deflate)
 	}()
 	err = srv.ListenAndServe(ctx, *addr)
 	if err != nil && !errors.Is(err, engine.ErrServerClosed) {
