@@ -21,6 +21,7 @@ const (
 	OutcomeUnclean        Outcome = "UNCLEAN"
 	OutcomeFailedByClient Outcome = "FAILED BY CLIENT"
 	OutcomeInformational  Outcome = "INFORMATIONAL"
+	OutcomeUnimplemented  Outcome = "UNIMPLEMENTED"
 )
 
 // Result is the verdict on one case.
@@ -83,7 +84,7 @@ func allCases() []abCase {
 	var cs []abCase
 	for _, section := range [][]abCase{
 		cases1(), cases2(), cases3(), cases4(), cases5(),
-		cases6(), cases6UTF8(), cases7(), cases9(), cases10(),
+		cases6(), cases6UTF8(), cases7(), cases9(), cases10(), cases12(), cases13(),
 	} {
 		cs = append(cs, section...)
 	}
@@ -104,6 +105,16 @@ type runConfig struct {
 	parallel    int
 	caseLimit   time.Duration
 	report      func(Result)
+
+	compressCount int // messages per compression case; 0 leaves sections 12 and 13 out
+}
+
+// WithCompressionCases adds sections 12 and 13 (permessage-deflate), each
+// case sending count messages (the suite sends 1,000). The server must
+// accept permessage-deflate; a case it declines is UNIMPLEMENTED, which
+// does not pass.
+func WithCompressionCases(count int) Option {
+	return func(c *runConfig) { c.compressCount = count }
 }
 
 // WithCases runs only the cases matching one of the patterns ("6.4.*",
@@ -161,7 +172,8 @@ func matchAny(patterns []string, id string) bool {
 	return false
 }
 
-// RunAutobahn runs the Autobahn TestSuite cases 1.* to 10.* against the echo
+// RunAutobahn runs the Autobahn TestSuite cases 1.* to 10.* (and the
+// compression cases 12.* and 13.* with WithCompressionCases) against the echo
 // server at addr ("host:port"), one subtest per case named by its id. The
 // server must echo every message with its opcode, answer pings and run the
 // closing handshake. A case passes when both verdicts are OK; NON-STRICT,
@@ -191,7 +203,8 @@ func RunAutobahn(t *testing.T, addr string, opts ...Option) {
 	}
 	var light, heavy []abCase
 	for _, c := range allCases() {
-		if (len(cfg.only) > 0 && !matchAny(cfg.only, c.id)) || matchAny(cfg.skip, c.id) {
+		if (len(cfg.only) > 0 && !matchAny(cfg.only, c.id)) || matchAny(cfg.skip, c.id) ||
+			(cfg.compressCount == 0 && len(offersFor(c.id)) > 0) {
 			continue
 		}
 		if strings.HasPrefix(c.id, "9.") {
@@ -233,7 +246,24 @@ func checkCase(t *testing.T, cfg *runConfig, c abCase, report func(Result)) {
 // runCase runs one case on a fresh connection and judges it.
 func runCase(cfg *runConfig, c abCase) Result {
 	start := time.Now()
-	conn, err := Dial(cfg.addr, cfg.dial...)
+	dial := cfg.dial
+	offers := offersFor(c.id)
+	if len(offers) > 0 {
+		var list []string
+		for _, o := range offers {
+			list = append(list, o.String())
+		}
+		dial = append(dial[:len(dial):len(dial)], WithHeader("Sec-WebSocket-Extensions", strings.Join(list, ", ")))
+	}
+	conn, err := Dial(cfg.addr, dial...)
+	var pmd *deflateState
+	if err == nil && len(offers) > 0 {
+		var bad string
+		if pmd, bad = acceptResponse(conn.Response().Header.Values("Sec-WebSocket-Extensions"), offers); bad != "" {
+			conn.Close()
+			err = fmt.Errorf("wstest: %s", bad)
+		}
+	}
 	if err != nil {
 		return Result{
 			ID: c.id, Description: c.desc,
@@ -244,7 +274,7 @@ func runCase(cfg *runConfig, c abCase) Result {
 		}
 	}
 	s := &session{
-		cfg: cfg, c: conn,
+		cfg: cfg, c: conn, pmd: pmd,
 		remoteCode: noCode,
 		behavior:   OutcomeFailed, behaviorClose: OutcomeFailed,
 		result:      "Actual events differ from any expected.",

@@ -1,5 +1,7 @@
 // Package wstest is a test-only WebSocket client that speaks raw frames, and
-// a Go port of the Autobahn TestSuite server cases 1 to 10 built on it.
+// a Go port of the Autobahn TestSuite server cases 1 to 10, and 12 and 13
+// (permessage-deflate, on the standard library's compress/flate), built on
+// it.
 //
 // Use Dial to open a connection and run the opening handshake (DialRaw and
 // UpgradeRequest when a test needs to send a handshake of its own). Conn

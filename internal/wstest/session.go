@@ -39,10 +39,13 @@ type session struct {
 	result        string
 	resultClose   string
 
-	inMessage bool
-	msgBinary bool
-	msg       []byte
-	utf8      Utf8Validator
+	inMessage   bool
+	msgBinary   bool
+	msgDeflated bool
+	msg         []byte
+	utf8        Utf8Validator
+
+	pmd *deflateState // permessage-deflate, when the case offered it and the server accepted
 
 	autoFragmentSize int
 	txFrames         map[byte]int
@@ -275,6 +278,9 @@ func (s *session) handleRead(it readItem) {
 // checks a server frame, or "".
 func (s *session) checkFrame(f ServerFrame) string {
 	switch {
+	case s.pmd != nil && f.Rsv == 4 && (f.IsControl() || f.Op == OpContinuation):
+		return "RSV1 set on a control frame or a continuation frame"
+	case s.pmd != nil && f.Rsv == 4:
 	case f.Rsv != 0:
 		return fmt.Sprintf("RSV = %d and no extension negotiated", f.Rsv)
 	case f.Masked:
@@ -302,15 +308,28 @@ func (s *session) checkFrame(f ServerFrame) string {
 func (s *session) onData(f ServerFrame) {
 	if !s.inMessage {
 		s.inMessage, s.msgBinary, s.msg = true, f.Op == OpBinary, nil
+		s.msgDeflated = f.Rsv == 4
 		s.utf8.Reset()
 	}
-	if !s.msgBinary && !s.utf8.Write(f.Payload) {
+	if !s.msgBinary && !s.msgDeflated && !s.utf8.Write(f.Payload) {
 		s.invalidPayload("encountered invalid UTF-8 while processing text message")
 		return
 	}
 	s.msg = append(s.msg, f.Payload...)
 	if !f.Fin {
 		return
+	}
+	if s.msgDeflated {
+		p, err := s.pmd.decompress(s.msg)
+		if err != nil {
+			s.invalidPayload("compressed message does not inflate: " + err.Error())
+			return
+		}
+		s.msg = p
+		if !s.msgBinary && !s.utf8.Write(p) {
+			s.invalidPayload("encountered invalid UTF-8 while processing text message")
+			return
+		}
 	}
 	if !s.msgBinary && !s.utf8.Complete() {
 		s.invalidPayload("UTF-8 text message payload ended within Unicode code point")

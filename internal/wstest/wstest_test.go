@@ -24,11 +24,12 @@ type echoServer struct {
 	failFastUTF8  bool          // check text as it arrives, not when the message is whole
 	skipUTF8Check bool          // echo invalid text instead of failing with 1007
 	holdAfterEnd  time.Duration // keep the TCP connection open this long after the WebSocket ends
+	compress      bool          // accept permessage-deflate (gorilla: no context takeover)
 }
 
 // start serves e on a loopback httptest server and returns its address.
 func (e echoServer) start(t testing.TB) string {
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, EnableCompression: e.compress}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -349,15 +350,15 @@ func TestAutobahnCaseTable(t *testing.T) {
 		seen[c.ID] = true
 		count[strings.SplitN(c.ID, ".", 2)[0]]++
 	}
-	// The suite's counts for sections 1 to 10.
-	want := map[string]int{"1": 16, "2": 11, "3": 7, "4": 10, "5": 20, "6": 145, "7": 37, "9": 54, "10": 1}
+	// The suite's counts for sections 1 to 10, 12 and 13.
+	want := map[string]int{"1": 16, "2": 11, "3": 7, "4": 10, "5": 20, "6": 145, "7": 37, "9": 54, "10": 1, "12": 90, "13": 126}
 	for sec, n := range want {
 		if count[sec] != n {
 			t.Errorf("section %s has %d cases, want %d", sec, count[sec], n)
 		}
 	}
-	if len(cases) != 301 {
-		t.Errorf("%d cases, want 301", len(cases))
+	if len(cases) != 301+216 {
+		t.Errorf("%d cases, want 517", len(cases))
 	}
 }
 
@@ -425,6 +426,43 @@ func TestAutobahnCatchesBadServers(t *testing.T) {
 	t.Run("server keeps TCP open", func(t *testing.T) {
 		check(t, echoServer{holdAfterEnd: 3 * time.Second}, "1.1.1", "2.1", "3.1", "7.1.1")
 	})
+	t.Run("no compression", func(t *testing.T) {
+		results := map[string]Result{}
+		var mu sync.Mutex
+		RunAutobahn(t, echoServer{}.start(t), WithCases("12.1.1", "13.2.3"), WithCompressionCases(5), WithTolerated("*"),
+			WithReport(func(r Result) {
+				mu.Lock()
+				defer mu.Unlock()
+				results[r.ID] = r
+			}))
+		for _, id := range []string{"12.1.1", "13.2.3"} {
+			if r := results[id]; r.Behavior != OutcomeUnimplemented || r.Passed() {
+				t.Errorf("case %s against a server without compression: %v", id, r)
+			}
+		}
+	})
+}
+
+// TestAutobahnCompressionAgainstGorilla runs sections 12 and 13, 20
+// messages a case, against gorilla/websocket with compression, which
+// answers every offer with no context takeover either way. It accepts an
+// offer of server_max_window_bits=9 without naming the parameter in its
+// response, which RFC 7692 7.1.2.1 requires and the harness checks (the
+// Python suite does not): 13.3 and 13.5 fail the handshake.
+func TestAutobahnCompressionAgainstGorilla(t *testing.T) {
+	var mu sync.Mutex
+	var failed []string
+	RunAutobahn(t, echoServer{compress: true}.start(t), WithCases("12.*", "13.*"), WithCompressionCases(20),
+		WithTolerated("13.3.*", "13.5.*"), WithReport(func(r Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !r.Passed() {
+				failed = append(failed, r.ID)
+			}
+		}))
+	if len(failed) != 2*len(compressionSizes) {
+		t.Errorf("%d cases failed against gorilla, want the %d of 13.3 and 13.5: %v", len(failed), 2*len(compressionSizes), failed)
+	}
 }
 
 // TestAutobahnExternal runs the suite against a server started by hand:
