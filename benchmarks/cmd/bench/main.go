@@ -39,7 +39,7 @@ var (
 	out       = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
 	quick     = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
 	serverArg = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
-	scenArg   = flag.String("scenarios", "idle,echo,pipeline,connect,fanout", "comma-separated scenarios")
+	scenArg   = flag.String("scenarios", "idle,echo,pipeline,connect,fanout,deflate,deflate-idle", "comma-separated scenarios")
 	duration  = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
 	warmup    = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
 	serverCPU = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
@@ -60,7 +60,8 @@ var (
 	peers         = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
 	eventPeers    = []string{"gws", "nbio"}
 	fanoutServers = []string{"wsloop-room", "gorilla-hub"}
-	allScenarios  = []string{"idle", "echo", "pipeline", "connect", "fanout"}
+	deflateServer = []string{"wsloop", "gws"} // the compression scenarios' servers
+	allScenarios  = []string{"idle", "echo", "pipeline", "connect", "fanout", "deflate", "deflate-idle"}
 )
 
 // bins maps a program name to its built binary.
@@ -134,6 +135,7 @@ type job struct {
 	inflight int
 	round    int // 1-based; echo and pipeline run -rounds times
 	dur      time.Duration
+	variant  string // "": the default payload; "json": chat-like JSON; "deflate": JSON, compressed (permessage-deflate)
 }
 
 // jobs lists the runs, scenario-major: every server runs a configuration
@@ -151,9 +153,11 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	pipe := []int{200}
 	connect := 10000
 	fan, fanSizes, fanInflight := 10000, []int{64, 1024}, []int{1, 16}
+	deflateEcho, deflateIdle := sz{100, 1024}, 10000
 	if quick {
 		idle, echo, pipe, connect = []int{500}, []sz{{50, 64}}, []int{20}, 500
 		fan, fanSizes = 200, []int{64}
+		deflateEcho, deflateIdle = sz{20, 1024}, 200
 	}
 	var js []job
 	has := func(s string) bool { return slices.Contains(scenarios, s) }
@@ -186,6 +190,27 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	}
 	if has("connect") {
 		each(job{scenario: "connect", mode: "connect", conns: connect, size: 64})
+	}
+	// The compression scenarios run wsloop and gws only, each plain (the
+	// same JSON, not compressed) and compressed.
+	eachVariant := func(j job, rounds int) {
+		for r := 1; r <= rounds; r++ {
+			if rounds > 1 {
+				j.round = r
+			}
+			for _, v := range []string{"json", "deflate"} {
+				for _, srv := range deflateServer {
+					j.server, j.variant = srv, v
+					js = append(js, j)
+				}
+			}
+		}
+	}
+	if has("deflate") {
+		eachVariant(job{scenario: "deflate", mode: "echo", conns: deflateEcho.conns, size: deflateEcho.size, depth: 1, dur: dur}, max(nrounds, 1))
+	}
+	if has("deflate-idle") {
+		eachVariant(job{scenario: "deflate-idle", mode: "idle", conns: deflateIdle, size: 1024}, 1)
 	}
 	if has("fanout") {
 		for _, s := range fanSizes {
@@ -241,8 +266,15 @@ func main() {
 	go onSignal(tmp)
 
 	var toBuild []string
-	if slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" }) {
+	if slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" && !strings.HasPrefix(s, "deflate") }) {
 		toBuild = slices.Clone(servers)
+	}
+	if slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(s, "deflate") }) {
+		for _, s := range deflateServer {
+			if !slices.Contains(toBuild, s) {
+				toBuild = append(toBuild, s)
+			}
+		}
 	}
 	wantFanout := slices.Contains(scenarios, "fanout")
 	if wantFanout {

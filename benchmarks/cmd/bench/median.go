@@ -12,7 +12,7 @@ import (
 // any round fails the whole figure.
 func medians(runs []Run) []Run {
 	type key struct {
-		scenario, server             string
+		scenario, server, variant    string
 		conns, size, depth, inflight int
 	}
 	var out []Run
@@ -24,7 +24,7 @@ func medians(runs []Run) []Run {
 			rounds = append(rounds, nil)
 			continue
 		}
-		k := key{r.Scenario, r.Server, r.Conns, r.Size, r.Depth, r.Inflight}
+		k := key{r.Scenario, r.Server, r.Variant, r.Conns, r.Size, r.Depth, r.Inflight}
 		i, ok := idx[k]
 		if !ok {
 			i = len(out)

@@ -121,11 +121,59 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
 					r.P50us, r.P99us, r.CPUPerMsgUs, hubRate, hubCPU, r.ServerCores, r.LoadgenCores)
 			}
+		case "deflate", "deflate-idle":
+			renderDeflate(p, g, status)
 		}
 		p("\n")
 	}
 	p("%s", targets(runs))
 	return b.String()
+}
+
+// variantName names a compression scenario's payload.
+func variantName(v string) string {
+	if v == "deflate" {
+		return "compressed"
+	}
+	return "plain"
+}
+
+// renderDeflate writes the tables of the compression scenarios: each
+// server's compressed run next to its plain run with the same JSON.
+func renderDeflate(p func(string, ...any), g *group, status func(Run) string) {
+	rs := g.runs
+	slices.SortStableFunc(rs, func(a, b Run) int {
+		if a.Server != b.Server {
+			return strings.Compare(b.Server, a.Server) // wsloop first
+		}
+		return strings.Compare(b.Variant, a.Variant) // json (plain) first
+	})
+	same := func(r Run, variant string) *Run {
+		return findWhere(rs, func(o Run) bool { return o.Server == r.Server && o.Variant == variant })
+	}
+	wsloopOf := func(r Run) *Run {
+		return findWhere(rs, func(o Run) bool { return o.Server == "wsloop" && o.Variant == r.Variant })
+	}
+	if g.scenario == "deflate-idle" {
+		bpc := func(r Run) float64 { return r.BytesPerConn }
+		p("### Compression: idle memory, %s connections\n\n", thousands(g.conns))
+		p("As the idle scenario, with every connection offering permessage-deflate as a browser does (\"compressed\") or not (\"plain\"); each is then checked with one 1 KiB JSON echo, compressed when negotiated.\n\n")
+		p("| server | connections | RSS before | RSS after | bytes/conn | × plain | × wsloop | alive |\n|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rs {
+			p("| %s%s | %s | %s | %s | %.0f | %s | %s | %d/%d |\n", r.Server, status(r), variantName(r.Variant), size(float64(r.RSSBefore)), size(float64(r.RSSAfter)),
+				r.BytesPerConn, ratio(r, same(r, "json"), bpc), ratio(r, wsloopOf(r), bpc), r.Alive, r.Conns)
+		}
+		return
+	}
+	cpuMsg := func(r Run) float64 { return r.CPUPerMsgUs }
+	wire := func(r Run) float64 { return r.WirePerMsg }
+	p("### Compression: echo, closed loop: %s connections, %d B of chat-like JSON, one message in flight\n\n", thousands(g.conns), g.size)
+	p("The same JSON messages plain, and compressed both ways (the client offers permessage-deflate as a browser does and compresses every message; the server inflates it and compresses the echo). \"wire B/msg\" is what crossed the sockets per echo, both frames with their headers. \"× plain\" divides by the same server's plain run.\n\n")
+	p("| server | messages | msgs/s | p50 µs | p99 µs | wire B/msg | × plain wire | server CPU/msg µs | × plain CPU | × wsloop CPU | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
+			r.WirePerMsg, ratio(r, same(r, "json"), wire), r.CPUPerMsgUs, ratio(r, same(r, "json"), cpuMsg), ratio(r, wsloopOf(r), cpuMsg), r.ServerCores, r.LoadgenCores)
+	}
 }
 
 type group struct {

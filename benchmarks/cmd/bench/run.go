@@ -110,6 +110,7 @@ type lgResult struct {
 	P50us         float64 `json:"p50_us"`
 	P99us         float64 `json:"p99_us"`
 	MaxUs         float64 `json:"max_us"`
+	WireBytes     uint64  `json:"wire_bytes"`
 }
 
 // Run is one scenario configuration against one server: what the report
@@ -117,6 +118,8 @@ type lgResult struct {
 type Run struct {
 	Scenario     string            `json:"scenario"`
 	Server       string            `json:"server"`
+	Variant      string            `json:"variant,omitempty"` // json, deflate (compression scenarios)
+	WirePerMsg   float64           `json:"wire_bytes_per_msg,omitempty"`
 	Conns        int               `json:"conns"`
 	Size         int               `json:"size"`
 	Depth        int               `json:"depth,omitempty"`
@@ -177,7 +180,7 @@ func (r Run) summary() string {
 
 // runJob starts the server and the clients, measures and stops them.
 func runJob(j job) (r Run) {
-	r = Run{Scenario: j.scenario, Server: j.server, Conns: j.conns, Size: j.size, Depth: j.depth, Inflight: j.inflight, Round: j.round}
+	r = Run{Scenario: j.scenario, Server: j.server, Variant: j.variant, Conns: j.conns, Size: j.size, Depth: j.depth, Inflight: j.inflight, Round: j.round}
 	var failures []string
 	failf := func(format string, args ...any) {
 		r.Errors++
@@ -233,6 +236,9 @@ func runJob(j job) (r Run) {
 				"-duration", j.dur.String(), "-warmup", warmup.String(), "-hold"}
 			if j.depth > 0 {
 				args = append(args, "-depth", fmt.Sprint(j.depth))
+			}
+			if j.variant != "" {
+				args = append(args, "-"+j.variant) // -json or -deflate
 			}
 			args = append(args, "-src", src(p))
 			if procs > 1 {
@@ -333,6 +339,7 @@ func runJob(j job) (r Run) {
 			r.Alive += res.Subscribers
 		} else {
 			r.Messages += res.Messages
+			r.WirePerMsg += float64(res.WireBytes) // divided below
 		}
 	}
 	if j.mode != "fanout" {
@@ -354,6 +361,11 @@ func runJob(j job) (r Run) {
 	}
 	if units > 0 {
 		r.CPUPerMsgUs = r.ServerCPUS * 1e6 / float64(units)
+	}
+	if r.Messages > 0 {
+		r.WirePerMsg /= float64(r.Messages)
+	} else {
+		r.WirePerMsg = 0
 	}
 	if r.DurationS > 0 {
 		r.MsgsPerS = float64(r.Messages) / r.DurationS

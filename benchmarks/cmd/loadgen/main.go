@@ -35,6 +35,11 @@
 // -dial-concurrency in flight; upgrades/s and per-upgrade latency, each
 // new connection checked with one echo).
 //
+// -json sends chat-like JSON instead of random characters; -deflate also
+// offers permessage-deflate as a browser does, sends every message
+// compressed (without context takeover) and inflates the echoes to check
+// them. wire_bytes in RESULT counts what went over the sockets.
+//
 // By hand: loadgen -addr 127.0.0.1:9001 -mode echo -conns 100 -go
 package main
 
@@ -70,6 +75,8 @@ var (
 	pollers  = flag.Int("pollers", 0, "epoll loops (0: GOMAXPROCS)")
 	goNow    = flag.Bool("go", false, "do not wait for GO (nor CHECK) on stdin")
 	hold     = flag.Bool("hold", false, "after RESULT keep the connections open until stdin closes or says EXIT")
+	jsonFlag = flag.Bool("json", false, "chat-like JSON payloads (compressible) instead of random characters")
+	deflate  = flag.Bool("deflate", false, "offer permessage-deflate as a browser does and send every message compressed (no context takeover); implies -json")
 )
 
 // Result is the RESULT line.
@@ -81,6 +88,7 @@ type Result struct {
 	DurationS    float64        `json:"duration_s"`
 	Messages     uint64         `json:"messages"`
 	Bytes        uint64         `json:"bytes"`
+	WireBytes    uint64         `json:"wire_bytes"` // written and read during the measured phase, frame headers included
 	Errors       int64          `json:"errors"`
 	MsgsPerS     float64        `json:"msgs_per_s"`
 	P50us        float64        `json:"p50_us"`
@@ -183,6 +191,8 @@ func main() {
 		DialConcurrency: *dialConc,
 		Pollers:         *pollers,
 		Timeout:         *timeout,
+		JSON:            *jsonFlag || *deflate,
+		Deflate:         *deflate,
 		Logf:            logf,
 	})
 	if err != nil {
@@ -201,6 +211,7 @@ func main() {
 	st := e.Stats()
 	res.Messages = st.Messages
 	res.Bytes = st.Messages * uint64(*size)
+	res.WireBytes = st.Wire
 	res.Open = st.Open
 	res.Errors = e.Errors()
 	res.DialRetries = e.Retries()

@@ -1,6 +1,7 @@
 package wsload
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -60,6 +61,8 @@ type Config struct {
 	Timeout         time.Duration  // bound on one dial+upgrade attempt and on one round trip
 	DialAttempts    int            // attempts per connection on connect errors (0: 3)
 	Seed            uint64         // payload pool seed (0: random)
+	JSON            bool           // chat-like JSON payloads (compressible) instead of random characters
+	Deflate         bool           // offer permessage-deflate, send every message compressed, accept compressed echoes
 	Logf            func(format string, args ...any)
 }
 
@@ -115,6 +118,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Text {
 		e.op = ws.OpText
+	}
+	if cfg.JSON {
+		e.payload = NewJSONPayload(cfg.Size, cfg.Seed)
 	}
 	for i := 0; i < cfg.Pollers; i++ {
 		p, err := newPoller(e)
@@ -272,6 +278,7 @@ func (e *Engine) Check() int {
 // Stats are the recorded figures so far.
 type Stats struct {
 	Messages uint64    // echoes checked while recording
+	Wire     uint64    // bytes written and read while recording, frames and headers
 	Open     int       // connections open
 	Batch    hist.Hist // round trips of batches (or upgrade latencies of a measured Dial)
 	PerMsg   hist.Hist // per message: from its batch's write to its echo (Depth > 1)
@@ -283,6 +290,7 @@ func (e *Engine) Stats() *Stats {
 	s := &Stats{}
 	for _, p := range e.ps {
 		s.Messages += p.msgs
+		s.Wire += p.wire
 		s.Open += p.open
 		s.Batch.Merge(&p.hist)
 		s.PerMsg.Merge(&p.msgHist)
@@ -366,9 +374,15 @@ type poller struct {
 	open    int
 
 	// Figures, read by the main goroutine between commands.
-	hist        hist.Hist
-	msgHist     hist.Hist
-	msgs        uint64
+	hist    hist.Hist
+	msgHist hist.Hist
+	msgs    uint64
+	wire    uint64
+
+	// permessage-deflate (Config.Deflate)
+	inf         inflater
+	plain       []byte       // a message before compression
+	zbuf        bytes.Buffer // its compressed payload
 	alive       int
 	upgrades    int
 	lastUpgrade int64
@@ -555,6 +569,9 @@ func (p *poller) scan(now int64) {
 func (p *poller) newConn(id uint32) {
 	c := &conn{fd: -1, idx: int32(len(p.conns)), id: id, dialing: true, verify: p.cur.verify, record: p.cur.record}
 	c.v = Verifier{P: p.e.payload, Op: p.e.op, ID: id}
+	if p.e.cfg.Deflate {
+		c.v.Inf = &p.inf
+	}
 	_, _ = rand.Read(c.mask[:])
 	p.conns = append(p.conns, c)
 	p.dialing++
@@ -674,6 +691,9 @@ func (p *poller) handle(c *conn, ev uint32) {
 		}
 		c.key = NewKey()
 		req := AppendRequest(p.wbuf[:0], p.e.host, c.key)
+		if p.e.cfg.Deflate {
+			req = AppendRequestDeflate(p.wbuf[:0], p.e.host, c.key)
+		}
 		p.wbuf = req[:0]
 		if n, err := unix.Write(c.fd, req); err != nil || n < len(req) {
 			p.dialFailed(c, fmt.Errorf("writing the upgrade request: %d of %d bytes: %v", n, len(req), err), true)
@@ -694,7 +714,7 @@ func (p *poller) handle(c *conn, ev uint32) {
 			return
 		}
 		c.hs = append(c.hs, p.rbuf[:n]...)
-		hl, err := CheckResponse(c.hs, c.key)
+		hl, err := checkResponse(c.hs, c.key, p.e.cfg.Deflate)
 		if errors.Is(err, ErrIncomplete) {
 			return
 		}
@@ -728,6 +748,9 @@ func (p *poller) handle(c *conn, ev uint32) {
 		case n == 0:
 			p.fail(c, errors.New("server closed the connection"))
 		default:
+			if p.counting {
+				p.wire += uint64(n)
+			}
 			p.feed(c, p.rbuf[:n], p.e.mono())
 		}
 	}
@@ -749,11 +772,37 @@ func (p *poller) upgraded(c *conn) {
 	p.dialing--
 }
 
+// appendDeflated appends message seq of c compressed, as one final frame
+// with RSV1.
+func (p *poller) appendDeflated(b []byte, c *conn, seq uint64) []byte {
+	pl := p.e.payload
+	if cap(p.plain) < pl.Size() {
+		p.plain = make([]byte, pl.Size())
+	}
+	p.plain = p.plain[:pl.Size()]
+	pl.Fill(p.plain, c.id, seq)
+	z := deflateMsg(&p.zbuf, p.plain)
+	start := len(b)
+	b = appendHeader(b, p.e.op, len(z), c.mask)
+	b[start] |= 0x40 // RSV1: compressed
+	off := len(b)
+	b = append(b, z...)
+	ws.Cipher(b[off:], c.mask, 0)
+	return b
+}
+
 // send writes the next k messages of c in one write call.
 func (p *poller) send(c *conn, k int) {
 	b := p.wbuf[:0]
 	for i := 0; i < k; i++ {
+		if p.e.cfg.Deflate {
+			b = p.appendDeflated(b, c, c.tx+uint64(i))
+			continue
+		}
 		b = p.e.payload.AppendFrame(b, p.e.op, c.mask, c.id, c.tx+uint64(i))
+	}
+	if p.counting {
+		p.wire += uint64(len(b))
 	}
 	p.wbuf = b[:0]
 	c.tx += uint64(k)

@@ -45,7 +45,9 @@ var ErrIncomplete = errors.New("incomplete response head")
 // Sec-WebSocket-Accept, and no extension or subprotocol (none was asked
 // for). It returns the head's length (bytes after it are frames), or
 // ErrIncomplete while b does not yet hold the whole head.
-func CheckResponse(b []byte, key string) (int, error) {
+func CheckResponse(b []byte, key string) (int, error) { return checkResponse(b, key, false) }
+
+func checkResponse(b []byte, key string, deflate bool) (int, error) {
 	end := bytes.Index(b, []byte("\r\n\r\n"))
 	if end < 0 {
 		if len(b) > MaxResponseHead {
@@ -79,7 +81,15 @@ func CheckResponse(b []byte, key string) (int, error) {
 				return 0, fmt.Errorf("Sec-WebSocket-Accept %q, want %q", v, Accept(key))
 			}
 			accept = true
-		case "sec-websocket-extensions", "sec-websocket-protocol":
+		case "sec-websocket-extensions":
+			if !deflate {
+				return 0, fmt.Errorf("server chose %s %q that was not offered", k, v)
+			}
+			if err := checkDeflateResponse(v); err != nil {
+				return 0, err
+			}
+			deflate = false // seen
+		case "sec-websocket-protocol":
 			return 0, fmt.Errorf("server chose %s %q that was not offered", k, v)
 		}
 	}
@@ -90,6 +100,8 @@ func CheckResponse(b []byte, key string) (int, error) {
 		return 0, errors.New("101 without Connection: upgrade")
 	case !accept:
 		return 0, errors.New("101 without Sec-WebSocket-Accept")
+	case deflate:
+		return 0, errors.New("server declined permessage-deflate")
 	}
 	return end + 4, nil
 }

@@ -34,12 +34,19 @@ type Verifier struct {
 	moff  int  // bytes of the current message checked so far
 	csize int  // close frame: bytes of its payload seen (for its code)
 	ccode [2]byte
+
+	// Inf, when set, lets messages arrive compressed (RSV1 on their first
+	// frame, permessage-deflate): their payload is gathered in z and
+	// checked once inflated.
+	Inf      *inflater
+	z        []byte
+	deflated bool // the current message is compressed
 }
 
 // Reset forgets any partial frame.
 func (v *Verifier) Reset() {
-	p, op, id := v.P, v.Op, v.ID
-	*v = Verifier{P: p, Op: op, ID: id}
+	p, op, id, inf := v.P, v.Op, v.ID, v.Inf
+	*v = Verifier{P: p, Op: op, ID: id, Inf: inf}
 }
 
 // Feed consumes data, the next bytes from the server; it unmasks in place.
@@ -101,6 +108,8 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 				}
 				continue
 			case v.ctrl:
+			case v.deflated:
+				v.z = append(v.z, chunk...)
 			default:
 				seq := next + uint64(done)
 				if !v.P.Match(v.ID, seq, v.moff, chunk) {
@@ -114,6 +123,20 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 			}
 		}
 		// The frame is complete.
+		if !v.ctrl && v.fin && v.deflated {
+			seq := next + uint64(done)
+			p, err := v.Inf.inflate(v.z, v.P.size)
+			v.z = v.z[:0]
+			switch {
+			case err != nil:
+				return done, fmt.Errorf("message %d: %v", seq, err)
+			case len(p) != v.P.size:
+				return done, fmt.Errorf("message %d: echo inflates to %d bytes, sent %d", seq, len(p), v.P.size)
+			case !v.P.Match(v.ID, seq, 0, p):
+				return done, fmt.Errorf("message %d: echo differs from what was sent at byte %d of %d", seq, v.P.FirstDiff(v.ID, seq, 0, p), v.P.size)
+			}
+			v.moff = v.P.size
+		}
 		if !v.ctrl && v.fin {
 			if v.moff != v.P.size {
 				return done, fmt.Errorf("message %d: echo has %d bytes, sent %d", next+uint64(done), v.moff, v.P.size)
@@ -129,10 +152,11 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 // header decodes the header held in v.hdr.
 func (v *Verifier) header(seq uint64, expected bool) error {
 	b0, b1 := v.hdr[0], v.hdr[1]
-	if b0&0x70 != 0 {
+	op := ws.OpCode(b0 & 0x0f)
+	rsv1 := b0&0x70 == 0x40 && v.Inf != nil && !v.inMsg && (op == ws.OpText || op == ws.OpBinary)
+	if b0&0x70 != 0 && !rsv1 {
 		return fmt.Errorf("frame with reserved bits set (first byte %#02x)", b0)
 	}
-	op := ws.OpCode(b0 & 0x0f)
 	v.fin = b0&0x80 != 0
 	n := uint64(b1 & 0x7f)
 	h := v.hdr[2:v.hneed]
@@ -181,9 +205,13 @@ func (v *Verifier) header(seq uint64, expected bool) error {
 	case !expected:
 		return fmt.Errorf("unsolicited message (opcode %d, %d bytes): nothing in flight", op, n)
 	default:
-		v.inMsg, v.moff = true, 0
+		v.inMsg, v.moff, v.deflated = true, 0, rsv1
 	}
-	if n > uint64(v.P.size-v.moff) {
+	if v.deflated {
+		if n > uint64(v.P.size+v.P.size/8+64-len(v.z)) {
+			return fmt.Errorf("message %d: compressed echo of %d+%d bytes for %d sent", seq, len(v.z), n, v.P.size)
+		}
+	} else if n > uint64(v.P.size-v.moff) {
 		return fmt.Errorf("message %d: echo longer than the %d bytes sent (frame of %d at offset %d)", seq, v.P.size, n, v.moff)
 	}
 	v.rem = int(n)

@@ -2,6 +2,7 @@ package wsload
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"math"
 	"net"
@@ -401,5 +402,54 @@ func TestSpread(t *testing.T) {
 	a.Merge(nil)
 	if a != all {
 		t.Fatalf("merged %+v, want %+v", a, all)
+	}
+}
+
+// TestVerifierDeflate: compressed echoes (RSV1, whole or fragmented, cut at
+// every byte) are inflated and checked; a wrong byte inside, RSV1 on a
+// continuation, or compression without an inflater are errors.
+func TestVerifierDeflate(t *testing.T) {
+	p := NewJSONPayload(1024, 7)
+	var zb bytes.Buffer
+	msg := func(seq uint64) []byte { b := make([]byte, 1024); p.Fill(b, 3, seq); return b }
+	z0 := append([]byte(nil), deflateMsg(&zb, msg(0))...)
+	z1 := append([]byte(nil), deflateMsg(&zb, msg(1))...)
+	if len(z0) > 600 {
+		t.Fatalf("1 KiB of JSON compressed to %d bytes", len(z0))
+	}
+	rsv1 := func(f []byte) []byte { f[0] |= 0x40; return f }
+	var stream []byte
+	stream = append(stream, rsv1(frame(ws.OpText, true, z0, nil))...)
+	stream = append(stream, rsv1(frame(ws.OpText, false, z1[:10], nil))...)
+	stream = append(stream, frame(ws.OpContinuation, true, z1[10:], nil)...)
+	var inf inflater
+	for cut := 0; cut <= len(stream); cut++ {
+		v := Verifier{P: p, Op: ws.OpText, ID: 3, Inf: &inf}
+		s := append([]byte(nil), stream...)
+		n1, err := v.Feed(s[:cut], 0, 2)
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		n2, err := v.Feed(s[cut:], uint64(n1), 2-n1)
+		if err != nil || n1+n2 != 2 {
+			t.Fatalf("cut %d: %d+%d messages, %v", cut, n1, n2, err)
+		}
+	}
+	bad := append([]byte(nil), msg(0)...)
+	bad[500] ^= 1
+	zbad := append([]byte(nil), deflateMsg(&zb, bad)...)
+	for name, data := range map[string][]byte{
+		"differs":          rsv1(frame(ws.OpText, true, zbad, nil)),
+		"reserved bits":    append(frame(ws.OpText, false, z0[:10], nil), rsv1(frame(ws.OpContinuation, true, z0[10:], nil))...),
+		"does not inflate": rsv1(frame(ws.OpText, true, []byte{0xff, 0xff, 0xff}, nil)),
+	} {
+		v := Verifier{P: p, Op: ws.OpText, ID: 3, Inf: &inf}
+		if _, err := v.Feed(data, 0, 1); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: err %v", name, err)
+		}
+	}
+	v := Verifier{P: p, Op: ws.OpText, ID: 3}
+	if _, err := v.Feed(rsv1(frame(ws.OpText, true, z0, nil)), 0, 1); err == nil || !strings.Contains(err.Error(), "reserved bits") {
+		t.Errorf("compressed echo without compression negotiated: %v", err)
 	}
 }

@@ -2,9 +2,13 @@
 // practice writes it: a net/http server, gws.NewUpgrader with an event
 // handler whose OnMessage writes message.Bytes() back with the message's
 // opcode and closes the message, and socket.ReadLoop in a goroutine per
-// connection. Unlike the README: no parallel message handling, no
-// compression, and no read deadline (the README's ping deadline would drop
-// idle connections; no server here has heartbeats).
+// connection. Unlike the README: no parallel message handling and no read
+// deadline (the README's ping deadline would drop idle connections; no
+// server here has heartbeats). permessage-deflate is enabled as gws
+// documents it for servers (no context takeover either way, level 1,
+// messages under 256 bytes sent plain, as wsloop's defaults): it applies
+// only to clients that offer it, which only the compression scenarios'
+// load generator does.
 package main
 
 import (
@@ -26,6 +30,13 @@ func main() {
 	upgrader := gws.NewUpgrader(handler{}, &gws.ServerOption{
 		ParallelEnabled: false,
 		Recovery:        gws.Recovery,
+		PermessageDeflate: gws.PermessageDeflate{
+			Enabled:               true,
+			Level:                 1,
+			Threshold:             256,
+			ServerContextTakeover: false,
+			ClientContextTakeover: false,
+		},
 	})
 	httpserve.Run(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		socket, err := upgrader.Upgrade(w, r)
