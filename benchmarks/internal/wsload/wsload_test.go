@@ -440,7 +440,7 @@ func TestVerifierDeflate(t *testing.T) {
 	zbad := append([]byte(nil), deflateMsg(&zb, bad)...)
 	for name, data := range map[string][]byte{
 		"differs":          rsv1(frame(ws.OpText, true, zbad, nil)),
-		"reserved bits":    append(frame(ws.OpText, false, z0[:10], nil), rsv1(frame(ws.OpContinuation, true, z0[10:], nil))...),
+		"reserved bits":    append(rsv1(frame(ws.OpText, false, z0[:10], nil)), rsv1(frame(ws.OpContinuation, true, z0[10:], nil))...),
 		"does not inflate": rsv1(frame(ws.OpText, true, []byte{0xff, 0xff, 0xff}, nil)),
 	} {
 		v := Verifier{P: p, Op: ws.OpText, ID: 3, Inf: &inf}
