@@ -39,7 +39,7 @@ var (
 	out       = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
 	quick     = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
 	serverArg = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
-	scenArg   = flag.String("scenarios", "idle,echo,pipeline,connect,fanout,deflate,deflate-idle", "comma-separated scenarios")
+	scenArg   = flag.String("scenarios", "idle,echo,pipeline,connect,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
 	duration  = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
 	warmup    = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
 	serverCPU = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
@@ -61,7 +61,7 @@ var (
 	eventPeers    = []string{"gws", "nbio"}
 	fanoutServers = []string{"wsloop-room", "gorilla-hub"}
 	deflateServer = []string{"wsloop", "gws"} // the compression scenarios' servers
-	allScenarios  = []string{"idle", "echo", "pipeline", "connect", "fanout", "deflate", "deflate-idle"}
+	allScenarios  = []string{"idle", "echo", "pipeline", "connect", "fanout", "deflate", "deflate-idle", "deflate-fanout"}
 )
 
 // bins maps a program name to its built binary.
@@ -212,6 +212,11 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	if has("deflate-idle") {
 		eachVariant(job{scenario: "deflate-idle", mode: "idle", conns: deflateIdle, size: 1024}, 1)
 	}
+	if has("deflate-fanout") {
+		for _, v := range []string{"json", "deflate"} {
+			js = append(js, job{scenario: "deflate-fanout", server: "wsloop-room", mode: "fanout", conns: fan, size: 1024, inflight: 16, dur: dur, variant: v})
+		}
+	}
 	if has("fanout") {
 		for _, s := range fanSizes {
 			for _, k := range fanInflight {
@@ -269,14 +274,14 @@ func main() {
 	if slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" && !strings.HasPrefix(s, "deflate") }) {
 		toBuild = slices.Clone(servers)
 	}
-	if slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(s, "deflate") }) {
+	if slices.ContainsFunc(scenarios, func(s string) bool { return s == "deflate" || s == "deflate-idle" }) {
 		for _, s := range deflateServer {
 			if !slices.Contains(toBuild, s) {
 				toBuild = append(toBuild, s)
 			}
 		}
 	}
-	wantFanout := slices.Contains(scenarios, "fanout")
+	wantFanout := slices.Contains(scenarios, "fanout") || slices.Contains(scenarios, "deflate-fanout")
 	if wantFanout {
 		toBuild = append(toBuild, fanoutServers...)
 	}
@@ -286,7 +291,7 @@ func main() {
 		fatalIn(tmp, err)
 	}
 	if !haveFanout {
-		scenarios = slices.DeleteFunc(scenarios, func(s string) bool { return s == "fanout" })
+		scenarios = slices.DeleteFunc(scenarios, func(s string) bool { return s == "fanout" || s == "deflate-fanout" })
 	}
 
 	started := time.Now()

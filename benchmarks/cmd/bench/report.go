@@ -121,7 +121,7 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
 					r.P50us, r.P99us, r.CPUPerMsgUs, hubRate, hubCPU, r.ServerCores, r.LoadgenCores)
 			}
-		case "deflate", "deflate-idle":
+		case "deflate", "deflate-idle", "deflate-fanout":
 			renderDeflate(p, g, status)
 		}
 		p("\n")
@@ -167,6 +167,16 @@ func renderDeflate(p func(string, ...any), g *group, status func(Run) string) {
 	}
 	cpuMsg := func(r Run) float64 { return r.CPUPerMsgUs }
 	wire := func(r Run) float64 { return r.WirePerMsg }
+	if g.scenario == "deflate-fanout" {
+		p("### Compression: fan-out, one publisher, %s subscribers in one room, %d B of chat-like JSON\n\n", thousands(g.conns), g.size)
+		p("As the fan-out scenario (16 publishes in flight), with the same JSON plain and with every connection offering permessage-deflate as a browser does (\"compressed\"): the publisher sends compressed messages, the server inflates each and publishes it. \"wire B/delivery\" is the payload a subscriber received. The client inflates a message once and compares every other copy byte for byte with it: \"inflated\" counts the copies it had to inflate (one per publish when every subscriber gets the same bytes), \"compressed apart\" the copies whose bytes differed from another copy of the same message.\n\n")
+		p("| server | messages | delivered/s | p50 µs | p99 µs | wire B/delivery | × plain wire | server CPU/delivered µs | × plain CPU | publishes | inflated | compressed apart | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range rs {
+			p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.3f | %s | %d | %d | %d | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
+				r.WirePerMsg, ratio(r, same(r, "json"), wire), r.CPUPerMsgUs, ratio(r, same(r, "json"), cpuMsg), r.Publishes, r.Inflated, r.Reencoded, r.ServerCores, r.LoadgenCores)
+		}
+		return
+	}
 	p("### Compression: echo, closed loop: %s connections, %d B of chat-like JSON, one message in flight\n\n", thousands(g.conns), g.size)
 	p("The same JSON messages plain, and compressed both ways (the client offers permessage-deflate as a browser does and compresses every message; the server inflates it and compresses the echo). \"wire B/msg\" is what crossed the sockets per echo, both frames with their headers. \"× plain\" divides by the same server's plain run.\n\n")
 	p("| server | messages | msgs/s | p50 µs | p99 µs | wire B/msg | × plain wire | server CPU/msg µs | × plain CPU | × wsloop CPU | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")

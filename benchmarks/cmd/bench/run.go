@@ -111,6 +111,8 @@ type lgResult struct {
 	P99us         float64 `json:"p99_us"`
 	MaxUs         float64 `json:"max_us"`
 	WireBytes     uint64  `json:"wire_bytes"`
+	Reencoded     uint64  `json:"reencoded"`
+	Inflated      uint64  `json:"inflated"`
 }
 
 // Run is one scenario configuration against one server: what the report
@@ -120,6 +122,8 @@ type Run struct {
 	Server       string            `json:"server"`
 	Variant      string            `json:"variant,omitempty"` // json, deflate (compression scenarios)
 	WirePerMsg   float64           `json:"wire_bytes_per_msg,omitempty"`
+	Reencoded    uint64            `json:"reencoded,omitempty"` // deflate-fanout: deliveries compressed apart from other copies of their message
+	Inflated     uint64            `json:"inflated,omitempty"`  // deflate-fanout: deliveries the client inflated (one per publish when every copy is the same)
 	Conns        int               `json:"conns"`
 	Size         int               `json:"size"`
 	Depth        int               `json:"depth,omitempty"`
@@ -225,8 +229,12 @@ func runJob(j job) (r Run) {
 	for p := 0; p < procs; p++ {
 		var c *child
 		if j.mode == "fanout" {
-			c, err = start("fanout", *loadCPUs, bins["fanout"], "-addr", addr, "-subs", fmt.Sprint(j.conns),
-				"-size", fmt.Sprint(j.size), "-duration", j.dur.String(), "-inflight", fmt.Sprint(j.inflight), "-src", src(p))
+			args := []string{"-addr", addr, "-subs", fmt.Sprint(j.conns),
+				"-size", fmt.Sprint(j.size), "-duration", j.dur.String(), "-inflight", fmt.Sprint(j.inflight), "-src", src(p)}
+			if j.variant != "" {
+				args = append(args, "-"+j.variant) // -json or -deflate
+			}
+			c, err = start("fanout", *loadCPUs, bins["fanout"], args...)
 		} else {
 			n := j.conns / procs
 			if p < j.conns%procs {
@@ -334,6 +342,9 @@ func runJob(j job) (r Run) {
 		spread.Merge(res.PerConn)
 		if j.mode == "fanout" {
 			r.Messages += res.Delivered
+			r.WirePerMsg += float64(res.WireBytes) // divided below
+			r.Reencoded += res.Reencoded
+			r.Inflated += res.Inflated
 			r.Publishes += res.Publishes
 			r.P50us, r.P99us, r.MaxUs = res.P50us, res.P99us, res.MaxUs
 			r.Alive += res.Subscribers

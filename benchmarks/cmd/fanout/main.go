@@ -39,6 +39,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -76,6 +77,8 @@ var (
 	drainWait   = flag.Duration("drain-timeout", 10*time.Second, "longest wait for a publish to reach every subscriber")
 	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the measured phase to this file")
 	srcFlag     = flag.String("src", "", "local source IP in 127.0.0.0/8 for every connection (empty: the kernel's choice)")
+	jsonFlag    = flag.Bool("json", false, "chat-like JSON message bodies (compressible) instead of letters")
+	deflateFlag = flag.Bool("deflate", false, "offer permessage-deflate as a browser does, publish compressed messages and accept compressed deliveries; implies -json")
 )
 
 // srcIP is -src parsed: connections bind it so that runs one after another
@@ -105,6 +108,9 @@ type Result struct {
 	P99us         float64 `json:"p99_us"`
 	MaxUs         float64 `json:"max_us"`
 	Errors        uint64  `json:"errors"`
+	WireBytes     uint64  `json:"wire_bytes,omitempty"` // -deflate: payload bytes of the measured deliveries as they arrived
+	Reencoded     uint64  `json:"reencoded,omitempty"`  // -deflate: deliveries whose compressed bytes differed from another subscriber's copy of the same message
+	Inflated      uint64  `json:"inflated,omitempty"`   // -deflate: deliveries the client had to inflate (the others matched a copy already checked)
 	LoadgenCPUS   float64 `json:"loadgen_cpu_s"`
 	Reader        string  `json:"reader"`
 }
@@ -153,6 +159,10 @@ func run() int {
 		op = opText
 	}
 	b := newBench(*nsubs, *size, *inflight, op)
+	if *jsonFlag || *deflateFlag {
+		b.pat = newJSONPattern(*size)
+	}
+	b.deflate = *deflateFlag
 	bufSize := max(*rbuf, *size+14, 125+14)
 
 	var rd reader
@@ -265,6 +275,9 @@ func run() int {
 		res.P99us = us(b.lat.quantile(0.99))
 		res.MaxUs = us(b.lat.maxValue())
 		res.LoadgenCPUS = cpu.Seconds()
+		res.WireBytes = b.wire.Load()
+		res.Reencoded = b.reencoded.Load()
+		res.Inflated = b.inflated.Load()
 	}
 
 	// Close everything, then report (errors counted to the end).
@@ -415,6 +428,7 @@ type publisher struct {
 	payload []byte
 	frame   []byte
 	rng     *mrand.ChaCha8
+	zbuf    bytes.Buffer
 }
 
 func (p *publisher) send(seq uint64) bool {
@@ -427,7 +441,12 @@ func (p *publisher) send(seq uint64) bool {
 	m := p.rng.Uint64()
 	mask[0], mask[1], mask[2], mask[3] = byte(m), byte(m>>8), byte(m>>16), byte(m>>24)
 	p.b.pat.fill(p.payload, seq, time.Now().UnixNano())
-	p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, p.payload, mask)
+	if p.b.deflate {
+		p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, wsload.Deflate(&p.zbuf, p.payload), mask)
+		p.frame[0] |= 0x40 // RSV1: compressed
+	} else {
+		p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, p.payload, mask)
+	}
 	_ = p.pub.nc.SetWriteDeadline(time.Now().Add(*drainWait))
 	if _, err := p.pub.nc.Write(p.frame); err != nil {
 		p.b.fail("publisher: write: %v", err)

@@ -1,6 +1,10 @@
 package main
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
+)
 
 // The payload. Bytes 0-15 hold the sequence number (48 bits) and the
 // publisher's send time, time.Now().UnixNano() (64 bits), packed seven bits
@@ -19,6 +23,12 @@ const alphabet = "abcdefghijklmnopqrstuvwxyz"
 // pattern is the alphabet repeated so that pattern[k:k+size-16] is the body
 // of every message whose sequence number is k mod 26.
 type pattern []byte
+
+// newJSONPattern is a pattern of chat-like JSON (ASCII): bodies that
+// compress as real traffic does.
+func newJSONPattern(size int) pattern {
+	return pattern(wsload.JSONText(size+len(alphabet), 1))
+}
 
 func newPattern(size int) pattern {
 	b := make([]byte, 0, size+len(alphabet))

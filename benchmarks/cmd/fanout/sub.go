@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +44,24 @@ type bench struct {
 	failOnce sync.Once
 	failed   chan struct{} // closed at the first error
 	closing  atomic.Bool   // we are closing the sockets: read errors are ours
+
+	// -deflate: the compressed copy of each message checked so far, by
+	// sequence number, so that every other subscriber's copy is compared
+	// byte for byte instead of inflated again.
+	deflate   bool
+	zcache    []atomic.Pointer[zcopy]
+	inflaters sync.Pool // *wsload.Inflater
+	wire      atomic.Uint64
+	reencoded atomic.Uint64
+	inflated  atomic.Uint64
+}
+
+// zcopy is a message as compressed by the server, with its sequence
+// number and send time.
+type zcopy struct {
+	seq  uint64
+	sent int64
+	z    []byte
 }
 
 func newBench(subs, size, inflight int, op byte) *bench {
@@ -56,6 +75,7 @@ func newBench(subs, size, inflight int, op byte) *bench {
 		failed:  make(chan struct{}),
 	}
 	b.measuredFrom.Store(1 << 62)
+	b.zcache = make([]atomic.Pointer[zcopy], ring)
 	for range inflight {
 		b.tokens <- struct{}{}
 	}
@@ -105,7 +125,7 @@ var errClosing = errors.New("closing")
 // consume handles every complete frame in s.buf[s.r:s.w] and moves what is
 // left to the front of the buffer. An error ends the connection.
 func (s *sub) consume(b *bench) error {
-	maxPayload := max(b.size, 125)
+	maxPayload := max(b.size+b.size/8+64, 125)
 	for {
 		f, n, err := parseFrame(s.buf[s.r:s.w], maxPayload)
 		if err != nil {
@@ -115,7 +135,7 @@ func (s *sub) consume(b *bench) error {
 			break
 		}
 		s.r += n
-		if f.masked || f.rsv != 0 {
+		if f.masked || (f.rsv != 0 && !(b.deflate && f.rsv == 0x40 && (f.op == opText || f.op == opBinary))) {
 			return fmt.Errorf("bad frame from server: opcode %#x, masked %v, rsv %#x", f.op, f.masked, f.rsv)
 		}
 		switch f.op {
@@ -153,11 +173,68 @@ func (s *sub) consume(b *bench) error {
 	return nil
 }
 
+// inflate returns the payload of a compressed message, or, when f's bytes
+// are those of a copy already checked, that copy (and a nil payload).
+func (s *sub) inflate(b *bench, f frame) ([]byte, *zcopy, error) {
+	next := s.next.Load()
+	if c := b.zcache[next&ringMask].Load(); c != nil && c.seq == next && bytes.Equal(c.z, f.payload) {
+		return nil, c, nil
+	}
+	inf, _ := b.inflaters.Get().(*wsload.Inflater)
+	if inf == nil {
+		inf = new(wsload.Inflater)
+	}
+	defer b.inflaters.Put(inf)
+	p, err := inf.Inflate(f.payload, b.size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("message after %d: %v", s.next.Load(), err)
+	}
+	p = bytes.Clone(p)
+	if len(p) != b.size {
+		return p, nil, nil // message reports the length
+	}
+	seq, sent, ok := getHeader(p)
+	if !ok || seq&probeBit != 0 || !b.pat.check(p, seq) {
+		return p, nil, nil // message reports what is wrong, or handles the probe
+	}
+	if seq >= b.measuredFrom.Load() {
+		b.inflated.Add(1)
+	}
+	slot := &b.zcache[seq&ringMask]
+	if c := slot.Load(); c != nil && c.seq == seq {
+		b.reencoded.Add(1) // inflates right, but to other bytes than another copy
+	} else {
+		slot.Store(&zcopy{seq: seq, sent: sent, z: bytes.Clone(f.payload)})
+	}
+	return p, nil, nil
+}
+
 // message checks one data message and counts it down.
 func (s *sub) message(b *bench, f frame) error {
 	p := f.payload
 	if !f.fin {
 		return errors.New("fragmented message (one frame per message expected)")
+	}
+	if f.rsv == 0x40 {
+		q, c, err := s.inflate(b, f)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			// The same bytes as a copy already checked, of the message
+			// expected next.
+			s.msgs++
+			if c.seq >= b.measuredFrom.Load() && !s.self {
+				b.wire.Add(uint64(len(f.payload)))
+			}
+			return s.count(b, c.seq, c.sent)
+		}
+		if len(q) >= headerLen {
+			if seq, _, ok := getHeader(q); ok && seq&probeBit == 0 && seq >= b.measuredFrom.Load() && !s.self {
+				b.wire.Add(uint64(len(f.payload)))
+			}
+		}
+		p = q
 	}
 	if f.op != b.op || len(p) != b.size {
 		return fmt.Errorf("message after %d: opcode %#x, %d bytes; want opcode %#x, %d bytes", s.next.Load(), f.op, len(p), b.op, b.size)
@@ -183,6 +260,15 @@ func (s *sub) message(b *bench, f frame) error {
 	if !s.joined {
 		return fmt.Errorf("data message %d before any probe", seq)
 	}
+	if f.rsv == 0 && seq >= b.measuredFrom.Load() && !s.self {
+		b.wire.Add(uint64(len(p)))
+	}
+	return s.count(b, seq, sent)
+}
+
+// count checks that data message seq is the next one and counts it down;
+// sent is its send time.
+func (s *sub) count(b *bench, seq uint64, sent int64) error {
 	s.data = true
 	next := s.next.Load()
 	switch {

@@ -51,12 +51,16 @@ func upgrade(c net.Conn, host string, timeout time.Duration) ([]byte, error) {
 	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
-	if _, err := c.Write(wsload.AppendRequest(nil, host, key)); err != nil {
+	req, check := wsload.AppendRequest(nil, host, key), wsload.CheckResponse
+	if *deflateFlag {
+		req, check = wsload.AppendRequestDeflate(nil, host, key), wsload.CheckResponseDeflate
+	}
+	if _, err := c.Write(req); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, 0, 1024)
 	for {
-		n, err := wsload.CheckResponse(buf, key)
+		n, err := check(buf, key)
 		if err == nil {
 			if err := c.SetDeadline(time.Time{}); err != nil {
 				return nil, err

@@ -45,8 +45,8 @@ func checkDeflateResponse(v string) error {
 	return fmt.Errorf("server keeps its compression context (%q): the load generator does not", v)
 }
 
-// jsonPool returns n bytes of chat-like JSON records, ASCII only.
-func jsonPool(n int, seed uint64) []byte {
+// JSONText returns n bytes of chat-like JSON records, ASCII only.
+func JSONText(n int, seed uint64) []byte {
 	var b bytes.Buffer
 	names := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"}
 	words := []string{"hello", "gg", "nice shot", "lol", "wave 3 incoming", "need healer", "brb", "push mid"}
@@ -59,28 +59,56 @@ func jsonPool(n int, seed uint64) []byte {
 	return b.Bytes()[:n]
 }
 
-// deflateMsg compresses p for one message into dst (reusing it), without
+// Deflate compresses p for one message into dst (reusing it), without
 // the four bytes RFC 7692 7.2.1 strips.
-func deflateMsg(dst *bytes.Buffer, p []byte) []byte {
+func Deflate(dst *bytes.Buffer, p []byte) []byte {
 	dst.Reset()
 	_ = flate.StatelessDeflate(dst, p, false, nil)
 	return bytes.TrimSuffix(dst.Bytes(), []byte{0, 0, 0xff, 0xff})
 }
 
-// inflater decompresses whole messages; one per poller.
-type inflater struct {
-	src bytes.Reader
+// Inflater decompresses whole messages; one per goroutine (the zero value
+// is ready).
+type Inflater struct {
+	src tailReader
 	r   io.ReadCloser
 	out []byte
 }
 
+// tailReader reads body, then deflateTail, without copying body.
+type tailReader struct {
+	body []byte
+	tail int
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	if len(t.body) > 0 {
+		n := copy(p, t.body)
+		t.body = t.body[n:]
+		return n, nil
+	}
+	if t.tail == len(deflateTail) {
+		return 0, io.EOF
+	}
+	n := copy(p, deflateTail[t.tail:])
+	t.tail += n
+	return n, nil
+}
+
+func (t *tailReader) ReadByte() (byte, error) {
+	var b [1]byte
+	if _, err := t.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return b[0], nil
+}
+
 var deflateTail = []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
 
-// inflate returns z decompressed, at most limit bytes (more is an error).
+// Inflate returns z decompressed, at most limit bytes (more is an error).
 // The result is valid until the next call.
-func (f *inflater) inflate(z []byte, limit int) ([]byte, error) {
-	in := append(z, deflateTail...) // z's buffer is the verifier's own
-	f.src.Reset(in)
+func (f *Inflater) Inflate(z []byte, limit int) ([]byte, error) {
+	f.src = tailReader{body: z}
 	if f.r == nil {
 		f.r = flate.NewReader(&f.src)
 	} else {

@@ -380,7 +380,7 @@ type poller struct {
 	wire    uint64
 
 	// permessage-deflate (Config.Deflate)
-	inf         inflater
+	inf         Inflater
 	plain       []byte       // a message before compression
 	zbuf        bytes.Buffer // its compressed payload
 	alive       int
@@ -781,7 +781,7 @@ func (p *poller) appendDeflated(b []byte, c *conn, seq uint64) []byte {
 	}
 	p.plain = p.plain[:pl.Size()]
 	pl.Fill(p.plain, c.id, seq)
-	z := deflateMsg(&p.zbuf, p.plain)
+	z := Deflate(&p.zbuf, p.plain)
 	start := len(b)
 	b = appendHeader(b, p.e.op, len(z), c.mask)
 	b[start] |= 0x40 // RSV1: compressed

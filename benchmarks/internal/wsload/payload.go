@@ -39,7 +39,7 @@ func NewPayload(size int, seed uint64) *Payload {
 // instead of random characters: payloads that compress as real traffic
 // does (about 4 times at 1 KiB).
 func NewJSONPayload(size int, seed uint64) *Payload {
-	return &Payload{size: size, cl: min(16, size), pool: jsonPool(poolSize+size, seed)}
+	return &Payload{size: size, cl: min(16, size), pool: JSONText(poolSize+size, seed)}
 }
 
 // Size is the payload length.

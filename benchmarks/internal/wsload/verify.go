@@ -38,7 +38,7 @@ type Verifier struct {
 	// Inf, when set, lets messages arrive compressed (RSV1 on their first
 	// frame, permessage-deflate): their payload is gathered in z and
 	// checked once inflated.
-	Inf      *inflater
+	Inf      *Inflater
 	z        []byte
 	deflated bool // the current message is compressed
 }
@@ -125,7 +125,7 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 		// The frame is complete.
 		if !v.ctrl && v.fin && v.deflated {
 			seq := next + uint64(done)
-			p, err := v.Inf.inflate(v.z, v.P.size)
+			p, err := v.Inf.Inflate(v.z, v.P.size)
 			v.z = v.z[:0]
 			switch {
 			case err != nil:

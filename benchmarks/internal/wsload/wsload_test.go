@@ -407,13 +407,13 @@ func TestSpread(t *testing.T) {
 
 // TestVerifierDeflate: compressed echoes (RSV1, whole or fragmented, cut at
 // every byte) are inflated and checked; a wrong byte inside, RSV1 on a
-// continuation, or compression without an inflater are errors.
+// continuation, or compression without an Inflater are errors.
 func TestVerifierDeflate(t *testing.T) {
 	p := NewJSONPayload(1024, 7)
 	var zb bytes.Buffer
 	msg := func(seq uint64) []byte { b := make([]byte, 1024); p.Fill(b, 3, seq); return b }
-	z0 := append([]byte(nil), deflateMsg(&zb, msg(0))...)
-	z1 := append([]byte(nil), deflateMsg(&zb, msg(1))...)
+	z0 := append([]byte(nil), Deflate(&zb, msg(0))...)
+	z1 := append([]byte(nil), Deflate(&zb, msg(1))...)
 	if len(z0) > 600 {
 		t.Fatalf("1 KiB of JSON compressed to %d bytes", len(z0))
 	}
@@ -422,7 +422,7 @@ func TestVerifierDeflate(t *testing.T) {
 	stream = append(stream, rsv1(frame(ws.OpText, true, z0, nil))...)
 	stream = append(stream, rsv1(frame(ws.OpText, false, z1[:10], nil))...)
 	stream = append(stream, frame(ws.OpContinuation, true, z1[10:], nil)...)
-	var inf inflater
+	var inf Inflater
 	for cut := 0; cut <= len(stream); cut++ {
 		v := Verifier{P: p, Op: ws.OpText, ID: 3, Inf: &inf}
 		s := append([]byte(nil), stream...)
@@ -437,7 +437,7 @@ func TestVerifierDeflate(t *testing.T) {
 	}
 	bad := append([]byte(nil), msg(0)...)
 	bad[500] ^= 1
-	zbad := append([]byte(nil), deflateMsg(&zb, bad)...)
+	zbad := append([]byte(nil), Deflate(&zb, bad)...)
 	for name, data := range map[string][]byte{
 		"differs":          rsv1(frame(ws.OpText, true, zbad, nil)),
 		"reserved bits":    append(rsv1(frame(ws.OpText, false, z0[:10], nil)), rsv1(frame(ws.OpContinuation, true, z0[10:], nil))...),
