@@ -105,3 +105,61 @@ func BenchmarkFlateInflate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFlateTakeover measures what server context takeover would buy
+// on a stream of small chat messages (each 256 B of JSON like its
+// neighbours): ratio and time per message without context (what wsloop
+// does), with the last 8 KiB of the stream as a dictionary (stateless
+// encoder), and with one klauspost writer kept across messages (the
+// takeover every peer that offers it implements; it holds 0.5 MB per
+// connection).
+func BenchmarkFlateTakeover(b *testing.B) {
+	stream := jsonMessage(1 << 20)
+	const size = 256
+	msgs := make([][]byte, 0, len(stream)/size)
+	for i := 0; i+size <= len(stream); i += size {
+		msgs = append(msgs, stream[i:i+size])
+	}
+	report := func(b *testing.B, in, out int) {
+		b.ReportMetric(float64(out)/float64(in), "ratio")
+	}
+	b.Run("none", func(b *testing.B) {
+		d := NewDeflater(1)
+		var buf []byte
+		in, out := 0, 0
+		for i := 0; b.Loop(); i++ {
+			m := msgs[i%len(msgs)]
+			buf = d.Append(buf[:0], m, 15, nil)
+			in, out = in+len(m), out+len(buf)
+		}
+		report(b, in, out)
+	})
+	b.Run("dict-8KiB", func(b *testing.B) {
+		d := NewDeflater(1)
+		var buf, hist []byte
+		in, out := 0, 0
+		for i := 0; b.Loop(); i++ {
+			m := msgs[i%len(msgs)]
+			buf = d.Append(buf[:0], m, 15, hist)
+			hist = append(hist, m...)
+			if len(hist) > MaxDeflateDict {
+				hist = append(hist[:0], hist[len(hist)-MaxDeflateDict:]...)
+			}
+			in, out = in+len(m), out+len(buf)
+		}
+		report(b, in, out)
+	})
+	b.Run("writer-kept", func(b *testing.B) {
+		var sw sliceWriter
+		w, _ := flate.NewWriter(&sw, 1)
+		in, out := 0, 0
+		for i := 0; b.Loop(); i++ {
+			m := msgs[i%len(msgs)]
+			sw.b = sw.b[:0]
+			_, _ = w.Write(m)
+			_ = w.Flush()
+			in, out = in+len(m), out+len(sw.b)-4
+		}
+		report(b, in, out)
+	})
+}

@@ -179,9 +179,10 @@ func matchAny(patterns []string, id string) bool {
 // closing handshake. A case passes when both verdicts are OK; NON-STRICT,
 // UNCLEAN, WRONG CODE and FAILED BY CLIENT fail it.
 //
-// Cases outside section 9 run concurrently (WithParallel), each on its own
-// connection with the suite's own waits; section 9 then runs one case at a
-// time. The concurrent subtests are started from goroutines rather than
+// Cases outside sections 9, 12 and 13 run concurrently (WithParallel), each
+// on its own connection with the suite's own waits; the heavy sections then
+// run one case at a time, as in the suite, so that a case's one-second
+// closing handshake is not queued behind 31 others' compression. The concurrent subtests are started from goroutines rather than
 // with t.Parallel, so -test.parallel (GOMAXPROCS by default) does not
 // serialize the suite's one-second waits. RunAutobahn returns when every
 // case has finished; call it from the test's own goroutine. Each subtest
@@ -207,7 +208,7 @@ func RunAutobahn(t *testing.T, addr string, opts ...Option) {
 			(cfg.compressCount == 0 && len(offersFor(c.id)) > 0) {
 			continue
 		}
-		if strings.HasPrefix(c.id, "9.") {
+		if strings.HasPrefix(c.id, "9.") || len(offersFor(c.id)) > 0 {
 			heavy = append(heavy, c)
 		} else {
 			light = append(light, c)

@@ -117,7 +117,7 @@ func acceptResponse(header []string, offers []deflateOffer) (*deflateState, stri
 		case o.requestMaxWindowBits != 0 && d.serverBits > o.requestMaxWindowBits:
 		case !o.acceptMaxWindowBits && seen["client_max_window_bits"]:
 		default:
-			d.w, _ = flate.NewWriter(&d.out, flate.DefaultCompression)
+			d.w, _ = flate.NewWriter(&d.out, flate.BestSpeed)
 			return d, ""
 		}
 	}
