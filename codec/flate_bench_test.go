@@ -65,7 +65,7 @@ func BenchmarkFlateCompress(b *testing.B) {
 }
 
 func BenchmarkFlateInflate(b *testing.B) {
-	for _, n := range []int{1024, 16 << 10} {
+	for _, n := range []int{64, 1024, 16 << 10} {
 		msg := jsonMessage(n)
 		z := NewDeflater(1).Append(nil, msg, 15, nil)
 		buf := make([]byte, 4096)

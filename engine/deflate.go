@@ -154,8 +154,12 @@ func (l *loop) history(m map[*Conn]*[]byte, c *Conn) *[]byte {
 	return h
 }
 
-// keepTail appends p to h and keeps its last n bytes.
+// keepTail appends p to h and keeps its last n bytes, in a buffer of
+// capacity n: the window is all a connection holds.
 func keepTail(h, p []byte, n int) []byte {
+	if cap(h) < min(n, len(h)+len(p)) {
+		h = append(make([]byte, 0, n), h...)
+	}
 	if len(p) >= n {
 		return append(h[:0], p[len(p)-n:]...)
 	}

@@ -60,8 +60,11 @@ var (
 	peers         = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
 	eventPeers    = []string{"gws", "nbio"}
 	fanoutServers = []string{"wsloop-room", "gorilla-hub"}
-	deflateServer = []string{"wsloop", "gws"} // the compression scenarios' servers
-	allScenarios  = []string{"idle", "echo", "pipeline", "connect", "fanout", "deflate", "deflate-idle", "deflate-fanout"}
+	deflateServer = []string{"wsloop", "wsloop-stdflate", "gws"} // the compression scenarios' servers
+	// stdflateSuffix marks a wsloop server built with -tags wsloop_stdflate:
+	// compress/flate instead of klauspost/compress, to compare the two.
+	stdflateSuffix = "-stdflate"
+	allScenarios   = []string{"idle", "echo", "pipeline", "connect", "fanout", "deflate", "deflate-idle", "deflate-fanout"}
 )
 
 // bins maps a program name to its built binary.
@@ -86,8 +89,22 @@ func moduleDir() (string, error) {
 // It returns whether the fan-out client was built.
 func build(mod, dir string, servers []string, wantFanout bool) (bool, error) {
 	pkgs := []string{"./cmd/loadgen"}
+	var std []string
 	for _, s := range servers {
+		if base, ok := strings.CutSuffix(s, stdflateSuffix); ok {
+			std = append(std, base)
+			continue
+		}
 		pkgs = append(pkgs, "./servers/"+s)
+	}
+	for _, base := range std {
+		name := base + stdflateSuffix
+		c := exec.Command("go", "build", "-tags", "wsloop_stdflate", "-o", filepath.Join(dir, name), "./servers/"+base)
+		c.Dir = mod
+		if b, err := c.CombinedOutput(); err != nil {
+			return false, fmt.Errorf("go build -tags wsloop_stdflate ./servers/%s: %v\n%s", base, err, b)
+		}
+		bins[name] = filepath.Join(dir, name)
 	}
 	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)
 	c := exec.Command("go", args...)
@@ -200,6 +217,9 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 			}
 			for _, v := range []string{"json", "deflate"} {
 				for _, srv := range deflateServer {
+					if strings.HasSuffix(srv, stdflateSuffix) && (v == "json" || j.mode == "idle") {
+						continue // compress/flate only changes compressed echoes
+					}
 					j.server, j.variant = srv, v
 					js = append(js, j)
 				}
@@ -214,7 +234,12 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	}
 	if has("deflate-fanout") {
 		for _, v := range []string{"json", "deflate"} {
-			js = append(js, job{scenario: "deflate-fanout", server: "wsloop-room", mode: "fanout", conns: fan, size: 1024, inflight: 16, dur: dur, variant: v})
+			for _, srv := range []string{"wsloop-room", "wsloop-room" + stdflateSuffix} {
+				if v == "json" && srv != "wsloop-room" {
+					continue // the plain run does not compress: one is enough
+				}
+				js = append(js, job{scenario: "deflate-fanout", server: srv, mode: "fanout", conns: fan, size: 1024, inflight: 16, dur: dur, variant: v})
+			}
 		}
 	}
 	if has("fanout") {
@@ -284,6 +309,9 @@ func main() {
 	wantFanout := slices.Contains(scenarios, "fanout") || slices.Contains(scenarios, "deflate-fanout")
 	if wantFanout {
 		toBuild = append(toBuild, fanoutServers...)
+	}
+	if slices.Contains(scenarios, "deflate-fanout") {
+		toBuild = append(toBuild, "wsloop-room"+stdflateSuffix)
 	}
 	fmt.Fprintf(os.Stderr, "bench: building %s, the load generator and the fan-out client\n", strings.Join(toBuild, ", "))
 	haveFanout, err := build(mod, tmp, toBuild, wantFanout)

@@ -143,13 +143,20 @@ func variantName(v string) string {
 func renderDeflate(p func(string, ...any), g *group, status func(Run) string) {
 	rs := g.runs
 	slices.SortStableFunc(rs, func(a, b Run) int {
-		if a.Server != b.Server {
-			return strings.Compare(b.Server, a.Server) // wsloop first
+		ab, bb := strings.TrimSuffix(a.Server, stdflateSuffix), strings.TrimSuffix(b.Server, stdflateSuffix)
+		switch {
+		case ab != bb:
+			return strings.Compare(bb, ab) // wsloop first
+		case a.Variant != b.Variant:
+			return strings.Compare(b.Variant, a.Variant) // json (plain) first
 		}
-		return strings.Compare(b.Variant, a.Variant) // json (plain) first
+		return strings.Compare(a.Server, b.Server) // the -stdflate build last
 	})
+	// same finds r's server's run of variant (the klauspost build's plain
+	// run for a -stdflate build: the plain run compresses nothing).
 	same := func(r Run, variant string) *Run {
-		return findWhere(rs, func(o Run) bool { return o.Server == r.Server && o.Variant == variant })
+		base := strings.TrimSuffix(r.Server, stdflateSuffix)
+		return findWhere(rs, func(o Run) bool { return o.Server == base && o.Variant == variant })
 	}
 	wsloopOf := func(r Run) *Run {
 		return findWhere(rs, func(o Run) bool { return o.Server == "wsloop" && o.Variant == r.Variant })
@@ -178,7 +185,7 @@ func renderDeflate(p func(string, ...any), g *group, status func(Run) string) {
 		return
 	}
 	p("### Compression: echo, closed loop: %s connections, %d B of chat-like JSON, one message in flight\n\n", thousands(g.conns), g.size)
-	p("The same JSON messages plain, and compressed both ways (the client offers permessage-deflate as a browser does and compresses every message; the server inflates it and compresses the echo). \"wire B/msg\" is what crossed the sockets per echo, both frames with their headers. \"× plain\" divides by the same server's plain run.\n\n")
+	p("The same JSON messages plain, and compressed both ways (the client offers permessage-deflate as a browser does and compresses every message; the server inflates it and compresses the echo). \"wire B/msg\" is what crossed the sockets per echo, both frames with their headers. \"× plain\" divides by the same server's plain run. wsloop-stdflate is wsloop built with -tags wsloop_stdflate: the standard library's compress/flate instead of klauspost/compress.\n\n")
 	p("| server | messages | msgs/s | p50 µs | p99 µs | wire B/msg | × plain wire | server CPU/msg µs | × plain CPU | × wsloop CPU | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
