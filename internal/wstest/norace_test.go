@@ -1,0 +1,5 @@
+//go:build !race
+
+package wstest
+
+const raceEnabled = false
