@@ -59,7 +59,7 @@ var (
 	echoServers   = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
 	peers         = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
 	eventPeers    = []string{"gws", "nbio"}
-	fanoutServers = []string{"wsloop-room", "gorilla-hub"}
+	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room"}
 	deflateServer = []string{"wsloop", "wsloop-stdflate", "gws"} // the compression scenarios' servers
 	// stdflateSuffix marks a wsloop server built with -tags wsloop_stdflate:
 	// compress/flate instead of klauspost/compress, to compare the two.
