@@ -103,7 +103,7 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 			}
 		case "fanout":
 			p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
-			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat-example hub (a goroutine per connection, a channel per client; each message its own frame); gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue); \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
+			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat-example hub (a goroutine per connection, a channel per client), changed in one respect: each queued message goes out as its own frame, where the published example joins the messages queued for a client into one frame separated by newlines, which makes fewer, larger writes (an independent run measured the published form at about twice this rate at 64 B); gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue); \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
 			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
 				room := findWhere(runs, func(o Run) bool {
