@@ -72,7 +72,7 @@ type DeflateParams struct {
 // ASCII case-insensitively; values may be tokens or quoted strings. It
 // does not allocate.
 func ParseDeflateOffer(elem []byte) (o DeflateOffer, ok bool, err error) {
-	name, rest := cutParam(elem)
+	name, rest := cutOutside(elem, ';')
 	if !foldEqual(trimOWS(name), DeflateName) {
 		return DeflateOffer{}, false, nil
 	}
@@ -80,7 +80,7 @@ func ParseDeflateOffer(elem []byte) (o DeflateOffer, ok bool, err error) {
 	var seen uint8
 	for rest != nil {
 		var p []byte
-		p, rest = cutParam(rest)
+		p, rest = cutOutside(rest, ';')
 		k, v, hasValue, valid := splitParam(p)
 		if !valid {
 			return DeflateOffer{}, false, ErrBadExtension
@@ -116,23 +116,6 @@ func ParseDeflateOffer(elem []byte) (o DeflateOffer, ok bool, err error) {
 		return DeflateOffer{}, false, nil
 	}
 	return o, true, nil
-}
-
-// cutParam splits s at its first ';' outside a quoted string. rest is nil
-// when there is none.
-func cutParam(s []byte) (param, rest []byte) {
-	quoted := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case quoted && c == '\\':
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == ';' && !quoted:
-			return s[:i], s[i+1:]
-		}
-	}
-	return s, nil
 }
 
 // splitParam splits "name[=value]" (with optional whitespace around the

@@ -156,26 +156,32 @@ func (r *Request) visitList(name string, first []byte, repeated bool, fn func([]
 // visitElements calls fn for each non-empty, trimmed element of the comma
 // list v, treating quoted strings as opaque. It returns false when fn did.
 func visitElements(v []byte, fn func([]byte) bool) bool {
-	start, quoted := 0, false
-	for i := 0; i <= len(v); i++ {
-		if i < len(v) {
-			switch c := v[i]; {
-			case quoted && c == '\\':
-				i++
-				continue
-			case c == '"':
-				quoted = !quoted
-				continue
-			case c != ',' || quoted:
-				continue
-			}
-		}
-		if e := trimOWS(v[start:min(i, len(v))]); len(e) > 0 && !fn(e) {
+	for v != nil {
+		var e []byte
+		e, v = cutOutside(v, ',')
+		if e = trimOWS(e); len(e) > 0 && !fn(e) {
 			return false
 		}
-		start = i + 1
 	}
 	return true
+}
+
+// cutOutside splits s at its first sep outside a quoted string (a
+// backslash inside one escapes the next byte). rest is nil when there is
+// none.
+func cutOutside(s []byte, sep byte) (before, rest []byte) {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == sep && !quoted:
+			return s[:i], s[i+1:]
+		}
+	}
+	return s, nil
 }
 
 // nextHeader splits the first line of h into a name and a trimmed value

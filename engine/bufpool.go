@@ -64,12 +64,17 @@ func (p *bufPool) appendGrow(b, data []byte, end int64) []byte {
 		if end >= int64(need) && end < int64(want) {
 			want = int(end)
 		}
-		nb := p.get(want)
-		nb = append(nb, b...)
-		if b != nil {
-			p.put(b)
-		}
-		b = nb
+		b = p.grow(b, want)
 	}
 	return append(b, data...)
+}
+
+// grow moves b's bytes to a pooled buffer of capacity at least n and puts
+// b back.
+func (p *bufPool) grow(b []byte, n int) []byte {
+	nb := append(p.get(n), b...)
+	if b != nil {
+		p.put(b)
+	}
+	return nb
 }

@@ -22,17 +22,16 @@ import (
 // the same compressed bytes; other members get the plain frame, which RFC
 // 7692 allows at any time.
 //
-// With context takeover, the history a message may refer to is kept per
-// connection in the loop's maps: the last 2^client_max_window_bits bytes
-// of the client's messages, and the last 8 KiB of the server's. Messages
-// to a connection with server takeover are compressed on its loop, in
-// order, each against that connection's history.
+// The server never keeps its own context (it always answers
+// server_no_context_takeover; benchmarks/RESULTS.md says what takeover
+// would cost). With client context takeover (WithContextTakeover), the
+// client's window, the last 2^client_max_window_bits bytes of its
+// messages, is kept per connection in the loop's clientHist.
 
 // Conn.pmd flags.
 const (
 	pmdOn             uint8 = 1 << iota // permessage-deflate negotiated
 	pmdClientTakeover                   // the client keeps its context: keep its window
-	pmdServerTakeover                   // the server keeps its context: keep a history
 )
 
 // negotiateDeflate walks the client's extension offers in order and
@@ -66,9 +65,6 @@ func (c *Conn) negotiateDeflate() (ext []byte, err error) {
 	if !p.ClientNoContextTakeover {
 		c.pmd |= pmdClientTakeover
 	}
-	if !p.ServerNoContextTakeover {
-		c.pmd |= pmdServerTakeover
-	}
 	c.win = p.ServerMaxWindowBits | p.ClientMaxWindowBits<<4
 	l.ext = codec.AppendDeflateResponse(l.ext[:0], p)
 	return l.ext, nil
@@ -78,56 +74,20 @@ func (c *Conn) negotiateDeflate() (ext []byte, err error) {
 // On the loop.
 func (c *Conn) inflateMessage(op ws.OpCode, payload []byte) bool {
 	l := c.loop
-	limit := l.srv.opts.maxMessageSize
-	inf := l.inflater
-	if inf == nil {
-		inf = codec.NewInflater()
-		l.inflater = inf
-	}
 	var hist *[]byte
 	var dict []byte
 	if c.pmd&pmdClientTakeover != 0 {
-		hist = l.history(l.clientHist, c)
+		hist = l.clientHistory(c)
 		dict = *hist
 	}
-	inf.Reset(payload, dict)
-	rd := &c.rd
-	rd.utf8.Reset()
-	out := l.bufs.get(min(4*len(payload)+64, limit+1))
-	for {
-		if len(out) == cap(out) {
-			if cap(out) > limit {
-				l.bufs.put(out)
-				c.fail(ws.StatusMessageTooBig, "message too big", ErrMessageTooBig)
-				return false
-			}
-			nb := l.bufs.get(min(2*cap(out), limit+1))
-			nb = append(nb, out...)
-			l.bufs.put(out)
-			out = nb
-		}
-		n, err := inf.Read(out[len(out):cap(out)])
-		chunk := out[len(out) : len(out)+n]
-		out = out[:len(out)+n]
-		if op == ws.OpText && !rd.utf8.Write(chunk) {
-			err = codec.ErrInvalidUTF8
-		} else if len(out) > limit {
-			l.bufs.put(out)
-			c.fail(ws.StatusMessageTooBig, "message too big", ErrMessageTooBig)
-			return false
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			l.bufs.put(out)
-			c.failProtocol(err)
-			return false
-		}
-	}
-	if op == ws.OpText && !rd.utf8.Complete() {
+	out, err := c.inflate(op, payload, dict)
+	if err != nil {
 		l.bufs.put(out)
-		c.failProtocol(codec.ErrInvalidUTF8)
+		if err == ErrMessageTooBig {
+			c.failTooBig()
+		} else {
+			c.failProtocol(err)
+		}
 		return false
 	}
 	l.srv.inflated.Add(1)
@@ -139,17 +99,56 @@ func (c *Conn) inflateMessage(op ws.OpCode, payload []byte) bool {
 	return true
 }
 
+// inflate decompresses payload, after dict, into a pooled buffer, checking
+// text as it comes out; it fails as soon as the output passes
+// WithMaxMessageSize (ErrMessageTooBig) or text turns invalid. The buffer
+// is returned, error or not, for the caller to put back.
+func (c *Conn) inflate(op ws.OpCode, payload, dict []byte) ([]byte, error) {
+	l := c.loop
+	limit := l.srv.opts.maxMessageSize
+	if l.inflater == nil {
+		l.inflater = codec.NewInflater()
+	}
+	l.inflater.Reset(payload, dict)
+	text, v := op == ws.OpText, &c.rd.utf8
+	v.Reset()
+	out := l.bufs.get(min(4*len(payload)+64, limit+1))
+	for {
+		if len(out) == cap(out) {
+			if cap(out) > limit {
+				return out, ErrMessageTooBig
+			}
+			out = l.bufs.grow(out, min(2*cap(out), limit+1))
+		}
+		n, err := l.inflater.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		switch {
+		case text && !v.Write(out[len(out)-n:]):
+			return out, codec.ErrInvalidUTF8
+		case len(out) > limit:
+			return out, ErrMessageTooBig
+		case err == io.EOF:
+			if text && !v.Complete() {
+				return out, codec.ErrInvalidUTF8
+			}
+			return out, nil
+		case err != nil:
+			return out, err
+		}
+	}
+}
+
 // serverWindow and clientWindow return the LZ77 window bits (8 to 15)
 // agreed for c's messages and for its peer's.
 func (c *Conn) serverWindow() uint8 { return c.win & 0xf }
 func (c *Conn) clientWindow() uint8 { return c.win >> 4 }
 
-// history returns c's history in m, creating it.
-func (l *loop) history(m map[*Conn]*[]byte, c *Conn) *[]byte {
-	h := m[c]
+// clientHistory returns the window kept for c's client, creating it.
+func (l *loop) clientHistory(c *Conn) *[]byte {
+	h := l.clientHist[c]
 	if h == nil {
 		h = new([]byte)
-		m[c] = h
+		l.clientHist[c] = h
 	}
 	return h
 }
@@ -175,13 +174,13 @@ type deflater struct {
 	buf []byte
 }
 
-// compress returns p (or s) compressed for c, or nil when it goes plain:
-// compression not negotiated, the message under the threshold, or server
-// context takeover (whose messages the loop compresses, in order). The
-// caller must put the returned deflater back with putDeflater.
+// compress returns p (or s) compressed for a connection with the given
+// pmd flags and server window, with the deflater holding it, or nil, nil
+// when the message goes plain: compression not negotiated, or the message
+// under the threshold. The caller puts the deflater back (putDeflater).
 func (s *Server) compress(pmd, window uint8, p []byte, str string) (*deflater, []byte) {
 	n := len(p) + len(str)
-	if pmd&(pmdOn|pmdServerTakeover) != pmdOn || n < s.opts.compressMin {
+	if pmd&pmdOn == 0 || n < s.opts.compressMin {
 		return nil, nil
 	}
 	if str != "" {

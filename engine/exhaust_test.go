@@ -480,13 +480,7 @@ func TestEventLoopDeath(t *testing.T) {
 // not ErrServerClosed.
 func TestListenerFailure(t *testing.T) {
 	rec := newRecorder()
-	srv, err := New(rec, testOptions...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-	<-srv.Ready()
+	srv, errc := serve(t, rec, "127.0.0.1:0")
 	c := upgradeRaw(t, srv.Addr().String())
 	rc, err := srv.ln.(syscall.Conn).SyscallConn()
 	if err != nil {

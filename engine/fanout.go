@@ -293,10 +293,10 @@ func (l *loop) applyDeferredLeaves() {
 }
 
 // frameFor returns the frame c gets: the compressed one when c negotiated
-// compression with the parameters it was made for (a 32 KiB window, no
-// server context takeover), the plain one otherwise.
+// compression with the window it was made for (32 KiB), the plain one
+// otherwise.
 func (it *pubItem) frameFor(c *Conn) []byte {
-	if it.zframe != nil && c.pmd&(pmdOn|pmdServerTakeover) == pmdOn && c.serverWindow() == 15 {
+	if it.zframe != nil && c.pmd != 0 && c.serverWindow() == 15 {
 		return it.zframe
 	}
 	return it.frame

@@ -797,13 +797,7 @@ func TestQueueArenaReuse(t *testing.T) {
 // frame.
 func TestBroadcastThenShutdown(t *testing.T) {
 	for round := range 10 {
-		srv, err := New(echoHandler{}, append(append([]Option{}, testOptions...), WithEventLoops(1))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		errc := make(chan error, 1)
-		go func() { errc <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-		<-srv.Ready()
+		srv, errc := serve(t, echoHandler{}, "127.0.0.1:0", WithEventLoops(1))
 		c := upgradeRaw(t, srv.Addr().String())
 		waitFor(t, 5*time.Second, "open", func() bool { return srv.Connections() == 1 })
 		type result struct{ n, code int }
@@ -873,17 +867,7 @@ func TestRefusedGets503(t *testing.T) {
 // TestUnixSocket: "unix:///path" listens on a Unix socket, end to end.
 func TestUnixSocket(t *testing.T) {
 	path := t.TempDir() + "/ws.sock"
-	srv, err := New(echoHandler{}, testOptions...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe(context.Background(), "unix://"+path) }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("ListenAndServe: %v", err)
-	}
+	srv, errc := serve(t, echoHandler{}, "unix://"+path)
 	if a := srv.Addr(); a == nil || a.String() != path {
 		t.Fatalf("Addr() = %v, want %s", a, path)
 	}

@@ -79,19 +79,7 @@ var testOptions = []Option{
 // it when the test ends. It returns the server and its "host:port".
 func startServer(t testing.TB, h Handler, opts ...Option) (*Server, string) {
 	t.Helper()
-	srv, err := New(h, append(append([]Option{}, testOptions...), opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-	select {
-	case <-srv.Ready():
-	case err := <-errc:
-		t.Fatalf("ListenAndServe: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not ready within 10s")
-	}
+	srv, errc := serve(t, h, "127.0.0.1:0", opts...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -101,6 +89,27 @@ func startServer(t testing.TB, h Handler, opts ...Option) (*Server, string) {
 		}
 	})
 	return srv, srv.Addr().String()
+}
+
+// serve runs a server with testOptions and opts on addr and returns once
+// it is ready, with the channel that gets ListenAndServe's result; the
+// caller stops it.
+func serve(t testing.TB, h Handler, addr string, opts ...Option) (*Server, <-chan error) {
+	t.Helper()
+	srv, err := New(h, append(append([]Option{}, testOptions...), opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe(context.Background(), addr) }()
+	select {
+	case <-srv.Ready():
+	case err := <-errc:
+		t.Fatalf("ListenAndServe: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not ready within 10s")
+	}
+	return srv, errc
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -144,7 +144,7 @@ func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 		c.skipFrame(hl, h.Length)
 		return false
 	case h.Length > int64(limit-len(rd.msg)):
-		c.fail(ws.StatusMessageTooBig, "message too big", ErrMessageTooBig)
+		c.failTooBig()
 		c.skipFrame(hl, h.Length)
 		return false
 	}
@@ -263,6 +263,10 @@ func (c *Conn) deliver(op ws.OpCode, p []byte) {
 	defer c.recoverCallback()
 	c.loop.srv.h.OnMessage(c, op, p)
 }
+
+// failTooBig fails the connection with 1009: a message past
+// WithMaxMessageSize.
+func (c *Conn) failTooBig() { c.fail(ws.StatusMessageTooBig, "message too big", ErrMessageTooBig) }
 
 // failProtocol fails the connection with the close code carried by err.
 func (c *Conn) failProtocol(err error) {

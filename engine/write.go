@@ -48,7 +48,7 @@ func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 	l := c.loop
 	d, z := l.srv.compress(c.pmd, c.serverWindow(), p, s)
 	defer l.srv.putDeflater(d)
-	m := message{op: op, p: p, s: s, z: z, deflated: d != nil}
+	m := message{op: op, p: p, s: s, z: z}
 	size := m.size()
 	if l.pub.active.Load() {
 		return l.queueSend(c, &m, size)
@@ -86,19 +86,18 @@ func (c *Conn) writeMessage(op ws.OpCode, p []byte, s string) error {
 }
 
 // message is one outgoing data message: p or s, and z, its payload
-// compressed, when deflated.
+// compressed, when it goes compressed (z is then never nil).
 type message struct {
-	op       ws.OpCode
-	p        []byte
-	s        string
-	z        []byte
-	deflated bool
+	op ws.OpCode
+	p  []byte
+	s  string
+	z  []byte
 }
 
 // size is the size of the message's frame.
 func (m *message) size() int {
 	n := len(m.p) + len(m.s)
-	if m.deflated {
+	if m.z != nil {
 		n = len(m.z)
 	}
 	return codec.HeaderLen(int64(n), false) + n
@@ -108,7 +107,7 @@ func (m *message) size() int {
 // payload when deflated.
 func (m *message) appendFrame(dst []byte) []byte {
 	switch {
-	case m.deflated:
+	case m.z != nil:
 		return codec.AppendDeflatedFrame(dst, m.op, m.z)
 	case m.s != "":
 		return codec.AppendFrameString(dst, m.op, true, m.s)

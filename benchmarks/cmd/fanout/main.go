@@ -39,7 +39,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -428,7 +427,7 @@ type publisher struct {
 	payload []byte
 	frame   []byte
 	rng     *mrand.ChaCha8
-	zbuf    bytes.Buffer
+	zd      wsload.Deflater
 }
 
 func (p *publisher) send(seq uint64) bool {
@@ -442,7 +441,7 @@ func (p *publisher) send(seq uint64) bool {
 	mask[0], mask[1], mask[2], mask[3] = byte(m), byte(m>>8), byte(m>>16), byte(m>>24)
 	p.b.pat.fill(p.payload, seq, time.Now().UnixNano())
 	if p.b.deflate {
-		p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, wsload.Deflate(&p.zbuf, p.payload), mask)
+		p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, p.zd.Deflate(p.payload), mask)
 		p.frame[0] |= 0x40 // RSV1: compressed
 	} else {
 		p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, p.payload, mask)

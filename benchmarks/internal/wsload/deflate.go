@@ -7,13 +7,13 @@ import (
 	"io"
 	"strings"
 
-	"github.com/klauspost/compress/flate"
+	"github.com/wsloop/wsloop/codec"
 )
 
 // permessage-deflate (RFC 7692) for the load generator: the offer a
-// browser makes, messages compressed without context takeover (klauspost's
-// stateless encoder, so that the client stays cheap), echoes inflated and
-// checked whole.
+// browser makes, messages compressed without context takeover, echoes
+// inflated and checked whole, with wsloop's codec (klauspost's stateless
+// encoder and its decoder, so that the client stays cheap).
 
 // DeflateOffer is the offer every browser sends.
 const DeflateOffer = "permessage-deflate; client_max_window_bits"
@@ -59,67 +59,45 @@ func JSONText(n int, seed uint64) []byte {
 	return b.Bytes()[:n]
 }
 
-// Deflate compresses p for one message into dst (reusing it), without
-// the four bytes RFC 7692 7.2.1 strips.
-func Deflate(dst *bytes.Buffer, p []byte) []byte {
-	dst.Reset()
-	_ = flate.StatelessDeflate(dst, p, false, nil)
-	return bytes.TrimSuffix(dst.Bytes(), []byte{0, 0, 0xff, 0xff})
-}
-
-// Inflater decompresses whole messages; one per goroutine (the zero value
-// is ready).
-type Inflater struct {
-	src tailReader
-	r   io.ReadCloser
+// Deflater compresses whole messages with wsloop's codec.Deflater at level
+// 1 (klauspost's stateless encoder), without context takeover; one per
+// goroutine, the zero value is ready.
+type Deflater struct {
+	d   *codec.Deflater
 	out []byte
 }
 
-// tailReader reads body, then deflateTail, without copying body.
-type tailReader struct {
-	body []byte
-	tail int
+// Deflate returns p compressed as one message's payload, without the four
+// bytes RFC 7692 7.2.1 strips. The result is valid until the next call.
+func (f *Deflater) Deflate(p []byte) []byte {
+	if f.d == nil {
+		f.d = codec.NewDeflater(1)
+	}
+	f.out = f.d.Append(f.out[:0], p, 15, nil)
+	return f.out
 }
 
-func (t *tailReader) Read(p []byte) (int, error) {
-	if len(t.body) > 0 {
-		n := copy(p, t.body)
-		t.body = t.body[n:]
-		return n, nil
-	}
-	if t.tail == len(deflateTail) {
-		return 0, io.EOF
-	}
-	n := copy(p, deflateTail[t.tail:])
-	t.tail += n
-	return n, nil
+// Inflater decompresses whole messages with wsloop's codec.Inflater (the
+// same klauspost decoder the load generator would use otherwise); one per
+// goroutine, the zero value is ready.
+type Inflater struct {
+	inf *codec.Inflater
+	out []byte
 }
-
-func (t *tailReader) ReadByte() (byte, error) {
-	var b [1]byte
-	if _, err := t.Read(b[:]); err != nil {
-		return 0, err
-	}
-	return b[0], nil
-}
-
-var deflateTail = []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
 
 // Inflate returns z decompressed, at most limit bytes (more is an error).
 // The result is valid until the next call.
 func (f *Inflater) Inflate(z []byte, limit int) ([]byte, error) {
-	f.src = tailReader{body: z}
-	if f.r == nil {
-		f.r = flate.NewReader(&f.src)
-	} else {
-		_ = f.r.(flate.Resetter).Reset(&f.src, nil)
+	if f.inf == nil {
+		f.inf = codec.NewInflater()
 	}
+	f.inf.Reset(z, nil)
 	out := f.out[:0]
 	for {
 		if len(out) == cap(out) {
 			out = append(out, 0)[:len(out)]
 		}
-		n, err := f.r.Read(out[len(out):cap(out)])
+		n, err := f.inf.Read(out[len(out):cap(out)])
 		out = out[:len(out)+n]
 		if len(out) > limit {
 			return nil, fmt.Errorf("echo inflates past the %d bytes sent", limit)

@@ -1,7 +1,6 @@
 package wsload
 
 import (
-	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -381,8 +380,8 @@ type poller struct {
 
 	// permessage-deflate (Config.Deflate)
 	inf         Inflater
-	plain       []byte       // a message before compression
-	zbuf        bytes.Buffer // its compressed payload
+	plain       []byte // a message before compression
+	zd          Deflater
 	alive       int
 	upgrades    int
 	lastUpgrade int64
@@ -781,7 +780,7 @@ func (p *poller) appendDeflated(b []byte, c *conn, seq uint64) []byte {
 	}
 	p.plain = p.plain[:pl.Size()]
 	pl.Fill(p.plain, c.id, seq)
-	z := Deflate(&p.zbuf, p.plain)
+	z := p.zd.Deflate(p.plain)
 	start := len(b)
 	b = appendHeader(b, p.e.op, len(z), c.mask)
 	b[start] |= 0x40 // RSV1: compressed

@@ -2,7 +2,6 @@ package wsload
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"math"
 	"net"
@@ -410,10 +409,10 @@ func TestSpread(t *testing.T) {
 // continuation, or compression without an Inflater are errors.
 func TestVerifierDeflate(t *testing.T) {
 	p := NewJSONPayload(1024, 7)
-	var zb bytes.Buffer
+	var zb Deflater
 	msg := func(seq uint64) []byte { b := make([]byte, 1024); p.Fill(b, 3, seq); return b }
-	z0 := append([]byte(nil), Deflate(&zb, msg(0))...)
-	z1 := append([]byte(nil), Deflate(&zb, msg(1))...)
+	z0 := append([]byte(nil), zb.Deflate(msg(0))...)
+	z1 := append([]byte(nil), zb.Deflate(msg(1))...)
 	if len(z0) > 600 {
 		t.Fatalf("1 KiB of JSON compressed to %d bytes", len(z0))
 	}
@@ -437,7 +436,7 @@ func TestVerifierDeflate(t *testing.T) {
 	}
 	bad := append([]byte(nil), msg(0)...)
 	bad[500] ^= 1
-	zbad := append([]byte(nil), Deflate(&zb, bad)...)
+	zbad := append([]byte(nil), zb.Deflate(bad)...)
 	for name, data := range map[string][]byte{
 		"differs":          rsv1(frame(ws.OpText, true, zbad, nil)),
 		"reserved bits":    append(rsv1(frame(ws.OpText, false, z0[:10], nil)), rsv1(frame(ws.OpContinuation, true, z0[10:], nil))...),

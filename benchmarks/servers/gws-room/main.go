@@ -16,6 +16,7 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/gwsopt"
 	"github.com/wsloop/wsloop/benchmarks/internal/httpserve"
 )
 
@@ -53,17 +54,7 @@ func (r *room) OnMessage(_ *gws.Conn, message *gws.Message) {
 
 func main() {
 	r := &room{conns: gws.NewConcurrentMap[uint64, *gws.Conn](16)}
-	upgrader := gws.NewUpgrader(r, &gws.ServerOption{
-		ParallelEnabled: false,
-		Recovery:        gws.Recovery,
-		PermessageDeflate: gws.PermessageDeflate{
-			Enabled:               true,
-			Level:                 1,
-			Threshold:             256,
-			ServerContextTakeover: false,
-			ClientContextTakeover: false,
-		},
-	})
+	upgrader := gws.NewUpgrader(r, gwsopt.Server())
 	httpserve.Run(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		socket, err := upgrader.Upgrade(w, req)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/gwsopt"
 	"github.com/wsloop/wsloop/benchmarks/internal/httpserve"
 )
 
@@ -27,17 +28,7 @@ func (handler) OnMessage(socket *gws.Conn, message *gws.Message) {
 }
 
 func main() {
-	upgrader := gws.NewUpgrader(handler{}, &gws.ServerOption{
-		ParallelEnabled: false,
-		Recovery:        gws.Recovery,
-		PermessageDeflate: gws.PermessageDeflate{
-			Enabled:               true,
-			Level:                 1,
-			Threshold:             256,
-			ServerContextTakeover: false,
-			ClientContextTakeover: false,
-		},
-	})
+	upgrader := gws.NewUpgrader(handler{}, gwsopt.Server())
 	httpserve.Run(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		socket, err := upgrader.Upgrade(w, r)
 		if err != nil {
