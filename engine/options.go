@@ -246,14 +246,16 @@ const defaultCompressMin = 256
 // subscribers costs no more server CPU per delivery than without
 // compression; but compressing a request and its reply multiplies the CPU
 // per 1 KiB echo by 3.5 to 5, and a small compressed message from a browser
-// costs about 3 µs to inflate. Servers dominated by chatty client traffic
+// costs 3 to 4 µs to inflate. Servers dominated by chatty client traffic
 // may prefer it off.
 func WithCompression(on bool) Option { return func(o *options) { o.compress = on } }
 
 // WithCompressionLevel sets the DEFLATE level of outgoing messages, 1
 // (fastest) to 9 (smallest). Level 1 uses a stateless encoder that holds
 // no memory between messages; levels 2 to 9 borrow a pooled encoder of 0.5
-// to 1 MB for each message being compressed and run several times slower.
+// to 1 MB for each message being compressed; level 6 costs about the same
+// as level 1 on 1 KiB of JSON and 2.5 times as much on 16 KiB, for a
+// tenth fewer bytes.
 // Default: 1.
 func WithCompressionLevel(level int) Option { return func(o *options) { o.compressLevel = level } }
 
