@@ -78,6 +78,7 @@ var (
 	srcFlag     = flag.String("src", "", "local source IP in 127.0.0.0/8 for every connection (empty: the kernel's choice)")
 	jsonFlag    = flag.Bool("json", false, "chat-like JSON message bodies (compressible) instead of letters")
 	deflateFlag = flag.Bool("deflate", false, "offer permessage-deflate as a browser does, publish compressed messages and accept compressed deliveries; implies -json")
+	protoFlag   = flag.String("proto", "ws", "ws: a data message is one payload; newline: a data frame holds one or more payloads separated by newlines (gorilla's chat example); centrifuge: centrifuge's JSON protocol (connect, subscribe, publish; publications pushed), which implies -binary=false")
 )
 
 // srcIP is -src parsed: connections bind it so that runs one after another
@@ -130,6 +131,12 @@ func run() int {
 	case *readerKind != "epoll" && *readerKind != "goroutine":
 		logf("-reader is epoll or goroutine")
 		return 2
+	case *protoFlag != "ws" && *protoFlag != "newline" && *protoFlag != "centrifuge":
+		logf("-proto is ws, newline or centrifuge")
+		return 2
+	case *protoFlag != "ws" && *deflateFlag:
+		logf("-deflate needs -proto ws")
+		return 2
 	}
 	if host, _, err := net.SplitHostPort(*addr); err != nil || host != "127.0.0.1" {
 		logf("-addr must be 127.0.0.1:PORT")
@@ -154,7 +161,7 @@ func run() int {
 	})
 
 	op := byte(opBinary)
-	if !*binaryMsgs {
+	if !*binaryMsgs || *protoFlag == "centrifuge" {
 		op = opText
 	}
 	b := newBench(*nsubs, *size, *inflight, op)
@@ -162,7 +169,8 @@ func run() int {
 		b.pat = newJSONPattern(*size)
 	}
 	b.deflate = *deflateFlag
-	bufSize := max(*rbuf, *size+14, 125+14)
+	b.cf, b.nl = *protoFlag == "centrifuge", *protoFlag == "newline"
+	bufSize := max(*rbuf, *size+14, 125+14) // a frame that needs more grows it
 
 	var rd reader
 	if *readerKind == "epoll" {
@@ -428,6 +436,8 @@ type publisher struct {
 	frame   []byte
 	rng     *mrand.ChaCha8
 	zd      wsload.Deflater
+	cmd     []byte // -proto centrifuge: the publish command
+	cmdID   uint64 // -proto centrifuge: publish commands sent (ids start at 3)
 }
 
 func (p *publisher) send(seq uint64) bool {
@@ -440,7 +450,11 @@ func (p *publisher) send(seq uint64) bool {
 	m := p.rng.Uint64()
 	mask[0], mask[1], mask[2], mask[3] = byte(m), byte(m>>8), byte(m>>16), byte(m>>24)
 	p.b.pat.fill(p.payload, seq, time.Now().UnixNano())
-	if p.b.deflate {
+	if p.b.cf {
+		p.cmd = appendPublish(p.cmd[:0], 3+p.cmdID, p.payload)
+		p.cmdID++
+		p.frame = wsload.AppendClientFrame(p.frame[:0], opText, p.cmd, mask)
+	} else if p.b.deflate {
 		p.frame = wsload.AppendClientFrame(p.frame[:0], p.b.op, p.zd.Deflate(p.payload), mask)
 		p.frame[0] |= 0x40 // RSV1: compressed
 	} else {

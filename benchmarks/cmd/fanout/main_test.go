@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -38,6 +39,15 @@ const (
 // hub, a connection joins the room only after its 101 has gone out. The
 // fault hits the 3rd member to join, at its 20th message.
 func roomServer(t *testing.T, f fault) string {
+	return roomServerJoining(t, f, nil)
+}
+
+// roomServerJoining is roomServer; with joined set, it sends a message
+// that arrived while more were already buffered, and those after it, as
+// one message separated by newlines (as gorilla's chat example does with a
+// client's queue) in two fragments (as gorilla's writer does when the
+// message outgrows its buffer), and counts those messages in joined.
+func roomServerJoining(t *testing.T, f fault, joined *atomic.Int64) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +86,27 @@ func roomServer(t *testing.T, f fault) string {
 					if fr.Header.OpCode.IsControl() {
 						continue
 					}
+					if joined != nil && r.Buffered() > 0 {
+						batch := bytes.Clone(fr.Payload)
+						for r.Buffered() > 0 {
+							next, err := ws.ReadFrame(r)
+							if err != nil {
+								return
+							}
+							next = ws.UnmaskFrameInPlace(next)
+							batch = append(append(batch, '\n'), next.Payload...)
+						}
+						fr.Payload = batch
+						joined.Add(1)
+					}
 					var plain bytes.Buffer
-					_ = ws.WriteFrame(&plain, ws.NewFrame(fr.Header.OpCode, true, fr.Payload))
+					if joined != nil && bytes.IndexByte(fr.Payload, '\n') > 0 {
+						half := len(fr.Payload) / 2
+						_ = ws.WriteFrame(&plain, ws.NewFrame(fr.Header.OpCode, false, fr.Payload[:half]))
+						_ = ws.WriteFrame(&plain, ws.NewFrame(ws.OpContinuation, true, fr.Payload[half:]))
+					} else {
+						_ = ws.WriteFrame(&plain, ws.NewFrame(fr.Header.OpCode, true, fr.Payload))
+					}
 					mu.Lock()
 					for _, m := range members {
 						out := plain.Bytes()
@@ -175,5 +204,34 @@ func TestFanoutRejectsAddressesOutsideLoopback(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 			t.Fatalf("%v: err %v, want exit 2:\n%s", args, err, out)
 		}
+	}
+}
+
+func TestFanoutSplitsJoinedMessages(t *testing.T) {
+	for _, size := range []string{"64", "1024"} {
+		t.Run(size, func(t *testing.T) {
+			var joined atomic.Int64
+			addr := roomServerJoining(t, faultNone, &joined)
+			res, err, stderr := runFanout(t, "-addr", addr, "-subs", "20", "-size", size, "-duration", "500ms",
+				"-warmup", "100ms", "-inflight", "8", "-proto", "newline", "-json", "-rbuf", "512", "-go")
+			if err != nil || res.Errors != 0 {
+				t.Fatalf("err %v, %d errors:\n%s", err, res.Errors, stderr)
+			}
+			if res.Publishes == 0 || res.Delivered != res.Publishes*20 {
+				t.Fatalf("publishes %d, delivered %d; want delivered = 20 x publishes", res.Publishes, res.Delivered)
+			}
+			if joined.Load() == 0 {
+				t.Fatal("the server never joined messages into one frame: the test tested nothing")
+			}
+			t.Logf("%d joined frames", joined.Load())
+		})
+	}
+	// Without -proto newline, a joined frame is an error.
+	var joined atomic.Int64
+	addr := roomServerJoining(t, faultNone, &joined)
+	res, err, _ := runFanout(t, "-addr", addr, "-subs", "20", "-duration", "500ms", "-warmup", "100ms",
+		"-inflight", "8", "-drain-timeout", "1s", "-go")
+	if joined.Load() > 0 && (err == nil || res.Errors == 0) {
+		t.Fatalf("%d joined frames went unnoticed without -proto newline", joined.Load())
 	}
 }

@@ -2,21 +2,30 @@ package main
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
-// The payload. Bytes 0-15 hold the sequence number (48 bits) and the
-// publisher's send time, time.Now().UnixNano() (64 bits), packed seven bits
-// to a byte so that a text frame stays ASCII (valid UTF-8). The rest is
-// letters starting at 'a'+seq%26, so every message's bytes depend on its
-// sequence number. Join probes carry probeBit in the sequence number.
+// The payload. Bytes 0-15 hold the sequence number (40 bits) and the
+// publisher's send time in nanoseconds since the process started (56
+// bits), six bits to a byte as '0'+v, so the header is printable ASCII
+// without a space or a newline: a text frame stays valid UTF-8, and a
+// server that joins queued messages into one frame with newlines (the
+// gorilla chat example's hub) can be split again. The rest is letters
+// starting at 'a'+seq%26, or chat-like JSON, so every message's bytes
+// depend on its sequence number. Join probes carry probeBit in the
+// sequence number.
 
 const (
 	headerLen = 16
-	seqBits   = 48
+	seqBits   = 40
+	timeBits  = 6*headerLen - seqBits
 	probeBit  = uint64(1) << (seqBits - 1)
 )
+
+// epoch is the zero of the header's send times.
+var epoch = time.Now().UnixNano()
 
 const alphabet = "abcdefghijklmnopqrstuvwxyz"
 
@@ -55,23 +64,27 @@ func (pt pattern) check(p []byte, seq uint64) bool {
 }
 
 func putHeader(p []byte, seq uint64, sent int64) {
-	hi, lo := seq&(1<<seqBits-1), uint64(sent)
+	// The 96 bits, seq then the time, are hi's low 32 and lo.
+	seq &= 1<<seqBits - 1
+	hi, lo := seq>>(64-timeBits), seq<<timeBits|uint64(sent-epoch)&(1<<timeBits-1)
 	for i := headerLen - 1; i >= 0; i-- {
-		p[i] = byte(lo & 0x7f)
-		lo = lo>>7 | hi<<57
-		hi >>= 7
+		p[i] = '0' + byte(lo&0x3f)
+		lo = lo>>6 | hi<<(64-6)
+		hi >>= 6
 	}
 }
 
-// getHeader decodes what putHeader wrote; ok is false if a byte has its
-// high bit set, which putHeader never writes.
+// getHeader decodes what putHeader wrote; ok is false if a byte is not
+// one putHeader writes.
 func getHeader(p []byte) (seq uint64, sent int64, ok bool) {
 	var hi, lo uint64
-	var or byte
+	ok = true
 	for _, c := range p[:headerLen] {
-		or |= c
-		hi = hi<<7 | lo>>57
-		lo = lo<<7 | uint64(c)
+		v := c - '0'
+		ok = ok && v < 0x40
+		hi = hi<<6 | lo>>(64-6)
+		lo = lo<<6 | uint64(v&0x3f)
 	}
-	return hi, int64(lo), or < 0x80
+	seq = hi<<(64-timeBits) | lo>>timeBits
+	return seq, int64(lo&(1<<timeBits-1)) + epoch, ok
 }

@@ -29,6 +29,8 @@ type bench struct {
 	size int
 	op   byte
 	pat  pattern
+	cf   bool // -proto centrifuge
+	nl   bool // -proto newline
 
 	pending []atomic.Int32 // per sequence number: subscribers still to receive it
 	tokens  chan struct{}  // one per publish that may be sent now
@@ -112,6 +114,10 @@ type sub struct {
 	buf  []byte // unread bytes are buf[r:w]
 	r, w int
 
+	scratch []byte // -proto centrifuge: a publication's payload, unescaped
+	frag    []byte // -proto newline and centrifuge: a fragmented message so far
+	fragOp  byte   // its opcode; 0 when none is in progress
+
 	reads  uint64        // read calls, for the summary once reading stopped
 	msgs   uint64        // data messages, probes included
 	next   atomic.Uint64 // the next data sequence number expected
@@ -126,6 +132,12 @@ var errClosing = errors.New("closing")
 // left to the front of the buffer. An error ends the connection.
 func (s *sub) consume(b *bench) error {
 	maxPayload := max(b.size+b.size/8+64, 125)
+	switch {
+	case b.cf:
+		maxPayload = cfMaxFrame(b.size)
+	case b.nl:
+		maxPayload = nlMaxFrame(b.size)
+	}
 	for {
 		f, n, err := parseFrame(s.buf[s.r:s.w], maxPayload)
 		if err != nil {
@@ -138,8 +150,34 @@ func (s *sub) consume(b *bench) error {
 		if f.masked || (f.rsv != 0 && !(b.deflate && f.rsv == 0x40 && (f.op == opText || f.op == opBinary))) {
 			return fmt.Errorf("bad frame from server: opcode %#x, masked %v, rsv %#x", f.op, f.masked, f.rsv)
 		}
+		if (b.cf || b.nl) && (f.op == opCont || ((f.op == opText || f.op == opBinary) && !f.fin)) {
+			// A server that joins messages may send the joined message
+			// in fragments (gorilla's writer flushes a frame whenever
+			// its buffer fills): reassemble it.
+			var done bool
+			if f, done, err = s.reassemble(f, maxPayload); err != nil {
+				return err
+			}
+			if !done {
+				continue
+			}
+		}
 		switch f.op {
 		case opText, opBinary:
+			if b.cf {
+				if err := s.cfFrame(b, f); err != nil {
+					return err
+				}
+				continue
+			}
+			if b.nl && f.fin {
+				for m := range bytes.SplitSeq(f.payload, []byte{'\n'}) {
+					if err := s.message(b, frame{fin: true, op: f.op, payload: m}); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			if err := s.message(b, f); err != nil {
 				return err
 			}
@@ -170,8 +208,41 @@ func (s *sub) consume(b *bench) error {
 		s.w = copy(s.buf, s.buf[s.r:s.w])
 		s.r = 0
 	}
+	if s.w == len(s.buf) {
+		// A frame larger than the buffer (parseFrame bounds it by
+		// maxPayload): make room for the rest of it.
+		s.buf = append(s.buf, make([]byte, len(s.buf))...)
+	}
 	return nil
 }
+
+// reassemble adds a fragment of a data message; when it is the last, it
+// returns the whole message as one final frame.
+func (s *sub) reassemble(f frame, maxPayload int) (frame, bool, error) {
+	switch {
+	case f.op != opCont && s.fragOp != 0:
+		return f, false, fmt.Errorf("message after %d: a new message (opcode %#x) inside a fragmented one", s.next.Load(), f.op)
+	case f.op == opCont && s.fragOp == 0:
+		return f, false, fmt.Errorf("message after %d: a continuation frame outside a fragmented message", s.next.Load())
+	case len(s.frag)+len(f.payload) > maxPayload:
+		return f, false, fmt.Errorf("message after %d: fragmented message larger than %d bytes", s.next.Load(), maxPayload)
+	}
+	if f.op != opCont {
+		s.fragOp = f.op
+	}
+	s.frag = append(s.frag, f.payload...)
+	if !f.fin {
+		return f, false, nil
+	}
+	whole := frame{fin: true, op: s.fragOp, payload: s.frag}
+	s.frag, s.fragOp = s.frag[:0], 0
+	return whole, true, nil
+}
+
+// nlMaxFrame bounds a server frame with -proto newline: the messages a
+// hub may have queued for a client (gorilla's example queues 256), each
+// followed by a newline.
+func nlMaxFrame(size int) int { return 300 * (size + 1) }
 
 // inflate returns the payload of a compressed message, or, when f's bytes
 // are those of a copy already checked, that copy (and a nil payload).

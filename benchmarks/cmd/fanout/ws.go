@@ -23,9 +23,10 @@ const (
 	opPong   = 0xA
 )
 
-// dialWS connects to addr and upgrades. It returns the connection and any
-// bytes that followed the 101 response in the same reads (frames the server
-// sent at once), which belong to the frame stream.
+// dialWS connects to addr and upgrades (and with -proto centrifuge,
+// connects and subscribes). It returns the connection and any bytes that
+// followed in the same reads (frames the server sent at once), which
+// belong to the frame stream.
 func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
 	d := net.Dialer{Timeout: timeout}
 	if srcIP != nil {
@@ -37,6 +38,9 @@ func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
 	}
 	c := nc.(*net.TCPConn)
 	rest, err := upgrade(c, addr, timeout)
+	if err == nil && *protoFlag == "centrifuge" {
+		rest, err = cfJoin(c, rest, timeout)
+	}
 	if err != nil {
 		c.Close()
 		return nil, nil, err

@@ -1,13 +1,17 @@
-// Command gorilla-hub is the fan-out server in the pattern of
-// gorilla/websocket's chat example: a hub goroutine owns the set of clients
-// and its register, unregister and broadcast channels; each client has a
-// buffered send channel (256) and a read pump and a write pump goroutine;
-// the hub drops a client whose send channel is full. Every connection is a
-// subscriber and every message is broadcast to all of them, sender
-// included. Changes from the example, on purpose: no ping ticker and no
-// read deadline (no server here has heartbeats), a 1 MiB read limit, and the
-// write pump writes each queued message as its own frame with the opcode it
-// arrived with, instead of joining queued messages with newlines.
+// Command gorilla-hub is gorilla/websocket's chat example as a fan-out
+// server: a hub goroutine owns the set of clients and its register,
+// unregister and broadcast channels; each client has a buffered send
+// channel (256) and a read pump and a write pump goroutine; the hub drops
+// a client whose send channel is full. Every connection is a subscriber
+// and every message is broadcast to all of them, sender included. The
+// write pump is the example's: it writes a queued message and every
+// message queued behind it into one frame, separated by newlines (the
+// fan-out client splits them again: cmd/fanout -proto newline). Changes
+// from the example, on purpose: no ping ticker and no read deadline (no
+// server here has heartbeats), a 1 MiB read limit, the read pump does not
+// replace newlines in what it reads (the payloads have none), and a frame
+// goes out with the opcode its first message arrived with, where the
+// example always writes text.
 package main
 
 import (
@@ -90,11 +94,26 @@ func (c *Client) readPump() {
 	}
 }
 
+var newline = []byte{'\n'}
+
 func (c *Client) writePump() {
 	defer c.conn.Close()
 	for m := range c.send {
 		c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-		if err := c.conn.WriteMessage(m.typ, m.data); err != nil {
+		w, err := c.conn.NextWriter(m.typ)
+		if err != nil {
+			return
+		}
+		w.Write(m.data)
+
+		// Add queued chat messages to the current websocket message.
+		n := len(c.send)
+		for i := 0; i < n; i++ {
+			w.Write(newline)
+			w.Write((<-c.send).data)
+		}
+
+		if err := w.Close(); err != nil {
 			return
 		}
 	}
