@@ -59,7 +59,10 @@ var (
 	echoServers   = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
 	peers         = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
 	eventPeers    = []string{"gws", "nbio"}
-	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room"}
+	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room", "centrifuge-room"}
+	// fanoutProto is cmd/fanout's -proto for a fan-out server that does
+	// not send each message as its own frame.
+	fanoutProto   = map[string]string{"gorilla-hub": "newline", "centrifuge-room": "centrifuge"}
 	deflateServer = []string{"wsloop", "wsloop-stdflate", "gws"} // the compression scenarios' servers
 	// stdflateSuffix marks a wsloop server built with -tags wsloop_stdflate:
 	// compress/flate instead of klauspost/compress, to compare the two.

@@ -78,6 +78,7 @@ func fold(rs []Run) Run {
 	m.SpreadCV = med(func(r Run) float64 { return r.SpreadCV })
 	m.ServerCPUS = med(func(r Run) float64 { return r.ServerCPUS })
 	m.CPUPerMsgUs = med(func(r Run) float64 { return r.CPUPerMsgUs })
+	m.AllocsPerMsg = med(func(r Run) float64 { return r.AllocsPerMsg })
 	m.ServerCores = med(func(r Run) float64 { return r.ServerCores })
 	m.LoadgenCPUS = med(func(r Run) float64 { return r.LoadgenCPUS })
 	m.LoadgenCores = med(func(r Run) float64 { return r.LoadgenCores })

@@ -25,7 +25,7 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 	p("- Core split: server on CPU %s, load generators on CPU %s (taskset); every server runs with `-loops 1`.\n", cpuList(*serverCPU), cpuList(*loadCPUs))
 	p("- Measured phase %v per echo, pipeline and fan-out run (after %v of warm-up); a fresh server for every run; more than %d connections are spread over %d load generator processes with their own source addresses. Took %s.\n",
 		dur, *warmup, splitAbove, *nprocs, time.Since(started).Round(time.Second))
-	p("- Primary figures: the server's CPU time (utime+stime from /proc/PID/stat, from GO to the last RESULT) per message, and its RSS growth per idle connection. \"× wsloop\" and \"× floor\" divide a server's primary figure by wsloop's and by the floor's (above 1: costs more). \"server cores\" and \"loadgen cores\" are CPU time over the measured time: a load generator near 1.0 on one CPU was saturated, and msgs/s is then its limit rather than the server's.\n\n")
+	p("- Primary figures: the server's CPU time (utime+stime from /proc/PID/stat, from GO to the last RESULT) per message, and its RSS growth per idle connection. \"× wsloop\" and \"× floor\" divide a server's primary figure by wsloop's and by the floor's (above 1: costs more). \"server cores\" and \"loadgen cores\" are CPU time over the measured time: a load generator near 1.0 on one CPU was saturated, and msgs/s is then its limit rather than the server's. \"server allocs\" is the server's heap allocations (runtime.MemStats.Mallocs, asked for by signal just before GO and after the last RESULT) per message.\n\n")
 
 	var failed []Run
 	for _, r := range runs {
@@ -83,28 +83,28 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 				spreadTold = true
 				p("\"Spread\" is how unevenly the server served its connections: the standard deviation of the round trips each connection completed, over their mean (0%% when every connection completed the same number).\n\n")
 			}
-			p("| server | msgs/s | %sp50 µs | %sp99 µs | %sp99.9 µs | p99 range µs | spread %% | server CPU/msg µs | × wsloop | × floor | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n", batch, batch, batch)
+			p("| server | msgs/s | %sp50 µs | %sp99 µs | %sp99.9 µs | p99 range µs | spread %% | server CPU/msg µs | × wsloop | × floor | server allocs/msg | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", batch, batch, batch)
 			for _, r := range rs {
 				rng := "-"
 				if r.Rounds > 1 {
 					rng = fmt.Sprintf("%.0f–%.0f", r.P99Min, r.P99Max)
 				}
-				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
-					rng, 100*r.SpreadCV, r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.ServerCores, r.LoadgenCores)
+				p("| %s%s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %.3f | %s | %s | %.2f | %.2f | %.2f |\n", r.Server, status(r), r.MsgsPerS, r.P50us, r.P99us, r.P999us,
+					rng, 100*r.SpreadCV, r.CPUPerMsgUs, ratio(r, w, cpuMsg), ratio(r, f, cpuMsg), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
 			}
 		case "connect":
 			cpuUp := func(r Run) float64 { return r.CPUPerMsgUs }
 			p("### Connect rate: %s new connections, %d dials in flight\n\n", thousands(g.conns), dialConcurrency)
 			p("Latency: socket() to the checked 101. Server CPU per upgrade includes one echo that checks each new connection (connections are closed after the measurement).\n\n")
-			p("| server | upgrades/s | p50 µs | p99 µs | server CPU/upgrade µs | × wsloop | × floor | server cores | loadgen cores | dial retries |\n|---|---|---|---|---|---|---|---|---|---|\n")
+			p("| server | upgrades/s | p50 µs | p99 µs | server CPU/upgrade µs | × wsloop | × floor | server allocs/upgrade | server cores | loadgen cores | dial retries |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
-				p("| %s%s | %.0f | %.0f | %.0f | %.1f | %s | %s | %.2f | %.2f | %d |\n", r.Server, status(r), r.ConnectsPerS, r.P50us, r.P99us, r.CPUPerMsgUs,
-					ratio(r, w, cpuUp), ratio(r, f, cpuUp), r.ServerCores, r.LoadgenCores, r.DialRetries)
+				p("| %s%s | %.0f | %.0f | %.0f | %.1f | %s | %s | %.1f | %.2f | %.2f | %d |\n", r.Server, status(r), r.ConnectsPerS, r.P50us, r.P99us, r.CPUPerMsgUs,
+					ratio(r, w, cpuUp), ratio(r, f, cpuUp), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores, r.DialRetries)
 			}
 		case "fanout":
 			p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
-			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat-example hub (a goroutine per connection, a channel per client), changed in one respect: each queued message goes out as its own frame, where the published example joins the messages queued for a client into one frame separated by newlines, which makes fewer, larger writes (an independent run measured the published form at about twice this rate at 64 B); gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue); \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
-			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat example (a hub goroutine, a goroutine per connection reading and one writing, a channel per client) with the example's write pump, which joins the messages queued for a client into one frame separated by newlines (the client splits them); it writes with the opcode the first message arrived with, where the example always writes text. gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue). centrifuge-room is centrifugal/centrifuge (the library behind Centrifugo) with its in-memory broker: clients speak its JSON protocol (connect, subscribe, publish) and a message arrives as a publication push, up to 16 joined into one frame, as centrifuge does by default; its size is the payload's, before the protocol's envelope and JSON string escaping. \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
+			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server allocs/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
 				room := findWhere(runs, func(o Run) bool {
 					return o.Scenario == "fanout" && o.Server == "wsloop-room" && o.Conns == r.Conns && o.Size == r.Size && o.Inflight == r.Inflight
@@ -118,8 +118,8 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 					hubRate = ratio(r, room, func(r Run) float64 { return r.MsgsPerS })
 					hubCPU = ratio(r, room, func(r Run) float64 { return r.CPUPerMsgUs })
 				}
-				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
-					r.P50us, r.P99us, r.CPUPerMsgUs, hubRate, hubCPU, r.ServerCores, r.LoadgenCores)
+				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.3f | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
+					r.P50us, r.P99us, r.CPUPerMsgUs, hubRate, hubCPU, r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
 			}
 		case "deflate", "deflate-idle", "deflate-fanout":
 			renderDeflate(p, g, status)
@@ -177,19 +177,19 @@ func renderDeflate(p func(string, ...any), g *group, status func(Run) string) {
 	if g.scenario == "deflate-fanout" {
 		p("### Compression: fan-out, one publisher, %s subscribers in one room, %d B of chat-like JSON\n\n", thousands(g.conns), g.size)
 		p("As the fan-out scenario (16 publishes in flight), with the same JSON plain and with every connection offering permessage-deflate as a browser does (\"compressed\"): the publisher sends compressed messages, the server inflates each and publishes it. \"wire B/delivery\" is the payload a subscriber received. The client inflates a message once and compares every other copy byte for byte with it: \"inflated\" counts the copies it had to inflate (one per publish when every subscriber gets the same bytes), \"compressed apart\" the copies whose bytes differed from another copy of the same message.\n\n")
-		p("| server | messages | delivered/s | p50 µs | p99 µs | wire B/delivery | × plain wire | server CPU/delivered µs | × plain CPU | publishes | inflated | compressed apart | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| server | messages | delivered/s | p50 µs | p99 µs | wire B/delivery | × plain wire | server CPU/delivered µs | × plain CPU | server allocs/delivered | publishes | inflated | compressed apart | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rs {
-			p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.3f | %s | %d | %d | %d | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
-				r.WirePerMsg, ratio(r, same(r, "json"), wire), r.CPUPerMsgUs, ratio(r, same(r, "json"), cpuMsg), r.Publishes, r.Inflated, r.Reencoded, r.ServerCores, r.LoadgenCores)
+			p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.3f | %s | %.3f | %d | %d | %d | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
+				r.WirePerMsg, ratio(r, same(r, "json"), wire), r.CPUPerMsgUs, ratio(r, same(r, "json"), cpuMsg), r.AllocsPerMsg, r.Publishes, r.Inflated, r.Reencoded, r.ServerCores, r.LoadgenCores)
 		}
 		return
 	}
 	p("### Compression: echo, closed loop: %s connections, %d B of chat-like JSON, one message in flight\n\n", thousands(g.conns), g.size)
 	p("The same JSON messages plain, and compressed both ways (the client offers permessage-deflate as a browser does and compresses every message; the server inflates it and compresses the echo). \"wire B/msg\" is what crossed the sockets per echo, both frames with their headers. \"× plain\" divides by the same server's plain run. wsloop-stdflate is wsloop built with -tags wsloop_stdflate: the standard library's compress/flate instead of klauspost/compress.\n\n")
-	p("| server | messages | msgs/s | p50 µs | p99 µs | wire B/msg | × plain wire | server CPU/msg µs | × plain CPU | × wsloop CPU | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| server | messages | msgs/s | p50 µs | p99 µs | wire B/msg | × plain wire | server CPU/msg µs | × plain CPU | × wsloop CPU | server allocs/msg | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %s | %s | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
-			r.WirePerMsg, ratio(r, same(r, "json"), wire), r.CPUPerMsgUs, ratio(r, same(r, "json"), cpuMsg), ratio(r, wsloopOf(r), cpuMsg), r.ServerCores, r.LoadgenCores)
+		p("| %s%s | %s | %.0f | %.0f | %.0f | %.0f | %s | %.2f | %s | %s | %.2f | %.2f | %.2f |\n", r.Server, status(r), variantName(r.Variant), r.MsgsPerS, r.P50us, r.P99us,
+			r.WirePerMsg, ratio(r, same(r, "json"), wire), r.CPUPerMsgUs, ratio(r, same(r, "json"), cpuMsg), ratio(r, wsloopOf(r), cpuMsg), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
 	}
 }
 

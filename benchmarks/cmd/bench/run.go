@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/hist"
+	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
@@ -88,6 +90,23 @@ func startServer(name string) (*child, string, error) {
 	return s, addr, nil
 }
 
+// mallocs asks the server how many heap allocations it has made so far
+// (every server of the suite answers SIGUSR1: internal/mallocs).
+func serverMallocs(srv *child) (uint64, error) {
+	if err := srv.Cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return 0, fmt.Errorf("asking %s for its allocations: %v", srv.Name, err)
+	}
+	line, err := srv.Expect(mallocs.Line, 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(line, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: bad %s line %q", srv.Name, mallocs.Line, line)
+	}
+	return n, nil
+}
+
 // lgResult is the part of a loadgen or fanout RESULT line the report uses.
 type lgResult struct {
 	Mode         string         `json:"mode"`
@@ -144,6 +163,7 @@ type Run struct {
 	SpreadCV     float64           `json:"per_conn_cv,omitempty"` // echo, pipeline: round trips per connection, sd/mean
 	ServerCPUS   float64           `json:"server_cpu_s"`
 	CPUPerMsgUs  float64           `json:"server_cpu_per_msg_us"`
+	AllocsPerMsg float64           `json:"server_allocs_per_msg"` // heap allocations in the server over the measured phase (and the RESULT lines' wait), per message (connect: per upgrade)
 	ServerCores  float64           `json:"server_cores"`
 	LoadgenCPUS  float64           `json:"loadgen_cpu_s"`
 	LoadgenCores float64           `json:"loadgen_cores"`
@@ -234,6 +254,9 @@ func runJob(j job) (r Run) {
 			if j.variant != "" {
 				args = append(args, "-"+j.variant) // -json or -deflate
 			}
+			if proto := fanoutProto[j.server]; proto != "" {
+				args = append(args, "-proto", proto)
+			}
 			c, err = start("fanout", *loadCPUs, bins["fanout"], args...)
 		} else {
 			n := j.conns / procs
@@ -283,6 +306,13 @@ func runJob(j job) (r Run) {
 	}
 
 	// The measured phase.
+	var m0 uint64
+	if j.mode != "idle" {
+		if m0, err = serverMallocs(srv); err != nil {
+			failf("%v", err)
+			return r
+		}
+	}
 	cpu0, err := proc.CPU(srv.Pid())
 	if err != nil {
 		failf("reading the server's CPU time: %v", err)
@@ -310,12 +340,18 @@ func runJob(j job) (r Run) {
 		results = append(results, res)
 	}
 	cpu1, cpuErr := proc.CPU(srv.Pid())
+	var m1 uint64
 	if err := srv.running(); err != nil {
 		failf("%v", err)
 	} else if cpuErr != nil {
 		failf("reading the server's CPU time: %v", cpuErr)
 	} else {
 		r.ServerCPUS = (cpu1 - cpu0).Seconds()
+		if j.mode != "idle" {
+			if m1, err = serverMallocs(srv); err != nil {
+				failf("%v", err)
+			}
+		}
 	}
 
 	// Merge the clients' figures.
@@ -372,6 +408,9 @@ func runJob(j job) (r Run) {
 	}
 	if units > 0 {
 		r.CPUPerMsgUs = r.ServerCPUS * 1e6 / float64(units)
+		if m1 > m0 {
+			r.AllocsPerMsg = float64(m1-m0) / float64(units)
+		}
 	}
 	if r.Messages > 0 {
 		r.WirePerMsg /= float64(r.Messages)

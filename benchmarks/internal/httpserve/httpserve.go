@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
 // Run parses -addr (and -loops, accepted and ignored: only event-loop
@@ -34,6 +36,7 @@ func Run(h http.Handler) {
 	}
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
+	mallocs.Report()
 	fmt.Println("READY", ln.Addr())
 
 	<-ctx.Done()

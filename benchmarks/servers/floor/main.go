@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
 const maxHeader = 8 << 10
@@ -135,6 +137,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	mallocs.Report()
 	fmt.Println("READY", a)
 
 	<-ctx.Done()

@@ -26,6 +26,8 @@ import (
 	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
 func main() {
@@ -56,6 +58,7 @@ func main() {
 	if err := eng.Start(); err != nil {
 		log.Fatal(err)
 	}
+	mallocs.Report()
 	fmt.Println("READY", addrs[0])
 
 	<-ctx.Done()

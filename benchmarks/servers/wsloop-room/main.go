@@ -23,6 +23,8 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsloop/wsloop/engine"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
 const room = "all"
@@ -61,6 +63,7 @@ func main() {
 	defer stop()
 	go func() {
 		<-srv.Ready()
+		mallocs.Report()
 		fmt.Println("READY", srv.Addr())
 	}()
 	if err := srv.ListenAndServe(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {

@@ -22,6 +22,8 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsloop/wsloop/engine"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
 type echo struct{ engine.BaseHandler }
@@ -48,6 +50,7 @@ func main() {
 	defer stop()
 	go func() {
 		<-srv.Ready()
+		mallocs.Report()
 		fmt.Println("READY", srv.Addr())
 	}()
 	if err := srv.ListenAndServe(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {
