@@ -137,6 +137,43 @@ func (r *Request) VisitExtensions(fn func(ext []byte) bool) {
 	r.visitList("sec-websocket-extensions", r.Extensions, r.extensionsRepeated, fn)
 }
 
+// KeepAlive reports whether the connection may stay open after the
+// response to this (plain HTTP) request, by RFC 9112 9.3: HTTP/1.1 unless a
+// Connection header has the token "close", HTTP/1.0 only with the token
+// "keep-alive"; and, since a server that answers without reading a body
+// cannot find the next request, only when the request has no body (no
+// Transfer-Encoding, and no Content-Length other than 0). It does not
+// allocate.
+func (r *Request) KeepAlive() bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	keep, closing := r.ProtoMinor >= 1, false
+	for h := r.Headers; len(h) > 0; {
+		var n, v []byte
+		n, v, h = nextHeader(h)
+		switch {
+		case foldEqual(n, "connection"):
+			visitElements(v, func(tok []byte) bool {
+				switch {
+				case foldEqual(tok, "close"):
+					closing = true
+				case foldEqual(tok, "keep-alive"):
+					keep = true
+				}
+				return true
+			})
+		case foldEqual(n, "transfer-encoding"):
+			return false
+		case foldEqual(n, "content-length"):
+			if string(v) != "0" {
+				return false
+			}
+		}
+	}
+	return keep && !closing
+}
+
 // visitList walks the list elements of the header name: only first when the
 // header does not repeat, every occurrence in Headers otherwise.
 func (r *Request) visitList(name string, first []byte, repeated bool, fn func([]byte) bool) {

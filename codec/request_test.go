@@ -301,3 +301,29 @@ func TestRealClients(t *testing.T) {
 		})
 	}
 }
+
+func TestKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		block string
+		want  bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, CLOSE\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: a\r\nConnection: x\r\nConnection: close\r\n\r\n", false},
+		{"GET / HTTP/1.0\r\nHost: a\r\n\r\n", false},
+		{"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", false},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+	} {
+		var r Request
+		if err := ParseRequest([]byte(tc.block), &r); err != ErrNotUpgrade {
+			t.Fatalf("%q: %v", tc.block, err)
+		}
+		if got := r.KeepAlive(); got != tc.want {
+			t.Errorf("%q: KeepAlive() = %v, want %v", tc.block, got, tc.want)
+		}
+	}
+}

@@ -94,8 +94,31 @@ func AppendResponse(dst []byte, status int, extra []HeaderField, body []byte) []
 	return append(dst, body...)
 }
 
+// AppendKeepAliveResponse is AppendResponse for a request after which the
+// connection stays open (Request.KeepAlive): no Connection: close. With
+// head set (the answer to a HEAD request) it announces body's length but
+// leaves body out (RFC 9110 9.3.2). It does not allocate when dst has
+// room.
+func AppendKeepAliveResponse(dst []byte, status int, extra []HeaderField, body []byte, head bool) []byte {
+	dst = appendStatus(dst, status)
+	dst = appendLength(dst, len(body))
+	dst = appendFields(dst, extra, true)
+	dst = append(dst, "\r\n"...)
+	if head {
+		return dst
+	}
+	return append(dst, body...)
+}
+
 // appendHead appends the status line, Connection: close and Content-Length.
 func appendHead(dst []byte, status, length int) []byte {
+	dst = appendStatus(dst, status)
+	dst = append(dst, "Connection: close\r\n"...)
+	return appendLength(dst, length)
+}
+
+// appendStatus appends the status line; a status outside 100-999 is 500.
+func appendStatus(dst []byte, status int) []byte {
 	if status < 100 || status > 999 {
 		status = 500
 	}
@@ -103,7 +126,11 @@ func appendHead(dst []byte, status, length int) []byte {
 	dst = strconv.AppendInt(dst, int64(status), 10)
 	dst = append(dst, ' ')
 	dst = append(dst, StatusText(status)...)
-	dst = append(dst, "\r\nConnection: close\r\nContent-Length: "...)
+	return append(dst, "\r\n"...)
+}
+
+func appendLength(dst []byte, length int) []byte {
+	dst = append(dst, "Content-Length: "...)
 	dst = strconv.AppendInt(dst, int64(length), 10)
 	return append(dst, "\r\n"...)
 }

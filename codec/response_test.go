@@ -123,3 +123,25 @@ func TestAppendResponse(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendKeepAliveResponse(t *testing.T) {
+	body := []byte(`{"ok":true}`)
+	extra := []HeaderField{{"Content-Type", "application/json"}, {"Content-Length", "99"}, {"Connection", "close"}}
+	got := string(AppendKeepAliveResponse(nil, 200, extra, body, false))
+	want := "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"ok\":true}"
+	if got != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+	got = string(AppendKeepAliveResponse(nil, 200, extra[:1], body, false))
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
+	if err != nil || resp.StatusCode != 200 || resp.Close || resp.ContentLength != int64(len(body)) {
+		t.Fatalf("net/http reads %+v, %v", resp, err)
+	}
+	head := string(AppendKeepAliveResponse(nil, 200, nil, body, true))
+	if head != "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n" {
+		t.Fatalf("HEAD: %q", head)
+	}
+	if n := testing.AllocsPerRun(100, func() { AppendKeepAliveResponse(make([]byte, 0, 256)[:0], 200, extra, body, false) }); n > 1 {
+		t.Fatalf("%v allocations", n)
+	}
+}
