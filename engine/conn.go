@@ -19,6 +19,7 @@ const (
 	lfFinPending uint8 = 1 << iota // failed: the write side is shut down once the close frame has left
 	lfBatched                      // in the loop's list of connections with batched fan-out frames
 	lfBacklogged                   // in the loop's list of connections with bytes in gnet's buffer
+	lfKeptAlive                    // answered a plain HTTP request and stayed open for the next
 )
 
 // Connection states; engine/doc.go draws the diagram. Only the event loop
@@ -87,8 +88,15 @@ type Conn struct {
 // ID returns the connection's identifier, unique within its Server.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr returns the peer's address.
+// RemoteAddr returns the peer's address: a *net.TCPAddr, or for a server
+// listening on a Unix socket a *net.UnixAddr (whose Name is usually
+// empty: the peer's socket has none). Never nil.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Server returns the server c belongs to, so that a handler can publish
+// or look up other connections without keeping its own reference:
+// c.Server().Publish(room, op, p).
+func (c *Conn) Server() *Server { return c.loop.srv }
 
 // Subprotocol returns the negotiated subprotocol, or "" when none was.
 func (c *Conn) Subprotocol() string {

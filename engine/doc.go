@@ -83,9 +83,9 @@
 //	                socket handed to a loop (OnOpen)
 //	                              |
 //	                              v
-//	                        +-----------+  refused (4xx, 503, hook)
-//	                        | handshake |--------------------------------+
-//	                        +-----------+                                |
+//	 plain HTTP request,    +-----------+  refused (4xx, 503, hook)
+//	 kept alive: +--------->| handshake |--------------------------------+
+//	 new deadline +---------+-----------+                                |
 //	          valid upgrade:      |                                      |
 //	          101, OnOpen         v                                      |
 //	                        +-----------+  the peer's close frame        |
@@ -106,7 +106,8 @@
 //	  RST close the socket at once
 //
 //	state      timer means                        entered by (always the loop)
-//	handshake  handshake deadline                 OnOpen, when the acceptor's socket reaches the loop
+//	handshake  handshake deadline                 OnOpen, when the acceptor's socket reaches the loop;
+//	                                              again after a plain HTTP request answered with keep-alive
 //	open       heartbeat: next ping, or eviction  the upgrade; re-armed by the heartbeat itself
 //	closing    close deadline                     applying a close request: Conn.Close, Shutdown,
 //	                                              a slow-consumer policy (the frame is queued then)
@@ -122,6 +123,27 @@
 // one step. The deadline therefore counts from the moment the frame is
 // queued for the socket, and a heartbeat that falls due meanwhile is still a
 // heartbeat.
+//
+// # Rooms
+//
+// Conn.Join and Conn.Leave are safe from any goroutine and take effect in
+// order with publishes: a Publish made after Join returns reaches the
+// connection, and one made after Leave returns does not. RoomLen counts a
+// join or a leave as soon as it returns, so a handler can announce the new
+// count right after c.Join in OnOpen; the loop applies the change itself
+// after the callback returns (RoomMembers lists applied members). A
+// closing connection leaves its rooms before OnClose runs. Handlers reach
+// their server with Conn.Server (an HTTP handler with Request.Server).
+//
+// # Plain HTTP
+//
+// A request that does not ask for an upgrade goes to the WithHTTPHandler
+// handler (426 without one). When the client allows it (HTTP/1.1 without
+// Connection: close, no request body) the connection stays open for the
+// next request, which may also be an upgrade; an idle one is closed at the
+// handshake deadline. A server listening on a Unix socket
+// (ListenAndServe("unix:///path")) works as on TCP: Addr is a
+// *net.UnixAddr, and Conn.RemoteAddr is one too (usually unnamed).
 //
 // # Closing
 //

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -29,12 +30,24 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	s := e.s
 	l := s.loopFor(gc.EventLoop())
-	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: gc.RemoteAddr()}
+	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: remoteAddr(gc)}
 	c.timer.Owner = c
 	l.add(c)
 	l.arm(c, s.opts.handshakeTimeout)
 	gc.SetContext(c)
 	return nil, gnet.None
+}
+
+// unnamedPeer is the address of a Unix socket peer without a name.
+var unnamedPeer net.Addr = &net.UnixAddr{Net: "unix"}
+
+// remoteAddr is gc's peer address, never nil: a peer on a Unix socket
+// usually has no name, and then gnet has no address for it.
+func remoteAddr(gc gnet.Conn) net.Addr {
+	if a := gc.RemoteAddr(); a != nil {
+		return a
+	}
+	return unnamedPeer
 }
 
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {

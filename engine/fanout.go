@@ -72,6 +72,12 @@ type pubQueue struct {
 	items []pubItem
 	arena []byte // frames of pubSend items
 	bytes int    // counted against WithMaxQueuedBytes
+
+	// pending is, per room, the joins minus the leaves queued and not yet
+	// applied, so that RoomLen counts a connection as soon as Join
+	// returns. The loop applies a join and takes it out of pending under
+	// roomsMu, which RoomLen holds while it reads both.
+	pending map[string]int32
 }
 
 // enqueue adds an item, unless the queue is full (never for a close or a
@@ -88,7 +94,33 @@ func (l *loop) enqueue(it pubItem) error {
 	}
 	q.items = append(q.items, it)
 	q.bytes += cost
+	switch it.kind {
+	case pubJoin:
+		q.addPending(it.room, 1)
+	case pubLeave:
+		q.addPending(it.room, -1)
+	}
 	return l.unlockAndSchedule()
+}
+
+// addPending changes room's pending count; q.mu is held.
+func (q *pubQueue) addPending(room string, d int32) {
+	if q.pending == nil {
+		q.pending = make(map[string]int32)
+	}
+	if n := q.pending[room] + d; n != 0 {
+		q.pending[room] = n
+	} else {
+		delete(q.pending, room)
+	}
+}
+
+// applied takes a join (d = 1) or a leave (-1) out of pending; roomsMu is
+// held.
+func (l *loop) applied(room string, d int32) {
+	l.pub.mu.Lock()
+	l.pub.addPending(room, -d)
+	l.pub.mu.Unlock()
 }
 
 // unlockAndSchedule unlocks q.mu and queues a drain task unless one is
@@ -213,14 +245,16 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 			c.closeNow(1001, "server shutting down", ErrServerShutdown)
 		})
 	case pubJoin:
+		l.roomsMu.Lock()
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {
-			l.roomsMu.Lock()
 			l.rooms.Join(it.room, it.conn)
-			l.roomsMu.Unlock()
 		}
+		l.applied(it.room, 1)
+		l.roomsMu.Unlock()
 	case pubLeave:
 		l.roomsMu.Lock()
 		l.rooms.Leave(it.room, it.conn)
+		l.applied(it.room, -1)
 		l.roomsMu.Unlock()
 	}
 }
@@ -273,10 +307,12 @@ func (l *loop) flushBatched() {
 }
 
 // leaveAll removes c from every room of its loop, now or, if the loop
-// is walking a member list, right after.
+// is walking a member list, right after; RoomLen stops counting c at once
+// either way (OnClose may announce the new count).
 func (l *loop) leaveAll(c *Conn) {
 	if l.fanning {
 		l.deferredLeaves = append(l.deferredLeaves, c)
+		l.pendLeaves(c, -1)
 		return
 	}
 	l.roomsMu.Lock()
@@ -286,10 +322,26 @@ func (l *loop) leaveAll(c *Conn) {
 
 func (l *loop) applyDeferredLeaves() {
 	for i, c := range l.deferredLeaves {
-		l.leaveAll(c)
+		l.roomsMu.Lock()
+		l.pendLeaves(c, 1)
+		l.rooms.LeaveAll(c)
+		l.roomsMu.Unlock()
 		l.deferredLeaves[i] = nil
 	}
 	l.deferredLeaves = l.deferredLeaves[:0]
+}
+
+// pendLeaves adds d to the pending count of each of c's rooms: -1 while
+// c's leaving them is deferred, +1 when it is applied.
+func (l *loop) pendLeaves(c *Conn, d int32) {
+	rooms := l.rooms.AppendRoomsOf(l.roomScratch[:0], c)
+	l.pub.mu.Lock()
+	for _, r := range rooms {
+		l.pub.addPending(r, d)
+	}
+	l.pub.mu.Unlock()
+	clear(rooms)
+	l.roomScratch = rooms[:0]
 }
 
 // frameFor returns the frame c gets: the compressed one when c negotiated
@@ -380,9 +432,13 @@ func (s *Server) toEachLoop(it pubItem) error {
 	return err
 }
 
-// Join adds c to room: later Publish calls for room reach it. It is safe
-// from any goroutine and takes effect in order with publishes. A closed
-// connection leaves its rooms by itself.
+// Join adds c to room: a Publish to room made after Join returns reaches
+// c, and RoomLen counts c from then on. It is safe from any goroutine
+// (OnOpen is the usual place). The loop applies it in order with
+// publishes, after the callback that called it returns: a publish queued
+// before Join, but not yet written, does not reach c, and RoomMembers
+// lists c once the loop has applied it. A connection that closes leaves
+// its rooms by itself.
 func (c *Conn) Join(room string) error {
 	if st := c.state.Load(); st != stateOpen || c.closeCalled.Load() {
 		return ErrClosed
@@ -390,25 +446,33 @@ func (c *Conn) Join(room string) error {
 	return c.loop.enqueue(pubItem{kind: pubJoin, room: room, conn: c})
 }
 
-// Leave removes c from room. Safe from any goroutine; in order with
-// publishes.
+// Leave removes c from room: RoomLen stops counting it when Leave
+// returns, and a Publish made after that does not reach it. Safe from any
+// goroutine; applied in order with publishes, as Join is.
 func (c *Conn) Leave(room string) error {
 	return c.loop.enqueue(pubItem{kind: pubLeave, room: room, conn: c})
 }
 
-// RoomLen returns the number of connections in room. Safe from any
-// goroutine.
+// RoomLen returns the number of connections in room, counting every Join
+// and Leave that has returned, applied or not, so that a handler can
+// announce the new count right after c.Join (examples/chat does). A
+// connection joined twice, or left without having joined, is counted
+// once its loop has applied that. Safe from any goroutine.
 func (s *Server) RoomLen(room string) int {
 	n := 0
 	s.eachLoop(func(l *loop) {
 		l.roomsMu.RLock()
 		n += l.rooms.Len(room)
+		l.pub.mu.Lock()
+		n += int(l.pub.pending[room])
+		l.pub.mu.Unlock()
 		l.roomsMu.RUnlock()
 	})
-	return n
+	return max(n, 0)
 }
 
-// RoomMembers returns the connections in room. Safe from any goroutine.
+// RoomMembers returns the connections in room whose Join their loop has
+// applied (see Join). Safe from any goroutine.
 func (s *Server) RoomMembers(room string) []*Conn {
 	var out []*Conn
 	s.eachLoop(func(l *loop) {

@@ -51,10 +51,12 @@ type loop struct {
 	fanning        bool    // the loop is walking member lists
 	touched        []*Conn // connections with batched frames
 	deferredLeaves []*Conn // closed while fanning: leave their rooms after
+	roomScratch    []string
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, epoch: time.Now(), stamp: int64(s.opts.tick), scratch: make([]byte, 0, 16<<10)}
+	l.hreq.srv = s
 	l.wheel = timerwheel.New(l.epoch, s.opts.tick, wheelSlots, func(t *timerwheel.Timer[*Conn]) {
 		t.Owner.onTimer()
 	})

@@ -20,7 +20,8 @@ type HeaderField = codec.HeaderField
 
 // HTTPResponse is the answer to a plain HTTP request (one that does not ask
 // for a WebSocket upgrade), returned by the handler set with WithHTTPHandler.
-// The connection is closed after it is written.
+// Content-Length is written from Body; the answer to a HEAD request leaves
+// Body out.
 type HTTPResponse struct {
 	Status int           // 200 when 0
 	Header []HeaderField // e.g. Content-Type
@@ -156,9 +157,15 @@ func WithUpgradeHook(fn func(r *Request) (value any, err error)) Option {
 }
 
 // WithHTTPHandler routes plain HTTP requests (those that do not ask for a
-// WebSocket upgrade, e.g. health checks) to fn; its response is written and
-// the connection closed. It runs on the event loop and must not block.
-// Default: none; such requests get 426 Upgrade Required.
+// WebSocket upgrade: a health check, a page that opens the socket) to fn.
+// Its response is written and, when the client allows it (HTTP/1.1
+// without Connection: close, and a request without a body, which wsloop
+// does not read), the connection stays open for the next request, as a
+// load balancer polling a health endpoint expects; it may also upgrade.
+// An idle keep-alive connection is closed after the handshake timeout
+// (WithHandshakeTimeout) and counts against WithMaxConnections like any
+// socket. fn runs on the event loop and must not block. Default: none;
+// such requests get 426 Upgrade Required.
 func WithHTTPHandler(fn func(r *Request) HTTPResponse) Option {
 	return func(o *options) { o.httpHandler = fn }
 }

@@ -277,9 +277,9 @@ func TestHTTPHandler(t *testing.T) {
 		return HTTPResponse{Header: []HeaderField{{Name: "Content-Type", Value: "text/plain"}}, Body: []byte("ok")}
 	}))
 	c := dialTCP(t, addr)
-	_, _ = c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_, _ = c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	resp, err := io.ReadAll(c) // the server closes after answering
+	resp, err := io.ReadAll(c) // the server closes after answering, as asked
 	if err != nil {
 		t.Fatal(err)
 	}

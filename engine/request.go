@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"net"
+	"net/url"
 
 	"github.com/wsloop/wsloop/codec"
 )
@@ -12,11 +14,16 @@ import (
 // It and every slice it returns are only valid during that call: they alias
 // the connection's read buffer. Copy what you keep.
 type Request struct {
+	srv         *Server
 	r           *codec.Request
 	remote      net.Addr
 	subprotocol string
 	respHeaders []HeaderField
 }
+
+// Server returns the server handling the request, for an HTTP handler
+// that reports on it (Stats, Connections, RoomLen).
+func (r *Request) Server() *Server { return r.srv }
 
 // Method returns the request method.
 func (r *Request) Method() []byte { return r.r.Method }
@@ -26,6 +33,28 @@ func (r *Request) Path() []byte { return r.r.Path }
 
 // Query returns the raw query of the request target, without the '?'.
 func (r *Request) Query() []byte { return r.r.Query }
+
+// QueryValue returns the first value of the query parameter name,
+// percent-decoded ("+" is a space, as in a form), or "" when there is
+// none or it does not decode. It allocates only the result: a token in the
+// URL, say, read in the upgrade hook (browsers cannot set headers on a
+// WebSocket request).
+func (r *Request) QueryValue(name string) string {
+	for q := r.r.Query; len(q) > 0; {
+		var pair []byte
+		pair, q, _ = bytes.Cut(q, []byte{'&'})
+		k, v, _ := bytes.Cut(pair, []byte{'='})
+		if string(k) != name {
+			continue
+		}
+		s, err := url.QueryUnescape(string(v))
+		if err != nil {
+			return ""
+		}
+		return s
+	}
+	return ""
+}
 
 // Host returns the Host header.
 func (r *Request) Host() []byte { return r.r.Host }

@@ -37,16 +37,18 @@ type Server struct {
 	loops    []*loop
 	loopByEL sync.Map // gnet.EventLoop -> *loop
 
-	nextID       atomic.Uint64
-	sockets      atomic.Int64 // accepted sockets, from admission to close; bounded by socketCap
-	upgraded     atomic.Int64 // connections between OnOpen and OnClose
-	rejected     atomic.Uint64
-	dropped      atomic.Uint64
-	slowCloses   atomic.Uint64
-	evictions    atomic.Uint64
-	acceptErrors atomic.Uint64
-	shed         atomic.Uint64
-	queueFull    atomic.Uint64
+	nextID        atomic.Uint64
+	sockets       atomic.Int64 // accepted sockets, from admission to close; bounded by socketCap
+	upgraded      atomic.Int64 // connections between OnOpen and OnClose
+	rejected      atomic.Uint64
+	dropped       atomic.Uint64
+	slowCloses    atomic.Uint64
+	evictions     atomic.Uint64
+	hsTimeouts    atomic.Uint64
+	closeTimeouts atomic.Uint64
+	acceptErrors  atomic.Uint64
+	shed          atomic.Uint64
+	queueFull     atomic.Uint64
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key

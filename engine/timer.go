@@ -33,6 +33,9 @@ func (c *Conn) onTimer() {
 	l := c.loop
 	switch c.state.Load() {
 	case stateHandshake:
+		if c.lflags&lfKeptAlive == 0 {
+			l.srv.hsTimeouts.Add(1)
+		}
 		l.closeSocket(c)
 	case stateOpen:
 		c.heartbeat()
@@ -42,6 +45,7 @@ func (c *Conn) onTimer() {
 			c.closeErr.Err = ErrCloseTimeout
 		}
 		c.mu.Unlock()
+		l.srv.closeTimeouts.Add(1)
 		l.closeSocket(c)
 	}
 }

@@ -13,8 +13,18 @@ import (
 // the handler sends from OnOpen and the echoes of frames that arrived with
 // the request: one write for all of it.
 
-// readHandshake runs on the loop during a dispatch.
+// readHandshake runs on the loop during a dispatch. A plain HTTP request
+// answered with keep-alive leaves the connection waiting for its next
+// request, which may already be buffered.
 func (c *Conn) readHandshake() {
+	for c.readRequest() && c.gc.InboundBuffered() > 0 {
+	}
+}
+
+// readRequest handles one request, if all of it has arrived; it reports
+// whether a plain HTTP request was answered and the connection stays open
+// for the next one.
+func (c *Conn) readRequest() (again bool) {
 	gc, l := c.gc, c.loop
 	o := &l.srv.opts
 	buf, _ := gc.Peek(min(gc.InboundBuffered(), o.maxHeaderBytes))
@@ -24,30 +34,29 @@ func (c *Conn) readHandshake() {
 			c.refuse(431, "request header block too large")
 		}
 		c.rd.scanned = int32(next)
-		return
+		return false
 	}
 	err := codec.ParseRequest(buf[:end], &l.req)
 	l.hreq.reset(&l.req, c.remote)
 	var ue *codec.UpgradeError
 	switch {
 	case errors.Is(err, codec.ErrNotUpgrade):
-		c.plainHTTP()
-		return
+		return c.plainHTTP(end)
 	case errors.As(err, &ue):
 		c.refuse(ue.Status, ue.Reason)
-		return
+		return false
 	case err != nil:
 		c.refuse(400, err.Error())
-		return
+		return false
 	case l.srv.draining.Load():
 		c.refuse(503, "server shutting down")
-		return
+		return false
 	}
 	if !c.checkOrigin() {
 		if c.state.Load() == stateHandshake { // not already refused by a panic
 			c.refuse(403, "origin not allowed")
 		}
-		return
+		return false
 	}
 	proto := l.srv.selectSubprotocol(&l.req)
 	if proto > 0 {
@@ -56,14 +65,15 @@ func (c *Conn) readHandshake() {
 	ext, err := c.negotiateDeflate()
 	if err != nil {
 		c.refuse(400, err.(*codec.UpgradeError).Reason)
-		return
+		return false
 	}
 	value, ok := c.runUpgradeHook()
 	if !ok {
-		return
+		return false
 	}
 	c.accept(end, proto, value, ext)
 	c.readFrames() // frames that came with the request
+	return false
 }
 
 // accept writes the 101 response and opens the connection.
@@ -101,29 +111,57 @@ func (c *Conn) refuse(status int, reason string) {
 	c.endRequest()
 }
 
-// plainHTTP answers a request that does not ask for an upgrade.
-func (c *Conn) plainHTTP() {
+// closeField ends a response to a HEAD request after which the connection
+// closes.
+var closeField = HeaderField{Name: "Connection", Value: "close"}
+
+// plainHTTP answers a request that does not ask for an upgrade; end is the
+// length of its header block. The connection stays open for the next
+// request when the client allows it (codec.Request.KeepAlive) and the
+// server is not shutting down: it is then back where it was at accept,
+// with a fresh handshake deadline, which is also how long an idle
+// keep-alive connection is kept. It reports whether it stayed open.
+func (c *Conn) plainHTTP(end int) (kept bool) {
 	l := c.loop
 	fn := l.srv.opts.httpHandler
 	if fn == nil {
 		c.refuse(426, "this is a WebSocket endpoint; upgrade required")
-		return
+		return false
 	}
 	resp, ok := c.runHTTPHandler(fn)
 	if !ok {
-		c.refuse(500, "internal server error")
-		return
+		if c.state.Load() == stateHandshake {
+			c.refuse(500, "internal server error")
+		}
+		return false
 	}
 	if resp.Status == 0 {
 		resp.Status = 200
 	}
+	keep := l.req.KeepAlive() && !l.srv.draining.Load()
+	head := string(l.req.Method) == "HEAD"
 	extra := append(append(l.hdrs[:0], resp.Header...), l.hreq.respHeaders...)
 	c.mu.Lock()
-	c.out = codec.AppendResponse(c.out, resp.Status, extra, resp.Body)
+	switch {
+	case keep:
+		c.out = codec.AppendKeepAliveResponse(c.out, resp.Status, extra, resp.Body, head)
+	case head:
+		c.out = codec.AppendKeepAliveResponse(c.out, resp.Status, append(extra, closeField), resp.Body, true)
+	default:
+		c.out = codec.AppendResponse(c.out, resp.Status, extra, resp.Body)
+	}
 	c.mu.Unlock()
 	clear(extra)
 	l.hdrs = extra[:0]
-	c.endRequest()
+	if !keep {
+		c.endRequest()
+		return false
+	}
+	_, _ = c.gc.Discard(end)
+	c.rd.scanned = 0
+	c.lflags |= lfKeptAlive
+	l.arm(c, l.srv.opts.handshakeTimeout)
+	return true
 }
 
 // endRequest discards the rest of the request and marks the socket to be

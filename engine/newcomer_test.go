@@ -1,0 +1,258 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
+)
+
+// Fixes for what a new user stumbled on (issue 13).
+
+// healthHandler answers GET /health with "ok" and anything else with 404.
+func healthHandler(r *Request) HTTPResponse {
+	if string(r.Path()) != "/health" {
+		return HTTPResponse{Status: 404, Body: []byte("not found")}
+	}
+	return HTTPResponse{Header: []HeaderField{{Name: "Content-Type", Value: "text/plain"}}, Body: []byte("ok")}
+}
+
+// A load balancer polling a health endpoint with keep-alive gets it: the
+// same connection serves every request (net/http's client says whether it
+// reused one).
+func TestHTTPKeepAlive(t *testing.T) {
+	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(healthHandler))
+	tr := &http.Transport{MaxIdleConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	reused := 0
+	for i := range 5 {
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if info.Reused {
+				reused++
+			}
+		}}
+		method := "GET"
+		if i == 3 {
+			method = "HEAD"
+		}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, "http://"+addr+"/health", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantBody := "ok"
+		if method == "HEAD" {
+			wantBody = ""
+		}
+		if err != nil || resp.StatusCode != 200 || string(body) != wantBody || resp.Close || resp.ContentLength != 2 {
+			t.Fatalf("request %d (%s): %d %q close=%v length=%d, %v", i, method, resp.StatusCode, body, resp.Close, resp.ContentLength, err)
+		}
+	}
+	if reused != 4 {
+		t.Fatalf("%d of 4 requests after the first reused the connection", reused)
+	}
+}
+
+// Pipelined requests in one write are all answered, in order; one that
+// says Connection: close ends the connection, and so does HTTP/1.0.
+func TestHTTPKeepAlivePipelinedAndClose(t *testing.T) {
+	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(healthHandler))
+	c := dialTCP(t, addr)
+	_, _ = c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for i, want := range []int{200, 404, 200} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != want || resp.Close != (i == 2) {
+			t.Fatalf("response %d: %d close=%v, want %d close=%v", i, resp.StatusCode, resp.Close, want, i == 2)
+		}
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
+		t.Fatalf("after Connection: close: %q, %v (want EOF)", rest, err)
+	}
+
+	c10 := dialTCP(t, addr)
+	_, _ = c10.Write([]byte("GET /health HTTP/1.0\r\nHost: x\r\n\r\n"))
+	_ = c10.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c10)
+	if err != nil || !strings.Contains(string(b), "Connection: close\r\n") || !strings.HasSuffix(string(b), "ok") {
+		t.Fatalf("HTTP/1.0: %q, %v", b, err)
+	}
+}
+
+// An idle keep-alive connection is closed at the handshake timeout, and a
+// kept-alive connection may upgrade.
+func TestHTTPKeepAliveIdleAndUpgrade(t *testing.T) {
+	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(healthHandler), WithHandshakeTimeout(300*time.Millisecond))
+	c := dialTCP(t, addr)
+	_, _ = c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	start := time.Now()
+	if n, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle keep-alive connection: read %q, %v; want EOF", n, err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %v, want about 300ms", d)
+	}
+
+	c2 := dialTCP(t, addr)
+	_, _ = c2.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + upgradeReq))
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br2 := bufio.NewReader(c2)
+	if resp, err := http.ReadResponse(br2, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	if resp, err := http.ReadResponse(br2, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade after a kept-alive request: %v %v", resp, err)
+	}
+	_, _ = c2.Write(maskedFrame(ws.OpText, []byte("after")))
+	f, err := ws.ReadFrame(br2)
+	if err != nil || string(f.Payload) != "after" {
+		t.Fatalf("echo: %q %v", f.Payload, err)
+	}
+}
+
+// maskedFrame is a client frame.
+func maskedFrame(op ws.OpCode, p []byte) []byte {
+	f := ws.NewFrame(op, true, append([]byte(nil), p...))
+	f = ws.MaskFrameInPlace(f)
+	b, _ := ws.CompileFrame(f)
+	return b
+}
+
+// roomCounter joins every connection to the room named by its path and
+// tells it the count RoomLen gives right after.
+type roomCounter struct{ BaseHandler }
+
+func (roomCounter) OnOpen(c *Conn) {
+	room := c.Value().(string)
+	if err := c.Join(room); err != nil {
+		panic(err)
+	}
+	_ = c.SendText(fmt.Sprint(c.Server().RoomLen(room)))
+}
+
+// RoomLen counts a connection as soon as Join returns (the first member
+// of a room used to see 0), and a Publish through Conn.Server reaches it.
+func TestRoomLenAfterJoin(t *testing.T) {
+	srv, addr := startServer(t, roomCounter{}, WithUpgradeHook(func(r *Request) (any, error) {
+		return string(r.Path()), nil
+	}))
+	var conns []*websocket.Conn
+	for i := 1; i <= 4; i++ {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/room-a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, p, err := c.ReadMessage()
+		if err != nil || string(p) != fmt.Sprint(i) {
+			t.Fatalf("connection %d was told %q (%v), want %d", i, p, err, i)
+		}
+		conns = append(conns, c)
+	}
+	if n := srv.RoomLen("/room-a"); n != 4 {
+		t.Fatalf("RoomLen = %d, want 4", n)
+	}
+	conns[0].Close()
+	waitFor(t, 5*time.Second, "RoomLen 3 after a member left", func() bool { return srv.RoomLen("/room-a") == 3 })
+}
+
+// A server on a Unix socket has an address, and its connections have a
+// remote address that is not nil.
+func TestUnixSocketRemoteAddr(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ws.sock")
+	remote := make(chan net.Addr, 1)
+	h := &openHook{fn: func(c *Conn) { remote <- c.RemoteAddr() }}
+	srv, errc := serve(t, h, "unix://"+path)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-errc
+	}()
+	a := srv.Addr()
+	if a == nil || a.Network() != "unix" || a.String() != path {
+		t.Fatalf("Addr() = %v, want unix %s", a, path)
+	}
+	d := websocket.Dialer{NetDial: func(string, string) (net.Conn, error) { return net.Dial("unix", path) }}
+	c, _, err := d.Dial("ws://localhost/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ra := <-remote; ra == nil || ra.Network() != "unix" {
+		t.Fatalf("RemoteAddr() = %v", ra)
+	}
+	_ = c.WriteMessage(websocket.TextMessage, []byte("over unix"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, p, err := c.ReadMessage(); err != nil || string(p) != "over unix" {
+		t.Fatalf("echo: %q %v", p, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openHook is an echo handler that calls fn in OnOpen.
+type openHook struct {
+	echoHandler
+	fn func(*Conn)
+}
+
+func (h *openHook) OnOpen(c *Conn) { h.fn(c) }
+
+// closeOnOpen closes every connection as soon as it opens.
+type closeOnOpen struct{ BaseHandler }
+
+func (closeOnOpen) OnOpen(c *Conn) { _ = c.Close(ws.StatusNormalClosure, "bye") }
+
+// Stats counts handshake and close timeouts (for the metrics exporter),
+// but not an idle keep-alive connection.
+func TestStatsTimeouts(t *testing.T) {
+	srv, addr := startServer(t, closeOnOpen{}, WithHTTPHandler(healthHandler),
+		WithHandshakeTimeout(200*time.Millisecond), WithCloseTimeout(200*time.Millisecond))
+	silent := dialTCP(t, addr) // never sends its request
+	kept := dialTCP(t, addr)   // one request, then idle
+	_, _ = kept.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+	mute := dialTCP(t, addr) // upgrades, never answers the close
+	_, _ = mute.Write([]byte(upgradeReq))
+	for _, c := range []net.Conn{silent, kept, mute} {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := srv.Stats()
+	if st.HandshakeTimeouts != 1 || st.CloseTimeouts != 1 {
+		t.Fatalf("HandshakeTimeouts %d, CloseTimeouts %d; want 1 and 1", st.HandshakeTimeouts, st.CloseTimeouts)
+	}
+}
