@@ -2,50 +2,305 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
 
 	"github.com/wsloop/wsloop/engine"
 )
 
-// chat echoes every message and greets each new connection.
-type chat struct{ engine.BaseHandler }
+// The examples run under go test: each starts a server on a free port and
+// talks to it with a gorilla/websocket client, so that what they print is
+// checked. The README's snippets are taken from them (TestREADMESnippets).
 
-func (chat) OnOpen(c *engine.Conn) { _ = c.SendText("welcome") }
+// echo sends every message back. Its methods run on the event loop: they
+// must not block, and p is only valid during the call.
+type echo struct{ engine.BaseHandler }
 
-func (chat) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
-	// Runs on the event loop: do not block here. p is only valid during the call.
-	_ = c.WriteMessage(op, p)
-}
+func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
 
-func (chat) OnClose(c *engine.Conn, err error) {
-	fmt.Println("closed with", engine.CloseStatus(err))
-}
-
-// Embedding the engine: a handler, options, ListenAndServe.
+// Embedding the engine: a handler, options, ListenAndServe until a signal.
 func Example() {
-	srv, err := engine.New(chat{},
-		engine.WithMaxMessageSize(64<<10),
-		engine.WithPingInterval(25*time.Second),
-		engine.WithIdleTimeout(60*time.Second),
-	)
+	srv, err := engine.New(echo{}, engine.WithMaxMessageSize(64<<10))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	go func() { // a client, for the example's sake
+		<-srv.Ready()
+		fmt.Println(roundTrip("ws://"+srv.Addr().String()+"/", "hello"))
+		stop() // as if interrupted
+	}()
+	err = srv.ListenAndServe(ctx, "127.0.0.1:0") // returns after a graceful shutdown
+	fmt.Println(err)
+	// Output:
+	// hello
+	// wsloop: server closed
+}
+
+// roundTrip dials url, sends msg and returns the first message it gets.
+func roundTrip(url, msg string) string {
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte(msg))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, p, err := c.ReadMessage()
+	if err != nil {
+		return err.Error()
+	}
+	return string(p)
+}
+
+// ListenAndServe takes "host:port" (TCP) or "unix:///path"; Addr says
+// where it listens once Ready is closed.
+func ExampleServer_ListenAndServe() {
+	srv, err := engine.New(echo{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	path := fmt.Sprintf("%s/wsloop-example-%d.sock", os.TempDir(), os.Getpid())
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-srv.Ready()
+		fmt.Println("listening on", srv.Addr().Network())
+		cancel()
+	}()
+	if err := srv.ListenAndServe(ctx, "unix://"+path); !errors.Is(err, engine.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	// Output:
+	// listening on unix
+}
+
+// user is what the upgrade hook attaches to a connection.
+type user struct{ name string }
+
+// greeter greets each user by the name its upgrade hook found.
+type greeter struct{ engine.BaseHandler }
+
+func (greeter) OnOpen(c *engine.Conn) {
+	u := c.Value().(*user) // set by the upgrade hook
+	_ = c.SendText("hello, " + u.name)
+}
+
+// Authentication at upgrade: the hook runs on the event loop after the
+// origin check, before the 101. It refuses with a status, or returns the
+// value Conn.Value gives from OnOpen on. Browsers cannot set headers on a
+// WebSocket request, so a token usually comes in the query or a cookie.
+func ExampleWithUpgradeHook() {
+	tokens := map[string]string{"s3cret": "alice"} // read-only here: the hook must not block
+	srv, err := engine.New(greeter{},
+		engine.WithUpgradeHook(func(r *engine.Request) (any, error) {
+			name, ok := tokens[r.QueryValue("token")]
+			if !ok {
+				return nil, engine.Reject(401, "bad or missing token")
+			}
+			return &user{name: name}, nil
+		}))
 	if err != nil {
 		log.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
+		defer cancel()
 		<-srv.Ready()
-		fmt.Println("listening")
-		cancel() // a real server would run until a signal
+		base := "ws://" + srv.Addr().String() + "/?token="
+		_, resp, err := websocket.DefaultDialer.Dial(base+"wrong", nil)
+		fmt.Println(resp.StatusCode, err)
+		fmt.Println(roundTrip(base+"s3cret", ""))
 	}()
-	err = srv.ListenAndServe(ctx, "127.0.0.1:0")
-	fmt.Println(err)
+	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
 	// Output:
-	// listening
+	// 401 websocket: bad handshake
+	// hello, alice
+}
+
+// room puts each connection in the room its URL path names, tells the
+// room how many are in it, and relays every message to the room.
+type room struct{ engine.BaseHandler }
+
+func (room) OnOpen(c *engine.Conn) {
+	name := c.Value().(string)
+	_ = c.Join(name) // RoomLen counts c once Join returns; c leaves by itself when it closes
+	srv := c.Server()
+	msg := fmt.Sprintf("%d in %s", srv.RoomLen(name), name)
+	_ = srv.Publish(name, ws.OpText, []byte(msg)) // every member, c included
+}
+
+func (room) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
+	_ = c.Server().Publish(c.Value().(string), op, p) // copies p: no need to copy first
+}
+
+// Rooms: Join in OnOpen, Publish from a handler (through Conn.Server) or
+// from any goroutine. A published message is encoded once for all members.
+func ExampleServer_Publish() {
+	srv, err := engine.New(room{}, engine.WithUpgradeHook(func(r *engine.Request) (any, error) {
+		return string(r.Path()), nil // copied: r is only valid during the hook
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		<-srv.Ready()
+		url := "ws://" + srv.Addr().String() + "/lobby"
+		ann, _, _ := websocket.DefaultDialer.Dial(url, nil)
+		defer ann.Close()
+		fmt.Println(read(ann)) // its own arrival
+		bob, _, _ := websocket.DefaultDialer.Dial(url, nil)
+		defer bob.Close()
+		fmt.Println(read(ann), "|", read(bob))
+
+		// From outside the handlers, any goroutine:
+		_ = srv.Publish("/lobby", ws.OpText, []byte("server: welcome"))
+		fmt.Println(read(ann), "|", read(bob))
+	}()
+	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	// Output:
+	// 1 in /lobby
+	// 2 in /lobby | 2 in /lobby
+	// server: welcome | server: welcome
+}
+
+// read returns the next message c gets, or the error.
+func read(c *websocket.Conn) string {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, p, err := c.ReadMessage()
+	if err != nil {
+		return err.Error()
+	}
+	return string(p)
+}
+
+// binder binds each connection to a user key, here from the URL path.
+type binder struct{ engine.BaseHandler }
+
+func (binder) OnOpen(c *engine.Conn) {
+	_ = c.Bind("user:" + c.Value().(string)) // a newer connection with the same key replaces the binding
+}
+
+// Direct messages: Bind a key in OnOpen, SendToKey from anywhere.
+// ErrNotConnected says that no connection holds the key.
+func ExampleServer_SendToKey() {
+	srv, err := engine.New(binder{}, engine.WithUpgradeHook(func(r *engine.Request) (any, error) {
+		return string(r.Path()[1:]), nil
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		<-srv.Ready()
+		alice, _, _ := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/alice", nil)
+		defer alice.Close()
+		for srv.Connections() < 1 { // OnOpen runs once the 101 is on its way
+			time.Sleep(time.Millisecond)
+		}
+		fmt.Println(srv.SendToKey("user:alice", ws.OpText, []byte("psst")))
+		fmt.Println(read(alice))
+		fmt.Println(srv.SendToKey("user:bob", ws.OpText, []byte("psst")))
+	}()
+	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	// Output:
+	// <nil>
+	// psst
+	// wsloop: not connected
+}
+
+// Graceful shutdown: Shutdown refuses new sockets, sends 1001 to every
+// connection, waits for their answers until ctx's deadline, closes the
+// rest; ListenAndServe returns ErrServerClosed after every OnClose ran.
+func ExampleServer_Shutdown() {
+	srv, err := engine.New(echo{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _ = srv.Shutdown(ctx) }()
+	fmt.Println(read(c)) // the client gets the close frame; gorilla answers it
+	fmt.Println(<-done)  // ListenAndServe's result
+	// Output:
+	// websocket: close 1001 (going away): server shutting down
 	// wsloop: server closed
+}
+
+// trustedProxy reports whether a peer is our own reverse proxy (here:
+// one on the same host), whose X-Forwarded-For can be believed.
+func trustedProxy(a netip.Addr) bool { return a.IsLoopback() }
+
+// clientAddr is the client's address: the last X-Forwarded-For entry when
+// the request came through a trusted proxy (which appended it), else the
+// socket's peer. Entries before the last are the client's own claims.
+func clientAddr(r *engine.Request) netip.Addr {
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr().String())
+	xff := string(r.Header("X-Forwarded-For"))
+	if !trustedProxy(peer.Addr()) || xff == "" {
+		return peer.Addr()
+	}
+	last := strings.TrimSpace(xff[strings.LastIndexByte(xff, ',')+1:])
+	if a, err := netip.ParseAddr(last); err == nil {
+		return a
+	}
+	return peer.Addr()
+}
+
+// addrTeller tells each connection the address its upgrade hook found.
+type addrTeller struct{ engine.BaseHandler }
+
+func (addrTeller) OnOpen(c *engine.Conn) {
+	_ = c.SendText("you are " + c.Value().(netip.Addr).String())
+}
+
+// The client's address behind a reverse proxy (nginx, an L7 balancer):
+// read X-Forwarded-For in the upgrade hook, from trusted proxies only.
+func ExampleRequest_RemoteAddr() {
+	srv, err := engine.New(addrTeller{}, engine.WithUpgradeHook(func(r *engine.Request) (any, error) {
+		return clientAddr(r), nil
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		<-srv.Ready()
+		// As nginx would connect on behalf of 203.0.113.7:
+		h := http.Header{"X-Forwarded-For": {"10.9.9.9, 203.0.113.7"}}
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", h)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Println(read(c))
+	}()
+	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	// Output:
+	// you are 203.0.113.7
 }
 
 // worker hands slow work to a goroutine and answers from there.
