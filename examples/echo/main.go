@@ -4,6 +4,12 @@
 // -deflate=false.
 //
 //	go run ./examples/echo -addr 127.0.0.1:9001
+//	go run ./examples/echo -addr unix:///tmp/echo.sock
+//
+// Any WebSocket client will do, for example websocat
+// (websocat ws://127.0.0.1:9001), a browser's console
+// (new WebSocket("ws://127.0.0.1:9001")), or the Autobahn TestSuite's
+// fuzzingclient pointed at ws://127.0.0.1:9001.
 package main
 
 import (
@@ -27,7 +33,7 @@ type echo struct{ engine.BaseHandler }
 func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9001", "listen address")
+	addr := flag.String("addr", "127.0.0.1:9001", "listen address: host:port, or unix:///path")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
 	maxMsg := flag.Int("max-message", 64<<20, "largest message in bytes")
 	ping := flag.Duration("ping-interval", 25*time.Second, "ping a connection silent for this long")
@@ -49,7 +55,7 @@ func main() {
 	srv, err := engine.New(echo{},
 		engine.WithEventLoops(*loops),
 		engine.WithMaxMessageSize(*maxMsg),
-		engine.WithCheckOrigin(engine.AnyOrigin),
+		engine.WithCheckOrigin(engine.AnyOrigin), // test suites and benchmarks send any Origin; a server for browsers keeps the default, SameOrigin
 		engine.WithPingInterval(*ping),
 		engine.WithIdleTimeout(*idle),
 		engine.WithHandshakeTimeout(*handshake),
@@ -67,7 +73,11 @@ func main() {
 	defer stop()
 	go func() {
 		<-srv.Ready()
-		log.Info("echo server listening", "addr", "ws://"+srv.Addr().String(), "loops", *loops, "deflate", *deflate)
+		url := "ws://" + srv.Addr().String()
+		if srv.Addr().Network() == "unix" {
+			url = "unix://" + srv.Addr().String()
+		}
+		log.Info("echo server listening", "addr", url, "loops", *loops, "deflate", *deflate)
 	}()
 	err = srv.ListenAndServe(ctx, *addr)
 	if err != nil && !errors.Is(err, engine.ErrServerClosed) {

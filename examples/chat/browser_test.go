@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The page in a real browser, and Node's ws package as a client. .ci/run
+// installs Chromium and Node and sets WSLOOP_INTEROP=require, so that
+// these tests cannot be skipped there; elsewhere they are skipped when a
+// tool is missing.
+
+// tool finds an executable, or skips (fails under WSLOOP_INTEROP=require).
+func tool(t *testing.T, names ...string) string {
+	t.Helper()
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	skip := t.Skipf
+	if os.Getenv("WSLOOP_INTEROP") == "require" {
+		skip = t.Fatalf
+	}
+	skip("none of %v is installed (apt-get install -y chromium nodejs npm)", names)
+	return ""
+}
+
+// nodeDir returns testdata/browser with its npm packages installed from
+// the lockfile.
+func nodeDir(t *testing.T) string {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("testdata", "browser"))
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		npm := exec.Command(tool(t, "npm"), "ci", "--no-audit", "--no-fund")
+		npm.Dir = dir
+		if out, err := npm.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	}
+	return dir
+}
+
+// TestBrowser opens the chat page in headless Chromium: two tabs join a
+// room and see the viewer count go to 2, a message sent in one shows in
+// the other, closing a tab brings the count back to 1; the server stops
+// and the page shows it is reconnecting (send disabled), the server
+// starts again on the same address and the page recovers by itself and
+// chats again. Every wait is real time (browser.js).
+func TestBrowser(t *testing.T) {
+	node := tool(t, "node")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = tool(t, "chromium", "chromium-browser")
+	}
+	dir := nodeDir(t)
+	srv, stop := start(t, "127.0.0.1:0", 5, 10)
+	addr := srv.Addr().String()
+
+	cmd := exec.Command(node, "browser.js", chromium, "http://"+addr+"/browser-room")
+	cmd.Dir = dir
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+
+	var oks []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		t.Log("browser.js:", line)
+		switch {
+		case line == "STOP":
+			stop()
+			fmt.Fprintln(stdin, "DONE")
+		case line == "START":
+			_, stop = start(t, addr, 5, 10) // the same address: the page reconnects to it
+			fmt.Fprintln(stdin, "DONE")
+		case strings.HasPrefix(line, "OK "):
+			oks = append(oks, line[3:])
+		}
+	}
+	io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil || len(oks) != 6 {
+		t.Fatalf("browser.js: %v, %d of 6 steps passed\n%s", err, len(oks), stderr.String())
+	}
+}
+
+// TestNodeClient runs the chat protocol with Node's ws package: two
+// members, a chat, the rate limit, a leave (chat_client.js).
+func TestNodeClient(t *testing.T) {
+	node := tool(t, "node")
+	dir := nodeDir(t)
+	srv, _ := start(t, "127.0.0.1:0", 1, 5)
+	cmd := exec.Command(node, "chat_client.js", "ws://"+srv.Addr().String())
+	cmd.Dir = dir
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	if err != nil || strings.TrimSpace(string(out)) != "OK" {
+		t.Fatalf("chat_client.js: %v\n%s", err, out)
+	}
+}

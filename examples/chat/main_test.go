@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsloop/wsloop/engine"
+)
+
+// start runs the chat server on addr ("127.0.0.1:0" for a free port) and
+// returns it with a function that stops it and waits.
+func start(t *testing.T, addr string, rate, burst float64) (*engine.Server, func()) {
+	t.Helper()
+	srv, err := newServer(rate, burst, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), addr) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("ListenAndServe: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10s")
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
+			t.Errorf("ListenAndServe: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return srv, stop
+}
+
+type msg struct {
+	Type    string `json:"type"`
+	Room    string `json:"room"`
+	Name    string `json:"name"`
+	Text    string `json:"text"`
+	Viewers int    `json:"viewers"`
+	RetryMs int64  `json:"retry_ms"`
+}
+
+// join is a gorilla/websocket client in a room, with the page's origin.
+func join(t *testing.T, addr, room, name string) *websocket.Conn {
+	t.Helper()
+	h := http.Header{"Origin": {"http://" + addr}}
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?room="+room+"&name="+name, h)
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func next(t *testing.T, c *websocket.Conn) msg {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	op, p, err := c.ReadMessage()
+	if err != nil || op != websocket.TextMessage {
+		t.Fatalf("read: %v (opcode %d)", err, op)
+	}
+	var m msg
+	if err := json.Unmarshal(p, &m); err != nil {
+		t.Fatalf("%q: %v", p, err)
+	}
+	return m
+}
+
+func say(t *testing.T, c *websocket.Conn, text string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"type": "chat", "text": text})
+	if err := c.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChatRoom(t *testing.T) {
+	srv, _ := start(t, "127.0.0.1:0", 1, 3)
+	a := srv.Addr().String()
+	ann := join(t, a, "stream1", "ann")
+	if m := next(t, ann); m != (msg{Type: "welcome", Room: "stream1", Name: "ann", Viewers: 1}) {
+		t.Fatalf("welcome: %+v", m)
+	}
+	if m := next(t, ann); m != (msg{Type: "join", Name: "ann", Viewers: 1}) {
+		t.Fatalf("own join: %+v", m)
+	}
+	bob := join(t, a, "stream1", "bob")
+	if m := next(t, bob); m.Type != "welcome" || m.Viewers != 2 {
+		t.Fatalf("bob's welcome: %+v", m)
+	}
+	for _, c := range []*websocket.Conn{ann, bob} {
+		if m := next(t, c); m != (msg{Type: "join", Name: "bob", Viewers: 2}) {
+			t.Fatalf("bob's join: %+v", m)
+		}
+	}
+	other := join(t, a, "stream2", "eve") // another room hears nothing of stream1
+	next(t, other)
+	next(t, other)
+
+	say(t, bob, "  hi all  ")
+	for _, c := range []*websocket.Conn{ann, bob} {
+		if m := next(t, c); m != (msg{Type: "chat", Name: "bob", Text: "hi all"}) {
+			t.Fatalf("chat: %+v", m)
+		}
+	}
+	bob.Close()
+	if m := next(t, ann); m != (msg{Type: "leave", Name: "bob", Viewers: 1}) {
+		t.Fatalf("leave: %+v", m)
+	}
+
+	// Bad input gets an error, not a relay.
+	_ = ann.WriteMessage(websocket.TextMessage, []byte("not json"))
+	if m := next(t, ann); m.Type != "error" {
+		t.Fatalf("bad input: %+v", m)
+	}
+	say(t, ann, strings.Repeat("x", 501))
+	if m := next(t, ann); m.Type != "error" {
+		t.Fatalf("long text: %+v", m)
+	}
+	_ = other.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, p, err := other.ReadMessage(); err == nil {
+		t.Fatalf("another room got %q", p)
+	}
+}
+
+// A member sending faster than the limit is told so, and its extra
+// messages are not relayed; it may send again after retry_ms.
+func TestChatRateLimit(t *testing.T) {
+	srv, _ := start(t, "127.0.0.1:0", 2, 3)
+	a := srv.Addr().String()
+	c := join(t, a, "fast", "flood")
+	next(t, c)
+	next(t, c)
+	for i := range 5 {
+		say(t, c, "m"+string(rune('0'+i)))
+	}
+	var relayed, limited int
+	var retry int64
+	for range 5 {
+		switch m := next(t, c); m.Type {
+		case "chat":
+			relayed++
+		case "limited":
+			limited++
+			retry = m.RetryMs
+			if !strings.Contains(m.Text, "Slow down") {
+				t.Fatalf("limited text: %q", m.Text)
+			}
+		default:
+			t.Fatalf("unexpected %+v", m)
+		}
+	}
+	if relayed != 3 || limited != 2 || retry <= 0 || retry > 500 {
+		t.Fatalf("relayed %d, limited %d (retry %d ms); want 3, 2, 0 < retry <= 500", relayed, limited, retry)
+	}
+	time.Sleep(time.Duration(retry)*time.Millisecond + 50*time.Millisecond)
+	say(t, c, "again")
+	if m := next(t, c); m.Type != "chat" || m.Text != "again" {
+		t.Fatalf("after waiting: %+v", m)
+	}
+}
+
+// The page, /stats and the origin check, over plain HTTP.
+func TestChatHTTP(t *testing.T) {
+	srv, _ := start(t, "127.0.0.1:0", 1, 5)
+	a := srv.Addr().String()
+	for _, path := range []string{"/", "/stream-7"} {
+		resp, err := http.Get("http://" + a + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "new WebSocket(") ||
+			resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp, err := http.Get("http://" + a + "/bad%20room"); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("bad room: %v %v", resp, err)
+	}
+	join(t, a, "s", "x")
+	resp, err := http.Get("http://" + a + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st engine.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Connections != 1 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+	resp.Body.Close()
+	// A page of another origin may not open a socket.
+	_, resp, err = websocket.DefaultDialer.Dial("ws://"+a+"/ws", http.Header{"Origin": {"http://evil.example"}})
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("foreign origin: %v %v", resp, err)
+	}
+}
