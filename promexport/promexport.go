@@ -1,0 +1,106 @@
+// Package promexport exports a wsloop server's counters (engine.Stats) to
+// Prometheus. It is a module of its own, so that wsloop's core module does
+// not depend on the Prometheus client:
+//
+//	go get github.com/wsloop/wsloop/promexport
+//
+// Register the collector and serve the registry's /metrics on any HTTP
+// server (the example in ./example serves it on a port of its own):
+//
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(promexport.NewCollector(srv, nil))
+//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// The collector reads Server.Stats once per scrape, on the scraping
+// goroutine: no goroutine of its own, nothing on the event loops, no
+// allocation between scrapes. Every metric is named wsloop_*; labels
+// passed to NewCollector (a server name, say) are added to all of them.
+//
+// # Metrics
+//
+// Gauges: wsloop_connections (upgraded connections open), wsloop_sockets
+// (sockets with state, handshaking ones included), wsloop_socket_cap,
+// wsloop_loop_connections{loop="N"} (sockets on each event loop).
+//
+// Counters: wsloop_messages_in_total, wsloop_bytes_in_total,
+// wsloop_messages_out_total, wsloop_bytes_out_total (data messages and
+// their bytes; a broadcast counts once per target),
+// wsloop_dropped_messages_total and wsloop_slow_consumer_closes_total
+// (backpressure), wsloop_idle_evictions_total,
+// wsloop_rejected_upgrades_total, wsloop_handshake_timeouts_total,
+// wsloop_close_timeouts_total, wsloop_accept_errors_total,
+// wsloop_shed_connections_total, wsloop_queue_full_total,
+// wsloop_deflated_messages_total and wsloop_inflated_messages_total. Each
+// is the engine.Stats field of the same meaning; see its documentation.
+package promexport
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsloop/wsloop/engine"
+)
+
+// metric is one exported figure.
+type metric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(*engine.Stats) float64
+}
+
+// Collector is a prometheus.Collector for one server.
+type Collector struct {
+	srv     *engine.Server
+	metrics []metric
+	perLoop *prometheus.Desc
+}
+
+// NewCollector returns a collector of srv's counters; constLabels (may be
+// nil) are added to every metric.
+func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector {
+	c := &Collector{srv: srv}
+	add := func(name, help string, kind prometheus.ValueType, v func(*engine.Stats) float64) {
+		c.metrics = append(c.metrics, metric{prometheus.NewDesc("wsloop_"+name, help, nil, constLabels), kind, v})
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	add("connections", "Upgraded WebSocket connections open now.", gauge, func(s *engine.Stats) float64 { return float64(s.Connections) })
+	add("sockets", "Sockets with state, handshaking ones included.", gauge, func(s *engine.Stats) float64 { return float64(s.Sockets) })
+	add("socket_cap", "The cap on open sockets (WithMaxConnections, or derived from RLIMIT_NOFILE).", gauge, func(s *engine.Stats) float64 { return float64(s.SocketCap) })
+	add("messages_in_total", "Data messages received.", counter, func(s *engine.Stats) float64 { return float64(s.MessagesIn) })
+	add("bytes_in_total", "Payload bytes of data messages received.", counter, func(s *engine.Stats) float64 { return float64(s.BytesIn) })
+	add("messages_out_total", "Data messages queued to connections; a broadcast counts once per target.", counter, func(s *engine.Stats) float64 { return float64(s.MessagesOut) })
+	add("bytes_out_total", "Frame bytes queued to connections.", counter, func(s *engine.Stats) float64 { return float64(s.BytesOut) })
+	add("dropped_messages_total", "Messages dropped for slow consumers (WithSlowConsumerPolicy).", counter, func(s *engine.Stats) float64 { return float64(s.Dropped) })
+	add("slow_consumer_closes_total", "Connections closed for being slow consumers.", counter, func(s *engine.Stats) float64 { return float64(s.SlowCloses) })
+	add("idle_evictions_total", "Connections evicted by the idle timeout.", counter, func(s *engine.Stats) float64 { return float64(s.Evictions) })
+	add("rejected_upgrades_total", "Sockets answered with an HTTP error instead of 101.", counter, func(s *engine.Stats) float64 { return float64(s.RejectedUpgrades) })
+	add("handshake_timeouts_total", "Sockets closed for not completing their upgrade in time.", counter, func(s *engine.Stats) float64 { return float64(s.HandshakeTimeouts) })
+	add("close_timeouts_total", "Connections closed because the peer did not answer a close frame in time.", counter, func(s *engine.Stats) float64 { return float64(s.CloseTimeouts) })
+	add("accept_errors_total", "Accepts that failed (out of descriptors, ...); the server kept serving.", counter, func(s *engine.Stats) float64 { return float64(s.AcceptErrors) })
+	add("shed_connections_total", "Connections closed at once for want of a descriptor or a loop.", counter, func(s *engine.Stats) float64 { return float64(s.Shed) })
+	add("queue_full_total", "Calls refused with ErrQueueFull (WithMaxQueuedBytes).", counter, func(s *engine.Stats) float64 { return float64(s.QueueFull) })
+	add("deflated_messages_total", "Messages compressed (permessage-deflate); a publish counts once.", counter, func(s *engine.Stats) float64 { return float64(s.Deflated) })
+	add("inflated_messages_total", "Compressed messages received and decompressed.", counter, func(s *engine.Stats) float64 { return float64(s.Inflated) })
+	c.perLoop = prometheus.NewDesc("wsloop_loop_connections", "Sockets on each event loop.", []string{"loop"}, constLabels)
+	return c
+}
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
+	}
+	ch <- c.perLoop
+}
+
+// Collect reads the server's counters once and sends every metric.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.Stats()
+	for _, m := range c.metrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(&st))
+	}
+	for i, n := range st.ConnsPerLoop {
+		ch <- prometheus.MustNewConstMetric(c.perLoop, prometheus.GaugeValue, float64(n), strconv.Itoa(i))
+	}
+}
