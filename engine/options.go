@@ -252,7 +252,7 @@ const defaultCompressMin = 256
 // compressed connection costs what a plain one does; a publish to 10,000
 // subscribers costs no more server CPU per delivery than without
 // compression; but compressing a request and its reply multiplies the CPU
-// per 1 KiB echo by 3.5 to 5, and a small compressed message from a browser
+// per 1 KiB echo by 3 to 5, and a small compressed message from a browser
 // costs 3 to 4 µs to inflate. Servers dominated by chatty client traffic
 // may prefer it off.
 func WithCompression(on bool) Option { return func(o *options) { o.compress = on } }

@@ -36,9 +36,9 @@ func (r *Request) Query() []byte { return r.r.Query }
 
 // QueryValue returns the first value of the query parameter name,
 // percent-decoded ("+" is a space, as in a form), or "" when there is
-// none or it does not decode. It allocates only the result: a token in the
-// URL, say, read in the upgrade hook (browsers cannot set headers on a
-// WebSocket request).
+// none or it does not decode: a token in the URL, say, read in the
+// upgrade hook (browsers cannot set headers on a WebSocket request). It
+// allocates the value it returns.
 func (r *Request) QueryValue(name string) string {
 	for q := r.r.Query; len(q) > 0; {
 		var pair []byte
