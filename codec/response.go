@@ -87,11 +87,38 @@ func AppendErrorResponse(dst []byte, status int, body string, extra []HeaderFiel
 // wants one), the empty line and body. Extra fields are dropped as
 // AppendErrorResponse says. A status outside 100-999 is written as 500.
 // It does not allocate when dst has room.
+//
+// Responses that cannot have a body (RFC 9110 6.4.1) are framed as such:
+// 1xx and 204 get neither Content-Length nor body, 304 gets the length of
+// body but not body; so do AppendKeepAliveResponse's.
 func AppendResponse(dst []byte, status int, extra []HeaderField, body []byte) []byte {
-	dst = appendHead(dst, status, len(body))
+	status = validStatus(status)
+	dst = appendStatus(dst, status)
+	dst = append(dst, "Connection: close\r\n"...)
+	return appendFramed(dst, status, extra, body, false)
+}
+
+// appendFramed appends Content-Length (unless status forbids it), the
+// extra fields, the empty line and body (unless status or head forbids
+// it).
+func appendFramed(dst []byte, status int, extra []HeaderField, body []byte, head bool) []byte {
+	if status >= 200 && status != 204 {
+		dst = appendLength(dst, len(body))
+	}
 	dst = appendFields(dst, extra, true)
 	dst = append(dst, "\r\n"...)
+	if head || status < 200 || status == 204 || status == 304 {
+		return dst
+	}
 	return append(dst, body...)
+}
+
+// validStatus maps a status outside 100-999 to 500.
+func validStatus(status int) int {
+	if status < 100 || status > 999 {
+		return 500
+	}
+	return status
 }
 
 // AppendKeepAliveResponse is AppendResponse for a request after which the
@@ -100,14 +127,9 @@ func AppendResponse(dst []byte, status int, extra []HeaderField, body []byte) []
 // leaves body out (RFC 9110 9.3.2). It does not allocate when dst has
 // room.
 func AppendKeepAliveResponse(dst []byte, status int, extra []HeaderField, body []byte, head bool) []byte {
+	status = validStatus(status)
 	dst = appendStatus(dst, status)
-	dst = appendLength(dst, len(body))
-	dst = appendFields(dst, extra, true)
-	dst = append(dst, "\r\n"...)
-	if head {
-		return dst
-	}
-	return append(dst, body...)
+	return appendFramed(dst, status, extra, body, head)
 }
 
 // appendHead appends the status line, Connection: close and Content-Length.
@@ -119,9 +141,7 @@ func appendHead(dst []byte, status, length int) []byte {
 
 // appendStatus appends the status line; a status outside 100-999 is 500.
 func appendStatus(dst []byte, status int) []byte {
-	if status < 100 || status > 999 {
-		status = 500
-	}
+	status = validStatus(status)
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(status), 10)
 	dst = append(dst, ' ')

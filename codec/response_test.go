@@ -145,3 +145,24 @@ func TestAppendKeepAliveResponse(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// Responses without a body are framed as such, closed or kept alive.
+func TestBodylessResponses(t *testing.T) {
+	body := []byte("ignored")
+	for _, tc := range []struct {
+		status int
+		want   string
+	}{
+		{204, "HTTP/1.1 204 No Content\r\n\r\n"},
+		{304, "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"},
+		{101, "HTTP/1.1 101 Switching Protocols\r\n\r\n"},
+	} {
+		if got := string(AppendKeepAliveResponse(nil, tc.status, nil, body, false)); got != tc.want {
+			t.Errorf("%d kept alive: %q, want %q", tc.status, got, tc.want)
+		}
+		closed := string(AppendResponse(nil, tc.status, nil, body))
+		if want := strings.Replace(tc.want, "\r\n", "\r\nConnection: close\r\n", 1); closed != want {
+			t.Errorf("%d closed: %q, want %q", tc.status, closed, want)
+		}
+	}
+}

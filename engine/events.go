@@ -38,16 +38,13 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// unnamedPeer is the address of a Unix socket peer without a name.
-var unnamedPeer net.Addr = &net.UnixAddr{Net: "unix"}
-
 // remoteAddr is gc's peer address, never nil: a peer on a Unix socket
-// usually has no name, and then gnet has no address for it.
+// usually has no name, and then gnet may have no address for it.
 func remoteAddr(gc gnet.Conn) net.Addr {
 	if a := gc.RemoteAddr(); a != nil {
 		return a
 	}
-	return unnamedPeer
+	return &net.UnixAddr{Net: "unix"}
 }
 
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {

@@ -253,7 +253,12 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 		l.roomsMu.Unlock()
 	case pubLeave:
 		l.roomsMu.Lock()
-		l.rooms.Leave(it.room, it.conn)
+		if it.conn.state.Load() != stateClosed {
+			// A closed connection leaves all its rooms in leaveAll, which
+			// settles their pending counts; leaving one here too, between
+			// a deferred leaveAll and its application, would unbalance them.
+			l.rooms.Leave(it.room, it.conn)
+		}
 		l.applied(it.room, -1)
 		l.roomsMu.Unlock()
 	}
@@ -456,8 +461,9 @@ func (c *Conn) Leave(room string) error {
 // RoomLen returns the number of connections in room, counting every Join
 // and Leave that has returned, applied or not, so that a handler can
 // announce the new count right after c.Join (examples/chat does). A
-// connection joined twice, or left without having joined, is counted
-// once its loop has applied that. Safe from any goroutine.
+// connection joined twice, or left without having joined, or closed with
+// a Join still queued, is counted right once its loop has applied that
+// (at once, unless the loop is busy). Safe from any goroutine.
 func (s *Server) RoomLen(room string) int {
 	n := 0
 	s.eachLoop(func(l *loop) {

@@ -256,3 +256,89 @@ func TestStatsTimeouts(t *testing.T) {
 		t.Fatalf("HandshakeTimeouts %d, CloseTimeouts %d; want 1 and 1", st.HandshakeTimeouts, st.CloseTimeouts)
 	}
 }
+
+// A client that pipelines requests and never reads the answers cannot grow
+// the server past the outbound cap: the connection stops being kept alive
+// once the unread answers reach it. HTTP/1.0 keep-alive is answered in
+// kind, and a handler's Connection: close is obeyed.
+func TestHTTPKeepAliveBounds(t *testing.T) {
+	big := make([]byte, 4096)
+	_, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(64<<10), WithHTTPHandler(func(r *Request) HTTPResponse {
+		switch string(r.Path()) {
+		case "/bye":
+			return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: []byte("bye")}
+		case "/empty":
+			return HTTPResponse{Status: 204, Body: []byte("dropped")}
+		}
+		return HTTPResponse{Body: big}
+	}))
+	c := dialTCP(t, addr)
+	const sent = 2000 // 8 MB of answers if all were served
+	_, _ = c.Write([]byte(strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", sent)))
+	time.Sleep(300 * time.Millisecond) // not reading: the answers back up
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	n := 0
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("after %d answers: %v", n, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		n++
+		if resp.Close {
+			break
+		}
+	}
+	if n >= sent || n < 10 {
+		t.Fatalf("%d of %d pipelined requests answered before the close; want about 16 (64 KiB / 4 KiB)", n, sent)
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
+		t.Fatalf("after the close: %d bytes, %v", len(rest), err)
+	}
+
+	c2 := dialTCP(t, addr)
+	_, _ = c2.Write([]byte("GET /empty HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /bye HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br2 := bufio.NewReader(c2)
+	resp, err := http.ReadResponse(br2, nil)
+	if err != nil || resp.StatusCode != 204 || resp.Header.Get("Connection") != "keep-alive" {
+		t.Fatalf("HTTP/1.0 keep-alive 204: %v %v", resp, err)
+	}
+	resp, err = http.ReadResponse(br2, nil)
+	if err != nil || !resp.Close {
+		t.Fatalf("handler's Connection: close: %v %v", resp, err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "bye" {
+		t.Fatalf("body %q", b)
+	}
+	if rest, err := io.ReadAll(br2); err != nil || len(rest) > 0 {
+		t.Fatalf("after Connection: close: %q, %v", rest, err)
+	}
+}
+
+// RoomLen stays exact when a connection that closed while its loop was
+// fanning out (its leaves deferred) also had a Leave queued: the case a
+// review found to leave the count off by one for good.
+func TestRoomLenDeferredLeave(t *testing.T) {
+	s, err := New(BaseHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLoop(s, nil)
+	c := &Conn{loop: l}
+	c.state.Store(stateOpen)
+	l.rooms.Join("r", c)
+	l.pub.mu.Lock()
+	l.pub.addPending("r", -1) // c.Leave("r") queued
+	l.pub.mu.Unlock()
+	c.state.Store(stateClosed)
+	l.fanning = true
+	l.leaveAll(c) // closed mid-fan: deferred
+	l.apply(&pubItem{kind: pubLeave, room: "r", conn: c}, nil)
+	l.fanning = false
+	l.applyDeferredLeaves()
+	if n, p := l.rooms.Len("r"), l.pub.pending["r"]; n != 0 || p != 0 {
+		t.Fatalf("members %d, pending %d; want 0 and 0", n, p)
+	}
+}

@@ -162,9 +162,12 @@ func WithUpgradeHook(fn func(r *Request) (value any, err error)) Option {
 // without Connection: close, and a request without a body, which wsloop
 // does not read), the connection stays open for the next request, as a
 // load balancer polling a health endpoint expects; it may also upgrade.
-// An idle keep-alive connection is closed after the handshake timeout
-// (WithHandshakeTimeout) and counts against WithMaxConnections like any
-// socket. fn runs on the event loop and must not block. Default: none;
+// It is closed instead when fn's header says Connection: close, when the
+// server is shutting down, or when the answers the client has not read
+// reach WithMaxOutboundBytes (a client that pipelines requests and never
+// reads cannot grow the server). An idle keep-alive connection is closed
+// after the handshake timeout (WithHandshakeTimeout) and counts against
+// WithMaxConnections like any socket. 204 and 304 answers carry no body. fn runs on the event loop and must not block. Default: none;
 // such requests get 426 Upgrade Required.
 func WithHTTPHandler(fn func(r *Request) HTTPResponse) Option {
 	return func(o *options) { o.httpHandler = fn }

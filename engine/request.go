@@ -34,8 +34,9 @@ func (r *Request) Path() []byte { return r.r.Path }
 // Query returns the raw query of the request target, without the '?'.
 func (r *Request) Query() []byte { return r.r.Query }
 
-// QueryValue returns the first value of the query parameter name,
-// percent-decoded ("+" is a space, as in a form), or "" when there is
+// QueryValue returns the first value of the query parameter name (matched
+// as sent, not percent-decoded), its value percent-decoded ("+" is a
+// space, as in a form), or "" when there is
 // none or it does not decode: a token in the URL, say, read in the
 // upgrade hook (browsers cannot set headers on a WebSocket request). It
 // allocates the value it returns.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/wsloop/wsloop/codec"
@@ -29,6 +30,9 @@ func (c *Conn) readRequest() (again bool) {
 	o := &l.srv.opts
 	buf, _ := gc.Peek(min(gc.InboundBuffered(), o.maxHeaderBytes))
 	end, next := codec.FindHeaderEnd(buf, int(c.rd.scanned))
+	if len(buf) > 0 {
+		c.lflags &^= lfKeptAlive // a request has begun: its deadline is a handshake deadline again
+	}
 	if end == 0 {
 		if len(buf) >= o.maxHeaderBytes {
 			c.refuse(431, "request header block too large")
@@ -112,8 +116,22 @@ func (c *Conn) refuse(status int, reason string) {
 }
 
 // closeField ends a response to a HEAD request after which the connection
-// closes.
-var closeField = HeaderField{Name: "Connection", Value: "close"}
+// closes; keepAliveField keeps an HTTP/1.0 client's connection open.
+var (
+	closeField     = HeaderField{Name: "Connection", Value: "close"}
+	keepAliveField = HeaderField{Name: "Connection", Value: "keep-alive"}
+)
+
+// closeRequested reports whether the handler's header says Connection:
+// close.
+func closeRequested(h []HeaderField) bool {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, "Connection") && strings.Contains(strings.ToLower(f.Value), "close") {
+			return true
+		}
+	}
+	return false
+}
 
 // plainHTTP answers a request that does not ask for an upgrade; end is the
 // length of its header block. The connection stays open for the next
@@ -138,15 +156,29 @@ func (c *Conn) plainHTTP(end int) (kept bool) {
 	if resp.Status == 0 {
 		resp.Status = 200
 	}
-	keep := l.req.KeepAlive() && !l.srv.draining.Load()
+	// Keep the connection when the client allows it, unless the server is
+	// shutting down, the handler said Connection: close, the status is
+	// informational (not a final answer), or the responses the client has
+	// not read yet reach the outbound cap: a client that pipelines requests
+	// and never reads cannot grow the server.
+	keep := l.req.KeepAlive() && !l.srv.draining.Load() && resp.Status >= 200 && !closeRequested(resp.Header)
 	head := string(l.req.Method) == "HEAD"
 	extra := append(append(l.hdrs[:0], resp.Header...), l.hreq.respHeaders...)
 	c.mu.Lock()
+	if keep && c.gc.OutboundBuffered()+len(c.out) >= l.srv.opts.maxOutbound {
+		keep = false
+	}
 	switch {
 	case keep:
+		if l.req.ProtoMinor == 0 {
+			extra = append(extra, keepAliveField) // HTTP/1.0 closes without it
+		}
 		c.out = codec.AppendKeepAliveResponse(c.out, resp.Status, extra, resp.Body, head)
 	case head:
-		c.out = codec.AppendKeepAliveResponse(c.out, resp.Status, append(extra, closeField), resp.Body, true)
+		if !closeRequested(resp.Header) {
+			extra = append(extra, closeField)
+		}
+		c.out = codec.AppendKeepAliveResponse(c.out, resp.Status, extra, resp.Body, true)
 	default:
 		c.out = codec.AppendResponse(c.out, resp.Status, extra, resp.Body)
 	}
