@@ -48,6 +48,20 @@ func Example() {
 	// wsloop: server closed
 }
 
+// serveWhile runs srv on a free port of 127.0.0.1 while client talks to
+// it at addr (host:port), then shuts it down.
+func serveWhile(srv *engine.Server, client func(addr string)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		<-srv.Ready()
+		client(srv.Addr().String())
+	}()
+	if err := srv.ListenAndServe(ctx, "127.0.0.1:0"); !errors.Is(err, engine.ErrServerClosed) {
+		log.Fatal(err)
+	}
+}
+
 // roundTrip dials url, sends msg and returns the first message it gets.
 func roundTrip(url, msg string) string {
 	c, _, err := websocket.DefaultDialer.Dial(url, nil)
@@ -113,16 +127,12 @@ func ExampleWithUpgradeHook() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer cancel()
-		<-srv.Ready()
-		base := "ws://" + srv.Addr().String() + "/?token="
+	serveWhile(srv, func(addr string) {
+		base := "ws://" + addr + "/?token="
 		_, resp, err := websocket.DefaultDialer.Dial(base+"wrong", nil)
 		fmt.Println(resp.StatusCode, err)
 		fmt.Println(roundTrip(base+"s3cret", ""))
-	}()
-	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	})
 	// Output:
 	// 401 websocket: bad handshake
 	// hello, alice
@@ -153,11 +163,8 @@ func ExampleServer_Publish() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer cancel()
-		<-srv.Ready()
-		url := "ws://" + srv.Addr().String() + "/lobby"
+	serveWhile(srv, func(addr string) {
+		url := "ws://" + addr + "/lobby"
 		ann, _, _ := websocket.DefaultDialer.Dial(url, nil)
 		defer ann.Close()
 		fmt.Println(read(ann)) // its own arrival
@@ -168,8 +175,7 @@ func ExampleServer_Publish() {
 		// From outside the handlers, any goroutine:
 		_ = srv.Publish("/lobby", ws.OpText, []byte("server: welcome"))
 		fmt.Println(read(ann), "|", read(bob))
-	}()
-	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	})
 	// Output:
 	// 1 in /lobby
 	// 2 in /lobby | 2 in /lobby
@@ -202,11 +208,8 @@ func ExampleServer_SendToKey() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer cancel()
-		<-srv.Ready()
-		alice, _, _ := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/alice", nil)
+	serveWhile(srv, func(addr string) {
+		alice, _, _ := websocket.DefaultDialer.Dial("ws://"+addr+"/alice", nil)
 		defer alice.Close()
 		for srv.Connections() < 1 { // OnOpen runs once the 101 is on its way
 			time.Sleep(time.Millisecond)
@@ -214,8 +217,7 @@ func ExampleServer_SendToKey() {
 		fmt.Println(srv.SendToKey("user:alice", ws.OpText, []byte("psst")))
 		fmt.Println(read(alice))
 		fmt.Println(srv.SendToKey("user:bob", ws.OpText, []byte("psst")))
-	}()
-	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	})
 	// Output:
 	// <nil>
 	// psst
@@ -285,20 +287,16 @@ func ExampleRequest_RemoteAddr() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer cancel()
-		<-srv.Ready()
+	serveWhile(srv, func(addr string) {
 		// As nginx would connect on behalf of 203.0.113.7:
 		h := http.Header{"X-Forwarded-For": {"10.9.9.9, 203.0.113.7"}}
-		c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", h)
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", h)
 		if err != nil {
 			log.Fatal(err)
 		}
 		defer c.Close()
 		fmt.Println(read(c))
-	}()
-	_ = srv.ListenAndServe(ctx, "127.0.0.1:0")
+	})
 	// Output:
 	// you are 203.0.113.7
 }

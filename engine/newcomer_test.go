@@ -132,19 +132,11 @@ func TestHTTPKeepAliveIdleAndUpgrade(t *testing.T) {
 	if resp, err := http.ReadResponse(br2, nil); err != nil || resp.StatusCode != 101 {
 		t.Fatalf("upgrade after a kept-alive request: %v %v", resp, err)
 	}
-	_, _ = c2.Write(maskedFrame(ws.OpText, []byte("after")))
+	_, _ = c2.Write(clientFrame(ws.OpText, true, []byte("after")))
 	f, err := ws.ReadFrame(br2)
 	if err != nil || string(f.Payload) != "after" {
 		t.Fatalf("echo: %q %v", f.Payload, err)
 	}
-}
-
-// maskedFrame is a client frame.
-func maskedFrame(op ws.OpCode, p []byte) []byte {
-	f := ws.NewFrame(op, true, append([]byte(nil), p...))
-	f = ws.MaskFrameInPlace(f)
-	b, _ := ws.CompileFrame(f)
-	return b
 }
 
 // roomCounter joins every connection to the room named by its path and
@@ -190,8 +182,7 @@ func TestRoomLenAfterJoin(t *testing.T) {
 // remote address that is not nil.
 func TestUnixSocketRemoteAddr(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ws.sock")
-	remote := make(chan net.Addr, 1)
-	h := &openHook{fn: func(c *Conn) { remote <- c.RemoteAddr() }}
+	h := &connGrab{ch: make(chan *Conn, 1)}
 	srv, errc := serve(t, h, "unix://"+path)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -209,7 +200,7 @@ func TestUnixSocketRemoteAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if ra := <-remote; ra == nil || ra.Network() != "unix" {
+	if ra := (<-h.ch).RemoteAddr(); ra == nil || ra.Network() != "unix" {
 		t.Fatalf("RemoteAddr() = %v", ra)
 	}
 	_ = c.WriteMessage(websocket.TextMessage, []byte("over unix"))
@@ -221,14 +212,6 @@ func TestUnixSocketRemoteAddr(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-// openHook is an echo handler that calls fn in OnOpen.
-type openHook struct {
-	echoHandler
-	fn func(*Conn)
-}
-
-func (h *openHook) OnOpen(c *Conn) { h.fn(c) }
 
 // closeOnOpen closes every connection as soon as it opens.
 type closeOnOpen struct{ BaseHandler }

@@ -10,42 +10,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsloop/wsloop/internal/wstest"
 )
 
-// The page in a real browser, and Node's ws package as a client. .ci/run
-// installs Chromium and Node and sets WSLOOP_INTEROP=require, so that
-// these tests cannot be skipped there; elsewhere they are skipped when a
-// tool is missing.
+// The page in a real browser, and Node's ws package as a client; see
+// wstest.Tool for when these tests run.
 
-// tool finds an executable, or skips (fails under WSLOOP_INTEROP=require).
-func tool(t *testing.T, names ...string) string {
-	t.Helper()
-	for _, n := range names {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
-	}
-	skip := t.Skipf
-	if os.Getenv("WSLOOP_INTEROP") == "require" {
-		skip = t.Fatalf
-	}
-	skip("none of %v is installed (apt-get install -y chromium nodejs npm)", names)
-	return ""
-}
-
-// nodeDir returns testdata/browser with its npm packages installed from
-// the lockfile.
+// nodeDir returns testdata/browser with its npm packages installed.
 func nodeDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := filepath.Abs(filepath.Join("testdata", "browser"))
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
-		npm := exec.Command(tool(t, "npm"), "ci", "--no-audit", "--no-fund")
-		npm.Dir = dir
-		if out, err := npm.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-		}
-	}
-	return dir
+	return wstest.NodeDir(t, filepath.Join("testdata", "browser"), "playwright-core")
 }
 
 // TestBrowser opens the chat page in headless Chromium: two tabs join a
@@ -55,10 +29,10 @@ func nodeDir(t *testing.T) string {
 // starts again on the same address and the page recovers by itself and
 // chats again. Every wait is real time (browser.js).
 func TestBrowser(t *testing.T) {
-	node := tool(t, "node")
+	node := wstest.Tool(t, "node")
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
-		chromium = tool(t, "chromium", "chromium-browser")
+		chromium = wstest.Tool(t, "chromium", "chromium-browser")
 	}
 	dir := nodeDir(t)
 	srv, stop := start(t, "127.0.0.1:0", 5, 10)
@@ -101,21 +75,12 @@ func TestBrowser(t *testing.T) {
 // TestNodeClient runs the chat protocol with Node's ws package: two
 // members, a chat, the rate limit, a leave (chat_client.js).
 func TestNodeClient(t *testing.T) {
-	node := tool(t, "node")
+	node := wstest.Tool(t, "node")
 	dir := nodeDir(t)
 	srv, _ := start(t, "127.0.0.1:0", 1, 5)
 	cmd := exec.Command(node, "chat_client.js", "ws://"+srv.Addr().String())
 	cmd.Dir = dir
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
+	out, err := wstest.Output(cmd, 60*time.Second)
 	if err != nil || strings.TrimSpace(string(out)) != "OK" {
 		t.Fatalf("chat_client.js: %v\n%s", err, out)
 	}

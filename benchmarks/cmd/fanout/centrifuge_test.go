@@ -6,37 +6,21 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/centrifugal/centrifuge"
+	"github.com/wsloop/wsloop/benchmarks/internal/cfroom"
 )
 
 // centrifugeServer is servers/centrifuge-room in the test process: the
 // real library, an open channel.
 func centrifugeServer(t *testing.T) string {
-	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
+	node, ws, err := cfroom.New()
 	if err != nil {
-		t.Fatal(err)
-	}
-	node.OnConnecting(func(context.Context, centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
-		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{}}, nil
-	})
-	node.OnConnect(func(client *centrifuge.Client) {
-		client.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
-			cb(centrifuge.SubscribeReply{}, nil)
-		})
-		client.OnPublish(func(_ centrifuge.PublishEvent, cb centrifuge.PublishCallback) {
-			cb(centrifuge.PublishReply{}, nil)
-		})
-	})
-	if err := node.Run(); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{
-		CheckOrigin: func(*http.Request) bool { return true },
-	})}
+	srv := &http.Server{Handler: ws}
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		srv.Close()

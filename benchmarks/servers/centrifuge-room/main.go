@@ -13,38 +13,16 @@
 package main
 
 import (
-	"context"
 	"log"
-	"net/http"
 
-	"github.com/centrifugal/centrifuge"
-
+	"github.com/wsloop/wsloop/benchmarks/internal/cfroom"
 	"github.com/wsloop/wsloop/benchmarks/internal/httpserve"
 )
 
 func main() {
-	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
+	_, ws, err := cfroom.New()
 	if err != nil {
 		log.Fatal(err)
 	}
-	node.OnConnecting(func(context.Context, centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
-		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{}}, nil
-	})
-	node.OnConnect(func(client *centrifuge.Client) {
-		client.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
-			cb(centrifuge.SubscribeReply{}, nil)
-		})
-		client.OnPublish(func(_ centrifuge.PublishEvent, cb centrifuge.PublishCallback) {
-			cb(centrifuge.PublishReply{}, nil)
-		})
-	})
-	if err := node.Run(); err != nil {
-		log.Fatal(err)
-	}
-	ws := centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{
-		// The load clients send no Origin; the default check wants one
-		// that matches the Host.
-		CheckOrigin: func(*http.Request) bool { return true },
-	})
 	httpserve.Run(ws)
 }
