@@ -50,6 +50,11 @@ var (
 	// connection holds the key.
 	ErrNotConnected = errors.New("wsloop: not connected")
 
+	// ErrBrokerUnavailable is wrapped by a broker's errors: a message for
+	// the other nodes of a cluster was not sent (WithBroker); this node's
+	// connections got it.
+	ErrBrokerUnavailable = errors.New("wsloop: broker unavailable: not sent to the other nodes")
+
 	// ErrConnectionLost is the cause when the TCP connection ended without a
 	// close frame (peer vanished, reset, EOF).
 	ErrConnectionLost = errors.New("wsloop: connection lost without a close frame")

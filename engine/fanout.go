@@ -246,21 +246,29 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 		})
 	case pubJoin:
 		l.roomsMu.Lock()
+		joined := false
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {
-			l.rooms.Join(it.room, it.conn)
+			joined = l.rooms.Join(it.room, it.conn)
 		}
 		l.applied(it.room, 1)
 		l.roomsMu.Unlock()
+		if b := l.srv.opts.broker; b != nil && joined {
+			b.RoomChanged(it.room)
+		}
 	case pubLeave:
 		l.roomsMu.Lock()
+		left := false
 		if it.conn.state.Load() != stateClosed {
 			// A closed connection leaves all its rooms in leaveAll, which
 			// settles their pending counts; leaving one here too, between
 			// a deferred leaveAll and its application, would unbalance them.
-			l.rooms.Leave(it.room, it.conn)
+			left = l.rooms.Leave(it.room, it.conn)
 		}
 		l.applied(it.room, -1)
 		l.roomsMu.Unlock()
+		if b := l.srv.opts.broker; b != nil && left {
+			b.RoomChanged(it.room)
+		}
 	}
 }
 
@@ -317,36 +325,51 @@ func (l *loop) flushBatched() {
 func (l *loop) leaveAll(c *Conn) {
 	if l.fanning {
 		l.deferredLeaves = append(l.deferredLeaves, c)
-		l.pendLeaves(c, -1)
+		rooms := l.rooms.AppendRoomsOf(l.roomScratch[:0], c)
+		l.pendRooms(rooms, -1)
+		clear(rooms)
+		l.roomScratch = rooms[:0]
 		return
+	}
+	var rooms []string
+	if l.srv.opts.broker != nil {
+		rooms = l.rooms.AppendRoomsOf(l.roomScratch[:0], c)
 	}
 	l.roomsMu.Lock()
 	l.rooms.LeaveAll(c)
 	l.roomsMu.Unlock()
+	if rooms != nil {
+		l.srv.roomHints(rooms)
+		clear(rooms)
+		l.roomScratch = rooms[:0]
+	}
 }
 
 func (l *loop) applyDeferredLeaves() {
 	for i, c := range l.deferredLeaves {
+		rooms := l.rooms.AppendRoomsOf(l.roomScratch[:0], c)
 		l.roomsMu.Lock()
-		l.pendLeaves(c, 1)
+		l.pendRooms(rooms, 1)
 		l.rooms.LeaveAll(c)
 		l.roomsMu.Unlock()
+		if l.srv.opts.broker != nil {
+			l.srv.roomHints(rooms)
+		}
+		clear(rooms)
+		l.roomScratch = rooms[:0]
 		l.deferredLeaves[i] = nil
 	}
 	l.deferredLeaves = l.deferredLeaves[:0]
 }
 
-// pendLeaves adds d to the pending count of each of c's rooms: -1 while
-// c's leaving them is deferred, +1 when it is applied.
-func (l *loop) pendLeaves(c *Conn, d int32) {
-	rooms := l.rooms.AppendRoomsOf(l.roomScratch[:0], c)
+// pendRooms adds d to the pending count of each of rooms (a connection's):
+// -1 while its leaving them is deferred, +1 when it is applied.
+func (l *loop) pendRooms(rooms []string, d int32) {
 	l.pub.mu.Lock()
 	for _, r := range rooms {
 		l.pub.addPending(r, d)
 	}
 	l.pub.mu.Unlock()
-	clear(rooms)
-	l.roomScratch = rooms[:0]
 }
 
 // frameFor returns the frame c gets: the compressed one when c negotiated
@@ -380,8 +403,19 @@ func (s *Server) encode(it *pubItem, op ws.OpCode, p []byte) error {
 // permessage-deflate and the message reaches WithCompressionThreshold; each
 // event loop gets one task. Safe from any goroutine;
 // returns when the message is queued, not delivered. Delivery to each
-// connection is subject to WithMaxOutboundBytes.
+// connection is subject to WithMaxOutboundBytes. With a broker
+// (WithBroker), the message also goes to every other node of the cluster:
+// an error from the broker (wrapping ErrBrokerUnavailable) means that only
+// this node's connections get it.
 func (s *Server) Broadcast(op ws.OpCode, p []byte) error {
+	err := s.broadcastLocal(op, p)
+	if b := s.opts.broker; b != nil && err != errBadOpcode {
+		err = firstErr(err, b.Broadcast(op, p))
+	}
+	return err
+}
+
+func (s *Server) broadcastLocal(op ws.OpCode, p []byte) error {
 	it := pubItem{kind: pubAll}
 	if err := s.encode(&it, op, p); err != nil {
 		return err
@@ -391,13 +425,31 @@ func (s *Server) Broadcast(op ws.OpCode, p []byte) error {
 
 // Publish sends one message to every member of room (see Conn.Join), like
 // Broadcast. Messages published by one goroutine reach each member in the
-// order they were published.
+// order they were published. With a broker (WithBroker), the members on
+// every node of the cluster get it, in the order one publisher published;
+// messages of two publishers on two nodes may interleave differently on
+// different nodes.
 func (s *Server) Publish(room string, op ws.OpCode, p []byte) error {
+	err := s.publishLocal(room, op, p)
+	if b := s.opts.broker; b != nil && err != errBadOpcode {
+		err = firstErr(err, b.Publish(room, op, p))
+	}
+	return err
+}
+
+func (s *Server) publishLocal(room string, op ws.OpCode, p []byte) error {
 	it := pubItem{kind: pubRoom, room: room}
 	if err := s.encode(&it, op, p); err != nil {
 		return err
 	}
 	return s.toEachLoop(it)
+}
+
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // SendTo sends one message to the connections with the given ids, encoded
@@ -463,8 +515,18 @@ func (c *Conn) Leave(room string) error {
 // announce the new count right after c.Join (examples/chat does). A
 // connection joined twice, or left without having joined, or closed with
 // a Join still queued, is counted right once its loop has applied that
-// (at once, unless the loop is busy). Safe from any goroutine.
+// (at once, unless the loop is busy). With a broker (WithBroker) it adds
+// the members on the other nodes as they last reported them (broker/nats:
+// within two seconds). Safe from any goroutine.
 func (s *Server) RoomLen(room string) int {
+	n := s.localRoomLen(room)
+	if b := s.opts.broker; b != nil {
+		n += b.RemoteRoomLen(room)
+	}
+	return n
+}
+
+func (s *Server) localRoomLen(room string) int {
 	n := 0
 	s.eachLoop(func(l *loop) {
 		l.roomsMu.RLock()

@@ -55,6 +55,7 @@ type options struct {
 	compressLevel    int
 	compressMin      int
 	deflate          codec.DeflatePolicy
+	broker           Broker
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 }
 

@@ -21,9 +21,22 @@ func (s *Server) ConnByKey(key string) (*Conn, bool) {
 }
 
 // SendToKey sends one message to the connection bound to key. It returns
-// ErrNotConnected when no open connection holds the key. Safe from any
-// goroutine.
+// ErrNotConnected when no open connection holds the key. With a broker
+// (WithBroker), a key not bound on this node is forwarded to the cluster
+// and SendToKey returns ErrForwarded: the node that holds the key delivers
+// it, and whether one does is not known here (ErrNotConnected is never
+// returned then). Safe from any goroutine.
 func (s *Server) SendToKey(key string, op ws.OpCode, p []byte) error {
+	err := s.sendToKeyLocal(key, op, p)
+	if b := s.opts.broker; b != nil && err == ErrNotConnected {
+		if err = b.SendToKey(key, op, p); err == nil {
+			err = ErrForwarded
+		}
+	}
+	return err
+}
+
+func (s *Server) sendToKeyLocal(key string, op ws.OpCode, p []byte) error {
 	c, ok := s.keys.Get(key)
 	if !ok {
 		return ErrNotConnected
@@ -49,11 +62,20 @@ func (c *Conn) Bind(key string) error {
 		return ErrClosed
 	}
 	s := c.loop.srv
-	if c.key != "" && c.key != key {
-		s.keys.DeleteIf(c.key, func(v *Conn) bool { return v == c })
+	old := c.key
+	if old != "" && old != key {
+		s.keys.DeleteIf(old, func(v *Conn) bool { return v == c })
 	}
 	c.key = key
-	s.keys.Set(key, c)
+	_, bound := s.keys.Swap(key, c)
+	if b := s.opts.broker; b != nil {
+		if old != "" && old != key {
+			b.KeyChanged(old)
+		}
+		if !bound {
+			b.KeyChanged(key)
+		}
+	}
 	return nil
 }
 
@@ -75,8 +97,8 @@ func (s *Server) unregister(c *Conn) {
 	key := c.key
 	c.key = ""
 	c.mu.Unlock()
-	if key != "" {
-		s.keys.DeleteIf(key, func(v *Conn) bool { return v == c })
+	if key != "" && s.keys.DeleteIf(key, func(v *Conn) bool { return v == c }) && s.opts.broker != nil {
+		s.opts.broker.KeyChanged(key)
 	}
 	c.loop.leaveAll(c)
 }

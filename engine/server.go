@@ -115,6 +115,14 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		_ = ln.Close()
 		return fmt.Errorf("wsloop: starting the event loops: %w", err)
 	}
+	if b := s.opts.broker; b != nil {
+		if err := b.Start(s.Local()); err != nil {
+			_ = ln.Close()
+			_ = cli.Stop()
+			return fmt.Errorf("wsloop: starting the broker: %w", err)
+		}
+		defer b.Close()
+	}
 	acc, err := newAcceptor(s, ln, cli)
 	if err != nil {
 		_ = ln.Close()

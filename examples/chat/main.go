@@ -1,268 +1,21 @@
-// Command chat is a live-streaming style chat (danmaku) on wsloop: rooms
-// joined by URL, every message broadcast to its room, join and leave
-// notices, a viewer count pushed whenever it changes, and a per-user rate
-// limit. It serves its own web page on the same port:
+// Command chat is a live-streaming style chat (danmaku) on wsloop, one
+// node (package chatroom has the protocol and how it uses wsloop; the same
+// chat runs on a cluster of nodes in broker/nats/examples/chat). It serves
+// its own web page on the same port:
 //
 //	go run ./examples/chat            # then open http://127.0.0.1:8080
-//
-// http://127.0.0.1:8080/ is the room "lobby", http://127.0.0.1:8080/NAME
-// the room NAME (letters, digits, '-' and '_', up to 32). The page connects
-// to ws://HOST/ws?room=NAME&name=NICK, shows the connection's state, and
-// reconnects with backoff after a drop. GET /stats returns the server's
-// counters (engine.Stats) as JSON.
-//
-// # Protocol
-//
-// Text frames, each one JSON object. The client sends
-//
-//	{"type":"chat","text":"hello"}                 up to 500 bytes of text
-//
-// and the server sends
-//
-//	{"type":"welcome","room":"lobby","name":"ann","viewers":3}   to a new member
-//	{"type":"join","name":"bob","viewers":4}                      to the room
-//	{"type":"leave","name":"bob","viewers":3}                     to the room
-//	{"type":"chat","name":"ann","text":"hello"}                   to the room, sender included
-//	{"type":"limited","text":"...","retry_ms":800}                to a member sending too fast
-//	{"type":"error","text":"..."}                                 to a member that sent something else
-//
-// viewers is the room's member count, pushed with every join and leave. A
-// member may send -burst messages at once and -rate per second after that;
-// a message over the limit is not relayed, and its sender gets "limited"
-// saying when to try again. A room of many thousands would push the count
-// on a timer instead of with every notice (examples/gameloop shows
-// periodic pushes).
-//
-// How it uses wsloop: the upgrade hook reads the room and name from the
-// URL and attaches them to the connection (Conn.Value); OnOpen joins the
-// room and announces the count (RoomLen counts the new member as soon as
-// Join returns); OnMessage checks the rate and publishes (Publish encodes
-// the frame once for the whole room); OnClose announces the leave (the
-// connection has left its rooms by then). Handlers reach the server with
-// Conn.Server. Every callback runs on an event loop and must not block:
-// nothing here does. The default origin check (engine.SameOrigin) is kept:
-// the page is served from the same host and port, so its socket passes,
-// and pages of other sites cannot open sockets with your users' cookies.
 package main
 
 import (
 	"context"
-	_ "embed"
-	"encoding/json"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"time"
-	"unicode/utf8"
 
-	"github.com/gobwas/ws"
-
-	"github.com/wsloop/wsloop/engine"
+	"github.com/wsloop/wsloop/examples/chat/chatroom"
 )
-
-//go:embed index.html
-var page []byte
-
-const (
-	maxText     = 500
-	maxName     = 24
-	maxRoom     = 32
-	defaultRoom = "lobby"
-)
-
-// member is a connection's state, attached by the upgrade hook. Only the
-// connection's own event loop touches it (its callbacks), so it needs no
-// lock.
-type member struct {
-	room, name string
-	tokens     float64   // rate limit: messages that may be sent now
-	last       time.Time // when tokens was last topped up
-}
-
-// Server-to-client messages.
-type (
-	welcome struct {
-		Type    string `json:"type"`
-		Room    string `json:"room"`
-		Name    string `json:"name"`
-		Viewers int    `json:"viewers"`
-	}
-	notice struct {
-		Type    string `json:"type"` // join, leave
-		Name    string `json:"name"`
-		Viewers int    `json:"viewers"`
-	}
-	chatMsg struct {
-		Type string `json:"type"`
-		Name string `json:"name"`
-		Text string `json:"text"`
-	}
-	limited struct {
-		Type    string `json:"type"`
-		Text    string `json:"text"`
-		RetryMs int64  `json:"retry_ms"`
-	}
-	errorMsg struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-)
-
-// incoming is a client-to-server message.
-type incoming struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
-}
-
-type chat struct {
-	engine.BaseHandler
-	rate  float64 // messages per second, sustained
-	burst float64 // messages at once
-}
-
-func (h *chat) OnOpen(c *engine.Conn) {
-	m := c.Value().(*member)
-	m.tokens, m.last = h.burst, time.Now()
-	_ = c.Join(m.room)
-	srv := c.Server()
-	n := srv.RoomLen(m.room)
-	send(c, welcome{Type: "welcome", Room: m.room, Name: m.name, Viewers: n})
-	publish(srv, m.room, notice{Type: "join", Name: m.name, Viewers: n})
-}
-
-func (h *chat) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
-	m := c.Value().(*member)
-	var in incoming
-	if op != ws.OpText || json.Unmarshal(p, &in) != nil || in.Type != "chat" {
-		send(c, errorMsg{Type: "error", Text: `send {"type":"chat","text":"..."}`})
-		return
-	}
-	text := strings.TrimSpace(in.Text)
-	if text == "" || len(text) > maxText {
-		send(c, errorMsg{Type: "error", Text: fmt.Sprintf("a message has 1 to %d bytes of text", maxText)})
-		return
-	}
-	if wait := h.take(m, time.Now()); wait > 0 {
-		send(c, limited{Type: "limited", RetryMs: wait.Milliseconds(),
-			Text: fmt.Sprintf("Slow down: %g messages at once, then %g a second. Try again in %.1f s.", h.burst, h.rate, wait.Seconds())})
-		return
-	}
-	publish(c.Server(), m.room, chatMsg{Type: "chat", Name: m.name, Text: text})
-}
-
-func (h *chat) OnClose(c *engine.Conn, err error) {
-	m, ok := c.Value().(*member)
-	if !ok {
-		return
-	}
-	srv := c.Server()
-	publish(srv, m.room, notice{Type: "leave", Name: m.name, Viewers: srv.RoomLen(m.room)})
-}
-
-// take spends one of m's tokens, or returns how long until there is one.
-func (h *chat) take(m *member, now time.Time) time.Duration {
-	m.tokens = min(h.burst, m.tokens+now.Sub(m.last).Seconds()*h.rate)
-	m.last = now
-	if m.tokens >= 1 {
-		m.tokens--
-		return 0
-	}
-	return time.Duration((1 - m.tokens) / h.rate * float64(time.Second))
-}
-
-func send(c *engine.Conn, v any) {
-	b, _ := json.Marshal(v)
-	_ = c.WriteMessage(ws.OpText, b)
-}
-
-func publish(srv *engine.Server, room string, v any) {
-	b, _ := json.Marshal(v)
-	_ = srv.Publish(room, ws.OpText, b) // copies b; ErrQueueFull only under overload
-}
-
-// upgrade is the upgrade hook: it accepts /ws?room=R&name=N and attaches
-// the member.
-func upgrade(r *engine.Request) (any, error) {
-	if string(r.Path()) != "/ws" {
-		return nil, engine.Reject(404, "the socket is at /ws")
-	}
-	room := r.QueryValue("room")
-	if room == "" {
-		room = defaultRoom
-	}
-	if !validRoom(room) {
-		return nil, engine.Reject(400, "bad room name")
-	}
-	name := cleanName(r.QueryValue("name"))
-	if name == "" {
-		name = fmt.Sprintf("guest-%04d", time.Now().UnixNano()/1000%10000)
-	}
-	return &member{room: room, name: name}, nil
-}
-
-func validRoom(s string) bool {
-	if len(s) == 0 || len(s) > maxRoom {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// cleanName keeps printable characters, at most maxName of them.
-func cleanName(s string) string {
-	var b strings.Builder
-	n := 0
-	for _, c := range strings.TrimSpace(s) {
-		if c < ' ' || c == utf8.RuneError || c == 0x7f {
-			continue
-		}
-		if n++; n > maxName {
-			break
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-// httpHandler serves the page for a room path, and /stats. Plain HTTP
-// requests on a keep-alive connection are all answered on it.
-func httpHandler(r *engine.Request) engine.HTTPResponse {
-	path := string(r.Path())
-	switch {
-	case path == "/stats":
-		b, _ := json.Marshal(r.Server().Stats())
-		return engine.HTTPResponse{Header: []engine.HeaderField{{Name: "Content-Type", Value: "application/json"}}, Body: b}
-	case path == "/" || validRoom(strings.TrimPrefix(path, "/")):
-		return engine.HTTPResponse{Header: []engine.HeaderField{
-			{Name: "Content-Type", Value: "text/html; charset=utf-8"},
-			{Name: "Cache-Control", Value: "no-cache"},
-		}, Body: page}
-	}
-	return engine.HTTPResponse{Status: 404, Body: []byte("not found\n")}
-}
-
-// newServer builds the chat server.
-func newServer(rate, burst float64, log *slog.Logger) (*engine.Server, error) {
-	if rate <= 0 || burst < 1 {
-		return nil, errors.New("need -rate > 0 and -burst >= 1")
-	}
-	return engine.New(&chat{rate: rate, burst: burst},
-		engine.WithUpgradeHook(upgrade),
-		engine.WithHTTPHandler(httpHandler),
-		engine.WithCheckOrigin(engine.SameOrigin), // the default, said out loud: the page is served from this origin
-		engine.WithMaxMessageSize(4<<10),
-		engine.WithLogger(log),
-	)
-}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address (host:port, or unix:///path)")
@@ -271,23 +24,14 @@ func main() {
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	srv, err := newServer(*rate, *burst, log)
+	srv, err := chatroom.New(*rate, *burst, log)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-srv.Ready()
-		a := srv.Addr()
-		if a.Network() == "unix" {
-			log.Info("chat listening", "addr", "unix://"+a.String())
-			return
-		}
-		log.Info("chat listening: open http://" + a.String() + " in a browser")
-	}()
-	if err := srv.ListenAndServe(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {
+	if err := chatroom.Run(ctx, srv, *addr, log); err != nil {
 		log.Error("server failed", "err", err)
 		os.Exit(1)
 	}

@@ -14,13 +14,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsloop/wsloop/engine"
+	"github.com/wsloop/wsloop/examples/chat/chatroom"
 )
 
 // start runs the chat server on addr ("127.0.0.1:0" for a free port) and
 // returns it with a function that stops it and waits.
 func start(t *testing.T, addr string, rate, burst float64) (*engine.Server, func()) {
 	t.Helper()
-	srv, err := newServer(rate, burst, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := chatroom.New(rate, burst, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

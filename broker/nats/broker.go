@@ -1,0 +1,627 @@
+// Package natsbroker makes wsloop servers one cluster over NATS: with it,
+// Server.Publish reaches a room's members on every node, Broadcast every
+// connection of every node, SendToKey the connection bound to a key on
+// whichever node holds it, and Server.RoomLen counts a room's members on
+// all nodes.
+//
+//	b := natsbroker.New("nats://10.0.0.5:4222")
+//	srv, _ := engine.New(h, engine.WithBroker(b))
+//
+// # On the bus
+//
+// A message goes on the bus once per publish, whatever the number of nodes
+// and members: NATS delivers it to every node that subscribed to its
+// subject, and each node hands it to its event loops as a local publish
+// (one encode, one hand-off per loop). Subjects, under a prefix (WithPrefix,
+// default "wsloop"):
+//
+//	wsloop.r.<room>      a room's messages
+//	wsloop.k.<key>       messages for the connection bound to a key
+//	wsloop.all           broadcasts
+//	wsloop.presence      each node's member counts
+//
+// A room or key that is a valid subject token of letters, digits, '-' and
+// '_' (and does not start with '~' or '=') is used as it is; any other is
+// encoded ('~' and its base64url form), and one whose encoded form would
+// pass 200 bytes is named by its SHA-256 ('='). No name is rejected.
+// The payload is one byte of opcode followed by the message.
+//
+// # Interest
+//
+// A node subscribes to a room's subject while it has members of the room,
+// and to a key's subject while a connection of it is bound to the key, so
+// that it receives only what it serves. Changes are applied every 50 ms, in
+// one batch, and a subscription whose last member left is kept for
+// WithLinger (2 s) before it is dropped, so that a churn of joins and
+// leaves does not become a churn of subscriptions. NATS itself sends each
+// message only to the nodes that subscribed.
+//
+// # Order
+//
+// Messages published by one goroutine to one room reach every member, on
+// every node, in the order published: the broker sends them in that order
+// on one NATS connection, NATS keeps the order of one connection's
+// messages, and each node delivers them in order. Messages of two
+// publishers on two nodes are not ordered: members on different nodes may
+// see them interleaved differently (a member sees its own node's publish
+// before one that crossed the bus at about the same time).
+//
+// # Presence
+//
+// Every node reports its non-empty rooms' member counts on the presence
+// subject every WithReportInterval (1 s): the rooms whose count changed,
+// and all of them when a node asks (a node that starts, or that missed a
+// report). Server.RoomLen adds the other nodes' last reports to its own
+// count, so a join on one node is counted on every other within two report
+// intervals (2 s by default) while the bus is up, with one message per node
+// per interval, never one per join. A node not heard from for three
+// intervals is forgotten: its members stop being counted.
+//
+// # Faults
+//
+// Nothing here blocks the caller or an event loop: Publish, Broadcast and
+// SendToKey copy the message into a bounded buffer (WithSendBuffer, 8 MiB)
+// drained by one goroutine. While NATS is unreachable, or the buffer is
+// full, the message still reaches this node's connections, the call
+// returns an error wrapping engine.ErrBrokerUnavailable and the message is
+// counted in Stats.Broker.Failed; the broker is never queued up to replay
+// stale messages after an outage. It reconnects by itself, forever, and
+// NATS resubscribes every subscription it had; presence catches up in the
+// next interval. Messages from the bus wait in one bounded channel
+// (WithPendingMessages, 4096); a node that falls behind drops what does not
+// fit, counted in Stats.Broker.Dropped, and NATS itself never lets a slow
+// client hold up the others. The broker runs three goroutines of its own
+// (sending, delivering, and interest with presence) besides the NATS
+// client's, whatever the number of connections and rooms.
+//
+// NATS core delivers at most once: a message in flight when a connection
+// breaks is lost without being counted.
+package natsbroker
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/gobwas/ws"
+	"github.com/nats-io/nats.go"
+
+	"github.com/wsloop/wsloop/engine"
+)
+
+// Option configures a Broker.
+type Option func(*config)
+
+type config struct {
+	prefix    string
+	natsOpts  []nats.Option
+	pending   int
+	sendBuf   int
+	linger    time.Duration
+	report    time.Duration
+	reconcile time.Duration
+}
+
+// WithPrefix sets the first token of every subject (default "wsloop");
+// clusters that share a NATS server keep apart by prefix.
+func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
+
+// WithNATSOptions adds options to the NATS connection (credentials, TLS,
+// a name, more servers). The broker sets NoEcho, endless reconnects and no
+// reconnect buffer, and its own connection handlers; options given here
+// come after and may change all but NoEcho.
+func WithNATSOptions(o ...nats.Option) Option {
+	return func(c *config) { c.natsOpts = append(c.natsOpts, o...) }
+}
+
+// WithPendingMessages bounds the messages from the bus waiting to be
+// delivered on this node (default 4096); more are dropped and counted.
+func WithPendingMessages(n int) Option { return func(c *config) { c.pending = n } }
+
+// WithSendBuffer bounds the bytes of messages waiting to go on the bus
+// (default 8 MiB); a message that does not fit fails.
+func WithSendBuffer(n int) Option { return func(c *config) { c.sendBuf = n } }
+
+// WithLinger sets how long a room's or key's subscription is kept after
+// its last member left (default 2 s).
+func WithLinger(d time.Duration) Option { return func(c *config) { c.linger = d } }
+
+// WithReportInterval sets how often presence is reported (default 1 s);
+// counts are current on every node within two intervals.
+func WithReportInterval(d time.Duration) Option { return func(c *config) { c.report = d } }
+
+// Broker is a NATS broker for one engine.Server (engine.WithBroker).
+type Broker struct {
+	cfg   config
+	url   string
+	nc    *nats.Conn
+	local engine.Local
+	node  uint64 // this node's id in presence reports
+
+	connected atomic.Bool
+	started   atomic.Bool
+	running   atomic.Bool // from Start to Close
+
+	// Outbound: a queue of messages in an arena, drained by send.
+	outMu    sync.Mutex
+	outItems []outItem
+	outArena []byte
+	outWake  chan struct{}
+
+	// Inbound: every subscription delivers into in; deliver drains it.
+	in      chan *nats.Msg
+	subsMu  sync.RWMutex
+	bySub   map[*nats.Subscription]target
+	allSub  *nats.Subscription
+	presSub *nats.Subscription
+
+	// Interest: hints from the engine, applied by run.
+	hintMu sync.Mutex
+	hints  map[target]struct{}
+	subs   map[target]*interest // run only
+	idle   map[target]*interest // run only: subscriptions lingering
+	counts map[string]int32     // run only: this node's room counts as last read
+	pres   presence
+
+	sent, failed, received, dropped, keyMisses, reconnects atomic.Uint64
+	droppedGone                                            atomic.Uint64 // drops counted by subscriptions since removed
+	presIn, subscribes                                     atomic.Uint64 // for tests: presence messages received, subscriptions made
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// target is a room or a key.
+type target struct {
+	kind byte // 'r' or 'k'
+	name string
+}
+
+type interest struct {
+	sub       *nats.Subscription
+	idleSince time.Time
+}
+
+type outItem struct {
+	subj, data [2]int // offsets in the arena: start, end
+}
+
+// New returns a broker that will connect to the NATS server(s) at url (a
+// comma-separated list) when its server starts.
+func New(url string, opts ...Option) *Broker {
+	cfg := config{prefix: "wsloop", pending: 4096, sendBuf: 8 << 20, linger: 2 * time.Second,
+		report: time.Second, reconcile: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Broker{cfg: cfg, url: url}
+}
+
+// NATS returns the broker's NATS connection (nil before Start).
+func (b *Broker) NATS() *nats.Conn { return b.nc }
+
+// Start connects to NATS (or keeps trying, if it cannot yet) and starts
+// the broker's goroutines. Called by the server.
+func (b *Broker) Start(l engine.Local) error {
+	if !b.started.CompareAndSwap(false, true) {
+		return errors.New("natsbroker: a broker serves one server")
+	}
+	if b.cfg.pending < 1 || b.cfg.sendBuf < 1 || b.cfg.linger < 0 || b.cfg.report <= 0 {
+		return errors.New("natsbroker: WithPendingMessages, WithSendBuffer and WithReportInterval need positive values, WithLinger a non-negative one")
+	}
+	if !validPrefix(b.cfg.prefix) {
+		return fmt.Errorf("natsbroker: WithPrefix(%q): need dot-separated tokens of letters, digits, '-' and '_'", b.cfg.prefix)
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	b.node = binary.LittleEndian.Uint64(id[:])
+	b.local = l
+	b.outWake = make(chan struct{}, 1)
+	b.in = make(chan *nats.Msg, b.cfg.pending)
+	b.bySub = make(map[*nats.Subscription]target)
+	b.hintMu.Lock()
+	b.hints = make(map[target]struct{})
+	b.hintMu.Unlock()
+	b.subs = make(map[target]*interest)
+	b.idle = make(map[target]*interest)
+	b.counts = make(map[string]int32)
+	b.pres.init()
+	b.stop = make(chan struct{})
+
+	opts := []nats.Option{
+		nats.NoEcho(),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1), // fail while disconnected, never replay stale messages
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.ConnectHandler(func(*nats.Conn) { b.connected.Store(true); b.pres.wantFull.Store(true) }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			b.reconnects.Add(1)
+			b.connected.Store(true)
+			b.pres.wantFull.Store(true)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.connected.Store(false)
+			if err != nil {
+				l.Logf("natsbroker: disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if !errors.Is(err, nats.ErrSlowConsumer) { // counted in Dropped
+				l.Logf("natsbroker: NATS error", "err", err)
+			}
+		}),
+	}
+	opts = append(opts, b.cfg.natsOpts...)
+	opts = append(opts, nats.NoEcho())
+	nc, err := nats.Connect(b.url, opts...)
+	if err != nil {
+		return fmt.Errorf("natsbroker: %w", err)
+	}
+	b.nc = nc
+	b.connected.Store(nc.IsConnected())
+	if b.allSub, err = nc.ChanSubscribe(b.cfg.prefix+".all", b.in); err == nil {
+		b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in)
+	}
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("natsbroker: %w", err)
+	}
+	b.wg.Add(3)
+	go b.send()
+	go b.deliver()
+	go b.run()
+	b.running.Store(true)
+	return nil
+}
+
+// Close stops the broker and closes its NATS connection.
+func (b *Broker) Close() error {
+	if !b.running.CompareAndSwap(true, false) {
+		return nil
+	}
+	close(b.stop)
+	b.wg.Wait()
+	b.nc.Close()
+	return nil
+}
+
+var errDown = fmt.Errorf("%w: NATS is not connected", engine.ErrBrokerUnavailable)
+var errFull = fmt.Errorf("%w: the send buffer is full", engine.ErrBrokerUnavailable)
+var errStopped = fmt.Errorf("%w: the broker is stopped", engine.ErrBrokerUnavailable)
+
+// Publish queues a room's message for the other nodes.
+func (b *Broker) Publish(room string, op ws.OpCode, p []byte) error {
+	return b.enqueue('r', room, op, p)
+}
+
+// Broadcast queues a message for every connection of the other nodes.
+func (b *Broker) Broadcast(op ws.OpCode, p []byte) error { return b.enqueue('a', "", op, p) }
+
+// SendToKey queues a message for the node holding key.
+func (b *Broker) SendToKey(key string, op ws.OpCode, p []byte) error {
+	return b.enqueue('k', key, op, p)
+}
+
+// enqueue copies the subject and message into the outbound arena.
+func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
+	if !b.running.Load() {
+		b.failed.Add(1)
+		return errStopped
+	}
+	if !b.connected.Load() {
+		b.failed.Add(1)
+		return errDown
+	}
+	b.outMu.Lock()
+	need := len(b.cfg.prefix) + 3 + subjectTokenLen(name) + 1 + len(p)
+	if len(b.outArena) > 0 && len(b.outArena)+need > b.cfg.sendBuf {
+		b.outMu.Unlock()
+		b.failed.Add(1)
+		return errFull
+	}
+	var it outItem
+	a := b.outArena
+	it.subj[0] = len(a)
+	a = appendSubject(a, b.cfg.prefix, kind, name)
+	it.subj[1] = len(a)
+	it.data[0] = len(a)
+	a = append(a, byte(op))
+	a = append(a, p...)
+	it.data[1] = len(a)
+	b.outArena = a
+	b.outItems = append(b.outItems, it)
+	b.outMu.Unlock()
+	select {
+	case b.outWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// send puts queued messages on the bus, in queue order, one batch at a
+// time.
+func (b *Broker) send() {
+	defer b.wg.Done()
+	var spareItems []outItem
+	var spareArena []byte
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.outWake:
+		}
+		b.outMu.Lock()
+		items, arena := b.outItems, b.outArena
+		b.outItems, b.outArena = spareItems[:0], spareArena[:0]
+		b.outMu.Unlock()
+		for _, it := range items {
+			subj := arena[it.subj[0]:it.subj[1]]
+			// The arena is not touched while it is published from; NATS
+			// copies both into its own buffer.
+			err := b.nc.Publish(unsafe.String(unsafe.SliceData(subj), len(subj)), arena[it.data[0]:it.data[1]])
+			if err != nil {
+				b.failed.Add(1)
+			} else {
+				b.sent.Add(1)
+			}
+		}
+		spareItems = items
+		spareArena = nil
+		if cap(arena) <= 1<<20 {
+			spareArena = arena
+		}
+	}
+}
+
+// deliver hands messages from the bus to this node's connections.
+func (b *Broker) deliver() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case m := <-b.in:
+			b.deliverOne(m)
+		}
+	}
+}
+
+func (b *Broker) deliverOne(m *nats.Msg) {
+	if m.Sub == b.presSub {
+		b.presIn.Add(1)
+		b.onPresence(m.Data, time.Now())
+		return
+	}
+	if len(m.Data) < 1 || (m.Data[0] != byte(ws.OpText) && m.Data[0] != byte(ws.OpBinary)) {
+		b.dropped.Add(1) // not from a wsloop broker
+		return
+	}
+	op, p := ws.OpCode(m.Data[0]), m.Data[1:]
+	var err error
+	if m.Sub == b.allSub {
+		err = b.local.Broadcast(op, p)
+	} else {
+		b.subsMu.RLock()
+		t, ok := b.bySub[m.Sub]
+		b.subsMu.RUnlock()
+		switch {
+		case !ok:
+			return // unsubscribed meanwhile
+		case t.kind == 'r':
+			err = b.local.Publish(t.name, op, p)
+		default:
+			if err = b.local.SendToKey(t.name, op, p); err == engine.ErrNotConnected {
+				b.keyMisses.Add(1)
+				return
+			}
+		}
+	}
+	if err != nil {
+		b.dropped.Add(1) // a loop's queue was full (engine.ErrQueueFull)
+		return
+	}
+	b.received.Add(1)
+}
+
+// RoomChanged notes that room's membership here changed.
+func (b *Broker) RoomChanged(room string) { b.hint(target{'r', room}) }
+
+// KeyChanged notes that key was bound or released here.
+func (b *Broker) KeyChanged(key string) { b.hint(target{'k', key}) }
+
+func (b *Broker) hint(t target) {
+	b.hintMu.Lock()
+	if b.hints != nil {
+		b.hints[t] = struct{}{}
+	}
+	b.hintMu.Unlock()
+}
+
+// run applies interest hints every 50 ms and reports presence.
+func (b *Broker) run() {
+	defer b.wg.Done()
+	tick := time.NewTicker(b.cfg.reconcile)
+	defer tick.Stop()
+	nextReport := time.Now()
+	spare := make(map[target]struct{})
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-tick.C:
+			b.hintMu.Lock()
+			hints := b.hints
+			b.hints = spare
+			b.hintMu.Unlock()
+			b.apply(hints, now)
+			clear(hints)
+			spare = hints
+			if !now.Before(nextReport) {
+				b.report(now)
+				nextReport = now.Add(b.cfg.report)
+			}
+		}
+	}
+}
+
+// apply brings subscriptions and counts in line with the local truth for
+// each hinted target, and drops subscriptions that lingered long enough.
+func (b *Broker) apply(hints map[target]struct{}, now time.Time) {
+	for t := range hints {
+		var want bool
+		if t.kind == 'r' {
+			n := b.local.RoomLen(t.name)
+			if int32(n) != b.counts[t.name] {
+				if n == 0 {
+					delete(b.counts, t.name)
+				} else {
+					b.counts[t.name] = int32(n)
+				}
+				b.pres.changed[t.name] = struct{}{}
+			}
+			want = n > 0
+		} else {
+			want = b.local.HasKey(t.name)
+		}
+		in := b.subs[t]
+		switch {
+		case want && in == nil:
+			sub, err := b.nc.ChanSubscribe(string(appendSubject(nil, b.cfg.prefix, t.kind, t.name)), b.in)
+			if err != nil {
+				b.local.Logf("natsbroker: subscribing", "err", err)
+				continue // tried again at the next hint
+			}
+			b.subscribes.Add(1)
+			b.subs[t] = &interest{sub: sub}
+			b.subsMu.Lock()
+			b.bySub[sub] = t
+			b.subsMu.Unlock()
+		case want:
+			if !in.idleSince.IsZero() {
+				in.idleSince = time.Time{}
+				delete(b.idle, t)
+			}
+		case in != nil && in.idleSince.IsZero():
+			in.idleSince = now
+			b.idle[t] = in
+		}
+	}
+	for t, in := range b.idle {
+		if now.Sub(in.idleSince) < b.cfg.linger {
+			continue
+		}
+		delete(b.idle, t)
+		delete(b.subs, t)
+		b.subsMu.Lock()
+		delete(b.bySub, in.sub)
+		b.subsMu.Unlock()
+		if n, err := in.sub.Dropped(); err == nil {
+			b.droppedGone.Add(uint64(n))
+		}
+		_ = in.sub.Unsubscribe()
+	}
+}
+
+// RemoteRoomLen returns room's members on the other nodes as last
+// reported.
+func (b *Broker) RemoteRoomLen(room string) int { return b.pres.remoteLen(room) }
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() engine.BrokerStats {
+	st := engine.BrokerStats{
+		Connected:  b.connected.Load(),
+		Sent:       b.sent.Load(),
+		Failed:     b.failed.Load(),
+		Received:   b.received.Load(),
+		Dropped:    b.dropped.Load() + b.droppedGone.Load(),
+		KeyMisses:  b.keyMisses.Load(),
+		Reconnects: b.reconnects.Load(),
+		Nodes:      b.pres.nodes(),
+	}
+	b.subsMu.RLock()
+	st.Subscriptions = len(b.bySub)
+	for sub := range b.bySub {
+		if n, err := sub.Dropped(); err == nil {
+			st.Dropped += uint64(n)
+		}
+	}
+	b.subsMu.RUnlock()
+	for _, sub := range []*nats.Subscription{b.allSub, b.presSub} {
+		if n, err := sub.Dropped(); err == nil {
+			st.Dropped += uint64(n)
+		}
+	}
+	return st
+}
+
+// Subjects.
+
+const maxPlainToken = 200
+
+// appendSubject appends prefix.kind.token (prefix.all for a broadcast).
+func appendSubject(dst []byte, prefix string, kind byte, name string) []byte {
+	dst = append(dst, prefix...)
+	if kind == 'a' {
+		return append(dst, ".all"...)
+	}
+	dst = append(dst, '.', kind, '.')
+	return appendToken(dst, name)
+}
+
+// appendToken appends name as a subject token: as it is when that is safe,
+// else encoded (see the package doc).
+func appendToken(dst []byte, name string) []byte {
+	if plainToken(name) {
+		return append(dst, name...)
+	}
+	if base64.RawURLEncoding.EncodedLen(len(name)) <= maxPlainToken {
+		dst = append(dst, '~')
+		return base64.RawURLEncoding.AppendEncode(dst, []byte(name))
+	}
+	sum := sha256.Sum256([]byte(name))
+	dst = append(dst, '=')
+	return hex.AppendEncode(dst, sum[:])
+}
+
+// subjectTokenLen is an upper bound of appendToken's length for name.
+func subjectTokenLen(name string) int {
+	if plainToken(name) {
+		return len(name)
+	}
+	return max(1+base64.RawURLEncoding.EncodedLen(len(name)), 1+64)
+}
+
+func plainToken(s string) bool {
+	if len(s) == 0 || len(s) > maxPlainToken || s[0] == '~' || s[0] == '=' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validPrefix accepts plain tokens separated by dots.
+func validPrefix(p string) bool {
+	for tok := range strings.SplitSeq(p, ".") {
+		if !plainToken(tok) {
+			return false
+		}
+	}
+	return true
+}

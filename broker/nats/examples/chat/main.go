@@ -1,0 +1,95 @@
+// Command chat runs the chat of examples/chat (package chatroom) as one
+// node of a cluster: rooms, their messages and viewer counts span every
+// node, through NATS. Two nodes on one machine, with nothing installed:
+//
+//	go run ./examples/chat -addr 127.0.0.1:8080 -nats-embedded 127.0.0.1:4222
+//	go run ./examples/chat -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
+//
+// (from broker/nats), then open http://127.0.0.1:8080 and
+// http://127.0.0.1:8081 in two tabs: a message typed in one reaches the
+// other, and the viewer count is the room's members on both nodes (within
+// 2 s). The first node runs a NATS server in its own process
+// (-nats-embedded); in production, point every node at your NATS cluster
+// with -nats. GET /stats shows the broker's counters under "Broker".
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	natsbroker "github.com/wsloop/wsloop/broker/nats"
+	"github.com/wsloop/wsloop/engine"
+	"github.com/wsloop/wsloop/examples/chat/chatroom"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "listen address (host:port, or unix:///path)")
+	natsURL := flag.String("nats", "", "NATS server(s) to join, e.g. nats://127.0.0.1:4222")
+	embedded := flag.String("nats-embedded", "", "run a NATS server in this process on `host:port`, and join it")
+	rate := flag.Float64("rate", 1, "messages a second a member may send, sustained")
+	burst := flag.Float64("burst", 5, "messages a member may send at once")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	if *embedded != "" {
+		ns, err := runNATS(*embedded)
+		if err != nil {
+			log.Error("embedded NATS server", "err", err)
+			os.Exit(1)
+		}
+		defer ns.Shutdown()
+		log.Info("embedded NATS server listening", "url", ns.ClientURL())
+		if *natsURL == "" {
+			*natsURL = ns.ClientURL()
+		}
+	}
+	if *natsURL == "" {
+		log.Error("need -nats URL or -nats-embedded ADDR")
+		os.Exit(2)
+	}
+	srv, err := chatroom.New(*rate, *burst, log, engine.WithBroker(natsbroker.New(*natsURL)))
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("joining the cluster", "nats", *natsURL)
+	if err := chatroom.Run(ctx, srv, *addr, log); err != nil {
+		log.Error("server failed", "err", err)
+		os.Exit(1)
+	}
+	log.Info("chat stopped")
+}
+
+// runNATS starts a NATS server on addr in this process.
+func runNATS(addr string) (*server.Server, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(&server.Options{Host: host, Port: p, NoSigs: true, MaxPayload: 64 << 10})
+	if err != nil {
+		return nil, err
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("not ready within 10 s")
+	}
+	return ns, nil
+}

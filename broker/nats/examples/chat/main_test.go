@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// TestMain runs the command itself when the test re-executes the binary.
+func TestMain(m *testing.M) {
+	if os.Getenv("CHAT_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+var listening = regexp.MustCompile(`chat listening: open http://([0-9.:]+) `)
+
+// node starts this command as a process and returns its HTTP address.
+func node(t *testing.T, args ...string) (string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"-addr", "127.0.0.1:0", "-rate", "100", "-burst", "100"}, args...)...)
+	cmd.Env = append(os.Environ(), "CHAT_TEST_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+			if testing.Verbose() {
+				fmt.Fprintln(os.Stderr, "node:", sc.Text())
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return a, cmd
+	case <-time.After(20 * time.Second):
+		t.Fatal("node not listening within 20 s")
+	}
+	return "", nil
+}
+
+type msg struct {
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	Text    string `json:"text"`
+	Viewers int    `json:"viewers"`
+}
+
+type member struct {
+	c    *websocket.Conn
+	name string
+}
+
+func join(t *testing.T, addr, name string) *member {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?room=lobby&name="+name, http.Header{"Origin": {"http://" + addr}})
+	if err != nil {
+		t.Fatalf("dial %s: %v %v", addr, err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &member{c, name}
+}
+
+// next returns the member's next message of type typ, skipping others.
+func (m *member) next(t *testing.T, typ string) msg {
+	t.Helper()
+	_ = m.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, p, err := m.c.ReadMessage()
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		var v msg
+		if err := json.Unmarshal(p, &v); err != nil {
+			t.Fatalf("%s: %q", m.name, p)
+		}
+		if v.Type == typ {
+			return v
+		}
+	}
+}
+
+func (m *member) say(t *testing.T, text string) {
+	t.Helper()
+	if err := m.c.WriteMessage(websocket.TextMessage, []byte(`{"type":"chat","text":"`+text+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A NATS server and three node processes: members on each node get every
+// chat message sent on any node, once and in order, and the viewer count
+// spans the nodes. Killed, a node leaves the others serving, and its
+// members drop out of the count.
+func TestThreeProcesses(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	var addrs []string
+	var cmds []*exec.Cmd
+	for range 3 {
+		a, cmd := node(t, "-nats", ns.ClientURL())
+		addrs, cmds = append(addrs, a), append(cmds, cmd)
+	}
+	var ms []*member
+	for i, a := range addrs {
+		for k := range 2 {
+			ms = append(ms, join(t, a, fmt.Sprintf("n%d-%d", i, k)))
+		}
+	}
+	// Interest reaches NATS within 50 ms of a join, counts within 2 s:
+	// wait for every node to count all six.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		probe := join(t, addrs[0], "probe")
+		v := probe.next(t, "welcome").Viewers
+		probe.c.Close()
+		if v == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("viewers %d, want 7", v)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	const N = 20
+	for i := range N {
+		ms[i%len(ms)].say(t, fmt.Sprintf("m%02d", i))
+		// One sender at a time, so that every member sees one order.
+		for _, m := range ms {
+			if got := m.next(t, "chat"); got.Text != fmt.Sprintf("m%02d", i) || got.Name != ms[i%len(ms)].name {
+				t.Fatalf("%s: got %+v, want m%02d from %s", m.name, got, i, ms[i%len(ms)].name)
+			}
+		}
+	}
+
+	// Kill node 3: nodes 1 and 2 keep serving, and stop counting its two
+	// members within three report intervals.
+	_ = cmds[2].Process.Kill()
+	_ = cmds[2].Wait()
+	ms[0].say(t, "after")
+	for _, m := range ms[:4] {
+		if got := m.next(t, "chat"); got.Text != "after" {
+			t.Fatalf("%s: %+v", m.name, got)
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		probe := join(t, addrs[1], "probe2")
+		v := probe.next(t, "welcome").Viewers
+		probe.c.Close()
+		if v == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("viewers %d after node 3 died, want 5", v)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// The README's two-node demo: node 1 runs NATS in its own process
+// (-nats-embedded), node 2 joins it; a message crosses.
+func TestEmbeddedNATS(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr := l.Addr().String()
+	l.Close()
+	a1, _ := node(t, "-nats-embedded", natsAddr)
+	a2, _ := node(t, "-nats", "nats://"+natsAddr)
+	m1, m2 := join(t, a1, "ann"), join(t, a2, "bob")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m1.say(t, "ping")
+		if got := m1.next(t, "chat"); got.Text != "ping" {
+			t.Fatalf("own: %+v", got)
+		}
+		_ = m2.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, p, err := m2.c.ReadMessage()
+		if err == nil && strings.Contains(string(p), `"text":"ping"`) {
+			break
+		}
+		if err != nil && !strings.Contains(err.Error(), "timeout") {
+			t.Fatal(err)
+		}
+		if err != nil {
+			// A read that timed out leaves a gorilla connection unusable.
+			m2 = join(t, a2, "bob")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node 2 never got node 1's message")
+		}
+	}
+}
