@@ -106,9 +106,9 @@ func (l Local) HasKey(key string) bool {
 	return ok
 }
 
-// Logf logs a broker's message at error level with the server's logger
+// LogError logs a broker's message at error level with the server's logger
 // (WithLogger), or nowhere.
-func (l Local) Logf(msg string, args ...any) {
+func (l Local) LogError(msg string, args ...any) {
 	if lg := l.s.opts.logger; lg != nil {
 		lg.Error(msg, args...)
 	}

@@ -135,6 +135,24 @@
 // closing connection leaves its rooms before OnClose runs. Handlers reach
 // their server with Conn.Server (an HTTP handler with Request.Server).
 //
+// # Clusters
+//
+// With WithBroker (broker/nats, a module of its own, implements it over
+// NATS) the server is one node of a cluster: Publish reaches a room's
+// members on every node, Broadcast every connection of every node, and
+// SendToKey the connection bound to the key on whichever node holds it
+// (ErrForwarded when that is not this node: delivery is then unknown to the
+// caller). The message is delivered here as without a broker and handed to
+// the broker once, which puts it on the bus once; the other nodes deliver
+// it through Local as a local publish. Messages of one publisher reach
+// every member in order; those of two publishers on two nodes may
+// interleave differently on different nodes. RoomLen adds the other nodes'
+// members as they last reported them (Local().RoomLen is this node's
+// alone). The broker's methods never block: when it cannot send (the bus
+// is down, its buffer is full) this node's members still get the message,
+// the call returns an error wrapping ErrBrokerUnavailable, and
+// Stats.Broker.Failed counts it.
+//
 // # Plain HTTP
 //
 // A request that does not ask for an upgrade goes to the WithHTTPHandler

@@ -23,6 +23,12 @@ func TestREADMESnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The cluster snippets come from the broker's module.
+	brokerExamples, err := os.ReadFile("../broker/nats/example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples = append(examples, brokerExamples...)
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
 	programs := 0
 	for i, b := range blocks {
@@ -41,7 +47,7 @@ func TestREADMESnippets(t *testing.T) {
 		}
 		for _, part := range strings.Split(b[1], "\n// ...\n") {
 			if !strings.Contains(string(examples), part) {
-				t.Errorf("README snippet not found verbatim in engine/example_test.go:\n%s", part)
+				t.Errorf("README snippet not found verbatim in engine/example_test.go or broker/nats/example_test.go:\n%s", part)
 			}
 		}
 	}

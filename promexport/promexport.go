@@ -82,6 +82,20 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("queue_full_total", "Calls refused with ErrQueueFull (WithMaxQueuedBytes).", counter, func(s *engine.Stats) float64 { return float64(s.QueueFull) })
 	add("deflated_messages_total", "Messages compressed (permessage-deflate); a publish counts once.", counter, func(s *engine.Stats) float64 { return float64(s.Deflated) })
 	add("inflated_messages_total", "Compressed messages received and decompressed.", counter, func(s *engine.Stats) float64 { return float64(s.Inflated) })
+	// A cluster's broker (engine.WithBroker); zero without one.
+	add("broker_connected", "1 while the broker is connected to its bus.", gauge, func(s *engine.Stats) float64 {
+		if s.Broker.Connected {
+			return 1
+		}
+		return 0
+	})
+	add("broker_nodes", "Other nodes of the cluster heard from recently.", gauge, func(s *engine.Stats) float64 { return float64(s.Broker.Nodes) })
+	add("broker_subscriptions", "Rooms and keys this node receives from the bus for.", gauge, func(s *engine.Stats) float64 { return float64(s.Broker.Subscriptions) })
+	add("broker_sent_total", "Messages put on the bus for the other nodes; a publish counts once.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Sent) })
+	add("broker_failed_total", "Messages for the other nodes not put on the bus (bus down, buffer full).", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Failed) })
+	add("broker_received_total", "Messages from other nodes delivered on this node.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Received) })
+	add("broker_dropped_total", "Messages from other nodes dropped because this node fell behind.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Dropped) })
+	add("broker_reconnects_total", "Times the broker reconnected to its bus.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Reconnects) })
 	c.perLoop = prometheus.NewDesc("wsloop_loop_connections", "Sockets on each event loop.", []string{"loop"}, constLabels)
 	return c
 }

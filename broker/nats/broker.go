@@ -147,9 +147,10 @@ type Broker struct {
 	local engine.Local
 	node  uint64 // this node's id in presence reports
 
-	connected atomic.Bool
-	started   atomic.Bool
-	running   atomic.Bool // from Start to Close
+	connected  atomic.Bool
+	started    atomic.Bool
+	running    atomic.Bool  // from Start to Close
+	maxPayload atomic.Int64 // the NATS server's limit on a message
 
 	// Outbound: a queue of messages in an arena, drained by send.
 	outMu    sync.Mutex
@@ -245,21 +246,20 @@ func (b *Broker) Start(l engine.Local) error {
 		nats.ReconnectBufSize(-1), // fail while disconnected, never replay stale messages
 		nats.PingInterval(2 * time.Second),
 		nats.MaxPingsOutstanding(2),
-		nats.ConnectHandler(func(*nats.Conn) { b.connected.Store(true); b.pres.wantFull.Store(true) }),
-		nats.ReconnectHandler(func(*nats.Conn) {
+		nats.ConnectHandler(func(nc *nats.Conn) { b.onConnect(nc) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.reconnects.Add(1)
-			b.connected.Store(true)
-			b.pres.wantFull.Store(true)
+			b.onConnect(nc)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.connected.Store(false)
 			if err != nil {
-				l.Logf("natsbroker: disconnected from NATS", "err", err)
+				l.LogError("natsbroker: disconnected from NATS", "err", err)
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if !errors.Is(err, nats.ErrSlowConsumer) { // counted in Dropped
-				l.Logf("natsbroker: NATS error", "err", err)
+				l.LogError("natsbroker: NATS error", "err", err)
 			}
 		}),
 	}
@@ -270,7 +270,9 @@ func (b *Broker) Start(l engine.Local) error {
 		return fmt.Errorf("natsbroker: %w", err)
 	}
 	b.nc = nc
-	b.connected.Store(nc.IsConnected())
+	if nc.IsConnected() {
+		b.onConnect(nc)
+	}
 	if b.allSub, err = nc.ChanSubscribe(b.cfg.prefix+".all", b.in); err == nil {
 		b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in)
 	}
@@ -286,6 +288,15 @@ func (b *Broker) Start(l engine.Local) error {
 	return nil
 }
 
+// onConnect notes a (re)connection and the server's payload limit.
+func (b *Broker) onConnect(nc *nats.Conn) {
+	if mp := nc.MaxPayload(); mp > 0 {
+		b.maxPayload.Store(mp)
+	}
+	b.connected.Store(true)
+	b.pres.wantFull.Store(true)
+}
+
 // Close stops the broker and closes its NATS connection.
 func (b *Broker) Close() error {
 	if !b.running.CompareAndSwap(true, false) {
@@ -293,12 +304,17 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	b.wg.Wait()
+	if b.connected.Load() {
+		b.bye()
+		_ = b.nc.FlushTimeout(time.Second)
+	}
 	b.nc.Close()
 	return nil
 }
 
 var errDown = fmt.Errorf("%w: NATS is not connected", engine.ErrBrokerUnavailable)
 var errFull = fmt.Errorf("%w: the send buffer is full", engine.ErrBrokerUnavailable)
+var errTooBig = fmt.Errorf("%w: the message exceeds the NATS server's max_payload", engine.ErrBrokerUnavailable)
 var errStopped = fmt.Errorf("%w: the broker is stopped", engine.ErrBrokerUnavailable)
 
 // Publish queues a room's message for the other nodes.
@@ -323,6 +339,10 @@ func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
 	if !b.connected.Load() {
 		b.failed.Add(1)
 		return errDown
+	}
+	if mp := b.maxPayload.Load(); mp > 0 && int64(len(p))+1 > mp {
+		b.failed.Add(1)
+		return errTooBig
 	}
 	b.outMu.Lock()
 	need := len(b.cfg.prefix) + 3 + subjectTokenLen(name) + 1 + len(p)
@@ -500,7 +520,7 @@ func (b *Broker) apply(hints map[target]struct{}, now time.Time) {
 		case want && in == nil:
 			sub, err := b.nc.ChanSubscribe(string(appendSubject(nil, b.cfg.prefix, t.kind, t.name)), b.in)
 			if err != nil {
-				b.local.Logf("natsbroker: subscribing", "err", err)
+				b.local.LogError("natsbroker: subscribing", "err", err)
 				continue // tried again at the next hint
 			}
 			b.subscribes.Add(1)

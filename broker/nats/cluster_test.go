@@ -195,3 +195,17 @@ func TestClusterPresence(t *testing.T) {
 	e := startNode(t, url, nil)
 	waitFor(t, "a late node's RoomLen", func() bool { return e.srv.RoomLen("show") == 4 })
 }
+
+// A node that shuts down says so: the others stop counting its members at
+// once, not after three silent report intervals (15 s here).
+func TestClusterBye(t *testing.T) {
+	ns := runNATS(t, -1)
+	slow := []Option{WithReportInterval(5 * time.Second)}
+	a, c := startNode(t, ns.ClientURL(), slow), startNode(t, ns.ClientURL(), slow)
+	for range 3 {
+		dial(t, c, "room=show")
+	}
+	waitFor(t, "A counting C's members", func() bool { return a.srv.RoomLen("show") == 3 })
+	c.stop()
+	waitFor(t, "A forgetting C", func() bool { return a.srv.RoomLen("show") == 0 && a.srv.Stats().Broker.Nodes == 0 })
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsloop/wsloop/engine"
 )
@@ -199,4 +200,31 @@ func TestClusterSlowNode(t *testing.T) {
 		t.Fatalf("after the stall: %q", p)
 	}
 	t.Logf("published %d in %v; the stalled node delivered %d and dropped %d (counted); its member got %d", N, took, st.Received, st.Dropped, got)
+}
+
+// A message larger than the NATS server takes fails for the other nodes
+// with an error the caller sees, and still reaches this node's members.
+func TestClusterTooBig(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, MaxPayload: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	a := startNode(t, ns.ClientURL(), nil)
+	local := dial(t, a, "room=r")
+	waitFor(t, "A connected", func() bool { return a.srv.Stats().Broker.Connected })
+	big := bytes.Repeat([]byte("x"), 2000)
+	if err := a.srv.Publish("r", ws.OpText, big); !errors.Is(err, engine.ErrBrokerUnavailable) {
+		t.Fatalf("Publish of 2000 bytes over a 1024-byte bus: %v", err)
+	}
+	if p := local.next(t); !bytes.Equal(p, big) {
+		t.Fatal("the local member did not get the big message")
+	}
+	if st := a.srv.Stats().Broker; st.Failed != 1 {
+		t.Fatalf("Failed = %d, want 1", st.Failed)
+	}
 }

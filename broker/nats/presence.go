@@ -15,12 +15,15 @@ import (
 // A report holds absolute counts (0: the room is gone from the node). The
 // first message of a full report has flagFull: receivers forget what they
 // had from that node before applying it. flagWant asks every node for a
-// full report next time. seq counts a node's messages, so that a receiver
+// full report next time; flagBye says the node stops, and its members
+// stop being counted at once (rather than after three silent intervals).
+// seq counts a node's messages, so that a receiver
 // notices a missed one and asks.
 
 const (
 	flagFull = 1 << iota
 	flagWant
+	flagBye // the node is stopping: forget it now
 )
 
 const (
@@ -128,6 +131,15 @@ func (b *Broker) report(now time.Time) {
 	}
 }
 
+// bye tells the others that this node stops. On Close, after run ended.
+func (b *Broker) bye() {
+	var m [presHeader]byte
+	m[0], m[1] = 'P', flagBye
+	binary.LittleEndian.PutUint64(m[2:], b.node)
+	binary.LittleEndian.PutUint32(m[10:], b.pres.seq+1)
+	_ = b.nc.Publish(b.cfg.prefix+".presence", m[:])
+}
+
 // expire forgets the nodes not heard from within ttl.
 func (p *presence) expire(now time.Time, ttl time.Duration) {
 	p.mu.Lock()
@@ -172,6 +184,13 @@ func (b *Broker) onPresence(data []byte, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pe := p.peers[id]
+	if flags&flagBye != 0 {
+		if pe != nil {
+			p.forget(pe)
+			delete(p.peers, id)
+		}
+		return
+	}
 	switch {
 	case pe == nil:
 		pe = &peer{rooms: make(map[string]int32)}

@@ -33,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/mdblock"
 )
 
 var (
@@ -391,32 +393,5 @@ const beginMarker, endMarker = "<!-- bench:begin -->", "<!-- bench:end -->"
 // writeBetweenMarkers replaces the text between the markers of path (or
 // appends the markers with body between them), keeping everything else.
 func writeBetweenMarkers(path, body string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(old)
-	if !strings.HasSuffix(body, "\n") {
-		body += "\n"
-	}
-	block := beginMarker + "\n" + body + endMarker
-	i := strings.Index(s, beginMarker)
-	k := -1
-	if i >= 0 {
-		if k = strings.Index(s[i:], endMarker); k >= 0 {
-			k += i
-		}
-	}
-	if i >= 0 && k >= 0 {
-		s = s[:i] + block + s[k+len(endMarker):]
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n") {
-			s += "\n"
-		}
-		if s != "" {
-			s += "\n"
-		}
-		s += block + "\n"
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
+	return mdblock.Write(path, beginMarker, endMarker, body)
 }

@@ -78,6 +78,9 @@ var (
 	srcFlag     = flag.String("src", "", "local source IP in 127.0.0.0/8 for every connection (empty: the kernel's choice)")
 	jsonFlag    = flag.Bool("json", false, "chat-like JSON message bodies (compressible) instead of letters")
 	deflateFlag = flag.Bool("deflate", false, "offer permessage-deflate as a browser does, publish compressed messages and accept compressed deliveries; implies -json")
+	peersFlag   = flag.Int("peers", 0, "subscriber-only processes (-done-to) that count as subscribers of every publish (cmd/cluster)")
+	doneListen  = flag.String("done-listen", "127.0.0.1:0", "with -peers: UDP address for their completions (printed as LISTEN addr)")
+	doneTo      = flag.String("done-to", "", "subscribers only, no publisher: report completions to this UDP address (the -peers process's LISTEN)")
 	protoFlag   = flag.String("proto", "ws", "ws: a data message is one payload; newline: a data frame holds one or more payloads separated by newlines (gorilla's chat example); centrifuge: centrifuge's JSON protocol (connect, subscribe, publish; publications pushed), which implies -binary=false")
 )
 
@@ -113,6 +116,9 @@ type Result struct {
 	Inflated      uint64  `json:"inflated,omitempty"`   // -deflate: deliveries the client had to inflate (the others matched a copy already checked)
 	LoadgenCPUS   float64 `json:"loadgen_cpu_s"`
 	Reader        string  `json:"reader"`
+	Sent          uint64  `json:"sent,omitempty"`     // -peers: data messages published, warmup included
+	NextMin       uint64  `json:"next_min,omitempty"` // -done-to: the fewest data messages a subscriber received
+	NextMax       uint64  `json:"next_max,omitempty"` // -done-to: the most
 }
 
 func main() {
@@ -171,6 +177,7 @@ func run() int {
 	b.deflate = *deflateFlag
 	b.cf, b.nl = *protoFlag == "centrifuge", *protoFlag == "newline"
 	bufSize := max(*rbuf, *size+14, 125+14) // a frame that needs more grows it
+	b.peers = *peersFlag
 
 	var rd reader
 	if *readerKind == "epoll" {
@@ -188,6 +195,20 @@ func run() int {
 		rd = &goReader{b: b}
 	}
 
+	if *doneTo != "" {
+		return runSubscriberOnly(b, rd, bufSize)
+	}
+	var peers *peerState
+	if b.peers > 0 {
+		ps, err := listenPeers(b, rd, *doneListen)
+		if err != nil {
+			logf("%v", err)
+			return 2
+		}
+		peers = ps
+		defer ps.conn.Close()
+		fmt.Printf("LISTEN %s\n", ps.conn.LocalAddr())
+	}
 	goCh := waitForGo()
 
 	// 1. Dial and upgrade: subscribers, then the publisher.
@@ -225,7 +246,7 @@ func run() int {
 	dialS := time.Since(t0).Seconds()
 	logf("%d of %d subscribers and the publisher connected in %.2fs (%s reader)", connected, *nsubs, dialS, *readerKind)
 
-	p := &publisher{b: b, pub: pub, payload: make([]byte, *size)}
+	p := &publisher{b: b, pub: pub, payload: make([]byte, *size), peers: peers}
 	if !b.hasFailed() {
 		p.probe()
 	}
@@ -270,6 +291,9 @@ func run() int {
 				res.Delivered += s.delivered(first)
 			}
 		}
+		if b.peers > 0 {
+			res.Sent = p.seq
+		}
 		if !b.hasFailed() && res.Delivered != res.Publishes*uint64(*nsubs) {
 			b.fail("delivered %d, want %d publishes x %d subscribers", res.Delivered, res.Publishes, *nsubs)
 		}
@@ -307,6 +331,12 @@ func run() int {
 		waitBounded(&pubWG, "publisher reader")
 	}
 	res.Errors = b.errs.Load()
+	return printResult(res)
+}
+
+// printResult prints the RESULT line; the exit code says whether there
+// were errors.
+func printResult(res Result) int {
 	line, _ := json.Marshal(res)
 	fmt.Printf("RESULT %s\n", line)
 	if res.Errors > 0 {
@@ -438,6 +468,7 @@ type publisher struct {
 	zd      wsload.Deflater
 	cmd     []byte // -proto centrifuge: the publish command
 	cmdID   uint64 // -proto centrifuge: publish commands sent (ids start at 3)
+	peers   *peerState
 }
 
 func (p *publisher) send(seq uint64) bool {
@@ -449,7 +480,11 @@ func (p *publisher) send(seq uint64) bool {
 	var mask [4]byte
 	m := p.rng.Uint64()
 	mask[0], mask[1], mask[2], mask[3] = byte(m), byte(m>>8), byte(m>>16), byte(m>>24)
-	p.b.pat.fill(p.payload, seq, time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	if seq&probeBit == 0 {
+		p.b.sentAt[seq&ringMask].Store(now)
+	}
+	p.b.pat.fill(p.payload, seq, now)
 	if p.b.cf {
 		p.cmd = appendPublish(p.cmd[:0], 3+p.cmdID, p.payload)
 		p.cmdID++
@@ -481,15 +516,16 @@ func (p *publisher) probe() {
 			return
 		}
 		until := time.Now().Add(wait)
-		for b.joined.Load() < want && time.Now().Before(until) && !b.hasFailed() {
+		all := func() bool { return b.joined.Load() >= want && b.peersJoined.Load() >= int64(b.peers) }
+		for !all() && time.Now().Before(until) && !b.hasFailed() {
 			time.Sleep(time.Millisecond)
 		}
-		if b.joined.Load() >= want || b.hasFailed() {
+		if all() || b.hasFailed() {
 			logf("joined: %d probes, %.3fs", k+1, time.Since(t0).Seconds())
 			return
 		}
 		if time.Now().After(deadline) {
-			b.fail("only %d of %d connections received a join probe within %v", b.joined.Load(), want, joinMax)
+			b.fail("only %d of %d connections (and %d of %d peer processes) received a join probe within %v", b.joined.Load(), want, b.peersJoined.Load(), b.peers, joinMax)
 			return
 		}
 		wait = min(2*wait, 200*time.Millisecond)
@@ -523,7 +559,8 @@ func (p *publisher) publish(until time.Time) {
 		if !take() {
 			return
 		}
-		b.pending[p.seq&ringMask].Store(int32(b.subs))
+		b.pending[p.seq&ringMask].Store(int32(b.subs + b.peers))
+		b.doneAt[p.seq&ringMask].Store(0)
 		if !p.send(p.seq) {
 			return
 		}
@@ -552,6 +589,12 @@ func (p *publisher) stuck() {
 		if got := s.next.Load(); got < p.seq {
 			n++
 			b.fail("subscriber %d: message %d not received within %v (%d sent)", s.id, got, *drainWait, p.seq)
+		}
+	}
+	if p.peers != nil {
+		if l := p.peers.lagging(p.seq - 1); l != "" {
+			n++
+			b.fail("peer processes behind: %s (%d sent)", l, p.seq)
 		}
 	}
 	if n == 0 {

@@ -112,9 +112,23 @@ type epollReader struct {
 }
 
 type poller struct {
-	epfd int
-	mu   sync.Mutex
-	subs []*sub // by index, which is the epoll event's data
+	epfd  int
+	mu    sync.Mutex
+	subs  []*sub // by index, which is the epoll event's data
+	extra func() // called for the event whose data is -1 (see watch)
+}
+
+// watch makes the first poller call fn whenever fd is readable: a socket
+// read on the poller's thread, since with one P a goroutine woken by the
+// runtime's netpoller may wait for sysmon (up to 10 ms) while the poller
+// threads sit in epoll_wait.
+func (e *epollReader) watch(fd int, fn func()) error {
+	p := e.pollers[0]
+	p.mu.Lock()
+	p.extra = fn
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
 func newEpollReader(b *bench, n int) (*epollReader, error) {
@@ -207,9 +221,13 @@ func (e *epollReader) run(p *poller) {
 			continue
 		}
 		p.mu.Lock()
-		subs := p.subs
+		subs, extra := p.subs, p.extra
 		p.mu.Unlock()
 		for i := range evs[:n] {
+			if evs[i].Fd == -1 {
+				extra()
+				continue
+			}
 			s := subs[evs[i].Fd]
 			if s.dead {
 				continue

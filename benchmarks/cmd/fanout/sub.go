@@ -32,8 +32,14 @@ type bench struct {
 	cf   bool // -proto centrifuge
 	nl   bool // -proto newline
 
-	pending []atomic.Int32 // per sequence number: subscribers still to receive it
-	tokens  chan struct{}  // one per publish that may be sent now
+	pending []atomic.Int32 // per sequence number: subscribers (and peer processes) still to receive it; -done-to: subscribers that have it
+	sentAt  []atomic.Int64 // per sequence number: when it was sent (unix ns)
+	doneAt  []atomic.Int64 // per sequence number: the latest completion so far (unix ns)
+	peers   int            // -peers: subscriber-only processes counted as subscribers
+	report  *reporter      // -done-to: this process has subscribers only
+
+	peersJoined atomic.Int64  // -peers: processes whose subscribers all have a probe
+	tokens      chan struct{} // one per publish that may be sent now
 	// measuredFrom is the first sequence number of the measured phase;
 	// until GO it is beyond any sequence number.
 	measuredFrom atomic.Uint64
@@ -73,6 +79,8 @@ func newBench(subs, size, inflight int, op byte) *bench {
 		op:      op,
 		pat:     newPattern(size),
 		pending: make([]atomic.Int32, ring),
+		sentAt:  make([]atomic.Int64, ring),
+		doneAt:  make([]atomic.Int64, ring),
 		tokens:  make(chan struct{}, inflight),
 		failed:  make(chan struct{}),
 	}
@@ -352,12 +360,34 @@ func (s *sub) count(b *bench, seq uint64, sent int64) error {
 	if s.self {
 		return nil
 	}
-	if b.pending[seq&ringMask].Add(-1) == 0 {
-		now := time.Now().UnixNano()
-		if seq >= b.measuredFrom.Load() {
-			b.lat.record(now - sent)
+	now := time.Now().UnixNano()
+	if b.report != nil {
+		if b.pending[seq&ringMask].Add(1) == int32(b.subs) {
+			b.pending[seq&ringMask].Store(0)
+			b.report.done(seq, now)
 		}
-		b.lastDone.Store(now)
+		return nil
+	}
+	return b.complete(seq, now)
+}
+
+// complete counts down one receiver of seq (a subscriber, or a peer
+// process whose subscribers all have it) that got it at t; the last one
+// returns the publish's token and records its latency.
+func (b *bench) complete(seq uint64, t int64) error {
+	slot := seq & ringMask
+	for {
+		old := b.doneAt[slot].Load()
+		if t <= old || b.doneAt[slot].CompareAndSwap(old, t) {
+			break
+		}
+	}
+	if b.pending[slot].Add(-1) == 0 {
+		last := b.doneAt[slot].Load()
+		if seq >= b.measuredFrom.Load() {
+			b.lat.record(last - b.sentAt[slot].Load())
+		}
+		b.lastDone.Store(last)
 		select {
 		case b.tokens <- struct{}{}:
 		default:

@@ -5,7 +5,9 @@
 // payload, valid only during OnMessage, is published straight from there
 // without a copy of our own. Options as in servers/wsloop (including the
 // 500 ms close timeout that bounds shutdown), plus the outbound cap per
-// connection.
+// connection. With -nats URL it is one node of a cluster (broker/nats):
+// the room spans every node, and a message published here is put on the
+// bus once for the other nodes (cmd/cluster runs three).
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	natsbroker "github.com/wsloop/wsloop/broker/nats"
 	"github.com/wsloop/wsloop/engine"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
@@ -43,10 +46,15 @@ func (h *fanout) OnMessage(_ *engine.Conn, op ws.OpCode, p []byte) {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
+	natsURL := flag.String("nats", "", "join a cluster through the NATS server at this URL (empty: a single node)")
 	flag.Parse()
 
 	h := &fanout{}
-	srv, err := engine.New(h,
+	var cluster []engine.Option
+	if *natsURL != "" {
+		cluster = append(cluster, engine.WithBroker(natsbroker.New(*natsURL)))
+	}
+	srv, err := engine.New(h, append(cluster,
 		engine.WithEventLoops(*loops),
 		engine.WithMaxMessageSize(1<<20),
 		engine.WithCheckOrigin(engine.AnyOrigin),
@@ -54,7 +62,7 @@ func main() {
 		engine.WithIdleTimeout(2*time.Hour),
 		engine.WithCloseTimeout(500*time.Millisecond),
 		engine.WithMaxOutboundBytes(4<<20),
-	)
+	)...)
 	if err != nil {
 		log.Fatal(err)
 	}

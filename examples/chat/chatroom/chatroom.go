@@ -43,6 +43,11 @@
 // nothing here does. The default origin check (engine.SameOrigin) is kept:
 // the page is served from the same host and port, so its socket passes,
 // and pages of other sites cannot open sockets with your users' cookies.
+//
+// The same code runs one node of a cluster when New gets
+// engine.WithBroker (broker/nats/examples/chat): Publish then reaches the
+// room on every node, and RoomLen, hence "viewers", counts every node's
+// members as they last reported them (within 2 s).
 package chatroom
 
 import (

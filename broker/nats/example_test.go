@@ -1,0 +1,85 @@
+package natsbroker_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+
+	natsbroker "github.com/wsloop/wsloop/broker/nats"
+	"github.com/wsloop/wsloop/engine"
+)
+
+// lobby joins every connection to the room "lobby".
+type lobby struct{ engine.BaseHandler }
+
+func (lobby) OnOpen(c *engine.Conn) { _ = c.Join("lobby") }
+
+// node starts one node of the cluster.
+func node(h engine.Handler, natsURL string) *engine.Server {
+	srv, err := engine.New(h, engine.WithBroker(natsbroker.New(natsURL)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { _ = srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	return srv
+}
+
+// Two nodes of one cluster in one process, with a NATS server of their
+// own; in production each node is a process of its own, on its own
+// machine, and natsURL names your NATS cluster.
+func Example() {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	ns.ReadyForConnections(10 * time.Second)
+	natsURL := ns.ClientURL()
+
+	a, b := node(lobby{}, natsURL), node(lobby{}, natsURL)
+	defer a.Shutdown(context.Background())
+	defer b.Shutdown(context.Background())
+	nodes := []*engine.Server{a, b}
+
+	// A viewer on each node.
+	var viewers []*websocket.Conn
+	for _, srv := range nodes {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", http.Header{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer c.Close()
+		viewers = append(viewers, c)
+	}
+	for a.RoomLen("lobby") != 2 || b.RoomLen("lobby") != 2 { // presence: within 2 s
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv := a
+	n := srv.RoomLen("lobby") // members on every node, as last reported (within 2 s)
+	fmt.Println("viewers in the lobby:", n, "of which here:", srv.Local().RoomLen("lobby"))
+
+	// One publish on node A reaches the lobby on both nodes. (B counted
+	// on A means B's subscription is in place: a node subscribes before
+	// it reports the count, on the same NATS connection.)
+	_ = srv.Publish("lobby", ws.OpText, []byte("hello, both nodes"))
+	for i, c := range viewers {
+		_, p, _ := c.ReadMessage()
+		fmt.Printf("viewer %d: %s\n", i, p)
+	}
+
+	err = srv.SendToKey("user-42", ws.OpText, []byte("psst")) // engine.ErrForwarded: not on this node, sent on to the others
+	fmt.Println(err == engine.ErrForwarded)
+	// Output:
+	// viewers in the lobby: 2 of which here: 1
+	// viewer 0: hello, both nodes
+	// viewer 1: hello, both nodes
+	// true
+}
