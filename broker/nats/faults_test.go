@@ -205,15 +205,7 @@ func TestClusterSlowNode(t *testing.T) {
 // A message larger than the NATS server takes fails for the other nodes
 // with an error the caller sees, and still reaches this node's members.
 func TestClusterTooBig(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, MaxPayload: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
+	ns := runNATSWith(t, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, MaxPayload: 1024})
 	a := startNode(t, ns.ClientURL(), nil)
 	local := dial(t, a, "room=r")
 	waitFor(t, "A connected", func() bool { return a.srv.Stats().Broker.Connected })

@@ -20,7 +20,12 @@ import (
 // runNATS starts an in-process NATS server on port (-1: any free port).
 func runNATS(t *testing.T, port int) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+	return runNATSWith(t, &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true})
+}
+
+func runNATSWith(t *testing.T, o *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}

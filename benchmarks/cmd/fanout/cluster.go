@@ -16,17 +16,17 @@ package main
 // (unix ns), both little-endian uint64.
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 )
 
 // peerState is the publisher process's view of the subscriber-only
@@ -182,19 +182,6 @@ func (r *reporter) announceJoined(b *bench, stop <-chan struct{}) {
 	}
 }
 
-// stdinLines returns stdin's lines, trimmed; the channel closes at EOF.
-func stdinLines() <-chan string {
-	ch := make(chan string, 4)
-	go func() {
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			ch <- strings.TrimSpace(sc.Text())
-		}
-		close(ch)
-	}()
-	return ch
-}
-
 // waitLine waits for the line want, at most d.
 func waitLine(lines <-chan string, want string, d time.Duration) error {
 	timeout := time.After(d)
@@ -223,16 +210,9 @@ func runSubscriberOnly(b *bench, rd reader, bufSize int) int {
 		return 2
 	}
 	b.report = rep
-	lines := stdinLines()
+	lines := proc.StdinLines()
 	t0 := time.Now()
-	subs := dialAll(b, rd, bufSize)
-	b.all = subs
-	connected := 0
-	for _, s := range subs {
-		if s != nil {
-			connected++
-		}
-	}
+	subs, connected := dialAll(b, rd, bufSize)
 	dialS := time.Since(t0).Seconds()
 	logf("%d of %d subscribers connected in %.2fs, reporting to %s", connected, *nsubs, dialS, *doneTo)
 	stop := make(chan struct{})

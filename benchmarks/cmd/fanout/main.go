@@ -213,14 +213,7 @@ func run() int {
 
 	// 1. Dial and upgrade: subscribers, then the publisher.
 	t0 := time.Now()
-	subs := dialAll(b, rd, bufSize)
-	b.all = subs
-	connected := 0
-	for _, s := range subs {
-		if s != nil {
-			connected++
-		}
-	}
+	subs, connected := dialAll(b, rd, bufSize)
 	var pub *sub
 	var pubWG sync.WaitGroup
 	if !b.hasFailed() {
@@ -416,8 +409,9 @@ func waitForGo() <-chan bool {
 }
 
 // dialAll dials and upgrades the subscribers, -dial-concurrency at a time,
-// and hands each to the reader. A failed dial leaves a nil and an error.
-func dialAll(b *bench, rd reader, bufSize int) []*sub {
+// and hands each to the reader (b.all). A failed dial leaves a nil and an
+// error. It returns them and how many connected.
+func dialAll(b *bench, rd reader, bufSize int) ([]*sub, int) {
 	subs := make([]*sub, *nsubs)
 	ctx, cancel := context.WithTimeout(context.Background(), dialPhaseMax)
 	defer cancel()
@@ -454,7 +448,14 @@ func dialAll(b *bench, rd reader, bufSize int) []*sub {
 	if ctx.Err() != nil {
 		b.fail("dialing took longer than %v", dialPhaseMax)
 	}
-	return subs
+	b.all = subs
+	connected := 0
+	for _, s := range subs {
+		if s != nil {
+			connected++
+		}
+	}
+	return subs, connected
 }
 
 // publisher sends from the publisher connection.

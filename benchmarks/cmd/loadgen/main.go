@@ -44,7 +44,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -118,19 +117,6 @@ func die(format string, args ...any) {
 	os.Exit(2)
 }
 
-// stdinLines delivers stdin's lines; the channel closes at EOF.
-func stdinLines() <-chan string {
-	ch := make(chan string, 4)
-	go func() {
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			ch <- strings.TrimSpace(sc.Text())
-		}
-		close(ch)
-	}()
-	return ch
-}
-
 func waitFor(in <-chan string, word string) {
 	if *goNow {
 		return
@@ -198,7 +184,7 @@ func main() {
 	if err != nil {
 		die("%v", err)
 	}
-	in := stdinLines()
+	in := proc.StdinLines()
 	res := Result{Mode: *mode, Conns: *conns, Size: *size, Depth: d}
 	switch *mode {
 	case "idle":

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -117,3 +118,17 @@ func (c *Child) Expect(prefix string, timeout time.Duration) (string, error) {
 
 // Tail returns the last 8 lines of Out.
 func (c *Child) Tail() string { return strings.Join(c.Out.LastLines(8), "\n") }
+
+// StdinLines delivers this process's stdin lines, trimmed (the child's
+// side of the orchestrators' line protocol); the channel closes at EOF.
+func StdinLines() <-chan string {
+	ch := make(chan string, 4)
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			ch <- strings.TrimSpace(sc.Text())
+		}
+		close(ch)
+	}()
+	return ch
+}

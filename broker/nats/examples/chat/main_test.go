@@ -134,20 +134,8 @@ func TestThreeProcesses(t *testing.T) {
 		}
 	}
 	// Interest reaches NATS within 50 ms of a join, counts within 2 s:
-	// wait for every node to count all six.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		probe := join(t, addrs[0], "probe")
-		v := probe.next(t, "welcome").Viewers
-		probe.c.Close()
-		if v == 7 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("viewers %d, want 7", v)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// wait for node 1 to count all six (and the probe).
+	waitViewers(t, addrs[0], 7)
 	const N = 20
 	for i := range N {
 		ms[i%len(ms)].say(t, fmt.Sprintf("m%02d", i))
@@ -169,16 +157,23 @@ func TestThreeProcesses(t *testing.T) {
 			t.Fatalf("%s: %+v", m.name, got)
 		}
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	waitViewers(t, addrs[1], 5)
+}
+
+// waitViewers joins the lobby on addr until the welcome counts want
+// viewers (the newcomer included), for up to 10 s.
+func waitViewers(t *testing.T, addr string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		probe := join(t, addrs[1], "probe2")
+		probe := join(t, addr, "probe")
 		v := probe.next(t, "welcome").Viewers
 		probe.c.Close()
-		if v == 5 {
-			break
+		if v == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("viewers %d after node 3 died, want 5", v)
+			t.Fatalf("%s counts %d viewers, want %d", addr, v, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
