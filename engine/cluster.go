@@ -15,10 +15,12 @@ import (
 // loop path as a local publish. The broker that ships with wsloop is
 // broker/nats (a separate module, so that this one needs no NATS).
 //
-// The engine tells the broker when its interest may have changed (a room's
-// local membership went from or to zero on some loop, a key was bound or
-// released); the broker reads the truth from Local when it acts on that
-// hint, so hints may be coalesced, reordered or late without harm.
+// The engine tells the broker when a room's local count may have changed
+// (after every join or leave a loop applies, and for each room of a
+// closing connection) and when a key was bound or released; the broker
+// reads the truth from Local when it acts on that hint, so hints may be
+// coalesced, reordered or late without harm, as long as one follows every
+// change.
 
 // Broker carries messages between the nodes of a cluster. Every method but
 // Start and Close may be called from an event loop, and must return at
@@ -36,9 +38,10 @@ type Broker interface {
 	Publish(room string, op ws.OpCode, p []byte) error
 	Broadcast(op ws.OpCode, p []byte) error
 	SendToKey(key string, op ws.OpCode, p []byte) error
-	// RoomChanged says that room's membership on this node changed
+	// RoomChanged says that room's count on this node may have changed
 	// (Local.RoomLen tells how), KeyChanged that key was bound or released
-	// here (Local.HasKey tells which).
+	// here (Local.HasKey tells which). Called on event loops, often: keep
+	// them cheap.
 	RoomChanged(room string)
 	KeyChanged(key string)
 	// RemoteRoomLen returns room's members on the other nodes, as last

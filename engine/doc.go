@@ -148,7 +148,9 @@
 // every member in order; those of two publishers on two nodes may
 // interleave differently on different nodes. RoomLen adds the other nodes'
 // members as they last reported them (Local().RoomLen is this node's
-// alone). The broker's methods never block: when it cannot send (the bus
+// alone). A Publish from another node reaches a connection that joined a
+// room new to its node once the node's subscription is in place (broker/nats
+// applies it at once, and says how to tell). The broker's methods never block: when it cannot send (the bus
 // is down, its buffer is full) this node's members still get the message,
 // the call returns an error wrapping ErrBrokerUnavailable, and
 // Stats.Broker.Failed counts it.

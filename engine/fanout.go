@@ -246,29 +246,32 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 		})
 	case pubJoin:
 		l.roomsMu.Lock()
-		joined := false
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {
-			joined = l.rooms.Join(it.room, it.conn)
+			l.rooms.Join(it.room, it.conn)
 		}
 		l.applied(it.room, 1)
 		l.roomsMu.Unlock()
-		if b := l.srv.opts.broker; b != nil && joined {
-			b.RoomChanged(it.room)
-		}
+		l.roomHint(it.room)
 	case pubLeave:
 		l.roomsMu.Lock()
-		left := false
 		if it.conn.state.Load() != stateClosed {
 			// A closed connection leaves all its rooms in leaveAll, which
 			// settles their pending counts; leaving one here too, between
 			// a deferred leaveAll and its application, would unbalance them.
-			left = l.rooms.Leave(it.room, it.conn)
+			l.rooms.Leave(it.room, it.conn)
 		}
 		l.applied(it.room, -1)
 		l.roomsMu.Unlock()
-		if b := l.srv.opts.broker; b != nil && left {
-			b.RoomChanged(it.room)
-		}
+		l.roomHint(it.room)
+	}
+}
+
+// roomHint tells the broker, if any, that room's count changed: after
+// every join or leave the loop applies, whether or not it changed the
+// membership, since RoomLen counted it while it was queued.
+func (l *loop) roomHint(room string) {
+	if b := l.srv.opts.broker; b != nil {
+		b.RoomChanged(room)
 	}
 }
 
@@ -495,7 +498,8 @@ func (s *Server) toEachLoop(it pubItem) error {
 // publishes, after the callback that called it returns: a publish queued
 // before Join, but not yet written, does not reach c, and RoomMembers
 // lists c once the loop has applied it. A connection that closes leaves
-// its rooms by itself.
+// its rooms by itself. (With a broker, publishes from other nodes reach c
+// once its node is subscribed to the room: see WithBroker.)
 func (c *Conn) Join(room string) error {
 	if st := c.state.Load(); st != stateOpen || c.closeCalled.Load() {
 		return ErrClosed

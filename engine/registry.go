@@ -27,6 +27,9 @@ func (s *Server) ConnByKey(key string) (*Conn, bool) {
 // it, and whether one does is not known here (ErrNotConnected is never
 // returned then). Safe from any goroutine.
 func (s *Server) SendToKey(key string, op ws.OpCode, p []byte) error {
+	if op != ws.OpText && op != ws.OpBinary {
+		return errBadOpcode
+	}
 	err := s.sendToKeyLocal(key, op, p)
 	if b := s.opts.broker; b != nil && err == ErrNotConnected {
 		if err = b.SendToKey(key, op, p); err == nil {

@@ -20,6 +20,9 @@
 //	wsloop.all           broadcasts
 //	wsloop.presence      each node's member counts
 //
+// Two clusters on one NATS server need prefixes of which neither starts
+// with the other's tokens ("wsloop" and "wsloop.r" would share subjects).
+//
 // A room or key that is a valid subject token of letters, digits, '-' and
 // '_' (and does not start with '~' or '=') is used as it is; any other is
 // encoded ('~' and its base64url form), and one whose encoded form would
@@ -34,7 +37,13 @@
 // one batch, and a subscription whose last member left is kept for
 // WithLinger (2 s) before it is dropped, so that a churn of joins and
 // leaves does not become a churn of subscriptions. NATS itself sends each
-// message only to the nodes that subscribed.
+// message only to the nodes that subscribed. A room new to a node is
+// subscribed to as soon as its first join is applied, but what other nodes
+// publish before the subscription reaches NATS (well under a millisecond
+// on a local network) does not reach that first member: across nodes,
+// "a Publish made after Join returns reaches the connection" holds once
+// the subscription is in place; the node's next presence report, which
+// follows it on the same connection, is a sign that it is.
 //
 // # Order
 //
@@ -68,9 +77,12 @@
 // stale messages after an outage. It reconnects by itself, forever, and
 // NATS resubscribes every subscription it had; presence catches up in the
 // next interval. Messages from the bus wait in one bounded channel
-// (WithPendingMessages, 4096); a node that falls behind drops what does not
-// fit, counted in Stats.Broker.Dropped, and NATS itself never lets a slow
-// client hold up the others. The broker runs three goroutines of its own
+// (WithPendingMessages, 4096 messages: at most that many times the NATS
+// server's max_payload in bytes, so set max_payload near your largest
+// message); a node that falls behind drops what does not fit, counted in
+// Stats.Broker.Dropped, and NATS itself never lets a slow client hold up
+// the others. A stalled NATS server fails the broker's writes after 2 s
+// rather than holding it. The broker runs three goroutines of its own
 // (sending, delivering, and interest with presence) besides the NATS
 // client's, whatever the number of connections and rooms.
 //
@@ -125,6 +137,7 @@ func WithNATSOptions(o ...nats.Option) Option {
 
 // WithPendingMessages bounds the messages from the bus waiting to be
 // delivered on this node (default 4096); more are dropped and counted.
+// Their bytes are bounded by n times the NATS server's max_payload.
 func WithPendingMessages(n int) Option { return func(c *config) { c.pending = n } }
 
 // WithSendBuffer bounds the bytes of messages waiting to go on the bus
@@ -157,6 +170,7 @@ type Broker struct {
 	outItems []outItem
 	outArena []byte
 	outWake  chan struct{}
+	kick     chan struct{} // a hint arrived
 
 	// Inbound: every subscription delivers into in; deliver drains it.
 	in      chan *nats.Msg
@@ -204,7 +218,19 @@ func New(url string, opts ...Option) *Broker {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Broker{cfg: cfg, url: url}
+	b := &Broker{cfg: cfg, url: url,
+		outWake: make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1),
+		in:      make(chan *nats.Msg, max(cfg.pending, 1)),
+		bySub:   make(map[*nats.Subscription]target),
+		hints:   make(map[target]struct{}),
+		subs:    make(map[target]*interest),
+		idle:    make(map[target]*interest),
+		counts:  make(map[string]int32),
+		stop:    make(chan struct{}),
+	}
+	b.pres.init()
+	return b
 }
 
 // NATS returns the broker's NATS connection (nil before Start).
@@ -226,17 +252,6 @@ func (b *Broker) Start(l engine.Local) error {
 	_, _ = rand.Read(id[:])
 	b.node = binary.LittleEndian.Uint64(id[:])
 	b.local = l
-	b.outWake = make(chan struct{}, 1)
-	b.in = make(chan *nats.Msg, b.cfg.pending)
-	b.bySub = make(map[*nats.Subscription]target)
-	b.hintMu.Lock()
-	b.hints = make(map[target]struct{})
-	b.hintMu.Unlock()
-	b.subs = make(map[target]*interest)
-	b.idle = make(map[target]*interest)
-	b.counts = make(map[string]int32)
-	b.pres.init()
-	b.stop = make(chan struct{})
 
 	opts := []nats.Option{
 		nats.NoEcho(),
@@ -245,6 +260,7 @@ func (b *Broker) Start(l engine.Local) error {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail while disconnected, never replay stale messages
 		nats.PingInterval(2 * time.Second),
+		nats.FlusherTimeout(2 * time.Second), // a stalled NATS server fails writes instead of holding the broker for a minute
 		nats.MaxPingsOutstanding(2),
 		nats.ConnectHandler(func(nc *nats.Conn) { b.onConnect(nc) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -273,9 +289,11 @@ func (b *Broker) Start(l engine.Local) error {
 	if nc.IsConnected() {
 		b.onConnect(nc)
 	}
+	b.subsMu.Lock()
 	if b.allSub, err = nc.ChanSubscribe(b.cfg.prefix+".all", b.in); err == nil {
 		b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in)
 	}
+	b.subsMu.Unlock()
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("natsbroker: %w", err)
@@ -284,7 +302,9 @@ func (b *Broker) Start(l engine.Local) error {
 	go b.send()
 	go b.deliver()
 	go b.run()
+	b.outMu.Lock()
 	b.running.Store(true)
+	b.outMu.Unlock()
 	return nil
 }
 
@@ -297,19 +317,42 @@ func (b *Broker) onConnect(nc *nats.Conn) {
 	b.pres.wantFull.Store(true)
 }
 
-// Close stops the broker and closes its NATS connection.
+// Close stops the broker: it sends what is queued (the server closed
+// its connections before, and their leave notices are on the way), tells
+// the others it is gone, and closes its NATS connection.
 func (b *Broker) Close() error {
-	if !b.running.CompareAndSwap(true, false) {
+	b.outMu.Lock()
+	if !b.running.Load() {
+		b.outMu.Unlock()
 		return nil
 	}
+	b.running.Store(false) // no enqueue after this one: send drains the rest
+	b.outMu.Unlock()
 	close(b.stop)
 	b.wg.Wait()
 	if b.connected.Load() {
 		b.bye()
 		_ = b.nc.FlushTimeout(time.Second)
 	}
+	// Keep the drop counts of the subscriptions that Close ends.
+	b.subsMu.Lock()
+	for sub := range b.bySub {
+		b.keepDrops(sub)
+	}
+	clear(b.bySub)
+	b.keepDrops(b.allSub)
+	b.keepDrops(b.presSub)
+	b.allSub, b.presSub = nil, nil
+	b.subsMu.Unlock()
 	b.nc.Close()
 	return nil
+}
+
+// keepDrops adds sub's drop count to droppedGone, before sub goes.
+func (b *Broker) keepDrops(sub *nats.Subscription) {
+	if n, err := sub.Dropped(); err == nil {
+		b.droppedGone.Add(uint64(n))
+	}
 }
 
 var errDown = fmt.Errorf("%w: NATS is not connected", engine.ErrBrokerUnavailable)
@@ -332,10 +375,6 @@ func (b *Broker) SendToKey(key string, op ws.OpCode, p []byte) error {
 
 // enqueue copies the subject and message into the outbound arena.
 func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
-	if !b.running.Load() {
-		b.failed.Add(1)
-		return errStopped
-	}
 	if !b.connected.Load() {
 		b.failed.Add(1)
 		return errDown
@@ -345,6 +384,11 @@ func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
 		return errTooBig
 	}
 	b.outMu.Lock()
+	if !b.running.Load() {
+		b.outMu.Unlock()
+		b.failed.Add(1)
+		return errStopped
+	}
 	need := len(b.cfg.prefix) + 3 + subjectTokenLen(name) + 1 + len(p)
 	if len(b.outArena) > 0 && len(b.outArena)+need > b.cfg.sendBuf {
 		b.outMu.Unlock()
@@ -371,15 +415,16 @@ func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
 }
 
 // send puts queued messages on the bus, in queue order, one batch at a
-// time.
+// time; once the broker stops, it sends what is left and returns.
 func (b *Broker) send() {
 	defer b.wg.Done()
 	var spareItems []outItem
 	var spareArena []byte
 	for {
+		stopping := false
 		select {
 		case <-b.stop:
-			return
+			stopping = true
 		case <-b.outWake:
 		}
 		b.outMu.Lock()
@@ -396,6 +441,9 @@ func (b *Broker) send() {
 			} else {
 				b.sent.Add(1)
 			}
+		}
+		if stopping {
+			return
 		}
 		spareItems = items
 		spareArena = nil
@@ -463,13 +511,17 @@ func (b *Broker) KeyChanged(key string) { b.hint(target{'k', key}) }
 
 func (b *Broker) hint(t target) {
 	b.hintMu.Lock()
-	if b.hints != nil {
-		b.hints[t] = struct{}{}
-	}
+	b.hints[t] = struct{}{}
 	b.hintMu.Unlock()
+	select {
+	case b.kick <- struct{}{}: // apply it now: a new room's subscription should not wait for the tick
+	default:
+	}
 }
 
-// run applies interest hints every 50 ms and reports presence.
+// run applies interest hints as they come (those that come while it
+// works wait for the next round, together) and, every 50 ms, lets
+// lingering subscriptions go and reports presence when due.
 func (b *Broker) run() {
 	defer b.wg.Done()
 	tick := time.NewTicker(b.cfg.reconcile)
@@ -477,21 +529,24 @@ func (b *Broker) run() {
 	nextReport := time.Now()
 	spare := make(map[target]struct{})
 	for {
+		var now time.Time
 		select {
 		case <-b.stop:
 			return
-		case now := <-tick.C:
-			b.hintMu.Lock()
-			hints := b.hints
-			b.hints = spare
-			b.hintMu.Unlock()
-			b.apply(hints, now)
-			clear(hints)
-			spare = hints
-			if !now.Before(nextReport) {
-				b.report(now)
-				nextReport = now.Add(b.cfg.report)
-			}
+		case <-b.kick:
+			now = time.Now()
+		case now = <-tick.C:
+		}
+		b.hintMu.Lock()
+		hints := b.hints
+		b.hints = spare
+		b.hintMu.Unlock()
+		b.apply(hints, now)
+		clear(hints)
+		spare = hints
+		if !now.Before(nextReport) {
+			b.report(now)
+			nextReport = now.Add(b.cfg.report)
 		}
 	}
 }
@@ -521,7 +576,8 @@ func (b *Broker) apply(hints map[target]struct{}, now time.Time) {
 			sub, err := b.nc.ChanSubscribe(string(appendSubject(nil, b.cfg.prefix, t.kind, t.name)), b.in)
 			if err != nil {
 				b.local.LogError("natsbroker: subscribing", "err", err)
-				continue // tried again at the next hint
+				b.hint(t) // try again next round
+				continue
 			}
 			b.subscribes.Add(1)
 			b.subs[t] = &interest{sub: sub}
@@ -572,18 +628,21 @@ func (b *Broker) Stats() engine.BrokerStats {
 	}
 	b.subsMu.RLock()
 	st.Subscriptions = len(b.bySub)
-	for sub := range b.bySub {
+	for _, sub := range append([]*nats.Subscription{b.allSub, b.presSub}, mapKeys(b.bySub)...) {
 		if n, err := sub.Dropped(); err == nil {
 			st.Dropped += uint64(n)
 		}
 	}
 	b.subsMu.RUnlock()
-	for _, sub := range []*nats.Subscription{b.allSub, b.presSub} {
-		if n, err := sub.Dropped(); err == nil {
-			st.Dropped += uint64(n)
-		}
-	}
 	return st
+}
+
+func mapKeys[K comparable, V any](m map[K]V) []K {
+	ks := make([]K, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
 }
 
 // Subjects.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
 
 	"github.com/wsloop/wsloop/engine"
 )
@@ -208,4 +209,69 @@ func TestClusterBye(t *testing.T) {
 	waitFor(t, "A counting C's members", func() bool { return a.srv.RoomLen("show") == 3 })
 	c.stop()
 	waitFor(t, "A forgetting C", func() bool { return a.srv.RoomLen("show") == 0 && a.srv.Stats().Broker.Nodes == 0 })
+}
+
+// A leave that turns out to change nothing (by a connection that never
+// joined) is counted by RoomLen while it is queued; the broker that read
+// the count then must read it again once the leave is applied, or the
+// node stays unsubscribed from a room that still has a member here.
+func TestClusterNoOpLeave(t *testing.T) {
+	ns := runNATS(t, -1)
+	a, b := startNode(t, ns.ClientURL(), nil), startNode(t, ns.ClientURL(), nil)
+	// Connections go to the least loaded of A's two loops: x and z share
+	// one, y has the other.
+	x := dial(t, a, "room=r")
+	y := dial(t, a, "")
+	z := dial(t, a, "")
+	waitFor(t, "A's interest", func() bool { return natsInterest(ns, roomSubject("r")) == 1 })
+	// y leaves r (it never joined) and stalls its loop with the leave
+	// queued: RoomLen("r") on A is 0 meanwhile. z joins and leaves, so
+	// that the broker reads that 0, and lets the subscription go after
+	// its linger (100 ms).
+	if err := y.c.WriteMessage(websocket.TextMessage, []byte("leave r 600ms")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_ = z.c.WriteMessage(websocket.TextMessage, []byte("join r"))
+	_ = z.c.WriteMessage(websocket.TextMessage, []byte("leave r"))
+	// Once the leave is applied, x is still a member: A must be
+	// subscribed again, and x must get what B publishes.
+	time.Sleep(700 * time.Millisecond)
+	waitFor(t, "A subscribed again", func() bool { return natsInterest(ns, roomSubject("r")) == 1 })
+	waitFor(t, "B counting x", func() bool { return b.srv.RoomLen("r") == 1 })
+	if err := b.srv.Publish("r", ws.OpText, []byte("still here?")); err != nil {
+		t.Fatal(err)
+	}
+	if p := x.next(t); string(p) != "still here?" {
+		t.Fatalf("x got %q", p)
+	}
+}
+
+// What is queued for the bus when the broker closes is sent, not lost
+// uncounted (a node's last messages, such as the leave notices its
+// handlers publish as Shutdown closes their connections).
+func TestClusterCloseSendsQueued(t *testing.T) {
+	ns := runNATS(t, -1)
+	a := startNode(t, ns.ClientURL(), []Option{WithSendBuffer(64 << 20)})
+	b := startNode(t, ns.ClientURL(), nil)
+	remote := dial(t, b, "room=r")
+	waitFor(t, "B's interest", func() bool { return natsInterest(ns, roomSubject("r")) == 1 })
+	// 2000 messages of 16 KiB: the broker is still sending when it closes.
+	const N = 2000
+	big := func(i int) []byte { return append(payload(i), make([]byte, 16<<10)...) }
+	for i := range N {
+		if err := a.srv.Publish("r", ws.OpBinary, big(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = a.b.Close()
+	if st := a.b.Stats(); st.Sent != N || st.Failed != 0 {
+		t.Fatalf("after Close: sent %d, failed %d; want %d sent", st.Sent, st.Failed, N)
+	}
+	// All of them reached B, which delivered them or, its loop's queue
+	// full of 16 KiB messages, dropped some and counted them.
+	waitFor(t, "B to take all of them", func() bool { st := b.srv.Stats().Broker; return st.Received+st.Dropped == N })
+	if p := remote.next(t); !bytes.Equal(p, big(0)) {
+		t.Fatalf("first message: %.10q", p)
+	}
 }

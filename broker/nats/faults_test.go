@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"strconv"
@@ -199,6 +200,11 @@ func TestClusterSlowNode(t *testing.T) {
 	if p := stuck.next(t); string(p) != "after" {
 		t.Fatalf("after the stall: %q", p)
 	}
+	// A counter does not go back when the node stops.
+	slow.stop()
+	if after := slow.srv.Stats().Broker; after.Dropped < st.Dropped {
+		t.Fatalf("Dropped went from %d to %d when the node stopped", st.Dropped, after.Dropped)
+	}
 	t.Logf("published %d in %v; the stalled node delivered %d and dropped %d (counted); its member got %d", N, took, st.Received, st.Dropped, got)
 }
 
@@ -219,4 +225,44 @@ func TestClusterTooBig(t *testing.T) {
 	if st := a.srv.Stats().Broker; st.Failed != 1 {
 		t.Fatalf("Failed = %d, want 1", st.Failed)
 	}
+}
+
+// Stats and RoomLen are safe while the server starts its broker (a
+// metrics scrape may come at any time), and SendToKey refuses a control
+// opcode rather than forwarding it.
+func TestClusterStatsDuringStart(t *testing.T) {
+	ns := runNATS(t, -1)
+	b := New(ns.ClientURL())
+	srv, err := engine.New(member{}, engine.WithBroker(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = srv.Stats()
+				_ = srv.RoomLen("r")
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	<-polled
+	if err := srv.SendToKey("nobody", ws.OpPing, nil); err == nil || errors.Is(err, engine.ErrForwarded) {
+		t.Fatalf("SendToKey with a ping: %v", err)
+	}
+	if st := srv.Stats().Broker; st.Sent != 0 || st.Failed != 0 {
+		t.Fatalf("a ping went to the broker: %+v", st)
+	}
+	_ = srv.Shutdown(context.Background())
+	<-done
 }

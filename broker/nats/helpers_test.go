@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,10 +59,24 @@ func (member) OnOpen(c *engine.Conn) {
 	}
 }
 
-// OnMessage stalls the loop when told to: a slow node, for tests.
+// OnMessage obeys the test's commands: "DURATION" stalls the loop (a
+// slow node); "join ROOM" and "leave ROOM" join and leave; "leave ROOM
+// DURATION" leaves and then stalls the loop, with the leave still queued.
 func (member) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
-	if d, err := time.ParseDuration(string(p)); err == nil {
-		time.Sleep(d)
+	f := strings.Fields(string(p))
+	switch {
+	case len(f) == 1:
+		if d, err := time.ParseDuration(f[0]); err == nil {
+			time.Sleep(d)
+		}
+	case len(f) >= 2 && f[0] == "join":
+		_ = c.Join(f[1])
+	case len(f) >= 2 && f[0] == "leave":
+		_ = c.Leave(f[1])
+		if len(f) == 3 {
+			d, _ := time.ParseDuration(f[2])
+			time.Sleep(d)
+		}
 	}
 }
 

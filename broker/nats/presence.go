@@ -43,6 +43,7 @@ type presence struct {
 	changed map[string]struct{}
 	seq     uint32
 	started bool
+	lastAsk time.Time // when this node last asked for full reports
 	buf     []byte
 }
 
@@ -82,8 +83,12 @@ func (b *Broker) report(now time.Time) {
 	}
 	full := !p.started || p.wantFull.Swap(false)
 	var flags byte
-	if !p.started || p.askFull.Swap(false) {
+	// Ask for everyone's full report at the start, and then at most every
+	// five intervals (a node that keeps missing reports must not make all
+	// the others send full ones every time).
+	if !p.started || (now.Sub(p.lastAsk) >= 5*b.cfg.report && p.askFull.Swap(false)) {
 		flags |= flagWant
+		p.lastAsk = now
 	}
 	p.started = true
 	ok := true
