@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"testing"
 
 	"github.com/wsloop/wsloop/internal/wstest"
@@ -19,4 +20,15 @@ func TestAutobahn(t *testing.T) {
 		count = 4
 	}
 	wstest.RunAutobahn(t, addr, wstest.WithCompressionCases(count))
+}
+
+// The same cases over wss: TLS on the event loops behaves as plain TCP.
+func TestAutobahnTLS(t *testing.T) {
+	_, addr := tlsServer(t, echoHandler{}, WithMaxMessageSize(64<<20), WithCheckOrigin(AnyOrigin))
+	count := 20
+	if raceEnabled {
+		count = 4
+	}
+	wstest.RunAutobahn(t, addr, wstest.WithCompressionCases(count),
+		wstest.WithDialOptions(wstest.WithTLS(clientTLS(tls.VersionTLS13))))
 }

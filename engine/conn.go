@@ -41,7 +41,7 @@ const (
 // few system calls as possible: everything written while the event loop
 // handles one read (including from OnMessage) goes out in one write.
 type Conn struct {
-	gc    gnet.Conn
+	gc    gnet.Conn // the socket; for TLS, its plaintext view (*tlsConn, see tlsOf)
 	loop  *loop
 	id    uint64
 	state atomic.Uint32 // written by the loop only, under mu
@@ -175,4 +175,21 @@ func (c *Conn) BufferedAmount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.out) + int(c.sockBuffered.Load()) + int(c.queued.Load())
+}
+
+// socket is c's gnet connection itself (gnet's own calls need it).
+func (c *Conn) socket() gnet.Conn {
+	if st := c.tlsOf(); st != nil {
+		return st.raw
+	}
+	return c.gc
+}
+
+// tlsOf is c's TLS state, nil without TLS. (Not a field: Conn stays in
+// its allocation size class.)
+func (c *Conn) tlsOf() *tlsState {
+	if tc, ok := c.gc.(*tlsConn); ok {
+		return tc.st
+	}
+	return nil
 }

@@ -155,6 +155,18 @@
 // the call returns an error wrapping ErrBrokerUnavailable, and
 // Stats.Broker.Failed counts it.
 //
+// # TLS
+//
+// WithTLS makes the listener speak TLS with crypto/tls. A socket's TLS
+// handshake happens in the handshake state, under its deadline, on a
+// goroutine that lives until the handshake ends (WithMaxTLSHandshakes at
+// once; the rest wait in a queue); after it the connection's records are
+// decrypted and encrypted on its loop, and the rest of the engine sees the
+// plaintext as it sees a plain socket's bytes. A TLS failure (bad input, a
+// version or cipher the config refuses, a bad record later) closes the
+// socket, counted in Stats.TLSHandshakeFailures during the handshake; an
+// open connection that loses its TLS layer ends with 1006.
+//
 // # Plain HTTP
 //
 // A request that does not ask for an upgrade goes to the WithHTTPHandler

@@ -35,6 +35,9 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	l.arm(c, s.opts.handshakeTimeout)
 	gc.SetContext(c)
+	if s.opts.tls != nil {
+		s.newTLS(c, gc)
+	}
 	return nil, gnet.None
 }
 
@@ -50,20 +53,58 @@ func remoteAddr(gc gnet.Conn) net.Addr {
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*Conn)
 	c.lastRead = c.loop.stamp
+	if st := c.tlsOf(); st != nil && st.pushHandshake(gc) {
+		return gnet.None // the TLS handshake's goroutine reads it
+	}
 	c.beginDispatch()
+	c.readInput()
+	c.endDispatch()
+	if c.afterDispatch() {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// readInput handles what has arrived: the upgrade request or frames, from
+// gnet's buffer, or for TLS from the records decrypted a chunk at a time.
+func (c *Conn) readInput() {
+	st := c.tlsOf()
+	if st == nil {
+		c.readSome()
+		return
+	}
+	for {
+		got, err := st.decrypt()
+		c.readSome()
+		if err != nil {
+			st.err = err
+			return
+		}
+		if !got {
+			return
+		}
+	}
+}
+
+func (c *Conn) readSome() {
 	if c.state.Load() == stateHandshake {
 		c.readHandshake()
 	} else {
 		c.readFrames()
 	}
-	c.endDispatch()
+}
+
+// afterDispatch shuts down the write side of a failed connection once its
+// close frame is out; it reports whether the socket must close now.
+func (c *Conn) afterDispatch() bool {
 	switch c.state.Load() {
 	case stateDone:
-		return gnet.Close
+		return true
 	case stateFailed:
 		c.shutdownWrite()
 	}
-	return gnet.None
+	st := c.tlsOf()
+	return st != nil && st.err != nil
 }
 
 func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
@@ -87,6 +128,13 @@ func (c *Conn) closed(err error) {
 	c.mu.Unlock()
 	l.wheel.Cancel(&c.timer)
 	l.remove(c)
+	if st := c.tlsOf(); st != nil {
+		st.kill()
+		st.releasePlain()
+		if err == nil {
+			err = st.err
+		}
+	}
 	c.rd.release(l)
 	c.releasePong()
 	c.dropOut()

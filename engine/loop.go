@@ -45,6 +45,7 @@ type loop struct {
 	pub            pubQueue
 	pubSpare       []pubItem
 	arenaSpare     []byte
+	tlsSpare       []byte                      // a TLS connection's plaintext buffer, while none needs it
 	rooms          *shard.Rooms[string, *Conn] // written by the loop under roomsMu, read by it without
 	roomsMu        sync.RWMutex
 	batching       bool    // the current drain holds several frames
@@ -123,6 +124,6 @@ func (l *loop) schedule(c *Conn, d time.Duration) {
 // closeSocket closes c's socket now; OnClose runs before it returns.
 func (l *loop) closeSocket(c *Conn) {
 	if c.state.Load() != stateClosed {
-		_ = l.el.Close(c.gc)
+		_ = l.el.Close(c.socket())
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -56,6 +57,8 @@ type options struct {
 	compressMin      int
 	deflate          codec.DeflatePolicy
 	broker           Broker
+	tls              *tls.Config
+	maxTLSHandshakes int
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 }
 
@@ -93,6 +96,7 @@ func defaultOptions() options {
 		pingInterval:     25 * time.Second,
 		idleTimeout:      60 * time.Second,
 		handshakeTimeout: 5 * time.Second,
+		maxTLSHandshakes: max(256, 128*runtime.NumCPU()),
 		closeTimeout:     5 * time.Second,
 		tick:             100 * time.Millisecond,
 		maxOutbound:      4 << 20,
@@ -340,6 +344,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithMaxConnections(%d): must not be negative", o.maxConns)
 	case o.checkOrigin == nil:
 		return fmt.Errorf("wsloop: WithCheckOrigin(nil): use AnyOrigin to accept every origin")
+	case o.tls != nil && len(o.tls.Certificates) == 0 && o.tls.GetCertificate == nil && o.tls.GetConfigForClient == nil:
+		return fmt.Errorf("wsloop: WithTLS: the config has no certificate (Certificates, GetCertificate or GetConfigForClient)")
+	case o.maxTLSHandshakes < 1:
+		return fmt.Errorf("wsloop: WithMaxTLSHandshakes(%d): need at least 1", o.maxTLSHandshakes)
 	case o.tick <= 0:
 		return fmt.Errorf("wsloop: WithTick(%v): must be positive", o.tick)
 	case o.pingInterval < o.tick:

@@ -49,6 +49,8 @@ type Server struct {
 	acceptErrors  atomic.Uint64
 	shed          atomic.Uint64
 	queueFull     atomic.Uint64
+	tlsFailures   atomic.Uint64
+	handshakes    handshakePool // TLS handshakes in progress (WithTLS)
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/wsloop/wsloop/engine"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
+	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 // start runs the chat server on addr ("127.0.0.1:0" for a free port) and
@@ -213,5 +215,45 @@ func TestChatHTTP(t *testing.T) {
 	_, resp, err = websocket.DefaultDialer.Dial("ws://"+a+"/ws", http.Header{"Origin": {"http://evil.example"}})
 	if err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Fatalf("foreign origin: %v %v", resp, err)
+	}
+}
+
+// The chat over TLS: the page on https://, the socket on wss:// (the
+// page's own scheme), with the Origin check passing.
+func TestChatTLS(t *testing.T) {
+	cfg, err := devcert.Config("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := chatroom.New(1, 5, slog.New(slog.NewTextHandler(io.Discard, nil)), engine.WithTLS(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	defer func() { _ = srv.Shutdown(context.Background()); <-done }()
+	a := srv.Addr().String()
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("https://" + a + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "new WebSocket(") {
+		t.Fatalf("page over https: %d", resp.StatusCode)
+	}
+	d := websocket.Dialer{TLSClientConfig: insecure}
+	c, _, err := d.Dial("wss://"+a+"/ws?room=secure&name=ann", http.Header{"Origin": {"https://" + a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var m msg
+	if err := c.ReadJSON(&m); err != nil || m.Type != "welcome" || m.Room != "secure" {
+		t.Fatalf("welcome: %+v %v", m, err)
 	}
 }

@@ -10,6 +10,12 @@
 // (websocat ws://127.0.0.1:9001), a browser's console
 // (new WebSocket("ws://127.0.0.1:9001")), or the Autobahn TestSuite's
 // fuzzingclient pointed at ws://127.0.0.1:9001.
+//
+// With -tls it speaks wss:// (TLS on the event loops), with the
+// certificate in -tls-cert and -tls-key, or without them a self-signed one
+// made at start (clients must trust it by hand, or skip verification):
+//
+//	go run ./examples/echo -tls            # then websocat -k wss://127.0.0.1:9001
 package main
 
 import (
@@ -26,6 +32,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsloop/wsloop/engine"
+	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 type echo struct{ engine.BaseHandler }
@@ -43,6 +50,9 @@ func main() {
 	deflate := flag.Bool("deflate", true, "accept permessage-deflate (RFC 7692) offers")
 	deflateLevel := flag.Int("deflate-level", 1, "compression level, 1 (fastest) to 9 (smallest)")
 	takeover := flag.Int("client-takeover", 0, "let clients keep their compression context, with a window of this many bits (8-15); 0: no takeover")
+	useTLS := flag.Bool("tls", false, "speak TLS (wss://); implied by -tls-cert")
+	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); without it, -tls makes a self-signed one")
+	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
 	verbose := flag.Bool("v", false, "log gnet's debug messages")
 	flag.Parse()
 
@@ -52,7 +62,16 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := engine.New(echo{},
+	var tlsOpt []engine.Option
+	if *useTLS || *certFile != "" {
+		cfg, err := devcert.Config(*certFile, *keyFile)
+		if err != nil {
+			log.Error("TLS", "err", err)
+			os.Exit(2)
+		}
+		tlsOpt = append(tlsOpt, engine.WithTLS(cfg))
+	}
+	srv, err := engine.New(echo{}, append(tlsOpt,
 		engine.WithEventLoops(*loops),
 		engine.WithMaxMessageSize(*maxMsg),
 		engine.WithCheckOrigin(engine.AnyOrigin), // test suites and benchmarks send any Origin; a server for browsers keeps the default, SameOrigin
@@ -64,7 +83,7 @@ func main() {
 		engine.WithCompression(*deflate),
 		engine.WithCompressionLevel(*deflateLevel),
 		engine.WithContextTakeover(*takeover != 0, *takeover),
-	)
+	)...)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
@@ -74,6 +93,9 @@ func main() {
 	go func() {
 		<-srv.Ready()
 		url := "ws://" + srv.Addr().String()
+		if len(tlsOpt) > 0 {
+			url = "wss://" + srv.Addr().String()
+		}
 		if srv.Addr().Network() == "unix" {
 			url = "unix://" + srv.Addr().String()
 		}

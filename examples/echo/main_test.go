@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
@@ -69,5 +70,42 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
+	}
+}
+
+// -tls with no certificate: a self-signed one, wss:// in the log, and an
+// echo over it.
+func TestSelfSignedTLS(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-tls")
+	cmd.Env = append(os.Environ(), "ECHO_TEST_MAIN=1")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	url := ""
+	for url == "" && sc.Scan() {
+		if _, rest, ok := strings.Cut(sc.Text(), "addr=wss://"); ok {
+			url = "wss://" + strings.Fields(rest)[0]
+		}
+	}
+	if url == "" {
+		t.Fatal("no wss:// address logged")
+	}
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte("over TLS"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, p, err := c.ReadMessage(); err != nil || string(p) != "over TLS" {
+		t.Fatalf("echo: %q %v", p, err)
+	}
+	// The certificate is the self-signed one, for localhost.
+	if st := c.UnderlyingConn().(*tls.Conn).ConnectionState(); len(st.PeerCertificates) != 1 || st.PeerCertificates[0].VerifyHostname("localhost") != nil {
+		t.Fatalf("certificate: %+v", st.PeerCertificates)
 	}
 }

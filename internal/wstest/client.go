@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -44,7 +45,12 @@ type dialConfig struct {
 	key     string
 	header  [][2]string
 	timeout time.Duration
+	tls     *tls.Config
 }
+
+// WithTLS dials with TLS (wss://): the connection's first bytes are a TLS
+// handshake with cfg. Default: plain TCP.
+func WithTLS(cfg *tls.Config) DialOption { return func(c *dialConfig) { c.tls = cfg } }
 
 // WithPath sets the request target of the upgrade request. Default "/".
 func WithPath(path string) DialOption { return func(c *dialConfig) { c.path = path } }
@@ -83,6 +89,16 @@ func Dial(addr string, opts ...DialOption) (*Conn, error) {
 	nc, err := net.DialTimeout("tcp", addr, cfg.timeout)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.tls != nil {
+		tc := tls.Client(nc, cfg.tls)
+		_ = tc.SetDeadline(time.Now().Add(cfg.timeout))
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		_ = tc.SetDeadline(time.Time{})
+		nc = tc
 	}
 	if cfg.host == "" {
 		cfg.host = addr

@@ -278,7 +278,11 @@ func Run(ctx context.Context, srv *engine.Server, addr string, log *slog.Logger)
 			log.Info("chat listening", "addr", "unix://"+a.String())
 			return
 		}
-		log.Info("chat listening: open http://" + a.String() + " in a browser")
+		scheme := "http://"
+		if srv.TLS() {
+			scheme = "https://"
+		}
+		log.Info("chat listening: open " + scheme + a.String() + " in a browser")
 	}()
 	if err := srv.ListenAndServe(ctx, addr); !errors.Is(err, engine.ErrServerClosed) {
 		return err

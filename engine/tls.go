@@ -1,0 +1,364 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// TLS (wss://) with the standard library's crypto/tls, on the event loops.
+//
+// crypto/tls's handshake is written as blocking code, so each handshake
+// runs on a goroutine of its own, which lives until the handshake ends:
+// the loop hands it the bytes the client sends, and it writes through
+// gnet's AsyncWrite. At most WithMaxTLSHandshakes run at once; sockets
+// beyond that wait their turn in a queue (no goroutine, no refusal), under
+// the same handshake deadline as every other socket: a client that stalls
+// before or inside the handshake is dropped at WithHandshakeTimeout.
+//
+// Once the handshake is done the goroutine ends, and the connection's
+// records are decrypted and encrypted on its loop: crypto/tls reads from
+// gnet's inbound buffer through a transport that answers "would block"
+// (a temporary net.Error, which crypto/tls does not keep as an error) when
+// the buffer is empty, and writes to the socket with gnet's Write. The
+// rest of the engine sees the plaintext through tlsConn, a gnet.Conn whose
+// Peek, Discard and InboundBuffered serve decrypted bytes and whose Write
+// encrypts: the frame parser, the upgrade, keep-alive HTTP, backpressure
+// and closing run unchanged. Decrypted bytes wait in a buffer taken from
+// the loop only while some are unread.
+
+// WithTLS makes the server speak TLS (wss:// and https://) with cfg, which
+// needs a certificate (Certificates or GetCertificate). TLS 1.2 and 1.3
+// are what crypto/tls negotiates by default; cfg.NextProtos defaults to
+// "http/1.1" (ALPN). cfg is cloned; nil turns TLS off (the default).
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) {
+		if cfg == nil {
+			o.tls = nil
+			return
+		}
+		c := cfg.Clone()
+		if len(c.NextProtos) == 0 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+		o.tls = c
+	}
+}
+
+// TLS reports whether s speaks TLS (WithTLS): its URLs are wss:// and
+// https://.
+func (s *Server) TLS() bool { return s.opts.tls != nil }
+
+// WithMaxTLSHandshakes bounds the TLS handshakes in progress, each on a
+// goroutine of its own while it lasts (default: 128 per CPU, at least
+// 256). Sockets beyond the bound wait in a queue, within their handshake
+// deadline.
+func WithMaxTLSHandshakes(n int) Option { return func(o *options) { o.maxTLSHandshakes = n } }
+
+// errWouldBlock is what the transport answers crypto/tls when gnet's
+// buffer holds no more bytes: temporary, so crypto/tls keeps the
+// connection usable and the partial record it has.
+var errWouldBlock = &net.OpError{Op: "read", Net: "wsloop", Err: wouldBlock{}}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// tlsPlainChunk is how much plaintext is decrypted before the parser
+// consumes it, so that a large message is streamed, not held whole.
+const tlsPlainChunk = 64 << 10
+
+// tlsState is a TLS connection's state.
+type tlsState struct {
+	c    *Conn
+	raw  gnet.Conn // the socket
+	conn *tls.Conn
+	err  error // why the TLS layer failed, for OnClose
+
+	// Decrypted bytes not yet consumed: plain[pr:]. The buffer is the
+	// loop's while it holds none.
+	plain []byte
+	pr    int
+
+	// The handshake, while it runs on its goroutine. The loop appends
+	// what the client sends to in; the goroutine reads it.
+	mu          sync.Mutex
+	cond        sync.Cond
+	in          []byte
+	dead        bool        // the socket closed: the handshake's reads end
+	handshaking atomic.Bool // true from the socket's opening to the handshake's end (on the loop)
+}
+
+// transport is the net.Conn crypto/tls reads and writes: the handshake
+// goroutine's blocking view while handshaking, the loop's non-blocking
+// view after.
+type transport tlsState
+
+func (t *transport) Read(p []byte) (int, error) {
+	st := (*tlsState)(t)
+	if st.handshaking.Load() {
+		st.mu.Lock()
+		for len(st.in) == 0 && !st.dead {
+			st.cond.Wait()
+		}
+		if len(st.in) == 0 {
+			st.mu.Unlock()
+			return 0, io.EOF
+		}
+		n := copy(p, st.in)
+		st.in = st.in[n:]
+		st.mu.Unlock()
+		return n, nil
+	}
+	// On the loop: bytes left over from the handshake first, then gnet's.
+	if len(st.in) > 0 {
+		n := copy(p, st.in)
+		st.in = st.in[n:]
+		if len(st.in) == 0 {
+			st.in = nil
+		}
+		return n, nil
+	}
+	avail := st.raw.InboundBuffered()
+	if avail == 0 {
+		return 0, errWouldBlock
+	}
+	b, _ := st.raw.Peek(min(avail, len(p)))
+	n := copy(p, b)
+	_, _ = st.raw.Discard(n)
+	return n, nil
+}
+
+func (t *transport) Write(p []byte) (int, error) {
+	st := (*tlsState)(t)
+	if st.handshaking.Load() {
+		// Off the loop: gnet writes it on the loop, later, so it needs a
+		// copy (crypto/tls reuses p).
+		if err := st.raw.AsyncWrite(append([]byte(nil), p...), nil); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return st.raw.Write(p)
+}
+
+func (t *transport) Close() error                     { return nil }
+func (t *transport) LocalAddr() net.Addr              { return t.raw.LocalAddr() }
+func (t *transport) RemoteAddr() net.Addr             { return t.c.remote }
+func (t *transport) SetDeadline(time.Time) error      { return nil }
+func (t *transport) SetReadDeadline(time.Time) error  { return nil }
+func (t *transport) SetWriteDeadline(time.Time) error { return nil }
+
+// tlsConn is what the engine reads and writes for a TLS connection: the
+// socket's gnet.Conn with the plaintext in place of the bytes on the wire.
+type tlsConn struct {
+	gnet.Conn
+	st *tlsState
+}
+
+func (tc *tlsConn) InboundBuffered() int { return len(tc.st.plain) - tc.st.pr }
+
+func (tc *tlsConn) Peek(n int) ([]byte, error) {
+	st := tc.st
+	if n < 0 || n > len(st.plain)-st.pr {
+		n = len(st.plain) - st.pr
+	}
+	return st.plain[st.pr : st.pr+n], nil
+}
+
+func (tc *tlsConn) Discard(n int) (int, error) {
+	st := tc.st
+	if n < 0 || n > len(st.plain)-st.pr {
+		n = len(st.plain) - st.pr
+	}
+	st.pr += n
+	if st.pr == len(st.plain) {
+		st.releasePlain()
+	}
+	return n, nil
+}
+
+// Write encrypts b into TLS records and writes them to the socket. On the
+// loop.
+func (tc *tlsConn) Write(b []byte) (int, error) { return tc.st.conn.Write(b) }
+
+// newTLS wraps a socket that has just opened: c.gc becomes its plaintext
+// view, and its handshake starts, or waits for a free slot.
+func (s *Server) newTLS(c *Conn, raw gnet.Conn) {
+	st := &tlsState{c: c, raw: raw}
+	st.cond.L = &st.mu
+	st.handshaking.Store(true)
+	st.conn = tls.Server((*transport)(st), s.opts.tls)
+	c.gc = &tlsConn{Conn: raw, st: st}
+	s.handshakes.start(s, st)
+}
+
+// pushHandshake gives the handshake goroutine what the client sent; it
+// reports false once the handshake is over (the loop reads the records
+// itself then). On the loop.
+func (st *tlsState) pushHandshake(raw gnet.Conn) bool {
+	if !st.handshaking.Load() {
+		return false
+	}
+	n := raw.InboundBuffered()
+	b, _ := raw.Peek(n)
+	st.mu.Lock()
+	if len(st.in) > 64<<10 {
+		st.mu.Unlock()
+		return true // a client that floods its handshake: the deadline ends it
+	}
+	st.in = append(st.in, b...)
+	st.cond.Signal()
+	st.mu.Unlock()
+	_, _ = raw.Discard(n)
+	return true
+}
+
+// handshake runs on its own goroutine, then hands the connection back to
+// its loop.
+func (st *tlsState) handshake(s *Server) {
+	err := st.conn.HandshakeContext(context.Background())
+	if st.c.loop.el.Execute(context.Background(), &tlsDone{st: st, err: err}) != nil {
+		st.mu.Lock()
+		st.dead = true
+		st.mu.Unlock()
+	}
+	s.handshakes.done(s)
+}
+
+// kill ends a handshake in progress (the socket closed). Any goroutine.
+func (st *tlsState) kill() {
+	st.mu.Lock()
+	st.dead = true
+	st.in = nil
+	st.cond.Signal()
+	st.mu.Unlock()
+}
+
+// tlsDone is a finished handshake, back on the loop.
+type tlsDone struct {
+	st  *tlsState
+	err error
+}
+
+func (t *tlsDone) Run(context.Context) error {
+	st, c := t.st, t.st.c
+	if c.state.Load() != stateHandshake {
+		return nil // closed meanwhile (the deadline, Shutdown)
+	}
+	if t.err != nil {
+		c.loop.srv.tlsFailures.Add(1)
+		st.err = t.err
+		c.loop.closeSocket(c)
+		return nil
+	}
+	st.mu.Lock()
+	st.handshaking.Store(false) // the loop reads and writes from now on; st.in holds what came after the handshake
+	st.mu.Unlock()
+	c.beginDispatch()
+	c.readInput()
+	c.endDispatch()
+	c.afterDispatch()
+	return nil
+}
+
+// decrypt moves up to tlsPlainChunk bytes of plaintext out of crypto/tls.
+// It reports whether it got any, and an error when the TLS layer failed
+// or the peer closed it. On the loop.
+func (st *tlsState) decrypt() (bool, error) {
+	l := st.c.loop
+	got := false
+	for len(st.plain)-st.pr < tlsPlainChunk {
+		if st.plain == nil {
+			st.plain, l.tlsSpare = l.tlsSpare[:0], nil
+			if st.plain == nil {
+				st.plain = make([]byte, 0, 16<<10)
+			}
+		}
+		if len(st.plain) == cap(st.plain) {
+			if st.pr > 0 { // keep what is unread, at the start
+				st.plain = st.plain[:copy(st.plain, st.plain[st.pr:])]
+				st.pr = 0
+			} else {
+				st.plain = append(st.plain, make([]byte, cap(st.plain))...)[:len(st.plain)]
+			}
+		}
+		n, err := st.conn.Read(st.plain[len(st.plain):cap(st.plain)])
+		st.plain = st.plain[:len(st.plain)+n]
+		if n > 0 {
+			got = true
+		}
+		if err != nil {
+			if st.pr == len(st.plain) {
+				st.releasePlain()
+			}
+			if errors.Is(err, errWouldBlock) {
+				return got, nil
+			}
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// releasePlain gives an empty plaintext buffer back to the loop, so that
+// an idle connection holds none.
+func (st *tlsState) releasePlain() {
+	l := st.c.loop
+	if st.plain != nil && l.tlsSpare == nil && cap(st.plain) <= 4*tlsPlainChunk {
+		l.tlsSpare = st.plain[:0]
+	}
+	st.plain, st.pr = nil, 0
+}
+
+// handshakePool bounds the TLS handshakes in progress.
+type handshakePool struct {
+	mu      sync.Mutex
+	running int
+	waiting []*tlsState
+}
+
+func (p *handshakePool) start(s *Server, st *tlsState) {
+	p.mu.Lock()
+	if p.running >= s.opts.maxTLSHandshakes {
+		p.waiting = append(p.waiting, st)
+		p.mu.Unlock()
+		return
+	}
+	p.running++
+	p.mu.Unlock()
+	go st.handshake(s)
+}
+
+// done frees a slot and starts the next waiting handshake whose socket is
+// still open.
+func (p *handshakePool) done(s *Server) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running--
+	for len(p.waiting) > 0 && p.running < s.opts.maxTLSHandshakes {
+		st := p.waiting[0]
+		p.waiting[0] = nil
+		p.waiting = p.waiting[1:]
+		st.mu.Lock()
+		dead := st.dead
+		st.mu.Unlock()
+		if dead {
+			continue
+		}
+		p.running++
+		go st.handshake(s)
+	}
+	if len(p.waiting) == 0 {
+		p.waiting = nil
+	}
+}

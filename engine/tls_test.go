@@ -1,0 +1,369 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	cws "github.com/coder/websocket"
+	"github.com/gorilla/websocket"
+)
+
+// testPKI is a CA and a server certificate for 127.0.0.1 and localhost,
+// made once per test binary.
+var testPKI = sync.OnceValues(func() (*tls.Config, *x509.CertPool) {
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wsloop test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	must(err)
+	caCert, err := x509.ParseCertificate(caDER)
+	must(err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	must(err)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, caDER}, PrivateKey: key}}}, pool
+})
+
+func tlsServer(t *testing.T, h Handler, opts ...Option) (*Server, string) {
+	cfg, _ := testPKI()
+	return startServer(t, h, append([]Option{WithTLS(cfg)}, opts...)...)
+}
+
+func clientTLS(version uint16, suites ...uint16) *tls.Config {
+	_, pool := testPKI()
+	return &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: version, MaxVersion: version, CipherSuites: suites, NextProtos: []string{"http/1.1"}}
+}
+
+// Echo over wss with gorilla/websocket and coder/websocket, on TLS 1.2
+// with each cipher family and on TLS 1.3: small messages, a message of
+// many records, and the close handshake.
+func TestTLSEcho(t *testing.T) {
+	rec := newRecorder()
+	srv, addr := tlsServer(t, rec)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320 KB: 20 records
+	cases := []struct {
+		name string
+		cfg  *tls.Config
+	}{
+		{"1.3", clientTLS(tls.VersionTLS13)},
+		{"1.2-aes128gcm", clientTLS(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)},
+		{"1.2-aes256gcm", clientTLS(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)},
+		{"1.2-chacha20", clientTLS(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)},
+	}
+	for _, tc := range cases {
+		t.Run("gorilla-"+tc.name, func(t *testing.T) {
+			d := websocket.Dialer{TLSClientConfig: tc.cfg, HandshakeTimeout: 5 * time.Second}
+			c, resp, err := d.Dial("wss://"+addr+"/", nil)
+			if err != nil {
+				t.Fatalf("dial: %v %v", err, resp)
+			}
+			defer c.Close()
+			if st := c.UnderlyingConn().(*tls.Conn).ConnectionState(); st.Version != tc.cfg.MaxVersion || st.NegotiatedProtocol != "http/1.1" ||
+				(len(tc.cfg.CipherSuites) > 0 && st.CipherSuite != tc.cfg.CipherSuites[0]) {
+				t.Fatalf("negotiated version %x, protocol %q, suite %x", st.Version, st.NegotiatedProtocol, st.CipherSuite)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for _, p := range [][]byte{[]byte("hello"), big, []byte("after")} {
+				if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+					t.Fatal(err)
+				}
+				if _, got, err := c.ReadMessage(); err != nil || !bytes.Equal(got, p) {
+					t.Fatalf("echo of %d bytes: %d bytes, %v", len(p), len(got), err)
+				}
+			}
+			if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1000) {
+				t.Fatalf("close: %v", err)
+			}
+		})
+	}
+	t.Run("coder-1.3", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(tls.VersionTLS13), ForceAttemptHTTP2: false}}
+		c, _, err := cws.Dial(ctx, "wss://"+addr+"/", &cws.DialOptions{HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadLimit(1 << 20)
+		for _, p := range [][]byte{[]byte("hi"), big} {
+			if err := c.Write(ctx, cws.MessageText, p); err != nil {
+				t.Fatal(err)
+			}
+			if _, got, err := c.Read(ctx); err != nil || !bytes.Equal(got, p) {
+				t.Fatalf("echo of %d bytes: %d, %v", len(p), len(got), err)
+			}
+		}
+		if err := c.Close(cws.StatusNormalClosure, ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitFor(t, 5*time.Second, "every OnClose", func() bool { o, c := rec.counts(); return o == 5 && c == 5 })
+	if n := srv.Stats().TLSHandshakeFailures; n != 0 {
+		t.Fatalf("%d handshake failures", n)
+	}
+}
+
+// A client that opens TCP and sends nothing, and one that stops halfway
+// through its ClientHello, are dropped at the handshake deadline.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	srv, addr := tlsServer(t, echoHandler{}, WithHandshakeTimeout(300*time.Millisecond))
+	silent := dialTCP(t, addr)
+	half := dialTCP(t, addr)
+	hello := clientHello(t)
+	if _, err := half.Write(hello[:len(hello)/2]); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for name, c := range map[string]net.Conn{"silent": silent, "half a ClientHello": half} {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatalf("%s: %v (not closed within 5 s)", name, err)
+		}
+		if d := time.Since(start); d < 250*time.Millisecond {
+			t.Fatalf("%s: closed after %v, before the deadline", name, d)
+		}
+		t.Logf("%s: closed by %v", name, time.Since(start))
+	}
+	waitFor(t, 5*time.Second, "no socket left", func() bool { return srv.Stats().Sockets == 0 })
+}
+
+// clientHello returns the first bytes a TLS client sends.
+func clientHello(t *testing.T) []byte {
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() {
+		cfg := clientTLS(tls.VersionTLS13)
+		cfg.ServerName = "localhost"
+		_ = tls.Client(b, cfg).Handshake()
+		b.Close()
+	}()
+	buf := make([]byte, 4096)
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := a.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
+}
+
+// Garbage, a plain HTTP request and a TLS version the server refuses are
+// closed cleanly, counted, and leave nothing behind; the server serves on.
+func TestTLSBadInput(t *testing.T) {
+	srv, addr := tlsServer(t, echoHandler{}, WithTLS(func() *tls.Config {
+		cfg, _ := testPKI()
+		cfg = cfg.Clone()
+		cfg.MinVersion = tls.VersionTLS13
+		return cfg
+	}()))
+	inputs := map[string][]byte{
+		"garbage":      bytes.Repeat([]byte{0x16, 0x03, 0x01, 0xff, 0xff, 0x42}, 2000),
+		"zeros":        make([]byte, 5000),
+		"plain HTTP":   []byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+		"random bytes": func() []byte { b := make([]byte, 3000); _, _ = rand.Read(b); return b }(),
+	}
+	for name, in := range inputs {
+		for range 20 {
+			c := dialTCP(t, addr)
+			_, _ = c.Write(in)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := io.ReadAll(c)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("%s: not closed within 5 s", name)
+			}
+			c.Close()
+		}
+	}
+	// TLS 1.2 against a server that wants 1.3.
+	d := websocket.Dialer{TLSClientConfig: clientTLS(tls.VersionTLS12)}
+	if _, _, err := d.Dial("wss://"+addr+"/", nil); err == nil {
+		t.Fatal("TLS 1.2 accepted by a 1.3-only server")
+	}
+	waitFor(t, 5*time.Second, "no socket left", func() bool { return srv.Stats().Sockets == 0 })
+	if n := srv.Stats().TLSHandshakeFailures; n < 81 {
+		t.Fatalf("%d handshake failures counted, want at least 81", n)
+	}
+	// And it serves.
+	d = websocket.Dialer{TLSClientConfig: clientTLS(tls.VersionTLS13)}
+	c, _, err := d.Dial("wss://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte("still here"))
+	if _, p, err := c.ReadMessage(); err != nil || string(p) != "still here" {
+		t.Fatalf("%q %v", p, err)
+	}
+}
+
+// With WithMaxTLSHandshakes(2), two clients that stall hold both slots; a
+// third waits in the queue (no goroutine, not refused) and completes once
+// the stalled ones give up.
+func TestTLSHandshakeBound(t *testing.T) {
+	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(5*time.Second))
+	for range 2 {
+		c := dialTCP(t, addr) // sends nothing: its handshake goroutine waits for a ClientHello
+		time.AfterFunc(600*time.Millisecond, func() { c.Close() })
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	d := websocket.Dialer{TLSClientConfig: clientTLS(tls.VersionTLS13), HandshakeTimeout: 10 * time.Second}
+	c, _, err := d.Dial("wss://"+addr+"/", nil)
+	if err != nil {
+		t.Fatalf("the queued handshake: %v", err)
+	}
+	defer c.Close()
+	waited := time.Since(start)
+	if waited < 500*time.Millisecond {
+		t.Fatalf("the third handshake did not wait for a slot (%v)", waited)
+	}
+	t.Logf("the third handshake waited %v for a slot", waited)
+	_ = srv
+}
+
+func TestTLSOptionErrors(t *testing.T) {
+	if _, err := New(echoHandler{}, WithTLS(&tls.Config{})); err == nil {
+		t.Fatal("a TLS config without a certificate was accepted")
+	}
+	cfg, _ := testPKI()
+	if _, err := New(echoHandler{}, WithTLS(cfg), WithMaxTLSHandshakes(0)); err == nil {
+		t.Fatal("WithMaxTLSHandshakes(0) was accepted")
+	}
+}
+
+// roomEcho joins every connection to "r" and echoes.
+type roomEcho struct{ echoHandler }
+
+func (roomEcho) OnOpen(c *Conn) { _ = c.Join("r") }
+
+func dialWSS(t *testing.T, addr string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{TLSClientConfig: clientTLS(tls.VersionTLS13), HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("wss://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// Rooms, heartbeats, the slow-consumer policy and Shutdown behave over
+// TLS as they do over TCP.
+func TestTLSSameBehaviour(t *testing.T) {
+	cfg, _ := testPKI()
+	srv, errc := serve(t, roomEcho{}, "127.0.0.1:0", WithTLS(cfg), WithPingInterval(100*time.Millisecond),
+		WithIdleTimeout(5*time.Second), WithMaxOutboundBytes(256<<10), WithSlowConsumerPolicy(ClosePolicyViolation))
+	addr := srv.Addr().String()
+
+	a, b := dialWSS(t, addr), dialWSS(t, addr)
+	waitFor(t, 5*time.Second, "both in the room", func() bool { return srv.RoomLen("r") == 2 })
+	// Rooms: one publish reaches both.
+	if err := srv.Publish("r", 1, []byte("to the room")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*websocket.Conn{a, b} {
+		if _, p, err := c.ReadMessage(); err != nil || string(p) != "to the room" {
+			t.Fatalf("%q %v", p, err)
+		}
+	}
+	// Heartbeat: the server pings a silent client (gorilla answers while
+	// it reads).
+	pinged := make(chan struct{}, 1)
+	a.SetPingHandler(func(string) error {
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	aDone := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := a.ReadMessage(); err != nil {
+				aDone <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-pinged:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ping within 5 s")
+	}
+
+	// Slow consumer: c never reads; sends fill the socket and the outbound
+	// cap, and the connection is closed with 1008.
+	slow := dialWSS(t, addr)
+	waitFor(t, 5*time.Second, "the slow one in the room", func() bool { return srv.RoomLen("r") == 3 })
+	var sc *Conn
+	for _, m := range srv.RoomMembers("r") {
+		if m.RemoteAddr().String() == slow.LocalAddr().String() {
+			sc = m
+		}
+	}
+	if sc == nil {
+		t.Fatal("slow connection not found")
+	}
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	var sendErr error
+	for i := 0; i < 2000 && sendErr == nil; i++ {
+		sendErr = sc.WriteMessage(2, chunk)
+		if i%16 == 15 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !errors.Is(sendErr, ErrSlowConsumer) && !errors.Is(sendErr, ErrClosed) {
+		t.Fatalf("sends to a client that does not read: %v", sendErr)
+	}
+
+	// Shutdown: every wss client gets 1001.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _ = srv.Shutdown(ctx) }()
+	for {
+		if _, _, err := b.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, 1001) {
+				t.Fatalf("at shutdown: %v", err)
+			}
+			break
+		}
+	}
+	if err := <-aDone; !websocket.IsCloseError(err, 1001) {
+		t.Fatalf("at shutdown: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, ErrServerClosed) {
+		t.Fatal(err)
+	}
+}
