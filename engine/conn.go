@@ -20,6 +20,8 @@ const (
 	lfBatched                      // in the loop's list of connections with batched fan-out frames
 	lfBacklogged                   // in the loop's list of connections with bytes in gnet's buffer
 	lfKeptAlive                    // answered a plain HTTP request and stayed open for the next
+	lfProxyWait                    // from a trusted balancer: its PROXY header has not been read yet
+	lfProxyCheck                   // from elsewhere: its first bytes must not be a PROXY header
 )
 
 // Connection states; engine/doc.go draws the diagram. Only the event loop

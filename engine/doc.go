@@ -167,6 +167,10 @@
 // socket, counted in Stats.TLSHandshakeFailures during the handshake; an
 // open connection that loses its TLS layer ends with 1006.
 //
+// WithProxyProtocol reads a trusted balancer's PROXY header (v1 or v2)
+// before anything else, TLS included, in the handshake state and under its
+// deadline; RemoteAddr is then the client it names.
+//
 // # Plain HTTP
 //
 // A request that does not ask for an upgrade goes to the WithHTTPHandler

@@ -35,8 +35,15 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	l.arm(c, s.opts.handshakeTimeout)
 	gc.SetContext(c)
-	if s.opts.tls != nil {
-		s.newTLS(c, gc)
+	if s.opts.proxyTrusted != nil {
+		if s.trustedProxy(c.remote) {
+			c.lflags |= lfProxyWait
+		} else {
+			c.lflags |= lfProxyCheck
+		}
+	}
+	if s.opts.tls != nil && c.lflags&lfProxyWait == 0 {
+		s.newTLS(c, gc) // behind a balancer, once its header has named the client
 	}
 	return nil, gnet.None
 }
@@ -53,6 +60,13 @@ func remoteAddr(gc gnet.Conn) net.Addr {
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*Conn)
 	c.lastRead = c.loop.stamp
+	if c.lflags&(lfProxyWait|lfProxyCheck) != 0 {
+		if proceed, refuse := c.readProxy(gc); refuse {
+			return gnet.Close
+		} else if !proceed {
+			return gnet.None
+		}
+	}
 	if st := c.tlsOf(); st != nil && st.pushHandshake(gc) {
 		return gnet.None // the TLS handshake's goroutine reads it
 	}

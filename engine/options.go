@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -58,6 +59,7 @@ type options struct {
 	deflate          codec.DeflatePolicy
 	broker           Broker
 	tls              *tls.Config
+	proxyTrusted     []netip.Prefix
 	maxTLSHandshakes int
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 }
@@ -346,6 +348,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithCheckOrigin(nil): use AnyOrigin to accept every origin")
 	case o.tls != nil && len(o.tls.Certificates) == 0 && o.tls.GetCertificate == nil && o.tls.GetConfigForClient == nil:
 		return fmt.Errorf("wsloop: WithTLS: the config has no certificate (Certificates, GetCertificate or GetConfigForClient)")
+	case o.proxyTrusted != nil && len(o.proxyTrusted) == 0:
+		return fmt.Errorf("wsloop: WithProxyProtocol(): name the balancers' networks")
 	case o.maxTLSHandshakes < 1:
 		return fmt.Errorf("wsloop: WithMaxTLSHandshakes(%d): need at least 1", o.maxTLSHandshakes)
 	case o.tick <= 0:

@@ -50,6 +50,7 @@ type Server struct {
 	shed          atomic.Uint64
 	queueFull     atomic.Uint64
 	tlsFailures   atomic.Uint64
+	proxyRejected atomic.Uint64
 	handshakes    handshakePool // TLS handshakes in progress (WithTLS)
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id

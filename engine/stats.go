@@ -23,7 +23,8 @@ type Stats struct {
 	QueueFull            uint64      // calls refused with ErrQueueFull (WithMaxQueuedBytes)
 	Deflated             uint64      // messages compressed (permessage-deflate); a publish or broadcast counts once, however many connections get it
 	Inflated             uint64      // compressed messages received and decompressed
-	TLSHandshakeFailures uint64      // TLS handshakes that failed: bad input, no shared version or cipher, the peer gone (WithTLS)
+	TLSHandshakeFailures uint64      // TLS handshakes that failed: bad input, no shared version or cipher (WithTLS); a socket that closed first is not counted
+	ProxyRejected        uint64      // sockets closed for a malformed PROXY header, or one from a source not trusted (WithProxyProtocol)
 	Broker               BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -58,6 +59,7 @@ func (s *Server) Stats() Stats {
 		Deflated:             s.deflated.Load(),
 		Inflated:             s.inflated.Load(),
 		TLSHandshakeFailures: s.tlsFailures.Load(),
+		ProxyRejected:        s.proxyRejected.Load(),
 	}
 	if b := s.opts.broker; b != nil {
 		st.Broker = b.Stats()

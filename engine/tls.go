@@ -227,6 +227,14 @@ func (st *tlsState) pushHandshake(raw gnet.Conn) bool {
 // its loop.
 func (st *tlsState) handshake(s *Server) {
 	err := st.conn.HandshakeContext(context.Background())
+	if err != nil {
+		st.mu.Lock()
+		closed := st.dead && errors.Is(err, io.EOF) // the socket closed first: not the handshake's failure
+		st.mu.Unlock()
+		if !closed {
+			s.tlsFailures.Add(1) // here, not on the loop: the peer may close before the loop hears of it
+		}
+	}
 	if st.c.loop.el.Execute(context.Background(), &tlsDone{st: st, err: err}) != nil {
 		st.mu.Lock()
 		st.dead = true
@@ -256,7 +264,6 @@ func (t *tlsDone) Run(context.Context) error {
 		return nil // closed meanwhile (the deadline, Shutdown)
 	}
 	if t.err != nil {
-		c.loop.srv.tlsFailures.Add(1)
 		st.err = t.err
 		c.loop.closeSocket(c)
 		return nil
