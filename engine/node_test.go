@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -41,5 +42,21 @@ func TestDeflateNode(t *testing.T) {
 				t.Errorf("server takeover allowed %v, client %s: %v\n%s", serverTakeover, mode, err, out)
 			}
 		}
+	}
+}
+
+// TestNodeWSS: the same, over wss: Node's ws with the test CA (by
+// NODE_EXTRA_CA_CERTS), TLS 1.3, permessage-deflate on top.
+func TestNodeWSS(t *testing.T) {
+	_, addr := tlsServer(t, echoHandler{}, WithMaxMessageSize(2<<20))
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, testCAPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := nodeScript(t, "deflate_client.js", "wss://"+addr+"/", "notakeover")
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca)
+	out, err := wstest.Output(cmd, 90*time.Second)
+	if err != nil || !strings.HasPrefix(string(out), "ok 32 permessage-deflate") {
+		t.Errorf("wss: %v\n%s", err, out)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
@@ -21,6 +22,9 @@ import (
 	cws "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
 )
+
+// testCAPEM is testPKI's CA certificate, once testPKI has run.
+var testCAPEM []byte
 
 // testPKI is a CA and a server certificate for 127.0.0.1 and localhost,
 // made once per test binary.
@@ -49,6 +53,7 @@ var testPKI = sync.OnceValues(func() (*tls.Config, *x509.CertPool) {
 	must(err)
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
+	testCAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der, caDER}, PrivateKey: key}}}, pool
 })
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsloop/wsloop/engine"
+	"github.com/wsloop/wsloop/internal/devcert"
 	"github.com/wsloop/wsloop/internal/wstest"
 )
 
@@ -27,7 +29,9 @@ func nodeDir(t *testing.T) string {
 // the other, closing a tab brings the count back to 1; the server stops
 // and the page shows it is reconnecting (send disabled), the server
 // starts again on the same address and the page recovers by itself and
-// chats again. Every wait is real time (browser.js).
+// chats again. Every wait is real time (browser.js). It runs over plain
+// HTTP and over TLS (https:// and wss://, a self-signed certificate:
+// Chromium runs with --ignore-certificate-errors).
 func TestBrowser(t *testing.T) {
 	node := wstest.Tool(t, "node")
 	chromium := os.Getenv("CHROMIUM")
@@ -35,40 +39,51 @@ func TestBrowser(t *testing.T) {
 		chromium = wstest.Tool(t, "chromium", "chromium-browser")
 	}
 	dir := nodeDir(t)
-	srv, stop := start(t, "127.0.0.1:0", 5, 10)
-	addr := srv.Addr().String()
-
-	cmd := exec.Command(node, "browser.js", chromium, "http://"+addr+"/browser-room")
-	cmd.Dir = dir
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	cfg, err := devcert.Config("", "")
+	if err != nil {
 		t.Fatal(err)
 	}
-	timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
-	defer timer.Stop()
+	for _, tc := range []struct {
+		scheme string
+		opts   []engine.Option
+	}{{"http", nil}, {"https", []engine.Option{engine.WithTLS(cfg)}}} {
+		t.Run(tc.scheme, func(t *testing.T) {
+			srv, stop := start(t, "127.0.0.1:0", 5, 10, tc.opts...)
+			addr := srv.Addr().String()
 
-	var oks []string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		t.Log("browser.js:", line)
-		switch {
-		case line == "STOP":
-			stop()
-			fmt.Fprintln(stdin, "DONE")
-		case line == "START":
-			_, stop = start(t, addr, 5, 10) // the same address: the page reconnects to it
-			fmt.Fprintln(stdin, "DONE")
-		case strings.HasPrefix(line, "OK "):
-			oks = append(oks, line[3:])
-		}
-	}
-	io.Copy(io.Discard, stdout)
-	if err := cmd.Wait(); err != nil || len(oks) != 6 {
-		t.Fatalf("browser.js: %v, %d of 6 steps passed\n%s", err, len(oks), stderr.String())
+			cmd := exec.Command(node, "browser.js", chromium, tc.scheme+"://"+addr+"/browser-room")
+			cmd.Dir = dir
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+			defer timer.Stop()
+
+			var oks []string
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				line := sc.Text()
+				t.Log("browser.js:", line)
+				switch {
+				case line == "STOP":
+					stop()
+					fmt.Fprintln(stdin, "DONE")
+				case line == "START":
+					_, stop = start(t, addr, 5, 10, tc.opts...) // the same address: the page reconnects to it
+					fmt.Fprintln(stdin, "DONE")
+				case strings.HasPrefix(line, "OK "):
+					oks = append(oks, line[3:])
+				}
+			}
+			io.Copy(io.Discard, stdout)
+			if err := cmd.Wait(); err != nil || len(oks) != 6 {
+				t.Fatalf("browser.js: %v, %d of 6 steps passed\n%s", err, len(oks), stderr.String())
+			}
+		})
 	}
 }
 

@@ -21,9 +21,9 @@ import (
 
 // start runs the chat server on addr ("127.0.0.1:0" for a free port) and
 // returns it with a function that stops it and waits.
-func start(t *testing.T, addr string, rate, burst float64) (*engine.Server, func()) {
+func start(t *testing.T, addr string, rate, burst float64, opts ...engine.Option) (*engine.Server, func()) {
 	t.Helper()
-	srv, err := chatroom.New(rate, burst, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := chatroom.New(rate, burst, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

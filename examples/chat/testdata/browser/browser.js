@@ -2,7 +2,9 @@
 //
 //   node browser.js CHROMIUM URL
 //
-// URL is a room page (http://127.0.0.1:PORT/ROOM). Every step waits in
+// URL is a room page (http://127.0.0.1:PORT/ROOM, or https:// with a
+// self-signed certificate: Chromium then ignores certificate errors, and
+// the page must have opened its socket over wss://). Every step waits in
 // real time, at most STEP_MS, and prints "OK <step>" when it holds; the
 // first that does not prints "FAIL <step>: <why>" and exits 1. Between the
 // steps that need the server stopped and started again, the script prints
@@ -50,16 +52,21 @@ async function send(page, msg) {
     executablePath: chromiumPath,
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
+      "--disable-component-update", "--disable-sync"].concat(url.startsWith("https:") ? ["--ignore-certificate-errors"] : []),
+    ignoreHTTPSErrors: url.startsWith("https:"),
   });
+  const sockets = []; // the sockets the pages open: an https page must use wss
   let code = 0;
   try {
     const a = await ctx.newPage();
     const b = await ctx.newPage();
+    for (const p of [a, b]) p.on("websocket", (ws) => sockets.push(ws.url()));
     await step("first tab connects, 1 viewer", async () => {
       await a.goto(url);
       await stateIs(a, "open");
       await text(a, "#viewers", "1");
+      const want = url.startsWith("https:") ? "wss:" : "ws:";
+      if (!sockets.length || !sockets.every((s) => s.startsWith(want))) throw new Error("sockets " + JSON.stringify(sockets));
     });
     await step("second tab connects, both see 2 viewers", async () => {
       await b.goto(url);
