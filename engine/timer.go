@@ -61,6 +61,9 @@ func (c *Conn) heartbeat() {
 	}
 	pingAt := max(c.lastRead, c.lastPing) + int64(o.pingInterval)
 	if now >= pingAt {
+		if st := c.tlsOf(); st != nil && now-c.lastRead >= int64(o.pingInterval) {
+			st.trimIdle() // silent for a ping interval: idle
+		}
 		c.lastPing = now
 		pingAt = now + int64(o.pingInterval)
 		c.queueFrame(ws.OpPing, nil)

@@ -1,14 +1,17 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -274,7 +277,11 @@ func (t *tlsDone) Run(context.Context) error {
 	c.beginDispatch()
 	c.readInput()
 	c.endDispatch()
-	c.afterDispatch()
+	if c.afterDispatch() {
+		c.loop.closeSocket(c)
+		return nil
+	}
+	st.trimIdle() // the handshake's buffers
 	return nil
 }
 
@@ -367,5 +374,54 @@ func (p *handshakePool) done(s *Server) {
 	}
 	if len(p.waiting) == 0 {
 		p.waiting = nil
+	}
+}
+
+// crypto/tls keeps the buffers a connection's handshake grew (the raw
+// input, about 2 KiB after a ClientHello with a post-quantum key share, and
+// the handshake message buffer, as much again) for the connection's life,
+// and offers no way to let them go. An idle connection should not hold
+// them, so trimIdle drops them when they are empty, through their
+// offsets in tls.Conn, found by reflection once and checked by type; on a
+// Go whose tls.Conn differs, tlsIdleBufs is empty and nothing is trimmed
+// (TestTLSIdleTrim says so). Only the loop uses a connection's tls.Conn
+// once its handshake is over, so nothing reads them meanwhile.
+var tlsIdleBufs = func() (offs []uintptr) {
+	t := reflect.TypeFor[tls.Conn]()
+	for _, f := range []struct {
+		name string
+		typ  reflect.Type
+	}{
+		{"rawInput", reflect.TypeFor[bytes.Buffer]()},
+		{"hand", reflect.TypeFor[bytes.Buffer]()},
+		{"input", reflect.TypeFor[bytes.Reader]()},
+	} {
+		sf, ok := t.FieldByName(f.name)
+		if !ok || sf.Type != f.typ || len(sf.Index) != 1 {
+			return nil
+		}
+		offs = append(offs, sf.Offset)
+	}
+	return offs
+}()
+
+// trimIdle drops crypto/tls's empty input buffers of an idle connection
+// (its handshake just ended, or it has been silent for a ping interval).
+// On the loop.
+func (st *tlsState) trimIdle() {
+	if len(tlsIdleBufs) != 3 || st.handshaking.Load() {
+		return
+	}
+	p := unsafe.Pointer(st.conn)
+	raw := (*bytes.Buffer)(unsafe.Add(p, tlsIdleBufs[0]))
+	hand := (*bytes.Buffer)(unsafe.Add(p, tlsIdleBufs[1]))
+	in := (*bytes.Reader)(unsafe.Add(p, tlsIdleBufs[2]))
+	if in.Len() != 0 || raw.Len() != 0 {
+		return // a record or its plaintext is still being read
+	}
+	*in = bytes.Reader{} // it points into raw's array
+	*raw = bytes.Buffer{}
+	if hand.Len() == 0 {
+		*hand = bytes.Buffer{}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	cws "github.com/coder/websocket"
 	"github.com/gorilla/websocket"
@@ -396,4 +397,53 @@ func TestTLSEchoAllocs(t *testing.T) {
 	if allocs := testing.AllocsPerRun(2000, func() { echoRoundTrip(t, c, frame, reply) }); allocs > 4 {
 		t.Errorf("%v allocations per echoed message over TLS, want at most crypto/tls's 4", allocs)
 	}
+}
+
+// capture remembers the last connection opened.
+type capture struct {
+	echoHandler
+	c chan *Conn
+}
+
+func (h capture) OnOpen(c *Conn) { h.c <- c }
+
+type loopFunc func()
+
+func (f loopFunc) Run(context.Context) error { f(); return nil }
+
+// TestTLSIdleTrim: crypto/tls's buffers are found on this Go, and an idle
+// wss connection (silent for a ping interval) holds none of them.
+func TestTLSIdleTrim(t *testing.T) {
+	if len(tlsIdleBufs) != 3 {
+		t.Fatalf("tls.Conn's buffers not found (%v): idle TLS connections keep their handshake's buffers on this Go", tlsIdleBufs)
+	}
+	h := capture{c: make(chan *Conn, 1)}
+	_, addr := tlsServer(t, h, WithPingInterval(100*time.Millisecond))
+	c := dialWSS(t, addr)
+	sc := <-h.c
+	if err := c.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), 3000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	caps := func() (r, hs, in int) {
+		done := make(chan struct{})
+		_ = sc.loop.el.Execute(context.Background(), loopFunc(func() {
+			p := unsafe.Pointer(sc.tlsOf().conn)
+			r = (*bytes.Buffer)(unsafe.Add(p, tlsIdleBufs[0])).Cap()
+			hs = (*bytes.Buffer)(unsafe.Add(p, tlsIdleBufs[1])).Cap()
+			in = int((*bytes.Reader)(unsafe.Add(p, tlsIdleBufs[2])).Size())
+			close(done)
+		}))
+		<-done
+		return
+	}
+	if r, _, _ := caps(); r < 3000 {
+		t.Fatalf("the raw input buffer holds %d bytes after a 3000-byte message; the test cannot tell trimming from nothing", r)
+	}
+	waitFor(t, 5*time.Second, "the idle connection's buffers dropped", func() bool {
+		r, hs, in := caps()
+		return r == 0 && hs == 0 && in == 0
+	})
 }
