@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -292,6 +293,9 @@ func (st *tlsState) decrypt() (bool, error) {
 	l := st.c.loop
 	got := false
 	for len(st.plain)-st.pr < tlsPlainChunk {
+		if !st.recordReady() {
+			return got, nil // nothing to decrypt: no read that could only say "would block"
+		}
 		if st.plain == nil {
 			st.plain, l.tlsSpare = l.tlsSpare[:0], nil
 			if st.plain == nil {
@@ -322,6 +326,37 @@ func (st *tlsState) decrypt() (bool, error) {
 		}
 	}
 	return got, nil
+}
+
+// recordReady reports whether crypto/tls can return something without
+// waiting: plaintext it holds, or a whole record between what it has
+// buffered and what waits in gnet's buffer. A read that finds only "would
+// block" costs crypto/tls an allocation, so decrypt asks first. Without
+// tlsIdleBufs it cannot tell, and says yes. On the loop.
+func (st *tlsState) recordReady() bool {
+	if len(tlsIdleBufs) != 3 {
+		return true
+	}
+	p := unsafe.Pointer(st.conn)
+	if (*bytes.Reader)(unsafe.Add(p, tlsIdleBufs[2])).Len() > 0 {
+		return true // plaintext of a record not yet read out
+	}
+	buffered := (*bytes.Buffer)(unsafe.Add(p, tlsIdleBufs[0])).Bytes()
+	avail := st.raw.InboundBuffered()
+	have := len(buffered) + len(st.in) + avail
+	if have < 5 {
+		return false
+	}
+	// The next record's header: from crypto/tls's buffer, then the
+	// handshake's leftovers, then gnet's.
+	var hdr [5]byte
+	k := copy(hdr[:], buffered)
+	k += copy(hdr[k:], st.in)
+	if k < 5 {
+		b, _ := st.raw.Peek(5 - k)
+		copy(hdr[k:], b)
+	}
+	return have >= 5+int(binary.BigEndian.Uint16(hdr[3:5]))
 }
 
 // releasePlain gives an empty plaintext buffer back to the loop, so that
