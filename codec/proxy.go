@@ -172,23 +172,24 @@ func parseProxyV2(b []byte) (h ProxyHeader, n int, err error) {
 	default:
 		return h, 0, proxyErr("v2 command is neither LOCAL nor PROXY")
 	}
+	alen := 0
 	switch fam {
 	case 0x11: // TCP over IPv4
-		if len(body) < 12 {
-			return h, 0, proxyErr("v2 IPv4 addresses truncated")
-		}
-		src := netip.AddrFrom4([4]byte(body[0:4]))
-		dst := netip.AddrFrom4([4]byte(body[4:8]))
-		return ProxyHeader{Source: netip.AddrPortFrom(src, binary.BigEndian.Uint16(body[8:])),
-			Dest: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(body[10:]))}, n, nil
+		alen = 4
 	case 0x21: // TCP over IPv6
-		if len(body) < 36 {
-			return h, 0, proxyErr("v2 IPv6 addresses truncated")
+		alen = 16
+	}
+	if alen > 0 {
+		if len(body) < 2*alen+4 {
+			return h, 0, proxyErr("v2 addresses truncated")
 		}
-		src := netip.AddrFrom16([16]byte(body[0:16]))
-		dst := netip.AddrFrom16([16]byte(body[16:32]))
-		return ProxyHeader{Source: netip.AddrPortFrom(src, binary.BigEndian.Uint16(body[32:])),
-			Dest: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(body[34:]))}, n, nil
+		src, _ := netip.AddrFromSlice(body[:alen])
+		dst, _ := netip.AddrFromSlice(body[alen : 2*alen])
+		ports := body[2*alen:]
+		return ProxyHeader{Source: netip.AddrPortFrom(src, binary.BigEndian.Uint16(ports)),
+			Dest: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(ports[2:]))}, n, nil
+	}
+	switch fam {
 	case 0x00, 0x12, 0x22, 0x31, 0x32: // UNSPEC, UDP, Unix: no TCP client address to use
 		return ProxyHeader{Local: true}, n, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,7 +308,7 @@ func (st *tlsState) decrypt() (bool, error) {
 				st.plain = st.plain[:copy(st.plain, st.plain[st.pr:])]
 				st.pr = 0
 			} else {
-				st.plain = append(st.plain, make([]byte, cap(st.plain))...)[:len(st.plain)]
+				st.plain = slices.Grow(st.plain, cap(st.plain))
 			}
 		}
 		n, err := st.conn.Read(st.plain[len(st.plain):cap(st.plain)])

@@ -237,7 +237,7 @@ func TestTLSBadInput(t *testing.T) {
 // third waits in the queue (no goroutine, not refused) and completes once
 // the stalled ones give up.
 func TestTLSHandshakeBound(t *testing.T) {
-	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(5*time.Second))
+	_, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(5*time.Second))
 	for range 2 {
 		c := dialTCP(t, addr) // sends nothing: its handshake goroutine waits for a ClientHello
 		time.AfterFunc(600*time.Millisecond, func() { c.Close() })
@@ -255,7 +255,6 @@ func TestTLSHandshakeBound(t *testing.T) {
 		t.Fatalf("the third handshake did not wait for a slot (%v)", waited)
 	}
 	t.Logf("the third handshake waited %v for a slot", waited)
-	_ = srv
 }
 
 func TestTLSOptionErrors(t *testing.T) {

@@ -33,10 +33,11 @@
 //
 // A node subscribes to a room's subject while it has members of the room,
 // and to a key's subject while a connection of it is bound to the key, so
-// that it receives only what it serves. Changes are applied every 50 ms, in
-// one batch, and a subscription whose last member left is kept for
-// WithLinger (2 s) before it is dropped, so that a churn of joins and
-// leaves does not become a churn of subscriptions. NATS itself sends each
+// that it receives only what it serves. Changes are applied as they come,
+// in batches (what arrives while one is applied goes in the next), and a
+// subscription whose last member left is kept for WithLinger (2 s) before
+// it is dropped, so that a churn of joins and leaves does not become a
+// churn of subscriptions. NATS itself sends each
 // message only to the nodes that subscribed. A room new to a node is
 // subscribed to as soon as its first join is applied, but what other nodes
 // publish before the subscription reaches NATS (well under a millisecond
@@ -626,23 +627,20 @@ func (b *Broker) Stats() engine.BrokerStats {
 		Reconnects: b.reconnects.Load(),
 		Nodes:      b.pres.nodes(),
 	}
-	b.subsMu.RLock()
-	st.Subscriptions = len(b.bySub)
-	for _, sub := range append([]*nats.Subscription{b.allSub, b.presSub}, mapKeys(b.bySub)...) {
+	dropped := func(sub *nats.Subscription) {
 		if n, err := sub.Dropped(); err == nil {
 			st.Dropped += uint64(n)
 		}
 	}
+	b.subsMu.RLock()
+	st.Subscriptions = len(b.bySub)
+	dropped(b.allSub)
+	dropped(b.presSub)
+	for sub := range b.bySub {
+		dropped(sub)
+	}
 	b.subsMu.RUnlock()
 	return st
-}
-
-func mapKeys[K comparable, V any](m map[K]V) []K {
-	ks := make([]K, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	return ks
 }
 
 // Subjects.

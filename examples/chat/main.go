@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/wsloop/wsloop/engine"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
 	"github.com/wsloop/wsloop/internal/devcert"
 )
@@ -24,20 +23,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address (host:port, or unix:///path)")
 	rate := flag.Float64("rate", 1, "messages a second a member may send, sustained")
 	burst := flag.Float64("burst", 5, "messages a member may send at once")
-	useTLS := flag.Bool("tls", false, "serve https:// and wss://; implied by -tls-cert")
-	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); without it, -tls makes a self-signed one")
-	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
+	tlsFlags := devcert.Flags()
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	var opts []engine.Option
-	if *useTLS || *certFile != "" {
-		cfg, err := devcert.Config(*certFile, *keyFile)
-		if err != nil {
-			log.Error("TLS", "err", err)
-			os.Exit(2)
-		}
-		opts = append(opts, engine.WithTLS(cfg))
+	opts, err := tlsFlags()
+	if err != nil {
+		log.Error("TLS", "err", err)
+		os.Exit(2)
 	}
 	srv, err := chatroom.New(*rate, *burst, log, opts...)
 	if err != nil {

@@ -50,9 +50,7 @@ func main() {
 	deflate := flag.Bool("deflate", true, "accept permessage-deflate (RFC 7692) offers")
 	deflateLevel := flag.Int("deflate-level", 1, "compression level, 1 (fastest) to 9 (smallest)")
 	takeover := flag.Int("client-takeover", 0, "let clients keep their compression context, with a window of this many bits (8-15); 0: no takeover")
-	useTLS := flag.Bool("tls", false, "speak TLS (wss://); implied by -tls-cert")
-	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); without it, -tls makes a self-signed one")
-	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
+	tlsFlags := devcert.Flags()
 	verbose := flag.Bool("v", false, "log gnet's debug messages")
 	flag.Parse()
 
@@ -62,14 +60,10 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	var tlsOpt []engine.Option
-	if *useTLS || *certFile != "" {
-		cfg, err := devcert.Config(*certFile, *keyFile)
-		if err != nil {
-			log.Error("TLS", "err", err)
-			os.Exit(2)
-		}
-		tlsOpt = append(tlsOpt, engine.WithTLS(cfg))
+	tlsOpt, err := tlsFlags()
+	if err != nil {
+		log.Error("TLS", "err", err)
+		os.Exit(2)
 	}
 	srv, err := engine.New(echo{}, append(tlsOpt,
 		engine.WithEventLoops(*loops),
@@ -93,7 +87,7 @@ func main() {
 	go func() {
 		<-srv.Ready()
 		url := "ws://" + srv.Addr().String()
-		if len(tlsOpt) > 0 {
+		if srv.TLS() {
 			url = "wss://" + srv.Addr().String()
 		}
 		if srv.Addr().Network() == "unix" {

@@ -12,10 +12,33 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"flag"
 	"math/big"
 	"net"
 	"time"
+
+	"github.com/wsloop/wsloop/engine"
 )
+
+// Flags defines -tls, -tls-cert and -tls-key on the command line's flag
+// set; after flag.Parse, the function it returns gives the engine options
+// they ask for: none, or engine.WithTLS with the files' certificate or a
+// self-signed one.
+func Flags() func() ([]engine.Option, error) {
+	useTLS := flag.Bool("tls", false, "speak TLS (wss://, https://); implied by -tls-cert")
+	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); without it, -tls makes a self-signed one")
+	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
+	return func() ([]engine.Option, error) {
+		if !*useTLS && *certFile == "" {
+			return nil, nil
+		}
+		cfg, err := Config(*certFile, *keyFile)
+		if err != nil {
+			return nil, err
+		}
+		return []engine.Option{engine.WithTLS(cfg)}, nil
+	}
+}
 
 // Config returns a server TLS configuration from certFile and keyFile (PEM),
 // or with a new self-signed certificate when both are empty.

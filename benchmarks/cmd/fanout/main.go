@@ -560,7 +560,8 @@ func (p *publisher) publish(until time.Time) {
 		if !take() {
 			return
 		}
-		b.pending[p.seq&ringMask].Store(int32(b.subs + b.peers))
+		b.pending[p.seq&ringMask].Store(int32(b.subs))
+		b.parties[p.seq&ringMask].Store(int32(1 + b.peers))
 		b.doneAt[p.seq&ringMask].Store(0)
 		if !p.send(p.seq) {
 			return

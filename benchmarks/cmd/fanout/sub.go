@@ -32,7 +32,8 @@ type bench struct {
 	cf   bool // -proto centrifuge
 	nl   bool // -proto newline
 
-	pending []atomic.Int32 // per sequence number: subscribers (and peer processes) still to receive it; -done-to: subscribers that have it
+	pending []atomic.Int32 // per sequence number: this process's subscribers still to receive it; -done-to: those that have it
+	parties []atomic.Int32 // per sequence number: parties still to complete it (this process, and each -peers process)
 	sentAt  []atomic.Int64 // per sequence number: when it was sent (unix ns)
 	doneAt  []atomic.Int64 // per sequence number: the latest completion so far (unix ns)
 	peers   int            // -peers: subscriber-only processes counted as subscribers
@@ -79,6 +80,7 @@ func newBench(subs, size, inflight int, op byte) *bench {
 		op:      op,
 		pat:     newPattern(size),
 		pending: make([]atomic.Int32, ring),
+		parties: make([]atomic.Int32, ring),
 		sentAt:  make([]atomic.Int64, ring),
 		doneAt:  make([]atomic.Int64, ring),
 		tokens:  make(chan struct{}, inflight),
@@ -306,7 +308,7 @@ func (s *sub) message(b *bench, f frame) error {
 			if c.seq >= b.measuredFrom.Load() && !s.self {
 				b.wire.Add(uint64(len(f.payload)))
 			}
-			return s.count(b, c.seq, c.sent)
+			return s.count(b, c.seq)
 		}
 		if len(q) >= headerLen {
 			if seq, _, ok := getHeader(q); ok && seq&probeBit == 0 && seq >= b.measuredFrom.Load() && !s.self {
@@ -319,7 +321,7 @@ func (s *sub) message(b *bench, f frame) error {
 		return fmt.Errorf("message after %d: opcode %#x, %d bytes; want opcode %#x, %d bytes", s.next.Load(), f.op, len(p), b.op, b.size)
 	}
 	s.msgs++
-	seq, sent, ok := getHeader(p)
+	seq, _, ok := getHeader(p)
 	if !ok {
 		return fmt.Errorf("message after %d: corrupted header", s.next.Load())
 	}
@@ -342,12 +344,13 @@ func (s *sub) message(b *bench, f frame) error {
 	if f.rsv == 0 && seq >= b.measuredFrom.Load() && !s.self {
 		b.wire.Add(uint64(len(p)))
 	}
-	return s.count(b, seq, sent)
+	return s.count(b, seq)
 }
 
-// count checks that data message seq is the next one and counts it down;
-// sent is its send time.
-func (s *sub) count(b *bench, seq uint64, sent int64) error {
+// count checks that data message seq is the next one and counts it down.
+// The clock is read once per publish per process: when this process's
+// last subscriber has the message.
+func (s *sub) count(b *bench, seq uint64) error {
 	s.data = true
 	next := s.next.Load()
 	switch {
@@ -360,20 +363,23 @@ func (s *sub) count(b *bench, seq uint64, sent int64) error {
 	if s.self {
 		return nil
 	}
-	now := time.Now().UnixNano()
-	if b.report != nil {
-		if b.pending[seq&ringMask].Add(1) == int32(b.subs) {
-			b.pending[seq&ringMask].Store(0)
-			b.report.done(seq, now)
+	slot := seq & ringMask
+	if b.report != nil { // subscribers only: count up, and tell the publisher's process
+		if b.pending[slot].Add(1) == int32(b.subs) {
+			b.pending[slot].Store(0)
+			b.report.done(seq, time.Now().UnixNano())
 		}
 		return nil
 	}
-	return b.complete(seq, now)
+	if b.pending[slot].Add(-1) == 0 {
+		return b.complete(seq, time.Now().UnixNano())
+	}
+	return nil
 }
 
-// complete counts down one receiver of seq (a subscriber, or a peer
-// process whose subscribers all have it) that got it at t; the last one
-// returns the publish's token and records its latency.
+// complete counts down one party to seq (this process's subscribers, all
+// of them, or a peer process's) that had it at t; the last one returns
+// the publish's token and records its latency, to the latest t.
 func (b *bench) complete(seq uint64, t int64) error {
 	slot := seq & ringMask
 	for {
@@ -382,7 +388,7 @@ func (b *bench) complete(seq uint64, t int64) error {
 			break
 		}
 	}
-	if b.pending[slot].Add(-1) == 0 {
+	if b.parties[slot].Add(-1) == 0 {
 		last := b.doneAt[slot].Load()
 		if seq >= b.measuredFrom.Load() {
 			b.lat.record(last - b.sentAt[slot].Load())
