@@ -101,6 +101,8 @@ type tlsState struct {
 	in          []byte
 	dead        bool        // the socket closed: the handshake's reads end
 	handshaking atomic.Bool // true from the socket's opening to the handshake's end (on the loop)
+
+	gc tlsConn // the engine's view (Conn.gc), allocated with the rest
 }
 
 // transport is the net.Conn crypto/tls reads and writes: the handshake
@@ -120,7 +122,9 @@ func (t *transport) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		n := copy(p, st.in)
-		st.in = st.in[n:]
+		if st.in = st.in[n:]; len(st.in) == 0 {
+			st.in = nil // an empty slice of it would keep the array for the connection's life
+		}
 		st.mu.Unlock()
 		return n, nil
 	}
@@ -203,7 +207,8 @@ func (s *Server) newTLS(c *Conn, raw gnet.Conn) {
 	st.cond.L = &st.mu
 	st.handshaking.Store(true)
 	st.conn = tls.Server((*transport)(st), s.opts.tls)
-	c.gc = &tlsConn{Conn: raw, st: st}
+	st.gc = tlsConn{Conn: raw, st: st}
+	c.gc = &st.gc
 	s.handshakes.start(s, st)
 }
 
