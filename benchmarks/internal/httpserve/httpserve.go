@@ -6,6 +6,7 @@ package httpserve
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log"
@@ -22,10 +23,14 @@ import (
 
 // Run parses -addr (and -loops, accepted and ignored: only event-loop
 // servers have loops), serves h on it, prints "READY <addr>" and returns
-// after SIGINT or SIGTERM.
+// after SIGINT or SIGTERM. With -tls-cert and -tls-key it serves TLS with
+// crypto/tls (http.Server.ServeTLS, ALPN http/1.1 only: a WebSocket
+// upgrade is an HTTP/1.1 request).
 func Run(h http.Handler) {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	flag.Int("loops", runtime.NumCPU(), "ignored (event-loop servers only)")
+	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS")
+	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -35,7 +40,13 @@ func Run(h http.Handler) {
 		log.Fatal(err)
 	}
 	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
+	if *certFile != "" {
+		srv.TLSConfig = &tls.Config{NextProtos: []string{"http/1.1"}}
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2
+		go func() { _ = srv.ServeTLS(ln, *certFile, *keyFile) }()
+	} else {
+		go func() { _ = srv.Serve(ln) }()
+	}
 	mallocs.Report()
 	fmt.Println("READY", ln.Addr())
 

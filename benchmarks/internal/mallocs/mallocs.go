@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -25,12 +26,24 @@ func Count() uint64 {
 	return m.Mallocs
 }
 
-// Report starts answering SIGUSR1.
+// Freed is the line a server prints once it has collected its garbage and
+// returned the free memory to the system, on SIGUSR2.
+const Freed = "FREED"
+
+// Report starts answering SIGUSR1 (the allocation count) and SIGUSR2
+// (runtime/debug.FreeOSMemory, then a line "FREED"): an orchestrator that
+// wants the memory live objects hold, rather than what the heap grew to
+// at its peak, asks for the latter before reading VmRSS.
 func Report() {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
-		for range ch {
+		for sig := range ch {
+			if sig == syscall.SIGUSR2 {
+				debug.FreeOSMemory()
+				fmt.Println(Freed)
+				continue
+			}
 			fmt.Printf("%s%d\n", Line, Count())
 		}
 	}()

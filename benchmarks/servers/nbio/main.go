@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lesismal/llib/std/crypto/tls"
 	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
@@ -33,6 +34,8 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "pollers")
+	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS (nbio's own crypto/tls fork, lesismal/llib)")
+	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
 	flag.Parse()
 	logging.Output = os.Stderr // nbio logs to stdout by default
 
@@ -46,7 +49,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	addrs := []string{*addr} // Start writes the bound address back here
-	eng := nbhttp.NewEngine(nbhttp.Config{
+	conf := nbhttp.Config{
 		Network: "tcp",
 		Addrs:   addrs,
 		IOMod:   nbhttp.IOModNonBlocking,
@@ -54,7 +57,17 @@ func main() {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = upgrader.Upgrade(w, r, nil)
 		}),
-	})
+	}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		// As nbio's TLS examples configure it, with ALPN http/1.1.
+		conf.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+		conf.Addrs, conf.AddrsTLS = nil, addrs
+	}
+	eng := nbhttp.NewEngine(conf)
 	if err := eng.Start(); err != nil {
 		log.Fatal(err)
 	}

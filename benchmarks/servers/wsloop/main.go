@@ -22,6 +22,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/wsloop/wsloop/engine"
+	"github.com/wsloop/wsloop/internal/devcert"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
@@ -33,16 +34,26 @@ func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessa
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
+	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS (engine.WithTLS)")
+	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
 	flag.Parse()
 
-	srv, err := engine.New(echo{},
+	opts := []engine.Option{
 		engine.WithEventLoops(*loops),
-		engine.WithMaxMessageSize(1<<20),
+		engine.WithMaxMessageSize(1 << 20),
 		engine.WithCheckOrigin(engine.AnyOrigin),
 		engine.WithPingInterval(time.Hour),
-		engine.WithIdleTimeout(2*time.Hour),
-		engine.WithCloseTimeout(500*time.Millisecond),
-	)
+		engine.WithIdleTimeout(2 * time.Hour),
+		engine.WithCloseTimeout(500 * time.Millisecond),
+	}
+	if *certFile != "" {
+		cfg, err := devcert.Config(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		opts = append(opts, engine.WithTLS(cfg))
+	}
+	srv, err := engine.New(echo{}, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
