@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,7 +50,21 @@ func readFramesAsync(c net.Conn) <-chan ws.Frame {
 func TestPingFloodBounded(t *testing.T) {
 	const capBytes = 256 << 10
 	srv, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(capBytes))
-	c := upgradeSlowReader(t, addr) // and never read until the end
+	pingFlood(t, srv, upgradeSlowReader(t, addr), capBytes)
+}
+
+// TestTLSPingFloodBounded: the same over TLS, where the pongs are
+// encrypted as they are queued and the cap counts the records.
+func TestTLSPingFloodBounded(t *testing.T) {
+	const capBytes = 256 << 10
+	srv, addr := tlsServer(t, echoHandler{}, WithMaxOutboundBytes(capBytes))
+	pingFlood(t, srv, upgradeSlowReaderTLS(t, addr), capBytes)
+}
+
+// pingFlood writes 32 MiB of pings on c, an upgraded connection to srv
+// whose client does not read, and checks the server's outbound bytes and
+// heap stay bounded and that the last ping gets the last pong.
+func pingFlood(t *testing.T, srv *Server, c net.Conn, capBytes int) {
 	sc := onlyConn(t, srv)
 	heapBefore := heapInUse()
 	const flood = 32 << 20
@@ -151,7 +166,8 @@ func TestPingFloodPolicy(t *testing.T) {
 // does not read backs the server up after a few MiB. (A buffer smaller than
 // loopback's 64 KiB segment would make later reads crawl: the sender waits
 // for a window of a full segment.)
-func upgradeSlowReader(t testing.TB, addr string) net.Conn {
+// dialSlowReader dials addr with a 128 KiB receive buffer.
+func dialSlowReader(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -168,7 +184,24 @@ func upgradeSlowReader(t testing.TB, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return upgradeOver(t, c, addr)
+	return c
+}
+
+// upgradeSlowReader upgrades a connection whose receive buffer is small
+// (128 KiB), so that a client that does not read backs the server up soon.
+func upgradeSlowReader(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	return upgradeOver(t, dialSlowReader(t, addr), addr)
+}
+
+// upgradeSlowReaderTLS is upgradeSlowReader over TLS 1.3.
+func upgradeSlowReaderTLS(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	tc := tls.Client(dialSlowReader(t, addr), clientTLS(tls.VersionTLS13))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	return upgradeOver(t, tc, addr)
 }
 
 // onlyConn waits for the server's only connection and returns it.
