@@ -74,6 +74,7 @@ var (
 	rounds     = flag.Int("rounds", 3, "echo and handshake: runs of each server and mode, interleaved")
 	serverCPU  = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
 	loadCPUs   = flag.String("load-cpus", "1", "taskset CPU list for the clients (empty: no pinning)")
+	render     = flag.String("render", "", "print the report of a saved run (the .json -out wrote) instead of running; with -out, write it there")
 	modesOrder = []bool{false, true} // plain, then TLS
 )
 
@@ -93,6 +94,12 @@ func main() {
 		*idleConns, *nprocs, *echoConns, *churn, *duration, *rounds = 200, 2, 50, 8, time.Second, 1
 	}
 	scenarios := strings.Split(*scenArg, ",")
+	if *render != "" {
+		if err := rerender(*render, servers, scenarios); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	for _, s := range scenarios {
 		if !slices.Contains([]string{"idle", "echo", "handshake"}, s) {
 			fatal(fmt.Errorf("unknown scenario %q", s))
@@ -155,12 +162,17 @@ func main() {
 		}
 		runs = append(runs, r)
 	}
-	md := report(runs, servers, scenarios, time.Since(start))
+	cmd := "go run ./cmd/tlsbench"
+	if len(os.Args) > 1 {
+		cmd += " " + strings.Join(os.Args[1:], " ")
+	}
+	sv := saved{Command: cmd, Took: time.Since(start), When: time.Now().UTC(), Runs: runs}
+	md := report(runs, servers, scenarios, sv.Took, sv.When, cmd)
 	if *out != "" {
 		if err := mdblock.Write(*out, "<!-- tls:begin -->", "<!-- tls:end -->", md); err != nil {
 			fatal(err)
 		}
-		raw, _ := json.MarshalIndent(runs, "", "  ")
+		raw, _ := json.MarshalIndent(sv, "", "  ")
 		if err := os.WriteFile(strings.TrimSuffix(*out, filepath.Ext(*out))+"-tls.json", raw, 0o644); err != nil {
 			fatal(err)
 		}
@@ -169,6 +181,32 @@ func main() {
 	if failed > 0 {
 		fatal(fmt.Errorf("%d of %d runs failed", failed, len(runs)))
 	}
+}
+
+// saved is what -out writes beside the markdown: the runs and what the
+// report needs to be rendered again.
+type saved struct {
+	Command string        `json:"command"`
+	Took    time.Duration `json:"took"`
+	When    time.Time     `json:"when"`
+	Runs    []run         `json:"runs"`
+}
+
+func rerender(path string, servers, scenarios []string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var sv saved
+	if err := json.Unmarshal(b, &sv); err != nil {
+		return err
+	}
+	md := report(sv.Runs, servers, scenarios, sv.Took, sv.When, sv.Command)
+	fmt.Print(md)
+	if *out != "" {
+		return mdblock.Write(*out, "<!-- tls:begin -->", "<!-- tls:end -->", md)
+	}
+	return nil
 }
 
 func flagSet(name string) bool {
@@ -455,7 +493,7 @@ func (e runEnv) runJob(j job) (r run) {
 }
 
 // report renders the runs as markdown.
-func report(runs []run, servers, scenarios []string, took time.Duration) string {
+func report(runs []run, servers, scenarios []string, took time.Duration, when time.Time, cmd string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	cpu, _ := os.ReadFile("/proc/cpuinfo")
@@ -466,16 +504,32 @@ func report(runs []run, servers, scenarios []string, took time.Duration) string 
 			break
 		}
 	}
-	p("## Run of %s UTC\n\n", time.Now().UTC().Format("2006-01-02 15:04"))
-	cmd := "go run ./cmd/tlsbench"
-	if len(os.Args) > 1 {
-		cmd += " " + strings.Join(os.Args[1:], " ")
-	}
+	p("## Run of %s UTC\n\n", when.Format("2006-01-02 15:04"))
 	p("`cd benchmarks && %s` on %s, %d cores, %s; %d jobs in %s. Server on CPU %s, clients on CPU %s.", cmd, model, runtime.NumCPU(), runtime.Version(), len(runs), took.Round(time.Second), *serverCPU, *loadCPUs)
-	for _, r := range runs {
-		if r.Neg != "" {
-			p(" Negotiated: %s, ECDSA P-256 certificate, no session resumption.", r.Neg)
-			break
+	// What each server negotiated (the client offers the same to all; a
+	// TLS 1.3 server picks the cipher suite).
+	neg := map[string][]string{}
+	var negs []string
+	for _, s := range servers {
+		for _, r := range runs {
+			if r.Server == s && r.Neg != "" {
+				if neg[r.Neg] == nil {
+					negs = append(negs, r.Neg)
+				}
+				neg[r.Neg] = append(neg[r.Neg], s)
+				break
+			}
+		}
+	}
+	for i, n := range negs {
+		if i == 0 {
+			p(" Negotiated (ECDSA P-256 certificate, no session resumption):")
+		}
+		p(" %s with %s", n, strings.Join(neg[n], ", "))
+		if i < len(negs)-1 {
+			p(";")
+		} else {
+			p(".")
 		}
 	}
 	p("\n\n")
