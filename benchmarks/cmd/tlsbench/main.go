@@ -308,7 +308,7 @@ func (r run) summary() string {
 		s += " [" + r.Neg + "]"
 	}
 	if r.Failure != "" {
-		s += "  FAILED: " + strings.SplitN(r.Failure, "\n", 2)[0]
+		s += "  FAILED: " + strings.Join(strings.Fields(r.Failure), " ")
 	}
 	return s
 }
@@ -609,7 +609,7 @@ func report(runs []run, servers, scenarios []string, took time.Duration, when ti
 	if len(failed) > 0 {
 		p("\nFailed runs (left out of the medians):\n\n")
 		for _, f := range failed {
-			p("- %s\n", f)
+			p("- %s\n", strings.Join(strings.Fields(f), " "))
 		}
 	}
 	return b.String()
