@@ -22,6 +22,7 @@ const (
 	lfKeptAlive                    // answered a plain HTTP request and stayed open for the next
 	lfProxyWait                    // from a trusted balancer: its PROXY header has not been read yet
 	lfProxyCheck                   // from elsewhere: its first bytes must not be a PROXY header
+	lfLinger                       // failed after an HTTP answer that ends the connection: waiting for the client's EOF
 )
 
 // Connection states; engine/doc.go draws the diagram. Only the event loop

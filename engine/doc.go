@@ -83,24 +83,25 @@
 //	                socket handed to a loop (OnOpen)
 //	                              |
 //	                              v
-//	 plain HTTP request,    +-----------+  refused (4xx, 503, hook)
-//	 kept alive: +--------->| handshake |--------------------------------+
-//	 new deadline +---------+-----------+                                |
-//	          valid upgrade:      |                                      |
-//	          101, OnOpen         v                                      |
-//	                        +-----------+  the peer's close frame        |
-//	                        |   open    |  (echoed), idle eviction       |
-//	                        +-----------+---------------------+          |
-//	  close request applied    |     |                        |          |
-//	  (Close, Shutdown, slow   |     | protocol error or      |          |
-//	  consumer): close frame   |     | panic: close frame,    |          |
-//	  queued                   v     v then FIN               v          v
-//	                  +---------+  +--------+  peer's     +------+   +--------+
-//	                  | closing |  | failed |------------>| done |-->| closed |
-//	                  +---------+  +--------+  close      +------+   +--------+
-//	                       |                                 ^   end of   ^
-//	                       +---------------------------------+   the loop |
-//	                         the peer's close frame (the answer) event    |
+//	 plain HTTP request,    +-----------+  refused (4xx, 503, hook), or an HTTP
+//	 kept alive: +--------->| handshake |  answer that ends the connection:
+//	 new deadline +---------+-----------+  FIN once it has left ---------------+
+//	          valid upgrade:      |                                            |
+//	          101, OnOpen         v                                            |
+//	                        +-----------+  the peer's close frame              |
+//	                        |   open    |  (echoed), idle eviction             |
+//	                        +-----------+---------------------+                |
+//	  close request applied    |     |                        |                |
+//	  (Close, Shutdown, slow   |     | protocol error or      |                |
+//	  consumer): close frame   |     | panic: close frame,    |                |
+//	  queued                   v     v then FIN               v                |
+//	                  +---------+  +--------+  peer's     +------+   +--------+ |
+//	                  | closing |  | failed |------------>| done |-->| closed | |
+//	                  +---------+  +--------+  close      +------+   +--------+ |
+//	                       |           ^                     ^   end of   ^     |
+//	                       +-----------|---------------------+   the loop |     |
+//	          the peer's close frame   |                         event    |     |
+//	          (the answer)             +----------------------------------|-----+
 //	                                                                      |
 //	  from any state: its deadline, a failed write, the peer's EOF or ----+
 //	  RST close the socket at once
@@ -111,8 +112,12 @@
 //	open       heartbeat: next ping, or eviction  the upgrade; re-armed by the heartbeat itself
 //	closing    close deadline                     applying a close request: Conn.Close, Shutdown,
 //	                                              a slow-consumer policy (the frame is queued then)
-//	failed     close deadline                     a protocol violation or a panic in a callback
-//	done       none (closed when the event ends)  the peer's close frame, eviction, a refused upgrade
+//	failed     close deadline (after an HTTP      a protocol violation or a panic in a callback;
+//	           answer: 500 ms at most)            an HTTP answer after which the socket closes (a
+//	                                              refused upgrade, Connection: close), so that the
+//	                                              client's unread bytes do not turn the FIN into a
+//	                                              reset that destroys the answer
+//	done       none (closed when the event ends)  the peer's close frame, eviction
 //	closed     none (cancelled; never re-armed)   gnet's OnClose; OnClose runs once, if OnOpen did
 //
 // Other goroutines never change a state. Conn.Close (and a slow-consumer

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -323,5 +324,40 @@ func TestRoomLenDeferredLeave(t *testing.T) {
 	l.applyDeferredLeaves()
 	if n, p := l.rooms.Len("r"), l.pub.pending["r"]; n != 0 || p != 0 {
 		t.Fatalf("members %d, pending %d; want 0 and 0", n, p)
+	}
+}
+
+// TestHTTPCloseNoReset: when the server closes after an answer (a handler's
+// Connection: close, a refused upgrade) while the client is still sending,
+// the client gets the whole answer and then EOF. Closing a socket with
+// unread input makes the kernel send a reset instead of a FIN, which can
+// destroy the answer on its way; the server must shut down its side and
+// drain the client's bytes first.
+func TestHTTPCloseNoReset(t *testing.T) {
+	body := bytes.Repeat([]byte("b"), 8<<10)
+	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(func(r *Request) HTTPResponse {
+		return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: body}
+	}))
+	junk := bytes.Repeat([]byte("j"), 256<<10)
+	requests := map[string]string{
+		"Connection: close": "GET /bye HTTP/1.1\r\nHost: x\r\n\r\n",
+		"refused upgrade":   "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n\r\n",
+	}
+	for name, req := range requests {
+		for i := range 10 {
+			c := dialTCP(t, addr)
+			// The request and more bytes behind it in one write: most of
+			// them are still unread when the server has answered.
+			go func() { _, _ = c.Write(append([]byte(req), junk...)) }()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("%s, try %d: after %d bytes of the answer: %v", name, i, len(got), err)
+			}
+			if !bytes.HasPrefix(got, []byte("HTTP/1.1 ")) || (name == "Connection: close" && !bytes.HasSuffix(got, body)) {
+				t.Fatalf("%s, try %d: answer %q", name, i, got[:min(len(got), 80)])
+			}
+			c.Close()
+		}
 	}
 }

@@ -6,7 +6,7 @@ import "sync/atomic"
 type Stats struct {
 	Connections          int         // upgraded connections open now
 	Sockets              int         // sockets with state, handshaking ones included
-	ConnsPerLoop         []int       // upgraded or handshaking sockets on each event loop (one entry per loop; a loop that has not served a socket yet counts 0)
+	ConnsPerLoop         []int       // sockets on each event loop, handshaking and closing ones included (one entry per loop; a loop that has not served a socket yet counts 0)
 	MessagesIn           uint64      // data messages received (control frames are not counted)
 	BytesIn              uint64      // payload bytes of messages received
 	MessagesOut          uint64      // data messages queued to connections (a broadcast counts once per target; control frames are not counted)

@@ -40,6 +40,10 @@ func (c *Conn) onTimer() {
 	case stateOpen:
 		c.heartbeat()
 	case stateClosing, stateFailed:
+		if c.lflags&lfLinger != 0 {
+			l.closeSocket(c) // the client did not close after an HTTP answer: not a close handshake timing out
+			return
+		}
 		c.mu.Lock()
 		if c.closeErr != nil && c.closeErr.Err == nil {
 			c.closeErr.Err = ErrCloseTimeout

@@ -196,11 +196,27 @@ func (c *Conn) plainHTTP(end int) (kept bool) {
 	return true
 }
 
-// endRequest discards the rest of the request and marks the socket to be
-// closed at the end of the dispatch.
+// httpLinger bounds how long a socket whose HTTP answer ends the
+// connection waits for the client to close (as net/http's
+// rstAvoidanceDelay; WithCloseTimeout when that is shorter).
+const httpLinger = 500 * time.Millisecond
+
+// endRequest ends an HTTP exchange after which the connection closes: the
+// rest of the request is discarded, and the socket enters the failed
+// state, so that its write side is shut down once the answer has left and
+// whatever the client still sends is discarded, until the client closes
+// or httpLinger passes. Closing at once while the client's bytes wait
+// unread would make the kernel reset the connection, which can destroy
+// the answer before the client reads it (RFC 9112 9.6). On the loop.
 func (c *Conn) endRequest() {
-	c.state.Store(stateDone)
 	_, _ = c.gc.Discard(-1)
+	c.mu.Lock()
+	c.state.Store(stateFailed)
+	c.mu.Unlock()
+	c.rd.garbage = true // skipUntilClose discards everything
+	c.lflags |= lfFinPending | lfLinger
+	l := c.loop
+	l.arm(c, min(l.srv.opts.closeTimeout, httpLinger))
 }
 
 // selectSubprotocol returns 1 + the index of the first of the server's
