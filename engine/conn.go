@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -95,6 +96,10 @@ func (c *Conn) ID() uint64 { return c.id }
 // listening on a Unix socket a *net.UnixAddr (whose Name is usually
 // empty: the peer's socket has none). Never nil.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// TLS returns the connection's TLS state (see Request.TLS), or nil
+// without TLS. Safe from any goroutine.
+func (c *Conn) TLS() *tls.ConnectionState { return c.tlsOf().state() }
 
 // Server returns the server c belongs to, so that a handler can publish
 // or look up other connections without keeping its own reference:

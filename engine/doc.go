@@ -170,7 +170,9 @@
 // plaintext as it sees a plain socket's bytes. A TLS failure (bad input, a
 // version or cipher the config refuses, a bad record later) closes the
 // socket, counted in Stats.TLSHandshakeFailures during the handshake; an
-// open connection that loses its TLS layer ends with 1006.
+// open connection that loses its TLS layer ends with 1006. Request.TLS
+// and Conn.TLS return the connection's tls.ConnectionState (server name,
+// ALPN, client certificates).
 //
 // What differs over TLS: crypto/tls allocates one object per record it
 // reads (an echo allocates 2, none without TLS); an idle connection holds

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"net/url"
 
@@ -17,6 +18,7 @@ type Request struct {
 	srv         *Server
 	r           *codec.Request
 	remote      net.Addr
+	tls         *tlsState
 	subprotocol string
 	respHeaders []HeaderField
 }
@@ -85,8 +87,14 @@ func (r *Request) AddResponseHeader(name, value string) {
 	r.respHeaders = append(r.respHeaders, HeaderField{Name: name, Value: value})
 }
 
-func (r *Request) reset(req *codec.Request, remote net.Addr) {
-	r.r, r.remote, r.subprotocol = req, remote, ""
+// TLS returns the TLS connection's state, as net/http's Request.TLS does:
+// version, cipher suite, the negotiated ALPN protocol, the server name
+// the client asked for (SNI), and the client's certificates when the
+// config asks for them (ClientAuth). Nil without TLS.
+func (r *Request) TLS() *tls.ConnectionState { return r.tls.state() }
+
+func (r *Request) reset(req *codec.Request, remote net.Addr, st *tlsState) {
+	r.r, r.remote, r.tls, r.subprotocol = req, remote, st, ""
 	clear(r.respHeaders)
 	r.respHeaders = r.respHeaders[:0]
 }

@@ -212,6 +212,15 @@ func (s *Server) newTLS(c *Conn, raw gnet.Conn) {
 	s.handshakes.start(s, st)
 }
 
+// state is the connection's TLS state; nil for a nil st (no TLS).
+func (st *tlsState) state() *tls.ConnectionState {
+	if st == nil {
+		return nil
+	}
+	cs := st.conn.ConnectionState()
+	return &cs
+}
+
 // pushHandshake gives the handshake goroutine what the client sent; it
 // reports false once the handshake is over (the loop reads the records
 // itself then). On the loop.

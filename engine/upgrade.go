@@ -41,7 +41,7 @@ func (c *Conn) readRequest() (again bool) {
 		return false
 	}
 	err := codec.ParseRequest(buf[:end], &l.req)
-	l.hreq.reset(&l.req, c.remote)
+	l.hreq.reset(&l.req, c.remote, c.tlsOf())
 	var ue *codec.UpgradeError
 	switch {
 	case errors.Is(err, codec.ErrNotUpgrade):
