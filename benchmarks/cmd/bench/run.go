@@ -28,18 +28,11 @@ var children proc.Children
 
 func killChildren() { children.KillAll() }
 
-func taskset(cpus string, bin string, args ...string) *exec.Cmd {
-	if cpus == "" {
-		return exec.Command(bin, args...)
-	}
-	return exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
-}
-
 // child is a started process whose stdout lines are delivered on Lines.
 type child struct{ *proc.Child }
 
 func start(name, cpus, bin string, args ...string) (*child, error) {
-	c, err := proc.Start(name, taskset(cpus, bin, args...), &children, true)
+	c, err := proc.Start(name, proc.Taskset(cpus, bin, args...), &children, true)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -63,19 +62,12 @@ func main() {
 	if *nodes < 2 || *subs < 2 || *subs > 19000 {
 		fatal(errors.New("need -nodes >= 2 and 2 <= -subs <= 19000 (one client process per node)"))
 	}
-	tmp, err := os.MkdirTemp("", "wsloop-cluster-")
+	tmp, err := proc.WorkDir("cluster", &children)
 	if err != nil {
 		fatal(err)
 	}
+	workDir = tmp
 	defer os.RemoveAll(tmp)
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		<-ch
-		children.KillAll()
-		os.RemoveAll(tmp)
-		os.Exit(1)
-	}()
 	fmt.Fprintln(os.Stderr, "cluster: building")
 	build := exec.Command("go", "build", "-o", tmp+string(filepath.Separator), "./servers/nats", "./servers/wsloop-room", "./cmd/fanout")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -108,8 +100,14 @@ func main() {
 	fmt.Fprintln(os.Stderr, "cluster: wrote", *out)
 }
 
+// workDir is the run's temporary directory, removed by fatal too.
+var workDir string
+
 func fatal(err error) {
 	children.KillAll()
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
 	fmt.Fprintln(os.Stderr, "cluster:", err)
 	os.Exit(1)
 }
@@ -153,15 +151,8 @@ func getVarz(monitor string) (varz, error) {
 	return v, json.NewDecoder(resp.Body).Decode(&v)
 }
 
-func taskset(cpus, bin string, args ...string) *exec.Cmd {
-	if cpus == "" {
-		return exec.Command(bin, args...)
-	}
-	return exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
-}
-
 func start(name, cpus, bin string, args ...string) (*proc.Child, error) {
-	return proc.Start(name, taskset(cpus, bin, args...), &children, true)
+	return proc.Start(name, proc.Taskset(cpus, bin, args...), &children, true)
 }
 
 // stop ends a process with SIGTERM, then SIGKILL after 5 s.

@@ -44,7 +44,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -105,19 +104,12 @@ func main() {
 			fatal(fmt.Errorf("unknown scenario %q", s))
 		}
 	}
-	tmp, err := os.MkdirTemp("", "wsloop-tlsbench-")
+	tmp, err := proc.WorkDir("tlsbench", &children)
 	if err != nil {
 		fatal(err)
 	}
+	workDir = tmp
 	defer os.RemoveAll(tmp)
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		<-ch
-		children.KillAll()
-		os.RemoveAll(tmp)
-		os.Exit(1)
-	}()
 
 	fmt.Fprintln(os.Stderr, "tlsbench: building")
 	self, err := os.Executable()
@@ -215,8 +207,14 @@ func flagSet(name string) bool {
 	return set
 }
 
+// workDir is the run's temporary directory, removed by fatal too.
+var workDir string
+
 func fatal(err error) {
 	children.KillAll()
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
 	fmt.Fprintln(os.Stderr, "tlsbench:", err)
 	os.Exit(1)
 }
@@ -343,13 +341,6 @@ func nextSrc(n int) string {
 	return strings.Join(a, ",")
 }
 
-func taskset(cpus, bin string, args ...string) *exec.Cmd {
-	if cpus == "" {
-		return exec.Command(bin, args...)
-	}
-	return exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
-}
-
 func (e runEnv) runJob(j job) (r run) {
 	r = run{Scenario: j.scenario, Server: j.server, TLS: j.tls, Round: j.round}
 	var failures []string
@@ -360,7 +351,7 @@ func (e runEnv) runJob(j job) (r run) {
 	if j.tls {
 		sargs = append(sargs, "-tls-cert", e.cert, "-tls-key", e.key)
 	}
-	srv, err := proc.Start(j.server, taskset(*serverCPU, filepath.Join(e.tmp, j.server), sargs...), &children, true)
+	srv, err := proc.Start(j.server, proc.Taskset(*serverCPU, filepath.Join(e.tmp, j.server), sargs...), &children, true)
 	if err != nil {
 		failf("%v", err)
 		return r
@@ -423,7 +414,7 @@ func (e runEnv) runJob(j job) (r run) {
 		if j.tls {
 			cargs = append(cargs, "-ca", e.cert)
 		}
-		c, err := proc.Start(fmt.Sprintf("client %d", p), taskset(*loadCPUs, e.self, cargs...), &children, true)
+		c, err := proc.Start(fmt.Sprintf("client %d", p), proc.Taskset(*loadCPUs, e.self, cargs...), &children, true)
 		if err != nil {
 			failf("%v", err)
 			return r
