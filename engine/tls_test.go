@@ -23,6 +23,7 @@ import (
 	"unsafe"
 
 	cws "github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 )
 
@@ -526,4 +527,33 @@ func selfSignedClient(t *testing.T, cn string) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TLS 1.3 and 1.2 session resumption works through the engine: the
+// tickets crypto/tls sends from the handshake goroutine (1.3: after the
+// handshake, 1.2: inside it) reach the client, and its next connection
+// resumes without a certificate.
+func TestTLSResumption(t *testing.T) {
+	_, addr := tlsServer(t, echoHandler{})
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		cfg := clientTLS(v)
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		for i := range 3 {
+			tc, err := tls.Dial("tcp", addr, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := upgradeOver(t, tc, addr) // reading the 101 also reads a TLS 1.3 ticket
+			if _, err := c.Write(clientFrame(ws.OpText, true, []byte("again"))); err != nil {
+				t.Fatal(err)
+			}
+			if f := readServerFrame(t, c); string(f.Payload) != "again" {
+				t.Fatalf("echo %q", f.Payload)
+			}
+			if resumed := tc.ConnectionState().DidResume; resumed != (i > 0) {
+				t.Fatalf("%s, connection %d: resumed %v", tls.VersionName(v), i, resumed)
+			}
+			tc.Close()
+		}
+	}
 }

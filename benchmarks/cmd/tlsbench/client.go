@@ -26,7 +26,7 @@ import (
 type clientArgs struct {
 	Addr     string        // the server, in 127.0.0.0/8
 	CA       string        // PEM file of the server's certificate; empty: plain TCP
-	Mode     string        // idle, echo or handshake
+	Mode     string        // idle, echo, handshake or resume (handshake with a session cache)
 	Conns    int           // idle, echo: connections; handshake: dials in flight
 	Size     int           // echo: payload bytes
 	Duration time.Duration // echo, handshake: the measured phase
@@ -35,8 +35,9 @@ type clientArgs struct {
 
 // result is a client process's RESULT line.
 type result struct {
-	Done    uint64     `json:"done"`   // echo: messages; handshake: upgrades; idle: connections checked
-	Errors  int        `json:"errors"` // anything that went wrong (the run fails on any)
+	Done    uint64     `json:"done"`    // echo: messages; handshake: upgrades; idle: connections checked
+	Resumed uint64     `json:"resumed"` // handshake: TLS sessions resumed
+	Errors  int        `json:"errors"`  // anything that went wrong (the run fails on any)
 	First   string     `json:"first,omitempty"`
 	TLS     string     `json:"tls,omitempty"` // what was negotiated, e.g. "TLS 1.3 TLS_AES_128_GCM_SHA256 X25519"
 	Latency *hist.Hist `json:"latency"`       // echo: round trip; handshake: dial to 101
@@ -67,7 +68,11 @@ func client(a clientArgs) error {
 			// server must do the same work.
 			CurvePreferences: []tls.CurveID{tls.X25519},
 			NextProtos:       []string{"http/1.1"},
-			// No ClientSessionCache: every handshake is a full one.
+			// No ClientSessionCache: every handshake is a full one,
+			// except in mode resume.
+		}
+		if a.Mode == "resume" {
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4 * a.Conns)
 		}
 	}
 	d := &dialer{addr: a.Addr, cfg: cfg, src: a.Src}
@@ -75,7 +80,8 @@ func client(a clientArgs) error {
 	r := result{Latency: &hist.Hist{}}
 
 	var conns []*wsConn
-	if a.Mode != "handshake" {
+	churning := a.Mode == "handshake" || a.Mode == "resume"
+	if !churning {
 		var err error
 		if conns, err = d.dialMany(a.Conns, 100); err != nil {
 			return err
@@ -90,8 +96,8 @@ func client(a clientArgs) error {
 		r.Done, r.Errors, r.First = checkAll(conns, a.Size)
 	case a.Mode == "echo" && cmd == "GO":
 		r.Done, r.Errors, r.First = echoAll(conns, a.Size, a.Duration, r.Latency)
-	case a.Mode == "handshake" && cmd == "GO":
-		r.Done, r.Errors, r.First, r.TLS = d.churn(a.Conns, a.Duration, r.Latency)
+	case churning && cmd == "GO":
+		r.Done, r.Resumed, r.Errors, r.First, r.TLS = d.churn(a.Conns, a.Duration, r.Latency)
 	default:
 		return fmt.Errorf("mode %s: unexpected %q", a.Mode, cmd)
 	}
@@ -117,10 +123,11 @@ type dialer struct {
 // wsConn is an upgraded client connection.
 type wsConn struct {
 	net.Conn
-	r   *bufio.Reader
-	tls string // what was negotiated
-	id  uint32
-	buf []byte
+	r       *bufio.Reader
+	tls     string // what was negotiated
+	resumed bool   // the TLS session was resumed
+	id      uint32
+	buf     []byte
 }
 
 func (d *dialer) dial() (*wsConn, error) {
@@ -147,6 +154,7 @@ func (d *dialer) dial() (*wsConn, error) {
 			return nil, fmt.Errorf("ALPN: got %q, want http/1.1", cs.NegotiatedProtocol)
 		}
 		c.Conn = tc
+		c.resumed = cs.DidResume
 		c.tls = fmt.Sprintf("%s %s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.CurveID)
 	}
 	key := wsload.NewKey()
@@ -317,9 +325,10 @@ func echoAll(conns []*wsConn, size int, dur time.Duration, lat *hist.Hist) (n ui
 	return n, errs, first
 }
 
-// churn runs par workers for dur, each dialing, upgrading (over TLS: a full
-// handshake) and closing, one connection after another.
-func (d *dialer) churn(par int, dur time.Duration, lat *hist.Hist) (n uint64, errs int, first, negotiated string) {
+// churn runs par workers for dur, each dialing, upgrading (over TLS: a
+// handshake, full unless the config has a session cache) and closing, one
+// connection after another.
+func (d *dialer) churn(par int, dur time.Duration, lat *hist.Hist) (n, resumed uint64, errs int, first, negotiated string) {
 	var mu sync.Mutex // guards lat and the counts
 	var wg sync.WaitGroup
 	end := time.Now().Add(dur)
@@ -340,6 +349,9 @@ func (d *dialer) churn(par int, dur time.Duration, lat *hist.Hist) (n uint64, er
 				}
 				lat.Record(int64(time.Since(t0)))
 				n++
+				if c.resumed {
+					resumed++
+				}
 				if negotiated == "" {
 					negotiated = c.tls
 				}
@@ -349,5 +361,5 @@ func (d *dialer) churn(par int, dur time.Duration, lat *hist.Hist) (n uint64, er
 		}()
 	}
 	wg.Wait()
-	return n, errs, first, negotiated
+	return n, resumed, errs, first, negotiated
 }

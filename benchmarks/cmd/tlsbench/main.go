@@ -18,6 +18,9 @@
 //   - handshake: -churn workers, each dialing, upgrading and closing one
 //     connection after another for -duration: full TLS handshakes (no
 //     session resumption) plus the upgrade; server CPU per connection.
+//   - resume: the same over wss only, with a client session cache, as
+//     clients that reconnect (after a deploy, a network change) do: the
+//     report says how many handshakes resumed.
 //
 // Every server gets the same certificate (ECDSA P-256, made for the run)
 // and every client the same TLS settings: TLS 1.3, X25519, ALPN http/1.1,
@@ -63,7 +66,7 @@ var (
 	out        = flag.String("out", "", "markdown file to update between its tls markers; none: print to stdout")
 	quick      = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla, one round; fails only on errors")
 	serverArg  = flag.String("servers", "wsloop,gorilla,gws,nbio", "comma-separated servers (./servers/<name>, each taking -tls-cert and -tls-key)")
-	scenArg    = flag.String("scenarios", "idle,echo,handshake", "comma-separated scenarios")
+	scenArg    = flag.String("scenarios", "idle,echo,handshake,resume", "comma-separated scenarios")
 	idleConns  = flag.Int("idle-conns", 10000, "idle: connections")
 	nprocs     = flag.Int("procs", 2, "idle: client processes")
 	echoConns  = flag.Int("echo-conns", 1000, "echo: connections")
@@ -100,7 +103,7 @@ func main() {
 		return
 	}
 	for _, s := range scenarios {
-		if !slices.Contains([]string{"idle", "echo", "handshake"}, s) {
+		if !slices.Contains([]string{"idle", "echo", "handshake", "resume"}, s) {
 			fatal(fmt.Errorf("unknown scenario %q", s))
 		}
 	}
@@ -138,6 +141,9 @@ func main() {
 		for r := range n {
 			for _, s := range servers {
 				for _, t := range modesOrder {
+					if sc == "resume" && !t {
+						continue // no TLS, nothing to resume
+					}
 					jobs = append(jobs, job{scenario: sc, server: s, tls: t, round: r})
 				}
 			}
@@ -275,12 +281,13 @@ type run struct {
 	TLS      bool    `json:"tls"`
 	Round    int     `json:"round"`
 	Conns    int     `json:"conns"`
-	RSS0     int64   `json:"rss_before"` // after start (and FreeOSMemory)
-	RSSUp    int64   `json:"rss_up"`     // idle: once the connections are up
-	RSSFreed int64   `json:"rss_freed"`  // idle: after FreeOSMemory
-	Done     uint64  `json:"done"`       // echo: messages; handshake: connections; idle: checked
-	Elapsed  float64 `json:"elapsed"`    // s
-	CPU      float64 `json:"server_cpu"` // s over the measured phase
+	RSS0     int64   `json:"rss_before"`        // after start (and FreeOSMemory)
+	RSSUp    int64   `json:"rss_up"`            // idle: once the connections are up
+	RSSFreed int64   `json:"rss_freed"`         // idle: after FreeOSMemory
+	Done     uint64  `json:"done"`              // echo: messages; handshake: connections; idle: checked
+	Resumed  uint64  `json:"resumed,omitempty"` // handshake, resume: TLS sessions resumed
+	Elapsed  float64 `json:"elapsed"`           // s
+	CPU      float64 `json:"server_cpu"`        // s over the measured phase
 	P50      float64 `json:"p50_ms,omitempty"`
 	P99      float64 `json:"p99_ms,omitempty"`
 	Neg      string  `json:"negotiated,omitempty"`
@@ -400,7 +407,7 @@ func (e runEnv) runJob(j job) (r run) {
 		procs, conns = *nprocs, *idleConns
 	case "echo":
 		conns = *echoConns
-	case "handshake":
+	case "handshake", "resume":
 		conns = *churn
 	}
 	r.Conns = conns
@@ -460,6 +467,7 @@ func (e runEnv) runJob(j job) (r run) {
 			failf("%s: %d errors, the first: %s", c.Name, res.Errors, res.First)
 		}
 		r.Done += res.Done
+		r.Resumed += res.Resumed
 		r.Elapsed = max(r.Elapsed, res.Elapsed)
 		if r.Neg == "" {
 			r.Neg = res.TLS
@@ -588,6 +596,19 @@ func report(runs []run, servers, scenarios []string, took time.Duration, when ti
 				p("| %s | %.0f | %.1f | %.0f | %.1f | %.2f | %.2f | %s |\n", s, med(pl, run.rate), med(pl, run.cpuPer),
 					med(tl, run.rate), med(tl, run.cpuPer), med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
 					ratio(med(tl, run.cpuPer), wl))
+			}
+		case "resume":
+			p("\n### Connection setup with session resumption: %d dials in flight, each upgraded and closed\n\n", *churn)
+			p("The client keeps a session cache, as a reconnecting browser does: after each worker's first connection, the handshakes resume (TLS 1.3 PSK with a fresh X25519 exchange; no certificate). Medians of %d rounds.\n\n", *rounds)
+			p("| server | wss conn/s | wss µs CPU/conn | resumed | wss p50 ms | wss p99 ms | CPU against a full handshake | wss CPU against wsloop's |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+			wl := med(get(sc, "wsloop", true), run.cpuPer)
+			for _, s := range servers {
+				tl := get(sc, s, true)
+				full := med(get("handshake", s, true), run.cpuPer)
+				p("| %s | %.0f | %.1f | %.1f%% | %.2f | %.2f | %s | %s |\n", s, med(tl, run.rate), med(tl, run.cpuPer),
+					med(tl, func(r run) float64 { return 100 * float64(r.Resumed) / max(1, float64(r.Done)) }),
+					med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
+					ratio(med(tl, run.cpuPer), full), ratio(med(tl, run.cpuPer), wl))
 			}
 		}
 	}
