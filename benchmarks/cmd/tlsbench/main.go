@@ -522,7 +522,7 @@ func report(runs []run, servers, scenarios []string, took time.Duration, when ti
 	}
 	for i, n := range negs {
 		if i == 0 {
-			p(" Negotiated (ECDSA P-256 certificate, no session resumption):")
+			p(" Negotiated (ECDSA P-256 certificate; full handshakes except in the resume scenario):")
 		}
 		p(" %s with %s", n, strings.Join(neg[n], ", "))
 		if i < len(negs)-1 {
