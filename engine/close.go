@@ -94,15 +94,29 @@ func (c *Conn) fail(code ws.StatusCode, reason string, err error) {
 	}
 }
 
-// shutdownWrite sends FIN once the close frame of a failed connection has
-// left gnet's buffer; while it has not, the backlog sweep calls it again.
-// On the loop.
+// shutdownWrite sends FIN once the last bytes of a failed connection (its
+// close frame, or an HTTP answer after which it closes) have left gnet's
+// buffer; while they have not, the backlog sweep calls it again. Over TLS
+// a close_notify alert goes first, as crypto/tls's own Close sends it, so
+// that the client can tell the end from a cut. After an HTTP answer, the
+// socket then waits httpLinger for the client to close. On the loop.
 func (c *Conn) shutdownWrite() {
-	if c.lflags&lfFinPending == 0 || c.state.Load() != stateFailed || c.gc.OutboundBuffered() > 0 {
+	if c.lflags&lfFinPending == 0 || c.state.Load() != stateFailed {
+		return
+	}
+	if st := c.tlsOf(); st != nil && st.err == nil {
+		_ = st.conn.CloseWrite() // once: crypto/tls remembers that it sent it
+	}
+	if c.gc.OutboundBuffered() > 0 {
+		c.loop.watchBacklog(c)
 		return
 	}
 	c.lflags &^= lfFinPending
 	_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
+	if c.lflags&lfLinger != 0 {
+		l := c.loop
+		l.arm(c, min(l.srv.opts.closeTimeout, httpLinger))
+	}
 }
 
 // onPeerClose handles a valid close frame from the peer: the first one is

@@ -78,7 +78,8 @@
 // A connection is in one of six states. Only its event loop moves it from
 // one to another, and in the same step it arms the connection's single
 // timer (one node on the loop's timing wheel) for what the new state needs,
-// so the state alone says what the timer means:
+// so the state says what the timer means (in failed, together with whether
+// an HTTP answer or a close frame led there):
 //
 //	                socket handed to a loop (OnOpen)
 //	                              |
@@ -112,8 +113,8 @@
 //	open       heartbeat: next ping, or eviction  the upgrade; re-armed by the heartbeat itself
 //	closing    close deadline                     applying a close request: Conn.Close, Shutdown,
 //	                                              a slow-consumer policy (the frame is queued then)
-//	failed     close deadline (after an HTTP      a protocol violation or a panic in a callback;
-//	           answer: 500 ms at most)            an HTTP answer after which the socket closes (a
+//	failed     close deadline; after an HTTP      a protocol violation or a panic in a callback;
+//	           answer, 500 ms once the FIN is out an HTTP answer after which the socket closes (a
 //	                                              refused upgrade, Connection: close), so that the
 //	                                              client's unread bytes do not turn the FIN into a
 //	                                              reset that destroys the answer

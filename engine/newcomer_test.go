@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -360,4 +361,81 @@ func TestHTTPCloseNoReset(t *testing.T) {
 			c.Close()
 		}
 	}
+}
+
+// TestHTTPCloseLinger: the wait for the client to close starts once the
+// answer has left, so that a large answer read slowly arrives whole; a
+// client that never closes is let go soon after, without counting as a
+// close or handshake timeout; over TLS the answer ends with close_notify
+// before the FIN, so that the client can tell the end from a cut.
+func TestHTTPCloseLinger(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
+	handler := WithHTTPHandler(func(r *Request) HTTPResponse {
+		if string(r.Path()) == "/big" {
+			return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: big}
+		}
+		return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: []byte("small")}
+	})
+	srv, addr := startServer(t, echoHandler{}, handler)
+
+	// A large answer, read from one second on: all of it, then EOF.
+	c := dialTCP(t, addr)
+	_, _ = c.Write([]byte("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+	time.Sleep(time.Second)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.HasSuffix(got, big) {
+		t.Fatalf("a slowly read 32 MiB answer: %d bytes, %v", len(got), err)
+	}
+
+	// A client that reads the answer and never closes.
+	before := srv.Stats()
+	idle := dialTCP(t, addr)
+	_, _ = idle.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(idle); err != nil || !bytes.HasSuffix(b, []byte("small")) {
+		t.Fatalf("%q %v", b, err)
+	}
+	waitFor(t, 3*time.Second, "the lingering socket closed", func() bool { return srv.Stats().Sockets == 0 })
+	after := srv.Stats()
+	if after.CloseTimeouts != before.CloseTimeouts || after.HandshakeTimeouts != before.HandshakeTimeouts {
+		t.Fatalf("a lingering socket counted as a timeout: %+v then %+v", before, after)
+	}
+
+	// TLS 1.2, where an alert record shows its type: the last record
+	// before the FIN is an alert (close_notify).
+	cfg, _ := testPKI()
+	_, taddr := startServer(t, echoHandler{}, handler, WithTLS(cfg))
+	raw := &recordingConn{Conn: dialTCP(t, taddr)}
+	tc := tls.Client(raw, clientTLS(tls.VersionTLS12))
+	if _, err := tc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(tc); err != nil || !bytes.HasSuffix(b, []byte("small")) {
+		t.Fatalf("over TLS: %q %v", b, err)
+	}
+	var last byte
+	for in := raw.in; len(in) >= 5; {
+		n := 5 + (int(in[3])<<8 | int(in[4]))
+		if n > len(in) {
+			t.Fatalf("a cut record in what the server sent")
+		}
+		last, in = in[0], in[n:]
+	}
+	if last != 21 {
+		t.Fatalf("the last record before the FIN has type %d, want 21 (alert: close_notify)", last)
+	}
+}
+
+// recordingConn keeps every byte read from it.
+type recordingConn struct {
+	net.Conn
+	in []byte
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.in = append(r.in, p[:n]...)
+	return n, err
 }

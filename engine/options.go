@@ -205,7 +205,11 @@ func WithHandshakeTimeout(d time.Duration) Option {
 }
 
 // WithCloseTimeout bounds the wait for the peer's close frame after the
-// server sent its own; then the socket is closed. Default: 5 s.
+// server sent its own; then the socket is closed. It also bounds how long
+// an HTTP answer after which the socket closes (a refused upgrade,
+// Connection: close) may take to leave; the socket then waits up to
+// 500 ms more (at most this timeout) for the client to close, holding its
+// place under WithMaxConnections meanwhile. Default: 5 s.
 func WithCloseTimeout(d time.Duration) Option { return func(o *options) { o.closeTimeout = d } }
 
 // WithTick sets the resolution of the timing wheels that drive every

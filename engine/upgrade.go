@@ -105,8 +105,8 @@ func (c *Conn) accept(end int, proto uint8, value any, ext []byte) {
 	c.callOnOpen()
 }
 
-// refuse answers the request with an error status; the socket is closed at
-// the end of the dispatch.
+// refuse answers the request with an error status; the socket closes after
+// it (endRequest).
 func (c *Conn) refuse(status int, reason string) {
 	c.loop.srv.rejected.Add(1)
 	c.mu.Lock()
@@ -197,17 +197,19 @@ func (c *Conn) plainHTTP(end int) (kept bool) {
 }
 
 // httpLinger bounds how long a socket whose HTTP answer ends the
-// connection waits for the client to close (as net/http's
-// rstAvoidanceDelay; WithCloseTimeout when that is shorter).
+// connection waits for the client to close once the answer and the FIN
+// have left (as net/http's rstAvoidanceDelay; WithCloseTimeout when that
+// is shorter).
 const httpLinger = 500 * time.Millisecond
 
 // endRequest ends an HTTP exchange after which the connection closes: the
 // rest of the request is discarded, and the socket enters the failed
-// state, so that its write side is shut down once the answer has left and
-// whatever the client still sends is discarded, until the client closes
-// or httpLinger passes. Closing at once while the client's bytes wait
-// unread would make the kernel reset the connection, which can destroy
-// the answer before the client reads it (RFC 9112 9.6). On the loop.
+// state, so that its write side is shut down once the answer has left
+// (within the close timeout) and whatever the client still sends is
+// discarded, until the client closes or httpLinger passes after the FIN.
+// Closing at once while the client's bytes wait unread would make the
+// kernel reset the connection, which can destroy the answer before the
+// client reads it (RFC 9112 9.6). On the loop.
 func (c *Conn) endRequest() {
 	_, _ = c.gc.Discard(-1)
 	c.mu.Lock()
@@ -215,8 +217,7 @@ func (c *Conn) endRequest() {
 	c.mu.Unlock()
 	c.rd.garbage = true // skipUntilClose discards everything
 	c.lflags |= lfFinPending | lfLinger
-	l := c.loop
-	l.arm(c, min(l.srv.opts.closeTimeout, httpLinger))
+	c.loop.arm(c, c.loop.srv.opts.closeTimeout) // for the answer to leave; shutdownWrite re-arms
 }
 
 // selectSubprotocol returns 1 + the index of the first of the server's
