@@ -48,6 +48,9 @@ type result struct {
 // orchestrator's line protocol: CONNECTED n, then GO (echo, handshake) or
 // CHECK (idle), then RESULT {json}; it exits when its stdin closes.
 func client(a clientArgs) error {
+	if a.Conns < 1 {
+		return fmt.Errorf("-conns %d: need at least 1", a.Conns)
+	}
 	var cfg *tls.Config
 	if a.CA != "" {
 		pem, err := os.ReadFile(a.CA)
@@ -72,7 +75,8 @@ func client(a clientArgs) error {
 			// except in mode resume.
 		}
 		if a.Mode == "resume" {
-			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4 * a.Conns)
+			// Keyed by server name: every worker takes the latest ticket.
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 		}
 	}
 	d := &dialer{addr: a.Addr, cfg: cfg, src: a.Src}
@@ -162,8 +166,8 @@ func (d *dialer) dial() (*wsConn, error) {
 		c.Close()
 		return nil, err
 	}
-	// The response head is read a byte at a time up to its end, so that
-	// nothing of what follows it is consumed here.
+	// The response head is read up to its end; what follows it stays in
+	// c.r, which every later read goes through.
 	c.r = bufio.NewReaderSize(c.Conn, 512)
 	var head []byte
 	for !strings.HasSuffix(string(head), "\r\n\r\n") {

@@ -164,8 +164,8 @@ func main() {
 	if len(os.Args) > 1 {
 		cmd += " " + strings.Join(os.Args[1:], " ")
 	}
-	sv := saved{Command: cmd, Took: time.Since(start), When: time.Now().UTC(), Runs: runs}
-	md := report(runs, servers, scenarios, sv.Took, sv.When, cmd)
+	sv := saved{Command: cmd, Took: time.Since(start), When: time.Now().UTC(), Setup: thisSetup(), Runs: runs}
+	md := report(sv, servers, scenarios)
 	if *out != "" {
 		if err := mdblock.Write(*out, "<!-- tls:begin -->", "<!-- tls:end -->", md); err != nil {
 			fatal(err)
@@ -187,7 +187,32 @@ type saved struct {
 	Command string        `json:"command"`
 	Took    time.Duration `json:"took"`
 	When    time.Time     `json:"when"`
+	Setup   *setup        `json:"setup"`
 	Runs    []run         `json:"runs"`
+}
+
+// setup is what the report says of the machine and the sizes.
+type setup struct {
+	CPU                  string `json:"cpu"`
+	Cores                int    `json:"cores"`
+	Go                   string `json:"go"`
+	ServerCPU, LoadCPUs  string
+	IdleConns, EchoConns int
+	Size, Churn, Rounds  int
+}
+
+// thisSetup describes this machine and the flags.
+func thisSetup() *setup {
+	cpu, _ := os.ReadFile("/proc/cpuinfo")
+	model := "unknown CPU"
+	for _, l := range strings.Split(string(cpu), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			break
+		}
+	}
+	return &setup{CPU: model, Cores: runtime.NumCPU(), Go: runtime.Version(), ServerCPU: *serverCPU, LoadCPUs: *loadCPUs,
+		IdleConns: *idleConns, EchoConns: *echoConns, Size: *size, Churn: *churn, Rounds: *rounds}
 }
 
 func rerender(path string, servers, scenarios []string) error {
@@ -199,7 +224,10 @@ func rerender(path string, servers, scenarios []string) error {
 	if err := json.Unmarshal(b, &sv); err != nil {
 		return err
 	}
-	md := report(sv.Runs, servers, scenarios, sv.Took, sv.When, sv.Command)
+	if sv.Setup == nil { // saved before the setup was: this machine's, and the flags
+		sv.Setup = thisSetup()
+	}
+	md := report(sv, servers, scenarios)
 	fmt.Print(md)
 	if *out != "" {
 		return mdblock.Write(*out, "<!-- tls:begin -->", "<!-- tls:end -->", md)
@@ -492,19 +520,12 @@ func (e runEnv) runJob(j job) (r run) {
 }
 
 // report renders the runs as markdown.
-func report(runs []run, servers, scenarios []string, took time.Duration, when time.Time, cmd string) string {
+func report(sv saved, servers, scenarios []string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	cpu, _ := os.ReadFile("/proc/cpuinfo")
-	model := "unknown CPU"
-	for _, l := range strings.Split(string(cpu), "\n") {
-		if v, ok := strings.CutPrefix(l, "model name"); ok {
-			model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-			break
-		}
-	}
-	p("## Run of %s UTC\n\n", when.Format("2006-01-02 15:04"))
-	p("`cd benchmarks && %s` on %s, %d cores, %s; %d jobs in %s. Server on CPU %s, clients on CPU %s.", cmd, model, runtime.NumCPU(), runtime.Version(), len(runs), took.Round(time.Second), *serverCPU, *loadCPUs)
+	runs, su := sv.Runs, sv.Setup
+	p("## Run of %s UTC\n\n", sv.When.Format("2006-01-02 15:04"))
+	p("`cd benchmarks && %s` on %s, %d cores, %s; %d jobs in %s. Server on CPU %s, clients on CPU %s.", sv.Command, su.CPU, su.Cores, su.Go, len(runs), sv.Took.Round(time.Second), su.ServerCPU, su.LoadCPUs)
 	// What each server negotiated (the client offers the same to all; a
 	// TLS 1.3 server picks the cipher suite).
 	neg := map[string][]string{}
@@ -555,6 +576,16 @@ func report(runs []run, servers, scenarios []string, took time.Duration, when ti
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
+	// label names a server, with the rounds its medians come from when
+	// some failed.
+	label := func(s string, sets ...[]run) string {
+		for _, rs := range sets {
+			if len(rs) < su.Rounds {
+				return fmt.Sprintf("%s (%d of %d rounds)", s, len(rs), su.Rounds)
+			}
+		}
+		return s
+	}
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "–"
@@ -564,7 +595,7 @@ func report(runs []run, servers, scenarios []string, took time.Duration, when ti
 	for _, sc := range scenarios {
 		switch sc {
 		case "idle":
-			p("### Idle memory: %d connections\n\n", *idleConns)
+			p("### Idle memory: %d connections\n\n", su.IdleConns)
 			p("Server VmRSS growth per connection, once they are all up, and after the server returned its free memory (FreeOSMemory).\n\n")
 			p("| server | ws B/conn | wss B/conn | wss/ws | ws, freed | wss, freed | wss/ws, freed | wss against wsloop's |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 			wl := med(get(sc, "wsloop", true), func(r run) float64 { return r.perConn(r.RSSFreed) })
@@ -576,36 +607,36 @@ func report(runs []run, servers, scenarios []string, took time.Duration, when ti
 					med(pl, fr), med(tl, fr), ratio(med(tl, fr), med(pl, fr)), ratio(med(tl, fr), wl))
 			}
 		case "echo":
-			p("\n### Echo, closed loop: %d connections, %d B, one message in flight\n\n", *echoConns, *size)
-			p("Medians of %d rounds. Server CPU per message from /proc/PID/stat.\n\n", *rounds)
+			p("\n### Echo, closed loop: %d connections, %d B, one message in flight\n\n", su.EchoConns, su.Size)
+			p("Medians of %d rounds (a server with fewer good rounds is marked). Server CPU per message from /proc/PID/stat.\n\n", su.Rounds)
 			p("| server | ws msg/s | ws µs CPU/msg | wss msg/s | wss µs CPU/msg | wss p50 ms | wss p99 ms | wss/ws CPU | wss CPU against wsloop's |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 			wl := med(get(sc, "wsloop", true), run.cpuPer)
 			for _, s := range servers {
 				pl, tl := get(sc, s, false), get(sc, s, true)
-				p("| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %s |\n", s, med(pl, run.rate), med(pl, run.cpuPer),
+				p("| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %s |\n", label(s, pl, tl), med(pl, run.rate), med(pl, run.cpuPer),
 					med(tl, run.rate), med(tl, run.cpuPer), med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
 					ratio(med(tl, run.cpuPer), med(pl, run.cpuPer)), ratio(med(tl, run.cpuPer), wl))
 			}
 		case "handshake":
-			p("\n### Connection setup: %d dials in flight, each upgraded and closed\n\n", *churn)
-			p("Over wss every connection is a full TLS handshake. Medians of %d rounds.\n\n", *rounds)
+			p("\n### Connection setup: %d dials in flight, each upgraded and closed\n\n", su.Churn)
+			p("Over wss every connection is a full TLS handshake. Medians of %d rounds.\n\n", su.Rounds)
 			p("| server | ws conn/s | ws µs CPU/conn | wss conn/s | wss µs CPU/conn | wss p50 ms | wss p99 ms | wss CPU against wsloop's |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 			wl := med(get(sc, "wsloop", true), run.cpuPer)
 			for _, s := range servers {
 				pl, tl := get(sc, s, false), get(sc, s, true)
-				p("| %s | %.0f | %.1f | %.0f | %.1f | %.2f | %.2f | %s |\n", s, med(pl, run.rate), med(pl, run.cpuPer),
+				p("| %s | %.0f | %.1f | %.0f | %.1f | %.2f | %.2f | %s |\n", label(s, pl, tl), med(pl, run.rate), med(pl, run.cpuPer),
 					med(tl, run.rate), med(tl, run.cpuPer), med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
 					ratio(med(tl, run.cpuPer), wl))
 			}
 		case "resume":
-			p("\n### Connection setup with session resumption: %d dials in flight, each upgraded and closed\n\n", *churn)
-			p("The client keeps a session cache, as a reconnecting browser does: after each worker's first connection, the handshakes resume (TLS 1.3 PSK with a fresh X25519 exchange; no certificate). Medians of %d rounds.\n\n", *rounds)
+			p("\n### Connection setup with session resumption: %d dials in flight, each upgraded and closed\n\n", su.Churn)
+			p("The client keeps a session cache, as a reconnecting browser does: after each worker's first connection, the handshakes resume (TLS 1.3 PSK with a fresh X25519 exchange; no certificate). Medians of %d rounds.\n\n", su.Rounds)
 			p("| server | wss conn/s | wss µs CPU/conn | resumed | wss p50 ms | wss p99 ms | CPU against a full handshake | wss CPU against wsloop's |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 			wl := med(get(sc, "wsloop", true), run.cpuPer)
 			for _, s := range servers {
 				tl := get(sc, s, true)
 				full := med(get("handshake", s, true), run.cpuPer)
-				p("| %s | %.0f | %.1f | %.1f%% | %.2f | %.2f | %s | %s |\n", s, med(tl, run.rate), med(tl, run.cpuPer),
+				p("| %s | %.0f | %.1f | %.1f%% | %.2f | %.2f | %s | %s |\n", label(s, tl), med(tl, run.rate), med(tl, run.cpuPer),
 					med(tl, func(r run) float64 { return 100 * float64(r.Resumed) / max(1, float64(r.Done)) }),
 					med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
 					ratio(med(tl, run.cpuPer), full), ratio(med(tl, run.cpuPer), wl))

@@ -7,6 +7,7 @@ package httpserve
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -43,9 +44,12 @@ func Run(h http.Handler) {
 	if *certFile != "" {
 		srv.TLSConfig = &tls.Config{NextProtos: []string{"http/1.1"}}
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2
-		go func() { _ = srv.ServeTLS(ln, *certFile, *keyFile) }()
+		if _, err := tls.LoadX509KeyPair(*certFile, *keyFile); err != nil {
+			log.Fatal(err) // before READY, not a silent ServeTLS failure after it
+		}
+		go func() { serveErr(srv.ServeTLS(ln, *certFile, *keyFile)) }()
 	} else {
-		go func() { _ = srv.Serve(ln) }()
+		go func() { serveErr(srv.Serve(ln)) }()
 	}
 	mallocs.Report()
 	fmt.Println("READY", ln.Addr())
@@ -54,4 +58,12 @@ func Run(h http.Handler) {
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx) // hijacked WebSocket connections end with the process
+}
+
+// serveErr ends the process when the server stops for any reason but
+// Shutdown.
+func serveErr(err error) {
+	if !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
 }
