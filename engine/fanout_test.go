@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,10 +53,19 @@ func roomHook(r *Request) (any, error) {
 // returns a reader positioned after the 101.
 func dialPath(t testing.TB, addr, path string, ip net.IP) (net.Conn, *bufio.Reader) {
 	t.Helper()
+	return dialPathTLS(t, addr, path, ip, nil)
+}
+
+// dialPathTLS is dialPath over TLS with cfg (plain TCP when cfg is nil).
+func dialPathTLS(t testing.TB, addr, path string, ip net.IP, cfg *tls.Config) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 10 * time.Second}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg != nil {
+		c = tls.Client(c, cfg)
 	}
 	t.Cleanup(func() { c.Close() })
 	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
