@@ -67,22 +67,23 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 	}
-	if st := c.tlsOf(); st != nil && st.pushHandshake(gc) {
+	st := c.tlsOf()
+	if st != nil && st.pushHandshake(gc) {
 		return gnet.None // the TLS handshake's goroutine reads it
 	}
 	c.beginDispatch()
-	c.readInput()
+	c.readInput(st)
 	c.endDispatch()
-	if c.afterDispatch() {
+	if c.afterDispatch(st) {
 		return gnet.Close
 	}
 	return gnet.None
 }
 
 // readInput handles what has arrived: the upgrade request or frames, from
-// gnet's buffer, or for TLS from the records decrypted a chunk at a time.
-func (c *Conn) readInput() {
-	st := c.tlsOf()
+// gnet's buffer, or for TLS (st, c's TLS state) from the records decrypted
+// a chunk at a time.
+func (c *Conn) readInput(st *tlsState) {
 	if st == nil {
 		c.readSome()
 		return
@@ -109,15 +110,15 @@ func (c *Conn) readSome() {
 }
 
 // afterDispatch shuts down the write side of a failed connection once its
-// close frame is out; it reports whether the socket must close now.
-func (c *Conn) afterDispatch() bool {
+// last bytes are out; it reports whether the socket must close now (st is
+// c's TLS state, nil without TLS).
+func (c *Conn) afterDispatch(st *tlsState) bool {
 	switch c.state.Load() {
 	case stateDone:
 		return true
 	case stateFailed:
 		c.shutdownWrite()
 	}
-	st := c.tlsOf()
 	return st != nil && st.err != nil
 }
 

@@ -291,9 +291,9 @@ func (t *tlsDone) Run(context.Context) error {
 	st.handshaking.Store(false) // the loop reads and writes from now on; st.in holds what came after the handshake
 	st.mu.Unlock()
 	c.beginDispatch()
-	c.readInput()
+	c.readInput(st)
 	c.endDispatch()
-	if c.afterDispatch() {
+	if c.afterDispatch(st) {
 		c.loop.closeSocket(c)
 		return nil
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,6 +134,8 @@ type wsConn struct {
 	resumed bool   // the TLS session was resumed
 	id      uint32
 	buf     []byte
+	want    []byte // the payload sent, unmasked
+	got     []byte // the echo read back
 }
 
 func (d *dialer) dial() (*wsConn, error) {
@@ -242,7 +246,7 @@ func (c *wsConn) roundTrip(size int, seq uint64) error {
 	for i := 12; i < size; i++ {
 		c.buf = append(c.buf, byte(i)^byte(seq))
 	}
-	want := append([]byte(nil), c.buf[p0:]...) // small; the client's cost is not measured
+	c.want = append(c.want[:0], c.buf[p0:]...)
 	for i := p0; i < len(c.buf); i++ {
 		c.buf[i] ^= mask[(i-p0)&3]
 	}
@@ -256,11 +260,11 @@ func (c *wsConn) roundTrip(size int, seq uint64) error {
 	if h[0] != 0x82 || h[1] != byte(size) {
 		return fmt.Errorf("echo header %x, want 82 %02x", h, size)
 	}
-	got := make([]byte, size)
-	if _, err := io.ReadFull(c.r, got); err != nil {
+	c.got = slices.Grow(c.got[:0], size)[:size]
+	if _, err := io.ReadFull(c.r, c.got); err != nil {
 		return err
 	}
-	if string(got) != string(want) {
+	if !bytes.Equal(c.got, c.want) {
 		return fmt.Errorf("echo of message %d differs", seq)
 	}
 	return nil
