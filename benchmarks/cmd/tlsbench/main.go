@@ -601,6 +601,10 @@ func report(sv saved, servers, scenarios []string) string {
 			wl := med(get(sc, "wsloop", true), func(r run) float64 { return r.perConn(r.RSSFreed) })
 			for _, s := range servers {
 				pl, tl := get(sc, s, false), get(sc, s, true)
+				if len(pl) == 0 || len(tl) == 0 {
+					p("| %s | no good run: see the failed runs below |\n", s)
+					continue
+				}
 				up := func(r run) float64 { return r.perConn(r.RSSUp) }
 				fr := func(r run) float64 { return r.perConn(r.RSSFreed) }
 				p("| %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %s |\n", s, med(pl, up), med(tl, up), ratio(med(tl, up), med(pl, up)),
@@ -613,6 +617,10 @@ func report(sv saved, servers, scenarios []string) string {
 			wl := med(get(sc, "wsloop", true), run.cpuPer)
 			for _, s := range servers {
 				pl, tl := get(sc, s, false), get(sc, s, true)
+				if len(pl) == 0 || len(tl) == 0 {
+					p("| %s | no good run: see the failed runs below |\n", s)
+					continue
+				}
 				p("| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %s |\n", label(s, pl, tl), med(pl, run.rate), med(pl, run.cpuPer),
 					med(tl, run.rate), med(tl, run.cpuPer), med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
 					ratio(med(tl, run.cpuPer), med(pl, run.cpuPer)), ratio(med(tl, run.cpuPer), wl))
@@ -624,6 +632,10 @@ func report(sv saved, servers, scenarios []string) string {
 			wl := med(get(sc, "wsloop", true), run.cpuPer)
 			for _, s := range servers {
 				pl, tl := get(sc, s, false), get(sc, s, true)
+				if len(pl) == 0 || len(tl) == 0 {
+					p("| %s | no good run: see the failed runs below |\n", s)
+					continue
+				}
 				p("| %s | %.0f | %.1f | %.0f | %.1f | %.2f | %.2f | %s |\n", label(s, pl, tl), med(pl, run.rate), med(pl, run.cpuPer),
 					med(tl, run.rate), med(tl, run.cpuPer), med(tl, func(r run) float64 { return r.P50 }), med(tl, func(r run) float64 { return r.P99 }),
 					ratio(med(tl, run.cpuPer), wl))
@@ -635,6 +647,10 @@ func report(sv saved, servers, scenarios []string) string {
 			wl := med(get(sc, "wsloop", true), run.cpuPer)
 			for _, s := range servers {
 				tl := get(sc, s, true)
+				if len(tl) == 0 {
+					p("| %s | no good run: see the failed runs below |\n", s)
+					continue
+				}
 				full := med(get("handshake", s, true), run.cpuPer)
 				p("| %s | %.0f | %.1f | %.1f%% | %.2f | %.2f | %s | %s |\n", label(s, tl), med(tl, run.rate), med(tl, run.cpuPer),
 					med(tl, func(r run) float64 { return 100 * float64(r.Resumed) / max(1, float64(r.Done)) }),
