@@ -165,8 +165,12 @@
 //
 // WithTLS makes the listener speak TLS with crypto/tls. A socket's TLS
 // handshake happens in the handshake state, under its deadline, on a
-// goroutine that lives until the handshake ends (WithMaxTLSHandshakes at
-// once; the rest wait in a queue); after it the connection's records are
+// goroutine that lives until the handshake ends, from the moment the
+// client's first record is in (WithMaxTLSHandshakes at once; the rest wait
+// in a queue, which a socket leaves when it closes; what clients send
+// meanwhile is bounded per socket and in total by
+// WithMaxTLSHandshakeBytes, and a socket past either bound is closed);
+// after it the connection's records are
 // decrypted and encrypted on its loop, and the rest of the engine sees the
 // plaintext as it sees a plain socket's bytes. A TLS failure (bad input, a
 // version or cipher the config refuses, a bad record later) closes the

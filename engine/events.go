@@ -68,8 +68,12 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 	}
 	st := c.tlsOf()
-	if st != nil && st.pushHandshake(gc) {
-		return gnet.None // the TLS handshake's goroutine reads it
+	if st != nil {
+		if handshaking, overflow := st.pushHandshake(gc); overflow {
+			return gnet.Close
+		} else if handshaking {
+			return gnet.None // the TLS handshake's goroutine reads it
+		}
 	}
 	c.beginDispatch()
 	c.readInput(st)

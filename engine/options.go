@@ -61,6 +61,8 @@ type options struct {
 	tls              *tls.Config
 	proxyTrusted     []netip.Prefix
 	maxTLSHandshakes int
+	tlsInPerSocket   int
+	tlsInTotal       int
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 }
 
@@ -99,6 +101,8 @@ func defaultOptions() options {
 		idleTimeout:      60 * time.Second,
 		handshakeTimeout: 5 * time.Second,
 		maxTLSHandshakes: max(256, 128*runtime.NumCPU()),
+		tlsInPerSocket:   64 << 10,
+		tlsInTotal:       8 << 20,
 		closeTimeout:     5 * time.Second,
 		tick:             100 * time.Millisecond,
 		maxOutbound:      4 << 20,
@@ -356,6 +360,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithProxyProtocol(): name the balancers' networks")
 	case o.maxTLSHandshakes < 1:
 		return fmt.Errorf("wsloop: WithMaxTLSHandshakes(%d): need at least 1", o.maxTLSHandshakes)
+	case o.tlsInPerSocket < 4<<10 || o.tlsInTotal < o.tlsInPerSocket:
+		return fmt.Errorf("wsloop: WithMaxTLSHandshakeBytes(%d, %d): need at least 4 KiB per socket, and a total of at least that",
+			o.tlsInPerSocket, o.tlsInTotal)
 	case o.tick <= 0:
 		return fmt.Errorf("wsloop: WithTick(%v): must be positive", o.tick)
 	case o.pingInterval < o.tick:

@@ -50,6 +50,8 @@ type Server struct {
 	shed          atomic.Uint64
 	queueFull     atomic.Uint64
 	tlsFailures   atomic.Uint64
+	tlsOverflows  atomic.Uint64
+	tlsHeld       atomic.Int64 // bytes of TLS handshake input buffers (WithMaxTLSHandshakeBytes)
 	proxyRejected atomic.Uint64
 	handshakes    handshakePool // TLS handshakes in progress (WithTLS)
 

@@ -4,28 +4,31 @@ import "sync/atomic"
 
 // Stats is a snapshot of a server's counters; see Server.Stats.
 type Stats struct {
-	Connections          int         // upgraded connections open now
-	Sockets              int         // sockets with state, handshaking ones included
-	ConnsPerLoop         []int       // sockets on each event loop, handshaking and closing ones included (one entry per loop; a loop that has not served a socket yet counts 0)
-	MessagesIn           uint64      // data messages received (control frames are not counted)
-	BytesIn              uint64      // payload bytes of messages received
-	MessagesOut          uint64      // data messages queued to connections (a broadcast counts once per target; control frames are not counted)
-	BytesOut             uint64      // frame bytes queued to connections
-	Dropped              uint64      // messages dropped for slow consumers (WithSlowConsumerPolicy)
-	SlowCloses           uint64      // connections closed for being slow consumers
-	Evictions            uint64      // connections evicted by the idle timeout
-	HandshakeTimeouts    uint64      // sockets closed for not completing their upgrade within WithHandshakeTimeout (idle keep-alive HTTP connections are not counted)
-	CloseTimeouts        uint64      // connections closed because the peer did not answer a close frame within WithCloseTimeout
-	RejectedUpgrades     uint64      // sockets answered with an HTTP error instead of 101 (cap, bad request, hooks)
-	SocketCap            int         // the cap on open sockets (WithMaxConnections, or derived from RLIMIT_NOFILE)
-	AcceptErrors         uint64      // accepts that failed (out of descriptors, out of memory, ...); the server kept serving
-	Shed                 uint64      // connections closed at once because the process had no descriptor to spare (answered with 503 when one was free for it) or a loop could not take them
-	QueueFull            uint64      // calls refused with ErrQueueFull (WithMaxQueuedBytes)
-	Deflated             uint64      // messages compressed (permessage-deflate); a publish or broadcast counts once, however many connections get it
-	Inflated             uint64      // compressed messages received and decompressed
-	TLSHandshakeFailures uint64      // TLS handshakes that failed: bad input, no shared version or cipher (WithTLS); a socket that closed first is not counted
-	ProxyRejected        uint64      // sockets closed for a malformed PROXY header, or one from a source not trusted (WithProxyProtocol)
-	Broker               BrokerStats // the broker's counters (WithBroker); zero without one
+	Connections           int         // upgraded connections open now
+	Sockets               int         // sockets with state, handshaking ones included
+	ConnsPerLoop          []int       // sockets on each event loop, handshaking and closing ones included (one entry per loop; a loop that has not served a socket yet counts 0)
+	MessagesIn            uint64      // data messages received (control frames are not counted)
+	BytesIn               uint64      // payload bytes of messages received
+	MessagesOut           uint64      // data messages queued to connections (a broadcast counts once per target; control frames are not counted)
+	BytesOut              uint64      // frame bytes queued to connections
+	Dropped               uint64      // messages dropped for slow consumers (WithSlowConsumerPolicy)
+	SlowCloses            uint64      // connections closed for being slow consumers
+	Evictions             uint64      // connections evicted by the idle timeout
+	HandshakeTimeouts     uint64      // sockets closed for not completing their upgrade within WithHandshakeTimeout (idle keep-alive HTTP connections are not counted)
+	CloseTimeouts         uint64      // connections closed because the peer did not answer a close frame within WithCloseTimeout
+	RejectedUpgrades      uint64      // sockets answered with an HTTP error instead of 101 (cap, bad request, hooks)
+	SocketCap             int         // the cap on open sockets (WithMaxConnections, or derived from RLIMIT_NOFILE)
+	AcceptErrors          uint64      // accepts that failed (out of descriptors, out of memory, ...); the server kept serving
+	Shed                  uint64      // connections closed at once because the process had no descriptor to spare (answered with 503 when one was free for it) or a loop could not take them
+	QueueFull             uint64      // calls refused with ErrQueueFull (WithMaxQueuedBytes)
+	Deflated              uint64      // messages compressed (permessage-deflate); a publish or broadcast counts once, however many connections get it
+	Inflated              uint64      // compressed messages received and decompressed
+	TLSHandshakeFailures  uint64      // TLS handshakes that failed: bad input, no shared version or cipher (WithTLS); a socket that closed first is not counted
+	TLSHandshakeOverflows uint64      // sockets closed because what they sent before their TLS handshake ended would have passed WithMaxTLSHandshakeBytes (per socket or in total)
+	TLSHandshakes         int         // TLS handshakes running now, each on a goroutine (WithMaxTLSHandshakes)
+	TLSHandshakesWaiting  int         // TLS handshakes waiting for a slot: sockets whose first record is in
+	ProxyRejected         uint64      // sockets closed for a malformed PROXY header, or one from a source not trusted (WithProxyProtocol)
+	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
 // loopStats are one loop's counters: written by its loop (and by senders,
@@ -44,23 +47,25 @@ type loopStats struct {
 // figure is read atomically, the set is not a consistent cut.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Connections:          int(s.upgraded.Load()),
-		Sockets:              int(s.sockets.Load()),
-		Dropped:              s.dropped.Load(),
-		SlowCloses:           s.slowCloses.Load(),
-		Evictions:            s.evictions.Load(),
-		HandshakeTimeouts:    s.hsTimeouts.Load(),
-		CloseTimeouts:        s.closeTimeouts.Load(),
-		RejectedUpgrades:     s.rejected.Load(),
-		SocketCap:            int(s.socketCap.Load()),
-		AcceptErrors:         s.acceptErrors.Load(),
-		Shed:                 s.shed.Load(),
-		QueueFull:            s.queueFull.Load(),
-		Deflated:             s.deflated.Load(),
-		Inflated:             s.inflated.Load(),
-		TLSHandshakeFailures: s.tlsFailures.Load(),
-		ProxyRejected:        s.proxyRejected.Load(),
+		Connections:           int(s.upgraded.Load()),
+		Sockets:               int(s.sockets.Load()),
+		Dropped:               s.dropped.Load(),
+		SlowCloses:            s.slowCloses.Load(),
+		Evictions:             s.evictions.Load(),
+		HandshakeTimeouts:     s.hsTimeouts.Load(),
+		CloseTimeouts:         s.closeTimeouts.Load(),
+		RejectedUpgrades:      s.rejected.Load(),
+		SocketCap:             int(s.socketCap.Load()),
+		AcceptErrors:          s.acceptErrors.Load(),
+		Shed:                  s.shed.Load(),
+		QueueFull:             s.queueFull.Load(),
+		Deflated:              s.deflated.Load(),
+		Inflated:              s.inflated.Load(),
+		TLSHandshakeFailures:  s.tlsFailures.Load(),
+		TLSHandshakeOverflows: s.tlsOverflows.Load(),
+		ProxyRejected:         s.proxyRejected.Load(),
 	}
+	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {
 		st.Broker = b.Stats()
 	}

@@ -23,10 +23,24 @@ import (
 // crypto/tls's handshake is written as blocking code, so each handshake
 // runs on a goroutine of its own, which lives until the handshake ends:
 // the loop hands it the bytes the client sends, and it writes through
-// gnet's AsyncWrite. At most WithMaxTLSHandshakes run at once; sockets
-// beyond that wait their turn in a queue (no goroutine, no refusal), under
-// the same handshake deadline as every other socket: a client that stalls
-// before or inside the handshake is dropped at WithHandshakeTimeout.
+// gnet's AsyncWrite. A handshake asks for its goroutine only once the
+// client's first record (its ClientHello) has arrived whole, so a socket
+// that sends nothing, or trickles its first record, holds no goroutine and
+// no slot. At most WithMaxTLSHandshakes run at once; sockets beyond that
+// wait their turn in a queue (no goroutine, no refusal), under the same
+// handshake deadline as every other socket: a client that stalls before or
+// inside the handshake is dropped at WithHandshakeTimeout. A socket that
+// closes while it waits leaves the queue at once, so the queue never holds
+// more entries than there are open sockets (WithMaxConnections).
+//
+// What a client sends before its handshake has ended waits in a buffer of
+// the connection's, consumed by the handshake's goroutine: while the
+// handshake waits for a slot, or for a slow GetCertificate, it is not.
+// These buffers are bounded per socket and in total
+// (WithMaxTLSHandshakeBytes); a socket whose input would pass either bound
+// is closed at once (Stats.TLSHandshakeOverflows). Every chunk gnet reads
+// is moved out of gnet's buffer as it arrives, so the loop's work per read
+// is proportional to the new bytes, and gnet's buffer never grows.
 //
 // Once the handshake is done the goroutine ends, and the connection's
 // records are decrypted and encrypted on its loop: crypto/tls reads from
@@ -63,9 +77,23 @@ func (s *Server) TLS() bool { return s.opts.tls != nil }
 
 // WithMaxTLSHandshakes bounds the TLS handshakes in progress, each on a
 // goroutine of its own while it lasts (default: 128 per CPU, at least
-// 256). Sockets beyond the bound wait in a queue, within their handshake
+// 256). A handshake starts once the client's first record has arrived;
+// sockets beyond the bound wait in a queue, within their handshake
 // deadline.
 func WithMaxTLSHandshakes(n int) Option { return func(o *options) { o.maxTLSHandshakes = n } }
+
+// WithMaxTLSHandshakeBytes bounds what clients send before their TLS
+// handshake has ended and the server has not consumed yet (it waits while
+// the handshake waits for a slot, or for a slow GetCertificate): at most
+// perSocket bytes from one socket, and buffers of at most total bytes
+// for all of them together. A socket whose input would pass either bound
+// is closed at once and counted in Stats.TLSHandshakeOverflows; the other
+// sockets and their handshakes carry on. A ClientHello takes about 2 KiB
+// (a client certificate chain for mutual TLS adds its size). Default:
+// 64 KiB per socket, 8 MiB in total.
+func WithMaxTLSHandshakeBytes(perSocket, total int) Option {
+	return func(o *options) { o.tlsInPerSocket, o.tlsInTotal = perSocket, total }
+}
 
 // errWouldBlock is what the transport answers crypto/tls when gnet's
 // buffer holds no more bytes: temporary, so crypto/tls keeps the
@@ -94,15 +122,74 @@ type tlsState struct {
 	plain []byte
 	pr    int
 
-	// The handshake, while it runs on its goroutine. The loop appends
-	// what the client sends to in; the goroutine reads it.
+	// What the client sent and the handshake has not consumed: in[inOff:].
+	// During the handshake the loop appends to it and the goroutine
+	// consumes it, under mu; after it, the loop consumes what is left. The
+	// array counts against Server.tlsHeld (its cap) until it is dropped,
+	// which happens as soon as it is empty.
 	mu          sync.Mutex
 	cond        sync.Cond
 	in          []byte
+	inOff       int
 	dead        bool        // the socket closed: the handshake's reads end
 	handshaking atomic.Bool // true from the socket's opening to the handshake's end (on the loop)
+	asked       bool        // the handshake has a slot or waits for one (loop-owned)
+
+	// The pool's queue of handshakes waiting for a slot, guarded by
+	// handshakePool.mu.
+	queued       bool
+	qprev, qnext *tlsState
 
 	gc tlsConn // the engine's view (Conn.gc), allocated with the rest
+}
+
+// unread is what the client sent that crypto/tls has not read yet.
+func (st *tlsState) unread() []byte { return st.in[st.inOff:] }
+
+// consume copies unread bytes into p and drops the buffer once it is
+// empty. Under mu during the handshake; on the loop after it.
+func (st *tlsState) consume(p []byte) int {
+	n := copy(p, st.in[st.inOff:])
+	if st.inOff += n; st.inOff == len(st.in) {
+		st.dropIn() // an empty slice of it would keep the array for the connection's life
+	}
+	return n
+}
+
+// dropIn lets the input buffer go.
+func (st *tlsState) dropIn() {
+	if st.in != nil {
+		st.c.loop.srv.tlsHeld.Add(-int64(cap(st.in)))
+	}
+	st.in, st.inOff = nil, 0
+}
+
+// appendIn adds b to the unread input, within the bounds of
+// WithMaxTLSHandshakeBytes: it reports false, and adds nothing, when
+// that would pass them. Under mu.
+func (st *tlsState) appendIn(b []byte) bool {
+	s := st.c.loop.srv
+	unread := len(st.in) - st.inOff
+	need := unread + len(b)
+	if need > s.opts.tlsInPerSocket {
+		return false
+	}
+	if need > cap(st.in) {
+		size := min(max(2*cap(st.in), need, 2<<10), s.opts.tlsInPerSocket)
+		grow := int64(size - cap(st.in))
+		if s.tlsHeld.Add(grow) > int64(s.opts.tlsInTotal) {
+			s.tlsHeld.Add(-grow)
+			return false
+		}
+		in := make([]byte, unread, size)
+		copy(in, st.in[st.inOff:])
+		st.in, st.inOff = in, 0
+	} else if st.inOff+need > cap(st.in) {
+		st.in = st.in[:copy(st.in, st.in[st.inOff:])] // room at the front
+		st.inOff = 0
+	}
+	st.in = append(st.in, b...)
+	return true
 }
 
 // transport is the net.Conn crypto/tls reads and writes: the handshake
@@ -114,28 +201,20 @@ func (t *transport) Read(p []byte) (int, error) {
 	st := (*tlsState)(t)
 	if st.handshaking.Load() {
 		st.mu.Lock()
-		for len(st.in) == 0 && !st.dead {
+		for len(st.in) == st.inOff && !st.dead {
 			st.cond.Wait()
 		}
-		if len(st.in) == 0 {
+		if st.dead {
 			st.mu.Unlock()
 			return 0, io.EOF
 		}
-		n := copy(p, st.in)
-		if st.in = st.in[n:]; len(st.in) == 0 {
-			st.in = nil // an empty slice of it would keep the array for the connection's life
-		}
+		n := st.consume(p)
 		st.mu.Unlock()
 		return n, nil
 	}
 	// On the loop: bytes left over from the handshake first, then gnet's.
-	if len(st.in) > 0 {
-		n := copy(p, st.in)
-		st.in = st.in[n:]
-		if len(st.in) == 0 {
-			st.in = nil
-		}
-		return n, nil
+	if len(st.in) > st.inOff {
+		return st.consume(p), nil
 	}
 	avail := st.raw.InboundBuffered()
 	if avail == 0 {
@@ -201,7 +280,7 @@ func (tc *tlsConn) Discard(n int) (int, error) {
 func (tc *tlsConn) Write(b []byte) (int, error) { return tc.st.conn.Write(b) }
 
 // newTLS wraps a socket that has just opened: c.gc becomes its plaintext
-// view, and its handshake starts, or waits for a free slot.
+// view. Its handshake starts once the client's first record is in.
 func (s *Server) newTLS(c *Conn, raw gnet.Conn) {
 	st := &tlsState{c: c, raw: raw}
 	st.cond.L = &st.mu
@@ -209,7 +288,6 @@ func (s *Server) newTLS(c *Conn, raw gnet.Conn) {
 	st.conn = tls.Server((*transport)(st), s.opts.tls)
 	st.gc = tlsConn{Conn: raw, st: st}
 	c.gc = &st.gc
-	s.handshakes.start(s, st)
 }
 
 // state is the connection's TLS state; nil for a nil st (no TLS).
@@ -221,25 +299,51 @@ func (st *tlsState) state() *tls.ConnectionState {
 	return &cs
 }
 
-// pushHandshake gives the handshake goroutine what the client sent; it
-// reports false once the handshake is over (the loop reads the records
-// itself then). On the loop.
-func (st *tlsState) pushHandshake(raw gnet.Conn) bool {
+// pushHandshake moves what the client sent out of gnet's buffer to the
+// handshake, and asks for the handshake's goroutine once the first record
+// is in. It reports false once the handshake is over (the loop reads the
+// records itself then), and overflow when the input would pass
+// WithMaxTLSHandshakeBytes: the socket must close. On the loop.
+func (st *tlsState) pushHandshake(raw gnet.Conn) (handshaking, overflow bool) {
 	if !st.handshaking.Load() {
-		return false
+		return false, false
 	}
 	n := raw.InboundBuffered()
 	b, _ := raw.Peek(n)
 	st.mu.Lock()
-	if len(st.in) > 64<<10 {
-		st.mu.Unlock()
-		return true // a client that floods its handshake: the deadline ends it
+	ok := st.appendIn(b)
+	ask := ok && !st.asked && firstRecordIn(st.unread())
+	if ok {
+		st.cond.Signal()
 	}
-	st.in = append(st.in, b...)
-	st.cond.Signal()
 	st.mu.Unlock()
 	_, _ = raw.Discard(n)
-	return true
+	if !ok {
+		st.c.loop.srv.tlsOverflows.Add(1)
+		return true, true
+	}
+	if ask {
+		st.asked = true
+		s := st.c.loop.srv
+		s.handshakes.start(s, st)
+	}
+	return true, false
+}
+
+// firstRecordIn reports whether b, the start of what a client sent, holds
+// its first TLS record whole, or enough to tell that it is not one
+// crypto/tls would take: then the handshake can start (and, for the
+// latter, fail at once) without waiting on a client that trickles.
+func firstRecordIn(b []byte) bool {
+	const recordHeader, maxRecord = 5, 16384 + 2048 // crypto/tls's maxCiphertext
+	if len(b) > 0 && b[0] != 0x16 {                 // not a handshake record
+		return true
+	}
+	if len(b) < recordHeader {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b[3:5]))
+	return n > maxRecord || len(b) >= recordHeader+n
 }
 
 // handshake runs on its own goroutine, then hands the connection back to
@@ -262,11 +366,14 @@ func (st *tlsState) handshake(s *Server) {
 	s.handshakes.done(s)
 }
 
-// kill ends a handshake in progress (the socket closed). Any goroutine.
+// kill ends a handshake in progress or waiting for a slot (the socket
+// closed), and drops its input. On the loop.
 func (st *tlsState) kill() {
+	s := st.c.loop.srv
+	s.handshakes.remove(st)
 	st.mu.Lock()
 	st.dead = true
-	st.in = nil
+	st.dropIn()
 	st.cond.Signal()
 	st.mu.Unlock()
 }
@@ -358,7 +465,7 @@ func (st *tlsState) recordReady() bool {
 	}
 	buffered := (*bytes.Buffer)(unsafe.Add(p, tlsIdleBufs[0])).Bytes()
 	avail := st.raw.InboundBuffered()
-	have := len(buffered) + len(st.in) + avail
+	have := len(buffered) + len(st.in) - st.inOff + avail
 	if have < 5 {
 		return false
 	}
@@ -366,7 +473,7 @@ func (st *tlsState) recordReady() bool {
 	// handshake's leftovers, then gnet's.
 	var hdr [5]byte
 	k := copy(hdr[:], buffered)
-	k += copy(hdr[k:], st.in)
+	k += copy(hdr[k:], st.unread())
 	if k < 5 {
 		b, _ := st.raw.Peek(5 - k)
 		copy(hdr[k:], b)
@@ -384,17 +491,29 @@ func (st *tlsState) releasePlain() {
 	st.plain, st.pr = nil, 0
 }
 
-// handshakePool bounds the TLS handshakes in progress.
+// handshakePool bounds the TLS handshakes in progress. Those waiting for
+// a slot form a FIFO list through their tlsState; a socket that closes
+// leaves it at once (remove), so that it never holds a dead entry.
 type handshakePool struct {
-	mu      sync.Mutex
-	running int
-	waiting []*tlsState
+	mu         sync.Mutex
+	running    int
+	waiting    int
+	head, tail *tlsState
 }
 
+// start runs st's handshake on a goroutine of its own, or queues it until
+// a slot is free. On the loop.
 func (p *handshakePool) start(s *Server, st *tlsState) {
 	p.mu.Lock()
 	if p.running >= s.opts.maxTLSHandshakes {
-		p.waiting = append(p.waiting, st)
+		st.queued, st.qprev = true, p.tail
+		if p.tail != nil {
+			p.tail.qnext = st
+		} else {
+			p.head = st
+		}
+		p.tail = st
+		p.waiting++
 		p.mu.Unlock()
 		return
 	}
@@ -403,28 +522,52 @@ func (p *handshakePool) start(s *Server, st *tlsState) {
 	go st.handshake(s)
 }
 
-// done frees a slot and starts the next waiting handshake whose socket is
-// still open.
+// done frees a slot and starts the handshake that has waited longest.
 func (p *handshakePool) done(s *Server) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.running--
-	for len(p.waiting) > 0 && p.running < s.opts.maxTLSHandshakes {
-		st := p.waiting[0]
-		p.waiting[0] = nil
-		p.waiting = p.waiting[1:]
-		st.mu.Lock()
-		dead := st.dead
-		st.mu.Unlock()
-		if dead {
-			continue
-		}
+	var next *tlsState
+	if p.head != nil && p.running < s.opts.maxTLSHandshakes {
+		next = p.head
+		p.unlink(next)
 		p.running++
-		go st.handshake(s)
 	}
-	if len(p.waiting) == 0 {
-		p.waiting = nil
+	p.mu.Unlock()
+	if next != nil {
+		go next.handshake(s)
 	}
+}
+
+// remove takes st out of the queue if it waits there.
+func (p *handshakePool) remove(st *tlsState) {
+	p.mu.Lock()
+	if st.queued {
+		p.unlink(st)
+	}
+	p.mu.Unlock()
+}
+
+// unlink takes a queued st out of the list; p.mu is held.
+func (p *handshakePool) unlink(st *tlsState) {
+	if st.qprev != nil {
+		st.qprev.qnext = st.qnext
+	} else {
+		p.head = st.qnext
+	}
+	if st.qnext != nil {
+		st.qnext.qprev = st.qprev
+	} else {
+		p.tail = st.qprev
+	}
+	st.queued, st.qprev, st.qnext = false, nil, nil
+	p.waiting--
+}
+
+// counts returns the handshakes running and waiting for a slot.
+func (p *handshakePool) counts() (running, waiting int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running, p.waiting
 }
 
 // crypto/tls keeps the buffers a connection's handshake grew (the raw

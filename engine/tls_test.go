@@ -236,24 +236,24 @@ func TestTLSBadInput(t *testing.T) {
 	}
 }
 
-// With WithMaxTLSHandshakes(2), two clients that stall hold both slots; a
-// third waits in the queue (no goroutine, not refused) and completes once
-// the stalled ones give up.
+// With WithMaxTLSHandshakes(2), two clients that stall after their
+// ClientHello hold both slots; a third waits in the queue (no goroutine,
+// not refused) and completes once the stalled ones give up.
 func TestTLSHandshakeBound(t *testing.T) {
 	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(5*time.Second))
 	var freed atomic.Int64 // when the first stalled client let its slot go
+	hello := clientHello(t)
 	for range 2 {
-		c := dialTCP(t, addr) // sends nothing: its handshake goroutine waits for a ClientHello
+		c := dialTCP(t, addr)
+		if _, err := c.Write(hello); err != nil { // then nothing: its handshake goroutine waits for the client's Finished
+			t.Fatal(err)
+		}
 		time.AfterFunc(600*time.Millisecond, func() {
 			freed.CompareAndSwap(0, time.Now().UnixNano())
 			c.Close()
 		})
 	}
-	waitFor(t, 5*time.Second, "both slots taken", func() bool {
-		srv.handshakes.mu.Lock()
-		defer srv.handshakes.mu.Unlock()
-		return srv.handshakes.running == 2
-	})
+	waitFor(t, 5*time.Second, "both slots taken", func() bool { return srv.Stats().TLSHandshakes == 2 })
 	start := time.Now()
 	d := websocket.Dialer{TLSClientConfig: clientTLS(tls.VersionTLS13), HandshakeTimeout: 10 * time.Second}
 	c, _, err := d.Dial("wss://"+addr+"/", nil)

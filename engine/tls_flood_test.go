@@ -1,0 +1,282 @@
+package engine
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// heapPeak samples the live heap every 10 ms from now until stop is
+// called, and returns the highest figure seen, less the figure at the
+// start (after a GC): the peak growth of what the process holds while
+// something runs, not only what is left at the end.
+func heapPeak() (stop func() int64) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	base := int64(m.HeapInuse)
+	var peak atomic.Int64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if n := int64(m.HeapInuse) - base; n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-finished
+		return peak.Load()
+	}
+}
+
+// tlsFlood streams total bytes of what follows a ClientHello (garbage the
+// handshake never gets to read) at addr from conns sockets at once, each
+// reconnecting when the server closes it, and returns the bytes the
+// server took and how many sockets it closed.
+func tlsFlood(t *testing.T, addr string, hello []byte, total int64, conns int) (sent int64, closed int64) {
+	t.Helper()
+	var sentN, closedN atomic.Int64
+	chunk := make([]byte, 32<<10)
+	for i := range chunk {
+		chunk[i] = byte(i*7 + 1)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sentN.Load() < total && time.Now().Before(deadline) {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Errorf("dial: %v", err)
+					return
+				}
+				_ = c.SetWriteDeadline(deadline)
+				if _, err := c.Write(hello); err == nil {
+					sentN.Add(int64(len(hello)))
+					for sentN.Load() < total {
+						n, err := c.Write(chunk)
+						sentN.Add(int64(n))
+						if err != nil {
+							var ne net.Error
+							if errors.As(err, &ne) && ne.Timeout() {
+								t.Errorf("the server neither read nor closed a flooding socket for 60 s")
+							}
+							closedN.Add(1)
+							break
+						}
+					}
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	return sentN.Load(), closedN.Load()
+}
+
+// wssEcho dials addr over wss, echoes one message and closes.
+func wssEcho(addr string) error {
+	d := websocket.Dialer{TLSClientConfig: clientTLS(tls.VersionTLS13), HandshakeTimeout: 5 * time.Second}
+	c, _, err := d.Dial("wss://"+addr+"/", nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.WriteMessage(websocket.TextMessage, []byte("fresh")); err != nil {
+		return err
+	}
+	if _, p, err := c.ReadMessage(); err != nil || string(p) != "fresh" {
+		return errors.Join(errors.New("no echo"), err)
+	}
+	return nil
+}
+
+// TestTLSHandshakeFlood: the flood of issue 22. A few hundred silent TCP
+// sockets sit on the TLS port (they once held every handshake slot; a
+// handshake now asks for one only once its first record is in), and
+// clients stream 64 MiB at it behind a ClientHello. Each flooding socket
+// is closed once it has sent the per-socket bound; the process's heap
+// peaks at a few MiB, not hundreds; an open wss connection keeps echoing
+// and fresh wss upgrades work during and after the flood.
+func TestTLSHandshakeFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		conns     int
+		perSocket int
+		total     int
+	}{
+		{"one socket", 1, 64 << 10, 8 << 20},
+		// 16 at once against a small total: the total bound closes them.
+		{"16 sockets, total bound", 16, 64 << 10, 256 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A slow certificate lookup (autocert) keeps handshakes from
+			// reading their input, as a full set of slots does.
+			cfg, _ := testPKI()
+			slow := cfg.Clone()
+			cert := &slow.Certificates[0]
+			slow.Certificates = nil
+			slow.GetCertificate = func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if hi.ServerName != "localhost" {
+					time.Sleep(2 * time.Second)
+				}
+				return cert, nil
+			}
+			srv, addr := startServer(t, echoHandler{}, WithTLS(slow), WithMaxTLSHandshakeBytes(tc.perSocket, tc.total),
+				WithHandshakeTimeout(10*time.Second))
+			for range 300 {
+				dialTCP(t, addr)
+			}
+			open := dialWSS(t, addr)
+			hello := clientHelloFor(t, "flood.example") // a name the slow lookup stalls on
+
+			stop := heapPeak()
+			floodDone := make(chan [2]int64, 1)
+			go func() {
+				s, c := tlsFlood(t, addr, hello, 64<<20, tc.conns)
+				floodDone <- [2]int64{s, c}
+			}()
+			// During the flood: the open connection echoes, and a fresh
+			// upgrade works.
+			var during int
+			for flooding := true; flooding; {
+				select {
+				case r := <-floodDone:
+					floodDone <- r
+					flooding = false
+					continue
+				default:
+				}
+				if err := open.WriteMessage(websocket.TextMessage, []byte("still")); err != nil {
+					t.Fatal(err)
+				}
+				if _, p, err := open.ReadMessage(); err != nil || string(p) != "still" {
+					t.Fatalf("echo on an open wss connection during the flood: %q %v", p, err)
+				}
+				if err := wssEcho(addr); err != nil {
+					t.Fatalf("a fresh wss upgrade during the flood: %v", err)
+				}
+				during++
+				time.Sleep(20 * time.Millisecond)
+			}
+			r := <-floodDone
+			peak := stop()
+			st := srv.Stats()
+			t.Logf("%d MiB sent from %d socket(s), %d flooding sockets closed (overflows %d); heap peak +%.1f MiB; %d fresh wss echoes during it; %d handshakes running",
+				r[0]>>20, tc.conns, r[1], st.TLSHandshakeOverflows, float64(peak)/(1<<20), during, st.TLSHandshakes)
+			if peak > 16<<20 {
+				t.Errorf("the heap grew by %.1f MiB under a 64 MiB TLS handshake flood, want at most 16", float64(peak)/(1<<20))
+			}
+			if r[0] < 64<<20 {
+				t.Fatalf("only %d bytes of the flood were sent", r[0])
+			}
+			if st.TLSHandshakeOverflows == 0 {
+				t.Fatal("no flooding socket was closed for its handshake input")
+			}
+			if during == 0 {
+				t.Error("no fresh upgrade was tried during the flood")
+			}
+			if err := wssEcho(addr); err != nil {
+				t.Fatalf("a fresh wss upgrade after the flood: %v", err)
+			}
+			if held := srv.tlsHeld.Load(); held > int64(tc.total) {
+				t.Errorf("%d bytes of handshake input held, over the total bound %d", held, tc.total)
+			}
+		})
+	}
+}
+
+// clientHelloFor returns the first record a TLS 1.3 client sends for
+// serverName.
+func clientHelloFor(t *testing.T, serverName string) []byte {
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() {
+		cfg := clientTLS(tls.VersionTLS13)
+		cfg.ServerName = serverName
+		_ = tls.Client(b, cfg).Handshake()
+		b.Close()
+	}()
+	buf := make([]byte, 4096)
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := a.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
+}
+
+// TestTLSHandshakeQueueRelease: sockets whose handshakes wait for a slot
+// leave the queue, and give back their input buffers, as soon as they
+// close, not when a running handshake ends; silent sockets never take a
+// slot.
+func TestTLSHandshakeQueueRelease(t *testing.T) {
+	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(20*time.Second))
+	hello := clientHello(t)
+	// Silent sockets: no slot, no queue entry.
+	for range 50 {
+		dialTCP(t, addr)
+	}
+	// Two clients send a ClientHello and stall: they hold both slots
+	// until the handshake deadline, 20 s away.
+	for range 2 {
+		c := dialTCP(t, addr)
+		if _, err := c.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "both slots taken", func() bool { return srv.Stats().TLSHandshakes == 2 })
+	if st := srv.Stats(); st.TLSHandshakesWaiting != 0 {
+		t.Fatalf("%d handshakes wait with only silent sockets and 2 running", st.TLSHandshakesWaiting)
+	}
+	// 500 more wait for a slot, then go away.
+	var waiting []net.Conn
+	for range 500 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+		waiting = append(waiting, c)
+	}
+	waitFor(t, 10*time.Second, "500 handshakes queued", func() bool { return srv.Stats().TLSHandshakesWaiting == 500 })
+	if held := srv.tlsHeld.Load(); held < 500*int64(len(hello)) {
+		t.Fatalf("%d bytes of handshake input held for 500 queued ClientHellos of %d bytes", held, len(hello))
+	}
+	for _, c := range waiting {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "the closed sockets gone from the queue", func() bool {
+		st := srv.Stats()
+		return st.TLSHandshakesWaiting == 0 && st.Sockets == 52 // 50 silent, 2 stalled
+	})
+	if st := srv.Stats(); st.TLSHandshakes != 2 {
+		t.Fatalf("%d handshakes running, want the 2 stalled ones", st.TLSHandshakes)
+	}
+	waitFor(t, 5*time.Second, "their input buffers dropped", func() bool { return srv.tlsHeld.Load() == 0 })
+}
