@@ -18,9 +18,11 @@ import (
 )
 
 // The accept loop. wsloop owns its listening socket and hands each accepted
-// connection to the least loaded event loop with gnet's Client.EnrollContext
-// (gnet's own acceptor stops the whole engine on the first accept error it
-// does not know, EMFILE included, and cannot be changed from outside).
+// connection to the least loaded live event loop with that loop's gnet
+// Enroll (gnet's own acceptor stops the whole engine on the first accept
+// error it does not know, EMFILE included, and cannot be changed from
+// outside; and gnet's balancer would send every socket to a stalled loop:
+// stall.go).
 //
 // One goroutine accepts, blocked in poll(2) between connections (see
 // waitReadable). For every connection it:
@@ -28,8 +30,8 @@ import (
 //     descriptor limit less a reserve), atomically; past the cap, or while
 //     Shutdown drains, it answers 503 and closes the socket at once, so that
 //     refused sockets never hold descriptors;
-//   - queues it for a short-lived goroutine that enrolls it on a loop;
-//     OnOpen runs there before EnrollContext returns.
+//   - queues it for a short-lived goroutine that enrolls it on a loop and
+//     waits (at most enrollPatience) until the loop has run OnOpen.
 //
 // When the process runs out of descriptors (EMFILE, ENFILE), accept fails
 // while connections wait in the kernel's backlog. The acceptor then frees
@@ -99,10 +101,9 @@ func listen(ctx context.Context, addr string) (net.Listener, error) {
 
 // acceptor is the accept loop's state; the accept goroutine owns it.
 type acceptor struct {
-	s   *Server
-	ln  net.Listener
-	rc  syscall.RawConn // the listener's descriptor, for shedding
-	cli *gnet.Client
+	s  *Server
+	ln net.Listener
+	rc syscall.RawConn // the listener's descriptor, for shedding
 
 	reserve *os.File // one descriptor kept free for shedding
 	scratch []byte   // the request of a refused socket, discarded
@@ -131,7 +132,7 @@ type acceptor struct {
 	noReserve bool // tests: behave as if the reserve could never be taken back
 }
 
-func newAcceptor(s *Server, ln net.Listener, cli *gnet.Client) (*acceptor, error) {
+func newAcceptor(s *Server, ln net.Listener) (*acceptor, error) {
 	sc, ok := ln.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("wsloop: listener %T has no descriptor", ln)
@@ -144,7 +145,7 @@ func newAcceptor(s *Server, ln net.Listener, cli *gnet.Client) (*acceptor, error
 	if limit, ok := nofileLimit(); ok {
 		inflight = int(min(uint64(inflight), max(descriptorReserve(limit)/4, 1)))
 	}
-	a := &acceptor{s: s, ln: ln, rc: rc, cli: cli, scratch: make([]byte, 4096), maxEnrolling: inflight,
+	a := &acceptor{s: s, ln: ln, rc: rc, scratch: make([]byte, 4096), maxEnrolling: inflight,
 		noReserve: s.opts.noReserve}
 	a.reserve, _ = os.Open(os.DevNull) // without it, exhaustion falls back to backing off
 	return a, nil
@@ -226,7 +227,8 @@ func (a *acceptor) admit(conn net.Conn) {
 // enrollQueued hands queued connections to the loops until none is left.
 func (a *acceptor) enrollQueued() {
 	defer a.enrolled.Done()
-	tok := new(enrollToken)
+	e := newEnroller()
+	defer e.patience.Stop()
 	var scratch []byte
 	for {
 		a.enrollMu.Lock()
@@ -250,7 +252,7 @@ func (a *acceptor) enrollQueued() {
 			refuse(conn, scratch)
 			continue
 		}
-		a.enroll(conn, tok)
+		a.enroll(conn, e)
 	}
 }
 
@@ -262,22 +264,85 @@ type enrollToken struct{ opened atomic.Bool }
 
 var errNotOpened = errors.New("the loop did not open it")
 
-// enroll hands conn to the least loaded loop. gnet's EnrollContext
-// duplicates the descriptor for the loop, returns once the loop has
-// registered it (OnOpen has run), and closes conn.
-func (a *acceptor) enroll(conn net.Conn, tok *enrollToken) {
-	tok.opened.Store(false)
-	_, err := a.cli.EnrollContext(conn, tok)
+// enroller is an enrolling goroutine's state: the token of the socket it
+// hands over, in the context gnet takes it from, and its patience.
+type enroller struct {
+	tok      *enrollToken
+	ctx      context.Context
+	patience *time.Timer
+}
+
+func newEnroller() *enroller {
+	e := &enroller{patience: time.NewTimer(time.Hour)}
+	e.patience.Stop()
+	e.renew()
+	return e
+}
+
+// renew gives e a token of its own again, after it left one with a loop.
+func (e *enroller) renew() {
+	e.tok = new(enrollToken)
+	e.ctx = gnet.NewContext(context.Background(), e.tok)
+}
+
+// enroll hands conn to the least loaded live loop (stall.go). gnet's
+// Enroll duplicates the descriptor for the loop, registers it there
+// (OnOpen runs), closes conn, and then answers. If the loop does not
+// answer within enrollPatience it is counted as stalled, the socket is
+// left to it, and a goroutine of its own waits for the answer, so that
+// the enrolling goroutines keep serving the live loops.
+func (a *acceptor) enroll(conn net.Conn, e *enroller) {
+	l := a.s.pickLoop()
+	e.tok.opened.Store(false)
+	if l.hb.pending.Add(1) == 1 {
+		l.hb.progress.Store(a.s.clock())
+	}
+	res, err := l.el.Enroll(e.ctx, conn)
+	if err != nil {
+		l.hb.pending.Add(-1)
+		_ = conn.Close()
+		a.enrollFailed(err)
+		return
+	}
+	e.patience.Reset(enrollPatience)
+	select {
+	case r := <-res:
+		e.patience.Stop()
+		a.settle(l, r, e.tok)
+	case <-e.patience.C:
+		l.hb.stuck.Add(1)
+		tok := e.tok
+		e.renew()
+		a.enrolled.Add(1)
+		go func() {
+			defer a.enrolled.Done()
+			r := <-res
+			l.hb.stuck.Add(-1)
+			a.settle(l, r, tok)
+		}()
+	}
+}
+
+// settle accounts for a loop's answer to an enrolled socket.
+func (a *acceptor) settle(l *loop, r gnet.RegisteredResult, tok *enrollToken) {
+	l.hb.progress.Store(a.s.clock())
+	l.hb.pending.Add(-1)
+	err := r.Err
 	if err == nil && !tok.opened.Load() {
 		err = errNotOpened
 	}
 	if err != nil {
-		s := a.s
-		s.sockets.Add(-1)
-		s.acceptErrors.Add(1)
-		s.shed.Add(1)
-		a.logFailure(fmt.Errorf("handing a connection to an event loop: %w", err))
+		a.enrollFailed(err)
 	}
+}
+
+// enrollFailed releases the slot of a socket no loop took.
+func (a *acceptor) enrollFailed(err error) {
+	s := a.s
+	s.sockets.Add(-1)
+	s.acceptErrors.Add(1)
+	s.shed.Add(1)
+	a.logFailure(fmt.Errorf("handing a connection to an event loop: %w", err))
 }
 
 // waitEnrolled waits until no socket is on its way to a loop, for at most

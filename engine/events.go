@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"time"
@@ -25,10 +24,14 @@ var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close
 // OnOpen runs on the loop for every socket the acceptor enrolled; the
 // acceptor has counted it against the socket cap.
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
-	if tok, ok := gc.Context().(*enrollToken); ok {
-		tok.opened.Store(true)
-	}
 	s := e.s
+	switch tok := gc.Context().(type) {
+	case *enrollToken:
+		tok.opened.Store(true)
+	case probeToken:
+		s.loopFor(gc.EventLoop())
+		return nil, gnet.None
+	}
 	l := s.loopFor(gc.EventLoop())
 	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: remoteAddr(gc)}
 	c.timer.Owner = c
@@ -134,7 +137,8 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 }
 
 func (e *events) OnTick() (time.Duration, gnet.Action) {
-	e.s.eachLoop(func(l *loop) { _ = l.el.Execute(context.Background(), l) })
+	e.s.eachLoop((*loop).tick)
+	e.s.watchLoops()
 	return e.s.opts.tick, gnet.None
 }
 

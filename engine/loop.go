@@ -20,6 +20,8 @@ const wheelSlots = 512
 type loop struct {
 	srv   *Server
 	el    gnet.EventLoop
+	idx   int       // its place in Server.loops
+	hb    heartbeat // shared with the acceptor and the watchdog (stall.go)
 	wheel *timerwheel.Wheel[*Conn]
 	epoch time.Time
 	now   int64 // coarse clock: nanoseconds since epoch, read once per tick
@@ -57,6 +59,8 @@ type loop struct {
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, epoch: time.Now(), stamp: int64(s.opts.tick), scratch: make([]byte, 0, 16<<10)}
+	l.hb.beat.Store(s.clock())
+	l.hb.gid.Store(goroutineID()) // newLoop runs on the loop (OnOpen)
 	l.hreq.srv = s
 	l.wheel = timerwheel.New(l.epoch, s.opts.tick, wheelSlots, func(t *timerwheel.Timer[*Conn]) {
 		t.Owner.onTimer()
@@ -94,9 +98,11 @@ func (l *loop) each(fn func(c *Conn)) {
 	}
 }
 
-// Run advances the loop's clock and wheel; the server's ticker queues it
-// on the loop once per tick.
+// Run advances the loop's clock and wheel and beats its heartbeat; the
+// server's ticker queues it on the loop once per tick (see loop.tick).
 func (l *loop) Run(context.Context) error {
+	l.hb.queued.Store(false)
+	l.hb.beat.Store(l.srv.clock())
 	now := time.Now()
 	l.now = int64(now.Sub(l.epoch))
 	l.stamp = l.now + int64(l.srv.opts.tick)

@@ -61,6 +61,7 @@ type options struct {
 	tls              *tls.Config
 	proxyTrusted     []netip.Prefix
 	maxTLSHandshakes int
+	stallThreshold   time.Duration
 	tlsInPerSocket   int
 	tlsInTotal       int
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
@@ -372,8 +373,13 @@ func (o *options) validate() error {
 			o.idleTimeout, o.pingInterval)
 	case o.handshakeTimeout < o.tick:
 		return fmt.Errorf("wsloop: WithHandshakeTimeout(%v): must be at least the tick (%v)", o.handshakeTimeout, o.tick)
+	case o.stallThreshold != 0 && o.stallThreshold < 2*o.tick:
+		return fmt.Errorf("wsloop: WithStallThreshold(%v): must be at least two ticks (%v)", o.stallThreshold, 2*o.tick)
 	case o.closeTimeout < o.tick:
 		return fmt.Errorf("wsloop: WithCloseTimeout(%v): must be at least the tick (%v)", o.closeTimeout, o.tick)
+	}
+	if o.stallThreshold == 0 {
+		o.stallThreshold = max(500*time.Millisecond, 2*o.tick)
 	}
 	if (o.appPing == "") != (o.appPong == "") {
 		return fmt.Errorf("wsloop: WithAppHeartbeat(%q, %q): need both messages or neither", o.appPing, o.appPong)

@@ -19,8 +19,9 @@ import (
 // New, run it with ListenAndServe, stop it with Shutdown. Its methods are
 // safe for concurrent use.
 type Server struct {
-	h    Handler
-	opts options
+	h     Handler
+	opts  options
+	epoch time.Time // Server.clock counts from here
 
 	ln        net.Listener
 	socketCap atomic.Int64  // WithMaxConnections, or derived from RLIMIT_NOFILE
@@ -49,6 +50,7 @@ type Server struct {
 	acceptErrors  atomic.Uint64
 	shed          atomic.Uint64
 	queueFull     atomic.Uint64
+	loopStalls    atomic.Uint64
 	tlsFailures   atomic.Uint64
 	tlsOverflows  atomic.Uint64
 	tlsHeld       atomic.Int64 // bytes of TLS handshake input buffers (WithMaxTLSHandshakeBytes)
@@ -79,7 +81,7 @@ func New(h Handler, opts ...Option) (*Server, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{h: h, opts: o, ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+	s := &Server{h: h, opts: o, epoch: time.Now(), ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 		conns: shard.NewMap[uint64, *Conn](o.shards), keys: shard.NewMap[string, *Conn](o.shards)}
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return s, nil
@@ -116,6 +118,11 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if err == nil {
 		err = cli.Start()
 	}
+	if err == nil {
+		if err = s.discoverLoops(cli); err != nil {
+			_ = cli.Stop()
+		}
+	}
 	if err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("wsloop: starting the event loops: %w", err)
@@ -128,7 +135,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		}
 		defer b.Close()
 	}
-	acc, err := newAcceptor(s, ln, cli)
+	acc, err := newAcceptor(s, ln)
 	if err != nil {
 		_ = ln.Close()
 		_ = cli.Stop()
@@ -317,6 +324,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 		return l.(*loop)
 	}
 	l := newLoop(s, el)
+	l.idx = len(s.loops)
 	s.loops = append(s.loops[:len(s.loops):len(s.loops)], l)
 	s.loopByEL.Store(el, l)
 	return l

@@ -27,6 +27,7 @@ type Stats struct {
 	TLSHandshakeOverflows uint64      // sockets closed because what they sent before their TLS handshake ended would have passed WithMaxTLSHandshakeBytes (per socket or in total)
 	TLSHandshakes         int         // TLS handshakes running now, each on a goroutine (WithMaxTLSHandshakes)
 	TLSHandshakesWaiting  int         // TLS handshakes waiting for a slot: sockets whose first record is in
+	LoopStalls            uint64      // times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks); each is logged with the loop's stack
 	ProxyRejected         uint64      // sockets closed for a malformed PROXY header, or one from a source not trusted (WithProxyProtocol)
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
@@ -64,6 +65,7 @@ func (s *Server) Stats() Stats {
 		TLSHandshakeFailures:  s.tlsFailures.Load(),
 		TLSHandshakeOverflows: s.tlsOverflows.Load(),
 		ProxyRejected:         s.proxyRejected.Load(),
+		LoopStalls:            s.loopStalls.Load(),
 	}
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {
