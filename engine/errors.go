@@ -50,6 +50,9 @@ var (
 	// connection holds the key.
 	ErrNotConnected = errors.New("wsloop: not connected")
 
+	// ErrEmptyKey is returned by Conn.Bind for the empty key.
+	ErrEmptyKey = errors.New("wsloop: Bind: empty key")
+
 	// ErrBrokerUnavailable is wrapped by a broker's errors: a message for
 	// the other nodes of a cluster was not sent (WithBroker); this node's
 	// connections got it.

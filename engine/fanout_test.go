@@ -366,3 +366,30 @@ func TestPublishAllocs(t *testing.T) {
 		t.Fatalf("allocations per publish: %v with 10 members, %v with 500; want at most %v", per[10], per[500], limit)
 	}
 }
+
+// TestBindEmptyKey: the empty key is refused, so that no closed
+// connection stays bound to it (it once stayed in the key registry for the
+// server's life: ConnByKey("") returned a closed connection).
+func TestBindEmptyKey(t *testing.T) {
+	h := &connGrab{ch: make(chan *Conn, 1)}
+	srv, addr := startServer(t, h)
+	c := upgradeRaw(t, addr)
+	sc := <-h.ch
+	if err := sc.Bind(""); !errors.Is(err, ErrEmptyKey) {
+		t.Fatalf("Bind(\"\"): %v, want ErrEmptyKey", err)
+	}
+	if err := sc.Bind("k"); err != nil {
+		t.Fatal(err)
+	}
+	_ = sc.Bind("") // refused: the connection keeps "k"
+	if got, ok := srv.ConnByKey("k"); !ok || got != sc || sc.Key() != "k" {
+		t.Fatalf("after a refused Bind(\"\"): ConnByKey(k) = %v %v, Key %q", got, ok, sc.Key())
+	}
+	c.Close()
+	waitFor(t, 5*time.Second, "the connection closed", func() bool { return srv.Connections() == 0 })
+	for _, key := range []string{"", "k"} {
+		if got, ok := srv.ConnByKey(key); ok {
+			t.Fatalf("ConnByKey(%q) returns connection %d after it closed", key, got.ID())
+		}
+	}
+}

@@ -355,3 +355,82 @@ func TestManyConnections(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "every OnClose", func() bool { _, c := rec.counts(); return c == n })
 }
+
+// shutdownOnMessage calls Shutdown from OnMessage, on the event loop, as
+// a handler that stops the server on an admin's command does.
+type shutdownOnMessage struct {
+	echoHandler
+	returned chan error
+}
+
+func (h shutdownOnMessage) OnMessage(c *Conn, _ ws.OpCode, p []byte) {
+	if string(p) != "shutdown" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel() // ends the handler's ctx at once: the shutdown must not end with it
+	h.returned <- c.Server().Shutdown(ctx)
+}
+
+// TestShutdownFromHandler: Shutdown called on an event loop returns at
+// once (it waited forever, for the loop it ran on, whatever its ctx said),
+// and the shutdown it started completes: every client gets 1001 and
+// ListenAndServe returns ErrServerClosed. Off the loop, Shutdown returns
+// when its ctx ends even if a loop never lets go.
+func TestShutdownFromHandler(t *testing.T) {
+	h := shutdownOnMessage{returned: make(chan error, 1)}
+	srv, errc := serve(t, h, "127.0.0.1:0")
+	addr := srv.Addr().String()
+	other, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	admin := upgradeRaw(t, addr)
+	if _, err := admin.Write(clientFrame(ws.OpText, true, []byte("shutdown"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-h.returned:
+		if err != nil {
+			t.Fatalf("Shutdown from a handler: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown called from a handler did not return within 5 s")
+	}
+	_ = other.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := other.ReadMessage(); !websocket.IsCloseError(err, 1001) {
+		t.Fatalf("the other client after Shutdown from a handler: %v, want 1001", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("ListenAndServe: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ListenAndServe did not return after Shutdown from a handler")
+	}
+}
+
+// TestShutdownHonoursCtx: a loop held by a handler that blocks keeps the
+// shutdown from completing; Shutdown still returns when its ctx ends.
+func TestShutdownHonoursCtx(t *testing.T) {
+	srv, errc := serve(t, stallHandler{newRecorder()}, "127.0.0.1:0", WithEventLoops(1))
+	c := upgradeRaw(t, srv.Addr().String())
+	if _, err := c.Write(clientFrame(ws.OpText, true, []byte("stall 3000"))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the loop is in the handler
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a stalled loop: %v, want the ctx's error", err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("Shutdown returned %v after its ctx ended", d-300*time.Millisecond)
+	}
+	if err := <-errc; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+}

@@ -57,8 +57,12 @@ func (s *Server) sendToKeyLocal(key string, op ws.OpCode, p []byte) error {
 // Server.SendToKey find it. A key names one connection: binding it again,
 // to c or to another connection, replaces the previous binding. The binding
 // ends when c closes. A connection holds at most one key; binding a new one
-// releases the old. Safe from any goroutine.
+// releases the old. The empty key is refused (ErrEmptyKey): it is what
+// Key returns for a connection that has none. Safe from any goroutine.
 func (c *Conn) Bind(key string) error {
+	if key == "" {
+		return ErrEmptyKey
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state.Load() != stateOpen {

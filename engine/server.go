@@ -259,7 +259,15 @@ func (s *Server) Connections() int { return int(s.upgraded.Load()) }
 // every open connection gets a close frame with 1001 (going away) and is
 // closed when its peer answers; at ctx's deadline whatever remains is closed.
 // Shutdown returns after every OnClose has run and ListenAndServe has
-// returned: nil, or ctx.Err() if the deadline cut the wait short.
+// returned: nil, or ctx.Err() if ctx ended first (the shutdown then goes
+// on: ListenAndServe returns once every socket is closed).
+//
+// Called from a callback on an event loop (a handler that stops the server
+// on an admin's message), Shutdown cannot wait: the loop it runs on is
+// one it would wait for. It then starts the shutdown on a goroutine of its
+// own, with ctx's deadline (or WithCloseTimeout) but not its cancellation,
+// since a handler's ctx usually ends when the handler returns, and returns
+// nil at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.started.Load() {
 		s.started.Store(true)
@@ -270,13 +278,40 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	}
+	if s.onLoop() {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(s.opts.closeTimeout)
+		}
+		go func() {
+			bg, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			_ = s.Shutdown(bg)
+		}()
+		return nil
+	}
 	var waitErr error
 	if !s.draining.Load() {
 		waitErr = s.drain(ctx)
 		s.stopOnce.Do(func() { close(s.stop) })
 	}
-	<-s.done
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	return waitErr
+}
+
+// onLoop reports whether the caller runs on one of s's event loops.
+func (s *Server) onLoop() bool {
+	id := goroutineID()
+	for _, l := range s.allLoops() {
+		if l.hb.gid.Load() == id {
+			return true
+		}
+	}
+	return false
 }
 
 // drain sends 1001 to every connection and waits until every socket is
