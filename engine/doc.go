@@ -11,7 +11,13 @@
 // **Handler methods, the origin check, the upgrade hook and the HTTP
 // handler run on the connection's event loop, which serves thousands of
 // connections: they must not block.** Give slow work to a goroutine and
-// answer with Conn.Send, which is safe from any goroutine.
+// answer with Conn.Send, which is safe from any goroutine. A callback that
+// blocks anyway stalls its loop's connections, not the others': new
+// sockets go to the other loops once the loop misses its heartbeat (two
+// ticks), and a loop that stays away for WithStallThreshold is counted
+// (Stats.LoopStalls) and logged at error level with its goroutine's
+// stack, which shows the callback that blocks. Shutdown may be called
+// from a callback: it then starts the shutdown and returns at once.
 //
 // # Payloads
 //
@@ -23,7 +29,7 @@
 // # Accepting
 //
 // The server owns its listening socket: one goroutine accepts and hands
-// each socket to the least loaded loop. Open sockets are capped
+// each socket to the least loaded live loop. Open sockets are capped
 // (WithMaxConnections; by default the descriptor limit less a reserve);
 // past the cap a socket is answered with 503 and closed at once. Running out
 // of descriptors does not stop the server: the excess is answered with 503
