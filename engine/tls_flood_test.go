@@ -127,10 +127,15 @@ func TestTLSHandshakeFlood(t *testing.T) {
 		conns     int
 		perSocket int
 		total     int
+		held      int // slots, all held by clients that stall after their ClientHello
 	}{
-		{"one socket", 1, 64 << 10, 8 << 20},
+		{"one socket", 1, 64 << 10, 8 << 20, 0},
 		// 16 at once against a small total: the total bound closes them.
-		{"16 sockets, total bound", 16, 64 << 10, 256 << 10},
+		{"16 sockets, total bound", 16, 64 << 10, 256 << 10, 0},
+		// Every slot held until the handshake deadline (1 s): the flood
+		// waits in the queue, and so does a fresh upgrade, until a slot
+		// frees.
+		{"slots held", 4, 64 << 10, 8 << 20, 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A slow certificate lookup (autocert) keeps handshakes from
@@ -145,19 +150,35 @@ func TestTLSHandshakeFlood(t *testing.T) {
 				}
 				return cert, nil
 			}
-			srv, addr := startServer(t, echoHandler{}, WithTLS(slow), WithMaxTLSHandshakeBytes(tc.perSocket, tc.total),
-				WithHandshakeTimeout(10*time.Second))
+			opts := []Option{WithTLS(slow), WithMaxTLSHandshakeBytes(tc.perSocket, tc.total), WithHandshakeTimeout(10 * time.Second)}
+			if tc.held > 0 {
+				opts = append(opts, WithMaxTLSHandshakes(tc.held), WithHandshakeTimeout(time.Second))
+			}
+			srv, addr := startServer(t, echoHandler{}, opts...)
 			for range 300 {
 				dialTCP(t, addr)
 			}
 			open := dialWSS(t, addr)
 			hello := clientHelloFor(t, "flood.example") // a name the slow lookup stalls on
+			if tc.held > 0 {
+				for range tc.held {
+					if _, err := dialTCP(t, addr).Write(clientHelloFor(t, "localhost")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				waitFor(t, 5*time.Second, "every slot held", func() bool { return srv.Stats().TLSHandshakes == tc.held })
+			}
 
 			stop := heapPeak()
 			floodDone := make(chan [2]int64, 1)
 			go func() {
 				s, c := tlsFlood(t, addr, hello, 64<<20, tc.conns)
 				floodDone <- [2]int64{s, c}
+			}()
+			fresh := make(chan error, 1) // an upgrade begun during the flood, which may wait for a slot
+			go func() {
+				time.Sleep(10 * time.Millisecond)
+				fresh <- wssEcho(addr)
 			}()
 			// During the flood: the open connection echoes, and a fresh
 			// upgrade works.
@@ -176,10 +197,12 @@ func TestTLSHandshakeFlood(t *testing.T) {
 				if _, p, err := open.ReadMessage(); err != nil || string(p) != "still" {
 					t.Fatalf("echo on an open wss connection during the flood: %q %v", p, err)
 				}
-				if err := wssEcho(addr); err != nil {
-					t.Fatalf("a fresh wss upgrade during the flood: %v", err)
+				if tc.held == 0 {
+					if err := wssEcho(addr); err != nil {
+						t.Fatalf("a fresh wss upgrade during the flood: %v", err)
+					}
+					during++
 				}
-				during++
 				time.Sleep(20 * time.Millisecond)
 			}
 			r := <-floodDone
@@ -196,8 +219,11 @@ func TestTLSHandshakeFlood(t *testing.T) {
 			if st.TLSHandshakeOverflows == 0 {
 				t.Fatal("no flooding socket was closed for its handshake input")
 			}
-			if during == 0 {
+			if during == 0 && tc.held == 0 {
 				t.Error("no fresh upgrade was tried during the flood")
+			}
+			if err := <-fresh; err != nil {
+				t.Fatalf("a fresh wss upgrade begun during the flood: %v", err)
 			}
 			if err := wssEcho(addr); err != nil {
 				t.Fatalf("a fresh wss upgrade after the flood: %v", err)
