@@ -169,9 +169,10 @@ func (sv *saved) tlsMarkdown(p func(string, ...any)) {
 		"Then %d TCP connections that %s hold the server's TLS handshake slots (wsloop runs at most max(256, 128 per CPU) handshakes at once and queues the rest). "+
 		"Then the flooding sockets each write their share of %.0f MiB, a ClientHello followed by zeros, in %d KiB writes, as fast as the server takes them; "+
 		"a socket stops at its share, after %v without progress, when the server closes it, or at the %v bound. "+
-		"Read by the server: what the client wrote less what waited in the client's send queue and the server's receive queue (/proc/net/tcp) when the writes ended "+
-		"(≥: a socket the server had closed by then; its figure is the last sample). "+
-		"VmRSS is read from /proc/PID/status before the holders, with them, every 50 ms during the flood (peak, and VmHWM at its end) and %v after the flooding sockets closed. "+
+		"Read by the server: what the client wrote less what waited in the client's send queue and the server's receive queue (/proc/net/tcp), "+
+		"once that had not grown for 1 s after the writes ended, or at the bound, with the time it took from the first write "+
+		"(≥: a socket the server had closed by then; its figure is the last sample, every 50 ms). Then the flooding sockets are reset (SO_LINGER 0). "+
+		"VmRSS is read from /proc/PID/status before the holders, with them, every 50 ms from the flood's start (peak, and VmHWM at the end) and %v after the flooding sockets were reset. "+
 		"Echo latency: the slowest connection's median (the loops are shared out among the connections; the flood stalls one loop at most), and the longest echo of all. "+
 		"A fresh wss upgrade+echo (%v timeout) is tried with the holders alone, during the flood (once %.0f MiB were written or the writes made no progress for 1 s; the flooding sockets stay open until it ends), "+
 		"after the flooding sockets closed (holders still open) and after the holders closed.\n\n",
@@ -184,7 +185,7 @@ func (sv *saved) tlsMarkdown(p func(string, ...any)) {
 			p("%s", row(x.Server, fmt.Sprint(x.Sockets), "not run: "+x.Failure, "", "", "", "", "", ""))
 			continue
 		}
-		read := mibCell2(x.ServerRead)
+		read := fmt.Sprintf("%s by %.1f s", mibCell2(x.ServerRead), x.ReadS)
 		switch {
 		case x.ReadLowerBound && x.ServerRead == 0:
 			read = "– (closed within a 50 ms sample)"

@@ -40,8 +40,9 @@ type tlsResult struct {
 	Ends           map[string]int `json:"ends"`                    // how each flooding socket's writes ended
 	RSSBefore      int64          `json:"rss_before"`              // echo connections up, before the holders
 	RSSHolders     int64          `json:"rss_holders"`             // holders up, before the flood
-	RSSPeak        int64          `json:"rss_peak"`                // the largest VmRSS sampled from the flood's start to its sockets' close
-	HWM            int64          `json:"hwm"`                     // VmHWM when the flood's sockets closed
+	ReadS          float64        `json:"read_s"`                  // from the first write to the server read figure: the server stopped reading for 1 s, or the bound
+	RSSPeak        int64          `json:"rss_peak"`                // the largest VmRSS sampled from the flood's start to RSSAfter
+	HWM            int64          `json:"hwm"`                     // VmHWM at RSSAfter
 	RSSEnd         int64          `json:"rss_end"`                 // when the writes ended
 	RSSAfter       int64          `json:"rss_after"`               // -settle after the flood's sockets closed
 	EchoBefore     []latency      `json:"echo_before"`             // per echo connection, with the holders, before the flood
@@ -193,24 +194,26 @@ func runTLSFlood(spec serverSpec, cert *certFiles, sockets int) (r tlsResult) {
 	}
 	<-probed
 
-	// What the server read: exact while the sockets are still there.
-	w := fl.writtenEach()
-	q, qerr := readTCPQueues()
-	if qerr != nil {
-		r.Notes = append(r.Notes, "/proc/net/tcp: "+qerr.Error())
-	}
-	for i := range fl.conns {
-		if n, ok := fl.readBySocket(i, w[i], q); ok {
-			r.ServerRead += n
-		} else {
-			r.ServerRead += smp.lastRead(i)
-			r.ReadLowerBound = true
+	// What the server read. It may still be taking what waits in its
+	// receive queues: wait until that stops growing for 1 s, or the
+	// flood's bound.
+	last, since := int64(-1), time.Now()
+	for {
+		n, lower, err := fl.serverRead(smp)
+		if err != nil {
+			r.Notes = append(r.Notes, "/proc/net/tcp: "+err.Error())
+			break
 		}
+		r.ServerRead, r.ReadLowerBound = n, lower
+		if n != last {
+			last, since = n, time.Now()
+		}
+		if time.Since(since) >= time.Second || time.Since(t0) >= *tlsFloodTime {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	r.RSSPeak = smp.end()
-	sampling = false
-	_, r.HWM, _ = vmRSSHWM(srv.Pid())
-	r.RSSPeak = max(r.RSSPeak, r.RSSEnd)
+	r.ReadS = time.Since(t0).Seconds()
 	fl.close()
 	r.EchoBefore, r.EchoDuring = ec.stop()
 	if ec.firstErr != "" {
@@ -220,6 +223,9 @@ func runTLSFlood(spec serverSpec, cert *certFiles, sockets int) (r tlsResult) {
 	// After the flood, with the holders, then without.
 	time.Sleep(*settle)
 	r.RSSAfter, _ = vmRSS(srv.Pid())
+	r.RSSPeak = max(smp.end(), r.RSSEnd, r.RSSAfter)
+	sampling = false
+	_, r.HWM, _ = vmRSSHWM(srv.Pid())
 	r.ProbeAfter = probe(srv.addr, cert.client, *probeTimeout)
 	closeAll(holders)
 	time.Sleep(100 * time.Millisecond)
@@ -319,6 +325,26 @@ func (fl *flood) start(hello []byte) {
 // wait waits for every socket's writes to end.
 func (fl *flood) wait() { <-fl.done }
 
+// serverRead is what the server has read of the flood so far (see
+// readBySocket); for a socket that is gone, the sampler's last figure,
+// and then lower is true.
+func (fl *flood) serverRead(smp *tlsSampler) (n int64, lower bool, err error) {
+	w := fl.writtenEach()
+	q, err := readTCPQueues()
+	if err != nil {
+		return 0, false, err
+	}
+	for i := range fl.conns {
+		if k, ok := fl.readBySocket(i, w[i], q); ok {
+			n += k
+		} else {
+			n += smp.lastRead(i)
+			lower = true
+		}
+	}
+	return n, lower, nil
+}
+
 // writtenEach returns what each socket has written so far.
 func (fl *flood) writtenEach() []int64 {
 	w := make([]int64, len(fl.written))
@@ -373,8 +399,16 @@ func (fl *flood) readBySocket(i int, w int64, q map[tcpKey]tcpQueues) (int64, bo
 	return max(0, w-cq.tx-sq.rx), true
 }
 
+// close resets the flooding sockets (SO_LINGER 0), so that what waits in
+// the server's receive queues is dropped: the flood ends here, and the
+// server does not go on reading it.
 func (fl *flood) close() {
-	fl.once.Do(func() { closeAll(fl.conns) })
+	fl.once.Do(func() {
+		for _, c := range fl.conns {
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	})
 }
 
 // tlsSampler reads the server's VmRSS and the flood's bytes read by the
