@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -77,11 +78,14 @@ func (d *dur) UnmarshalText(b []byte) error {
 
 // write saves sv as indented JSON.
 func (sv *saved) write(path string) error {
-	b, err := json.MarshalIndent(sv, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // the command's && as it is
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(sv); err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // load reads a run saved by write.
