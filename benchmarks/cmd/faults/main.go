@@ -68,7 +68,7 @@ var (
 	outFile        = flag.String("out", "/tmp/faults-results.md", "markdown file whose faults block gets the report (empty: none)")
 	jsonFile       = flag.String("json", "/tmp/faults-results.json", "file every figure of the run and its setup are written to, for -render (empty: none)")
 	renderFile     = flag.String("render", "", "print the report of a run saved with -json instead of running (and write it to -out only when -out is given)")
-	quick          = flag.Bool("quick", false, "smoke run: tiny sizes, wsloop and gorilla; fails only when a run could not be done")
+	quick          = flag.Bool("quick", false, "smoke run: tiny sizes, wsloop and gorilla, no -out or -json unless given; fails only when a run could not be done")
 	nofile         = flag.Int("nofile", 20000, "descriptor limit the servers run with (ulimit -n)")
 	handshake      = flag.Duration("handshake-timeout", time.Minute, "wsloop's -handshake-timeout, kept past the flood so that it does not evict the silent sockets (the peers have none)")
 	conns          = flag.Int("conns", 25000, "fdflood: silent connections to open")
@@ -99,9 +99,9 @@ var (
 )
 
 // quickSizes are the flags -quick sets, unless given on the command line:
-// every scenario in a few seconds a server.
+// every scenario in a few seconds a server, and no files written.
 var quickSizes = map[string]string{
-	"servers": "wsloop,gorilla", "nofile": "1024", "conns": "1500", "per-worker": "1000", "dial-phase": "10s",
+	"out": "", "json": "", "servers": "wsloop,gorilla", "nofile": "1024", "conns": "1500", "per-worker": "1000", "dial-phase": "10s",
 	"hold": "500ms", "recover-timeout": "5s", "probe-timeout": "2s",
 	"ping-bytes": "8388608", "ping-timeout": "10s", "stall": "1s", "settle": "500ms",
 	"tls-flood-bytes": "8388608", "tls-probe-at": "2097152", "tls-flood-timeout": "5s",

@@ -147,8 +147,8 @@ func TestQuick(t *testing.T) {
 	if *conns != 77 {
 		t.Errorf("-conns given as 77 became %d", *conns)
 	}
-	if *tlsFloodBytes != 8<<20 || *tlsProbeAt != 2<<20 || *serversArg != "wsloop,gorilla" || *stall != time.Second {
-		t.Errorf("-quick left -tls-flood-bytes %d, -tls-probe-at %d, -servers %s, -stall %v", *tlsFloodBytes, *tlsProbeAt, *serversArg, *stall)
+	if *tlsFloodBytes != 8<<20 || *tlsProbeAt != 2<<20 || *serversArg != "wsloop,gorilla" || *stall != time.Second || *outFile != "" || *jsonFile != "" {
+		t.Errorf("-quick left -tls-flood-bytes %d, -tls-probe-at %d, -servers %s, -stall %v, -out %q, -json %q", *tlsFloodBytes, *tlsProbeAt, *serversArg, *stall, *outFile, *jsonFile)
 	}
 }
 
