@@ -161,12 +161,12 @@ func (sv *saved) tlsMarkdown(p func(string, ...any)) {
 	su := sv.Setup
 	holders := "never send a byte"
 	if su.TLSHoldersHello {
-		holders = "send a ClientHello less its last byte, then nothing"
+		holders = "send a ClientHello less its last byte and then nothing"
 	}
 	p("\n### tlsflood: %.0f MiB at the TLS port behind %d sockets that hold the handshake slots\n\n", mib(su.TLSFloodBytes), su.TLSHolders)
 	p("Every server serves wss with the same certificate (ECDSA P-256, made for the run). "+
 		"First %d wss connections are upgraded; each echoes 16 B every %v (one in flight, %v timeout) for the whole run. "+
-		"Then %d TCP connections that %s hold the server's TLS handshake slots (wsloop runs at most max(256, 128 per CPU) handshakes at once and queues the rest). "+
+		"Then %d TCP connections hold the server's TLS handshake slots: they %s (wsloop runs at most max(256, 128 per CPU) handshakes at once and queues the rest). "+
 		"Then the flooding sockets each write their share of %.0f MiB, a ClientHello followed by zeros, in %d KiB writes, as fast as the server takes them; "+
 		"a socket stops at its share, after %v without progress, when the server closes it, or at the %v bound. "+
 		"Read by the server: what the client wrote less what waited in the client's send queue and the server's receive queue (/proc/net/tcp), "+
