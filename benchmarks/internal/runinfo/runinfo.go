@@ -15,7 +15,8 @@ import (
 	"strings"
 )
 
-// Machine is the host a run measured on.
+// Machine is the host a run measured on: a plain value, safe to read
+// from any goroutine.
 type Machine struct {
 	CPU    string `json:"cpu"`
 	Cores  int    `json:"cores"`
@@ -47,11 +48,13 @@ func cpuModel(cpuinfo []byte) string {
 }
 
 // String is "Intel(R) Xeon(R) ..., 2 cores, Linux 6.18.5, go1.26.8".
+// Safe for concurrent use.
 func (m Machine) String() string {
 	return fmt.Sprintf("%s, %d cores, Linux %s, %s", m.CPU, m.Cores, m.Kernel, m.Go)
 }
 
-// Tree is a git working tree a binary was built from.
+// Tree is a git working tree a binary was built from: a plain value,
+// safe to read from any goroutine.
 type Tree struct {
 	Dir         string `json:"dir"`
 	Commit      string `json:"commit"`      // HEAD's full hash; empty when Dir is not a git tree
@@ -79,7 +82,7 @@ func GitTree(dir string) Tree {
 }
 
 // String is "069d9f7", "069d9f7 + 20 uncommitted paths", or "not a git
-// tree".
+// tree". Safe for concurrent use.
 func (t Tree) String() string {
 	if t.Commit == "" {
 		return "not a git tree"
