@@ -122,7 +122,7 @@ func TestProbe(t *testing.T) {
 	echo := httptest.NewServer(http.HandlerFunc(gorillaEcho))
 	defer echo.Close()
 	addr := strings.TrimPrefix(echo.URL, "http://")
-	if got := probe(addr, 2*time.Second); got != "ok" {
+	if got := probe(addr, nil, 2*time.Second); got != "ok" {
 		t.Errorf("echo server: %q", got)
 	}
 
@@ -130,7 +130,7 @@ func TestProbe(t *testing.T) {
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	}))
 	defer busy.Close()
-	if got := probe(strings.TrimPrefix(busy.URL, "http://"), 2*time.Second); got != "upgrade: HTTP 503" {
+	if got := probe(strings.TrimPrefix(busy.URL, "http://"), nil, 2*time.Second); got != "upgrade: HTTP 503" {
 		t.Errorf("503 server: %q", got)
 	}
 
@@ -148,11 +148,11 @@ func TestProbe(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if got := probe(ln.Addr().String(), 2*time.Second); got != "upgrade: EOF" && got != "upgrade: RST" && got != "upgrade: EPIPE" {
+	if got := probe(ln.Addr().String(), nil, 2*time.Second); got != "upgrade: EOF" && got != "upgrade: RST" && got != "upgrade: EPIPE" {
 		t.Errorf("closing server: %q", got)
 	}
 	ln.Close()
-	if got := probe(ln.Addr().String(), 2*time.Second); got != "dial: refused" {
+	if got := probe(ln.Addr().String(), nil, 2*time.Second); got != "dial: refused" {
 		t.Errorf("no server: %q", got)
 	}
 	mute, err := net.Listen("tcp", "127.0.0.1:0")
@@ -160,7 +160,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mute.Close()
-	if got := probe(mute.Addr().String(), 200*time.Millisecond); got != "upgrade: timeout" {
+	if got := probe(mute.Addr().String(), nil, 200*time.Millisecond); got != "upgrade: timeout" {
 		t.Errorf("mute server: %q", got)
 	}
 }
@@ -234,15 +234,5 @@ func TestFormatting(t *testing.T) {
 	}
 	if got := cell("a|b\nc"); got != `a\|b / c` {
 		t.Errorf("cell: %q", got)
-	}
-	r := report{command: "go run ./cmd/faults", date: time.Now(),
-		fd:   []fdResult{{Server: "x", Connected: 10, Closed: map[string]int{"EOF": 1}, Recovery: "3 ms"}, {Server: "y", Failure: "build failed: z"}},
-		ping: []pingResult{{Server: "x", Sent: 131 << 10, WriteEnd: "complete", RSSBefore: 1 << 20, RSSAtEnd: 2 << 20, RSSSettled: 3 << 20}},
-	}
-	md := r.markdown()
-	for _, want := range []string{"## fdflood", "## pingflood", "| x | 10 of", "| y | not run: build failed: z", "+1.0 MiB / +2.0 MiB"} {
-		if !strings.Contains(md, want) {
-			t.Errorf("report lacks %q:\n%s", want, md)
-		}
 	}
 }

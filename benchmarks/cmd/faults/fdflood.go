@@ -14,24 +14,24 @@ import (
 
 // fdResult is one server's row of the descriptor flood table.
 type fdResult struct {
-	Server       string
-	Failure      string         // the run could not be done (build, start)
-	Workers      int            // client processes
-	Connected    int            // dials that completed
-	Slow         int            // of those, how many took 1 s or more
-	DialFailed   map[string]int // by reason
-	NotAttempted int
-	DialS        float64        // longest worker dial phase
-	Closed       map[string]int // at the end of the hold, by reason
-	Open         int            // at the end of the hold
-	FDsBefore    int
-	FDsPeak      int
-	AliveInFlood bool
-	ProbeInFlood string
-	Recovery     string // "12 ms", "server exited (...)", "none within 30 s (last: ...)"
-	Stop         string // anything odd about stopping the server
-	Notes        []string
-	Tail         []string // the server's last output lines, when it died
+	Server       string         `json:"server"`
+	Failure      string         `json:"failure,omitempty"` // the run could not be done (build, start)
+	Workers      int            `json:"workers"`           // client processes
+	Connected    int            `json:"connected"`         // dials that completed
+	Slow         int            `json:"slow"`              // of those, how many took 1 s or more
+	DialFailed   map[string]int `json:"dial_failed"`       // by reason
+	NotAttempted int            `json:"not_attempted"`
+	DialS        float64        `json:"dial_s"` // longest worker dial phase
+	Closed       map[string]int `json:"closed"` // at the end of the hold, by reason
+	Open         int            `json:"open"`   // at the end of the hold
+	FDsBefore    int            `json:"fds_before"`
+	FDsPeak      int            `json:"fds_peak"`
+	AliveInFlood bool           `json:"alive_in_flood"`
+	ProbeInFlood string         `json:"probe_in_flood"`
+	Recovery     string         `json:"recovery"`       // "12 ms", "server exited (...)", "none within 30 s (last: ...)"
+	Stop         string         `json:"stop,omitempty"` // anything odd about stopping the server
+	Notes        []string       `json:"notes,omitempty"`
+	Tail         []string       `json:"tail,omitempty"` // the server's last output lines, when it died
 }
 
 // fdSampler polls a process's descriptor count and keeps the peak.
@@ -85,7 +85,7 @@ func nextSource() string {
 }
 
 func runFDFlood(spec serverSpec) (r fdResult) {
-	r = fdResult{Server: spec.name, DialFailed: map[string]int{}, Closed: map[string]int{}}
+	r = fdResult{Server: spec.Name, DialFailed: map[string]int{}, Closed: map[string]int{}}
 	srv, failure := launch(spec)
 	if failure != "" {
 		r.Failure = failure
@@ -162,12 +162,12 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "  %s: %d of %d connected in %.1fs, holding %v\n", spec.name, r.Connected, *conns, r.DialS, *hold)
+	fmt.Fprintf(os.Stderr, "  %s: %d of %d connected in %.1fs, holding %v\n", spec.Name, r.Connected, *conns, r.DialS, *hold)
 
 	// Hold the flood, then look at the server and the sockets.
 	time.Sleep(*hold)
 	r.AliveInFlood = srv.Alive()
-	r.ProbeInFlood = probe(srv.addr, *probeTimeout)
+	r.ProbeInFlood = probe(srv.addr, nil, *probeTimeout)
 	for _, w := range workers {
 		w.Send("STATUS")
 		line, err := w.Expect("STATUS", 30*time.Second)
@@ -213,7 +213,7 @@ func timeRecovery(srv *server) string {
 			<-srv.Exited
 			return "server exited (" + srv.status() + ")"
 		}
-		last = probe(srv.addr, time.Second)
+		last = probe(srv.addr, nil, time.Second)
 		if last == "ok" {
 			return fmtDuration(time.Since(t0))
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,18 +14,18 @@ import (
 
 // pingResult is one server's row of the ping flood table.
 type pingResult struct {
-	Server     string
-	Failure    string
-	Sent       int64   // bytes of ping frames written
-	WriteS     float64 // time to write them
-	WriteEnd   string  // "complete", or why writing stopped
-	RSSBefore  int64
-	RSSAtEnd   int64 // right after the last byte was written
-	RSSSettled int64 // after -settle more
-	Alive      bool
-	Probe      string
-	Stop       string
-	Tail       []string
+	Server     string   `json:"server"`
+	Failure    string   `json:"failure,omitempty"`
+	Sent       int64    `json:"sent"`      // bytes of ping frames written
+	WriteS     float64  `json:"write_s"`   // time to write them
+	WriteEnd   string   `json:"write_end"` // "complete", or why writing stopped
+	RSSBefore  int64    `json:"rss_before"`
+	RSSAtEnd   int64    `json:"rss_at_end"`  // right after the last byte was written
+	RSSSettled int64    `json:"rss_settled"` // after -settle more
+	Alive      bool     `json:"alive"`
+	Probe      string   `json:"probe"`
+	Stop       string   `json:"stop,omitempty"`
+	Tail       []string `json:"tail,omitempty"`
 }
 
 // pingPayload is the 125 bytes every ping carries: the most a control
@@ -70,7 +71,7 @@ func dialSmallRcvbuf(addr string, rcvbuf int) (net.Conn, error) {
 }
 
 func runPingFlood(spec serverSpec) (r pingResult) {
-	r = pingResult{Server: spec.name}
+	r = pingResult{Server: spec.Name}
 	srv, failure := launch(spec)
 	if failure != "" {
 		r.Failure = failure
@@ -97,18 +98,43 @@ func runPingFlood(spec serverSpec) (r pingResult) {
 		return r
 	}
 
-	// Write the pings in batches and never read. A batch that makes no
-	// progress for -stall ends the flood, as does -ping-timeout overall.
-	batch := pingBatch(*pingBatchSize)
+	// Write the pings in batches and never read.
 	t0 := time.Now()
-	end := t0.Add(*pingTimeout)
-	r.WriteEnd = "complete"
-	for r.Sent < *pingBytes {
-		b := batch[:min(int64(len(batch)), *pingBytes-r.Sent)]
+	var sent atomic.Int64
+	r.WriteEnd = floodWrite(c, nil, pingBatch(*pingBatchSize), *pingBytes, *pingTimeout, *stall, &sent)
+	r.Sent = sent.Load()
+	r.WriteS = time.Since(t0).Seconds()
+	r.RSSAtEnd, _ = vmRSS(srv.Pid())
+	time.Sleep(*settle)
+	r.RSSSettled, _ = vmRSS(srv.Pid())
+	r.Alive = srv.Alive()
+	r.Probe = probe(srv.addr, nil, *probeTimeout)
+	if !r.Alive || !srv.Alive() {
+		r.Alive = false
+		r.Tail = srv.Out.LastLines(6)
+	}
+	fmt.Fprintf(os.Stderr, "  %s: %.1f MiB of pings in %.1fs (%s), probe %s\n", spec.Name, mib(r.Sent), r.WriteS, r.WriteEnd, r.Probe)
+	return r
+}
+
+// floodWrite writes total bytes to c and never reads: first, then batch
+// after batch (the last cut short). It stops at total, when a write
+// makes no progress for stall, at bound, or on an error, and says which:
+// "complete", "stalled: no progress for 5s", "stopped at the 30s bound",
+// "write: RST". written counts the bytes as the writes return.
+func floodWrite(c net.Conn, first, batch []byte, total int64, bound, stall time.Duration, written *atomic.Int64) string {
+	end := time.Now().Add(bound)
+	for sent := int64(0); sent < total; {
+		b := batch
+		if sent == 0 && len(first) > 0 {
+			b = first
+		}
+		b = b[:min(int64(len(b)), total-sent)]
 		for len(b) > 0 {
-			_ = c.SetWriteDeadline(minTime(time.Now().Add(*stall), end))
+			_ = c.SetWriteDeadline(minTime(time.Now().Add(stall), end))
 			n, err := c.Write(b)
-			r.Sent += int64(n)
+			sent += int64(n)
+			written.Add(int64(n))
 			b = b[n:]
 			if err == nil {
 				continue
@@ -116,32 +142,17 @@ func runPingFlood(spec serverSpec) (r pingResult) {
 			var ne net.Error
 			switch {
 			case !time.Now().Before(end):
-				r.WriteEnd = fmt.Sprintf("stopped at the %v bound", *pingTimeout)
+				return fmt.Sprintf("stopped at the %v bound", bound)
 			case errors.As(err, &ne) && ne.Timeout() && n == 0:
-				r.WriteEnd = fmt.Sprintf("stalled: no progress for %v", *stall)
+				return fmt.Sprintf("stalled: no progress for %v", stall)
 			case errors.As(err, &ne) && ne.Timeout():
 				continue // progress, only slow
 			default:
-				r.WriteEnd = "write: " + classify(err)
+				return "write: " + classify(err)
 			}
-			break
-		}
-		if r.WriteEnd != "complete" {
-			break
 		}
 	}
-	r.WriteS = time.Since(t0).Seconds()
-	r.RSSAtEnd, _ = vmRSS(srv.Pid())
-	time.Sleep(*settle)
-	r.RSSSettled, _ = vmRSS(srv.Pid())
-	r.Alive = srv.Alive()
-	r.Probe = probe(srv.addr, *probeTimeout)
-	if !r.Alive || !srv.Alive() {
-		r.Alive = false
-		r.Tail = srv.Out.LastLines(6)
-	}
-	fmt.Fprintf(os.Stderr, "  %s: %.1f MiB of pings in %.1fs (%s), probe %s\n", spec.name, mib(r.Sent), r.WriteS, r.WriteEnd, r.Probe)
-	return r
+	return "complete"
 }
 
 func minTime(a, b time.Time) time.Time {

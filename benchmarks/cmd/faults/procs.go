@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -68,12 +69,13 @@ type server struct {
 	addr string
 }
 
-// launch starts spec's server for one scenario, or says why it cannot.
-func launch(spec serverSpec) (*server, string) {
-	if spec.buildErr != "" {
-		return nil, "build failed: " + spec.buildErr
+// launch starts spec's server for one scenario, with extra arguments
+// after its own, or says why it cannot.
+func launch(spec serverSpec, extra ...string) (*server, string) {
+	if spec.BuildErr != "" {
+		return nil, "build failed: " + spec.BuildErr
 	}
-	srv, err := startServer(spec.name, spec.bin, spec.args, *nofile)
+	srv, err := startServer(spec.Name, spec.bin, append(slices.Clone(spec.Args), extra...), *nofile)
 	if err != nil {
 		return nil, err.Error()
 	}

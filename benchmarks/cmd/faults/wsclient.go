@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -201,32 +202,74 @@ func classify(err error) string {
 }
 
 // probe dials addr, upgrades, sends one text message and waits for its
-// echo, all within timeout. It returns "ok" or what went wrong, prefixed
-// with the step: "dial: refused", "upgrade: HTTP 503", "echo: EOF".
-func probe(addr string, timeout time.Duration) string {
+// echo, all within timeout; with cfg, over TLS (wss). It returns "ok" or
+// what went wrong, prefixed with the step: "dial: refused", "tls:
+// timeout", "upgrade: HTTP 503", "echo: EOF".
+func probe(addr string, cfg *tls.Config, timeout time.Duration) string {
 	deadline := time.Now().Add(timeout)
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	c, step, err := dialWS(addr, cfg, deadline)
 	if err != nil {
-		return "dial: " + classify(err)
+		return step + ": " + classify(err)
 	}
 	defer c.Close()
-	rest, err := upgrade(c, deadline)
-	if err != nil {
-		return "upgrade: " + classify(err)
-	}
-	msg := fmt.Appendf(nil, "faults probe %d", time.Now().UnixNano())
-	if _, err := c.Write(wsload.AppendClientFrame(nil, opText, msg, randomMask())); err != nil {
+	if err := c.echo(fmt.Appendf(nil, "faults probe %d", time.Now().UnixNano()), deadline); err != nil {
 		return "echo: " + classify(err)
-	}
-	f, _, err := readFrame(c, rest)
-	switch {
-	case err != nil:
-		return "echo: " + classify(err)
-	case f.op == opClose:
-		return "echo: close frame"
-	case f.op != opText || !f.fin || !bytes.Equal(f.payload, msg):
-		return fmt.Sprintf("echo: wrong frame (op %d, %d bytes)", f.op, len(f.payload))
 	}
 	_, _ = c.Write(wsload.AppendClientFrame(nil, opClose, []byte{0x03, 0xe8}, randomMask()))
 	return "ok"
+}
+
+// wsConn is an upgraded client connection, over TLS or not, with the
+// bytes read past the last frame it returned.
+type wsConn struct {
+	net.Conn
+	rest []byte
+}
+
+// dialWS dials addr, completes the TLS handshake when cfg is set, and
+// upgrades, all before deadline. On failure it names the step that
+// failed: "dial", "tls" or "upgrade".
+func dialWS(addr string, cfg *tls.Config, deadline time.Time) (*wsConn, string, error) {
+	d := net.Dialer{Deadline: deadline}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, "dial", err
+	}
+	c := nc
+	if cfg != nil {
+		tc := tls.Client(nc, cfg)
+		_ = tc.SetDeadline(deadline)
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return nil, "tls", err
+		}
+		c = tc
+	}
+	rest, err := upgrade(c, deadline)
+	if err != nil {
+		c.Close()
+		return nil, "upgrade", err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return &wsConn{Conn: c, rest: rest}, "", nil
+}
+
+// echo sends msg as a text message and reads back its echo, before
+// deadline.
+func (c *wsConn) echo(msg []byte, deadline time.Time) error {
+	_ = c.SetDeadline(deadline)
+	if _, err := c.Write(wsload.AppendClientFrame(nil, opText, msg, randomMask())); err != nil {
+		return err
+	}
+	f, rest, err := readFrame(c, c.rest)
+	c.rest = rest
+	switch {
+	case err != nil:
+		return err
+	case f.op == opClose:
+		return errors.New("close frame")
+	case f.op != opText || !f.fin || !bytes.Equal(f.payload, msg):
+		return fmt.Errorf("wrong frame (op %d, %d bytes)", f.op, len(f.payload))
+	}
+	return nil
 }

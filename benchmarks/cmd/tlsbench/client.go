@@ -5,20 +5,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/benchcert"
 	"github.com/wsloop/wsloop/benchmarks/internal/hist"
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
@@ -55,26 +54,11 @@ func client(a clientArgs) error {
 	}
 	var cfg *tls.Config
 	if a.CA != "" {
-		pem, err := os.ReadFile(a.CA)
-		if err != nil {
+		// No ClientSessionCache: every handshake is a full one, except
+		// in mode resume.
+		var err error
+		if cfg, err = benchcert.ClientConfig(a.CA, a.Addr); err != nil {
 			return err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s: no certificate", a.CA)
-		}
-		host, _, _ := net.SplitHostPort(a.Addr)
-		cfg = &tls.Config{
-			RootCAs:    pool,
-			ServerName: host,
-			MinVersion: tls.VersionTLS13,
-			// X25519 alone: Go's default also offers the post-quantum
-			// hybrid, which nbio's older fork does not know, and every
-			// server must do the same work.
-			CurvePreferences: []tls.CurveID{tls.X25519},
-			NextProtos:       []string{"http/1.1"},
-			// No ClientSessionCache: every handshake is a full one,
-			// except in mode resume.
 		}
 		if a.Mode == "resume" {
 			// Keyed by server name: every worker takes the latest ticket.

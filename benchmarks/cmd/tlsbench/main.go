@@ -40,9 +40,7 @@
 package main
 
 import (
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"os"
@@ -55,11 +53,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/benchcert"
 	"github.com/wsloop/wsloop/benchmarks/internal/hist"
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 	"github.com/wsloop/wsloop/benchmarks/internal/mdblock"
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 var (
@@ -126,7 +124,7 @@ func main() {
 	if b, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		fatal(fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b))
 	}
-	certFile, keyFile, err := writeCert(tmp)
+	certFile, keyFile, err := benchcert.Write(tmp)
 	if err != nil {
 		fatal(err)
 	}
@@ -277,23 +275,6 @@ func clientMain(argv []string) {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(1)
 	}
-}
-
-// writeCert makes the run's certificate and key, as PEM files in dir.
-func writeCert(dir string) (certFile, keyFile string, err error) {
-	cert, err := devcert.SelfSigned()
-	if err != nil {
-		return "", "", err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		return "", "", err
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		return "", "", err
-	}
-	return certFile, keyFile, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 type job struct {
