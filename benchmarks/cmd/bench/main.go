@@ -18,7 +18,12 @@
 // tables and fails (exit 1) only on errors: wrong bytes, a crash, a server
 // that is not ready; never on speed. With -out, only the text between the
 // markers <!-- bench:begin --> and <!-- bench:end --> of the file is
-// replaced, and the raw figures of every run go to a .json file beside it.
+// replaced, and the raw figures of every run go to a .json file beside it,
+// with the run's setup (machine, commit, flags), so that
+//
+//	cd benchmarks && go run ./cmd/bench -render RESULTS.json [-out RESULTS.md]
+//
+// prints (or writes) the same report again from the file.
 package main
 
 import (
@@ -35,19 +40,21 @@ import (
 	"time"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/mdblock"
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
 
 var (
-	out       = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
-	quick     = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
-	serverArg = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
-	scenArg   = flag.String("scenarios", "idle,echo,pipeline,connect,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
-	duration  = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
-	warmup    = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
-	serverCPU = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
-	loadCPUs  = flag.String("load-cpus", "1", "taskset CPU list for the load generators (empty: no pinning)")
-	nprocs    = flag.Int("procs", 4, "load generator processes for more than 5,000 connections")
-	rounds    = flag.Int("rounds", 3, "runs of each echo and pipeline configuration per server, servers interleaved; the report shows medians (quick: 1)")
+	out        = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
+	quick      = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
+	serverArg  = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
+	scenArg    = flag.String("scenarios", "idle,echo,pipeline,connect,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
+	duration   = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
+	warmup     = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
+	serverCPU  = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
+	loadCPUs   = flag.String("load-cpus", "1", "taskset CPU list for the load generators (empty: no pinning)")
+	nprocs     = flag.Int("procs", 4, "load generator processes for more than 5,000 connections")
+	renderFile = flag.String("render", "", "print the report of a run saved by -out (its .json) instead of running; with -out, write it there")
+	rounds     = flag.Int("rounds", 3, "runs of each echo and pipeline configuration per server, servers interleaved; the report shows medians (quick: 1)")
 )
 
 // splitAbove is the connection count above which a scenario's connections
@@ -259,8 +266,57 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	return js
 }
 
+// saved is the .json -out writes beside the markdown: every run, and what
+// the report says of the run's setup, so that -render prints the same
+// report later, on any machine.
+type saved struct {
+	Args    []string        `json:"args"` // after go run ./cmd/bench
+	Date    time.Time       `json:"date"`
+	Took    time.Duration   `json:"took_ns"`
+	Machine runinfo.Machine `json:"machine"`
+	Tree    runinfo.Tree    `json:"tree"` // the repository the servers were built from
+	Setup   setup           `json:"setup"`
+	Runs    []Run           `json:"runs"`
+}
+
+// setup is the flags the report quotes.
+type setup struct {
+	Quick                        bool
+	Duration, Warmup, IdleSettle time.Duration
+	ServerCPU, LoadCPUs          string
+	Procs                        int
+}
+
+// rerender prints the report of a saved run, and writes it between the
+// markers of -out when -out is given.
+func rerender(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var sv saved
+	if err := json.Unmarshal(b, &sv); err != nil {
+		return fmt.Errorf("%s: %w (a .json written before -render kept only the runs, not the setup: it cannot be rendered again)", path, err)
+	}
+	if sv.Date.IsZero() || sv.Runs == nil {
+		return fmt.Errorf("%s: not a run saved by cmd/bench", path)
+	}
+	report := render(&sv)
+	fmt.Print(report)
+	if *out != "" {
+		return writeBetweenMarkers(*out, report)
+	}
+	return nil
+}
+
 func main() {
 	flag.Parse()
+	if *renderFile != "" {
+		if err := rerender(*renderFile); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	durSet, roundsSet := false, false
 	flag.Visit(func(f *flag.Flag) {
 		durSet = durSet || f.Name == "duration"
@@ -338,7 +394,10 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", r.summary())
 	}
-	report := render(runs, started, dur)
+	sv := &saved{Args: os.Args[1:], Date: started.UTC(), Took: time.Since(started), Machine: runinfo.This(), Tree: runinfo.GitTree(filepath.Dir(mod)),
+		Setup: setup{Quick: *quick, Duration: dur, Warmup: *warmup, IdleSettle: idleSettle(), ServerCPU: *serverCPU, LoadCPUs: *loadCPUs, Procs: *nprocs},
+		Runs:  runs}
+	report := render(sv)
 	if *out == "" {
 		fmt.Print(report)
 	} else {
@@ -348,7 +407,7 @@ func main() {
 		if err := writeBetweenMarkers(*out, report); err != nil {
 			fatalIn(tmp, err)
 		}
-		js, _ := json.MarshalIndent(runs, "", "  ")
+		js, _ := json.MarshalIndent(sv, "", "  ")
 		jsonPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".json"
 		if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
 			fatalIn(tmp, err)

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
 
 func TestWriteBetweenMarkers(t *testing.T) {
@@ -71,7 +75,7 @@ func TestJobsAndReport(t *testing.T) {
 		{Scenario: "echo", Server: "gws", Conns: 1000, Size: 64, Depth: 1, CPUPerMsgUs: 12, P99us: 90},
 		{Scenario: "echo", Server: "coder", Conns: 1000, Size: 64, Depth: 1, Errors: 1, Failure: "boom|x"},
 	}
-	out := targets(runs)
+	out := targets(runs, false)
 	for _, want := range []string{
 		"**PASS** idle bytes/conn at 10,000: wsloop 1000, floor 600: 1.67×",
 		"**PASS** idle bytes/conn at 10,000: wsloop 1000, gorilla 17000: 0.059×",
@@ -84,7 +88,7 @@ func TestJobsAndReport(t *testing.T) {
 			t.Errorf("targets lack %q:\n%s", want, out)
 		}
 	}
-	md := render(runs, time.Now(), time.Second)
+	md := render(&saved{Date: time.Now(), Runs: runs, Setup: setup{Duration: time.Second}})
 	if !strings.Contains(md, "| coder **FAILED** |") || !strings.Contains(md, "boom/x") {
 		t.Errorf("failed run not shown:\n%s", md)
 	}
@@ -111,8 +115,53 @@ func TestMedians(t *testing.T) {
 	if g.P99us != 95 || g.Errors != 1 || g.Failure != "mismatch" {
 		t.Fatalf("gws median: %+v", g)
 	}
-	md := render(runs, time.Now(), time.Second)
+	md := render(&saved{Date: time.Now(), Runs: runs, Setup: setup{Duration: time.Second}})
 	if !strings.Contains(md, "median of 3 rounds") || !strings.Contains(md, "| 100–300 |") || !strings.Contains(md, "| gws **FAILED** |") {
 		t.Fatalf("report:\n%s", md)
+	}
+}
+
+// TestRenderSaved checks that a run saved as the .json beside -out renders
+// again, from the file, into the same report, setup included.
+func TestRenderSaved(t *testing.T) {
+	sv := &saved{Args: []string{"-scenarios", "fanout", "-out", "/tmp/fan.md"}, Date: time.Date(2026, 11, 26, 15, 40, 0, 0, time.UTC), Took: 3 * time.Minute,
+		Machine: runinfo.Machine{CPU: "Test CPU", Cores: 2, Kernel: "6.18", Go: "go1.26.8"},
+		Tree:    runinfo.Tree{Dir: "/r", Commit: "9040dde0123456789abcdef0123456789abcdef0"},
+		Setup:   setup{Duration: 10 * time.Second, Warmup: time.Second, IdleSettle: 3 * time.Second, ServerCPU: "0", LoadCPUs: "1", Procs: 4},
+		Runs: []Run{{Scenario: "fanout", Server: "wsloop-room", Conns: 10000, Size: 64, Inflight: 16, MsgsPerS: 757000, CPUPerMsgUs: 1.3},
+			{Scenario: "fanout", Server: "gws-room", Conns: 10000, Size: 64, Inflight: 16, MsgsPerS: 81000, CPUPerMsgUs: 12.42}}}
+	md := render(sv)
+	for _, want := range []string{"## Run of 2026-11-26 15:40 UTC (full run)", "go run ./cmd/bench -scenarios fanout -out /tmp/fan.md` at 9040dde", "Go: `go1.26.8`",
+		"Machine: Test CPU, 2 cores, Linux 6.18", "server on CPU 0, load generators on CPU 1", "Measured phase 10s", "Took 3m0s", "| wsloop-room | 16 | 757000 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "fan.json")
+	b, _ := json.MarshalIndent(sv, "", "  ")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := *out
+	*out = ""
+	defer func() { *out = old }()
+	stdout := os.Stdout
+	r, w, _ := os.Pipe()
+	os.Stdout = w
+	err := rerender(path)
+	w.Close()
+	os.Stdout = stdout
+	again, _ := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != md {
+		t.Errorf("rendered from the JSON:\n%s\nwant:\n%s", again, md)
+	}
+	if err := os.WriteFile(path, []byte(`[{"scenario": "fanout"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rerender(path); err == nil {
+		t.Error("rerender took a .json that kept only the runs")
 	}
 }

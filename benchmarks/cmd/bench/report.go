@@ -2,29 +2,31 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
 )
 
 // render writes the markdown report of one bench invocation.
-func render(runs []Run, started time.Time, dur time.Duration) string {
-	runs = medians(runs)
+func render(sv *saved) string {
+	runs := medians(sv.Runs)
+	su := sv.Setup
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	cpu, cores, kernel, goVersion := machine()
 	mode := "full run"
-	if *quick {
+	if su.Quick {
 		mode = "quick smoke run: tiny sizes, the figures are not comparable with a full run"
 	}
-	p("## Run of %s (%s)\n\n", started.UTC().Format("2006-01-02 15:04 MST"), mode)
-	p("- Command: `cd benchmarks && go run ./cmd/bench%s`\n", quoteArgs(os.Args[1:]))
-	p("- Go: `%s`\n", goVersion)
-	p("- Machine: %s, %d cores, Linux %s\n", cpu, cores, kernel)
-	p("- Core split: server on CPU %s, load generators on CPU %s (taskset); every server runs with `-loops 1`.\n", cpuList(*serverCPU), cpuList(*loadCPUs))
+	p("## Run of %s (%s)\n\n", sv.Date.UTC().Format("2006-01-02 15:04 MST"), mode)
+	p("- Command: `cd benchmarks && go run ./cmd/bench%s`", quoteArgs(sv.Args))
+	if sv.Tree.Commit != "" {
+		p(" at %s", sv.Tree)
+	}
+	p("\n- Go: `%s`\n", sv.Machine.Go)
+	p("- Machine: %s, %d cores, Linux %s\n", sv.Machine.CPU, sv.Machine.Cores, sv.Machine.Kernel)
+	p("- Core split: server on CPU %s, load generators on CPU %s (taskset); every server runs with `-loops 1`.\n", cpuList(su.ServerCPU), cpuList(su.LoadCPUs))
 	p("- Measured phase %v per echo, pipeline and fan-out run (after %v of warm-up); a fresh server for every run; more than %d connections are spread over %d load generator processes with their own source addresses. Took %s.\n",
-		dur, *warmup, splitAbove, *nprocs, time.Since(started).Round(time.Second))
+		su.Duration, su.Warmup, splitAbove, su.Procs, sv.Took.Round(time.Second))
 	p("- Primary figures: the server's CPU time (utime+stime from /proc/PID/stat, from GO to the last RESULT) per message, and its RSS growth per idle connection. \"× wsloop\" and \"× floor\" divide a server's primary figure by wsloop's and by the floor's (above 1: costs more). \"server cores\" and \"loadgen cores\" are CPU time over the measured time: a load generator near 1.0 on one CPU was saturated, and msgs/s is then its limit rather than the server's. \"server allocs\" is the server's heap allocations (runtime.MemStats.Mallocs, asked for by signal just before GO and after the last RESULT) per message.\n\n")
 
 	var failed []Run
@@ -56,7 +58,7 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 		case "idle":
 			bpc := func(r Run) float64 { return r.BytesPerConn }
 			p("### Idle memory, %s connections\n\n", thousands(g.conns))
-			p("RSS read 1 s after READY, then after every connection is upgraded and %v of settling; bytes/conn is the growth over the connections. Every connection is then checked with one echo.\n\n", idleSettle())
+			p("RSS read 1 s after READY, then after every connection is upgraded and %v of settling; bytes/conn is the growth over the connections. Every connection is then checked with one echo.\n\n", su.IdleSettle)
 			p("| server | RSS before | RSS after | bytes/conn | × wsloop | × floor | threads | alive | 1,000,000 conns |\n|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
 				p("| %s%s | %s | %s | %.0f | %s | %s | %d | %d/%d | %s |\n", r.Server, status(r), size(float64(r.RSSBefore)), size(float64(r.RSSAfter)),
@@ -126,7 +128,7 @@ func render(runs []Run, started time.Time, dur time.Duration) string {
 		}
 		p("\n")
 	}
-	p("%s", targets(runs))
+	p("%s", targets(runs, su.Quick))
 	return b.String()
 }
 
@@ -261,10 +263,10 @@ func ratio(r Run, base *Run, get func(Run) float64) string {
 }
 
 // targets evaluates the project's targets on this run's figures.
-func targets(runs []Run) string {
+func targets(runs []Run, quick bool) string {
 	var b strings.Builder
 	b.WriteString("### Targets\n\n")
-	if *quick {
+	if quick {
 		b.WriteString("Evaluated on the quick run's small configurations: indicative only.\n\n")
 	}
 	line := func(ok bool, format string, args ...any) {

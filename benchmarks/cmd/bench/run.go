@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -454,19 +451,3 @@ func firstLines(s string, n int) string {
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
-
-// machine describes the host for the report's header.
-func machine() (cpu string, cores int, kernel, goVersion string) {
-	cpu = "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	gv, _ := exec.Command("go", "version").Output()
-	kv, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return cpu, runtime.NumCPU(), string(bytes.TrimSpace(kv)), string(bytes.TrimSpace(gv))
-}
