@@ -19,7 +19,15 @@
 // NATS server's own monitoring (/varz): messages and bytes in and out.
 //
 // With -out, the text between <!-- cluster:begin --> and
-// <!-- cluster:end --> in the file is replaced with the report.
+// <!-- cluster:end --> in the file is replaced with the report, and every
+// figure of the run (with each client process's RESULT, and the run's
+// setup: machine, commit, flags) goes to a .json beside it, named after it
+// (RESULTS.md: RESULTS-cluster.json, as cmd/tlsbench's RESULTS-tls.json;
+// RESULTS.json is cmd/bench's), so that
+//
+//	cd benchmarks && go run ./cmd/cluster -render RESULTS-cluster.json [-out RESULTS.md]
+//
+// prints (or writes) the same report again from the file.
 package main
 
 import (
@@ -31,17 +39,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/mdblock"
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
 
 var (
-	out       = flag.String("out", "", "markdown file to update between its cluster markers; none: print to stdout")
+	out       = flag.String("out", "", "markdown file to update between its cluster markers (and FILE-cluster.json beside it); none: print to stdout")
+	render    = flag.String("render", "", "print the report of a run saved by -out (its -cluster.json) instead of running; with -out, write it there")
 	quick     = flag.Bool("quick", false, "smoke test: 200 subscribers a node, 2 s; fails only on errors")
 	nodes     = flag.Int("nodes", 3, "wsloop nodes in the cluster")
 	subs      = flag.Int("subs", 15000, "subscribers on each node")
@@ -56,6 +65,12 @@ var children proc.Children
 
 func main() {
 	flag.Parse()
+	if *render != "" {
+		if err := rerender(*render, *out, os.Stdout); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	if *quick {
 		*subs, *duration = 200, 2*time.Second
 	}
@@ -76,28 +91,43 @@ func main() {
 	}
 	bin := func(name string) string { return filepath.Join(tmp, name) }
 
+	sv := &saved{Tool: savedTool, Args: os.Args[1:], Date: time.Now().UTC(), Load: loadAvg(), Machine: runinfo.This(), Tree: runinfo.GitTree(".."), Setup: thisSetup()}
 	// Throughput with -inflight publishes outstanding; latency with one at
 	// a time (no queueing behind other publishes), with every subscriber,
 	// then with two a node: the time the bus hop adds.
-	var rs []result
 	for _, c := range []struct{ inflight, subs int }{{*inflight, *subs}, {1, *subs}, {1, 2}} {
 		for _, n := range []int{1, *nodes} {
 			r, err := run(bin, n, n > 1, c.inflight, c.subs)
 			if err != nil {
 				fatal(fmt.Errorf("%d node(s), %d in flight: %w", n, c.inflight, err))
 			}
-			rs = append(rs, r)
+			sv.Runs = append(sv.Runs, r)
 		}
 	}
-	md := report(rs)
+	sv.Took = dur(time.Since(sv.Date))
+	md := sv.markdown()
 	if *out == "" {
 		fmt.Print(md)
 		return
 	}
-	if err := writeBetweenMarkers(*out, md); err != nil {
+	jsonPath := jsonBeside(*out)
+	if err := sv.write(jsonPath); err != nil {
 		fatal(err)
 	}
-	fmt.Fprintln(os.Stderr, "cluster: wrote", *out)
+	if err := mdblock.Write(*out, beginMarker, endMarker, md); err != nil {
+		fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "cluster: wrote %s and %s\n", *out, jsonPath)
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages: other work on the
+// machine shows in the figures.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // workDir is the run's temporary directory, removed by fatal too.
@@ -114,19 +144,27 @@ func fatal(err error) {
 
 // result is one run's figures.
 type result struct {
-	Nodes         int
-	Inflight      int
-	Subscribers   int // over all nodes
-	Publishes     uint64
-	Deliveries    uint64
-	DurationS     float64
-	DeliveredPerS float64
-	P50us, P99us  float64
-	ServerCPUS    float64            // NATS and the nodes together
-	CPUByProc     map[string]float64 // seconds
-	RSSByProc     map[string]int64   // bytes, after the run
-	Bus           varz               // NATS counters over the measured phase (cluster only)
-	BusPresence   varz               // of which presence reports: their rate before GO times the phase's length
+	Nodes         int                `json:"nodes"`
+	Inflight      int                `json:"inflight"`
+	SubsPerNode   int                `json:"subs_per_node"` // the publisher's connection is one of node 1's
+	Subscribers   int                `json:"subscribers"`   // over all nodes
+	Publishes     uint64             `json:"publishes"`
+	Deliveries    uint64             `json:"deliveries"` // publishes times subscribers
+	DurationS     float64            `json:"duration_s"` // the publisher's measured phase
+	DeliveredPerS float64            `json:"delivered_per_s"`
+	P50us         float64            `json:"p50_us"`
+	P99us         float64            `json:"p99_us"`
+	PhaseS        float64            `json:"phase_s"`      // wall time the CPU and bus figures span: from just before GO to the last reading
+	ServerCPUS    float64            `json:"server_cpu_s"` // NATS and the nodes together
+	CPUByProc     map[string]float64 `json:"cpu_s_by_process"`
+	RSSByProc     map[string]int64   `json:"rss_by_process"` // bytes, after the run
+	Bus           varz               `json:"bus"`            // NATS counters over the measured phase (cluster only)
+	// PresencePerS is the bus's messages per second, in and out, with
+	// nobody publishing (presence reports), measured for 3 s before GO;
+	// BusPresence is that rate times the phase's length.
+	PresencePerS [2]float64     `json:"presence_per_s"`
+	BusPresence  varz           `json:"bus_presence"`
+	Clients      []fanoutResult `json:"clients"` // each client process's RESULT, node 1's (the publisher's) first
 }
 
 type varz struct {
@@ -161,23 +199,31 @@ func stop(c *proc.Child) {
 	c.Wait(5 * time.Second)
 }
 
-// fanoutResult is the part of cmd/fanout's RESULT line used here.
+// fanoutResult is cmd/fanout's RESULT line (its Result, less the
+// compression counters, which a run without -deflate does not set).
 type fanoutResult struct {
-	Subscribers int     `json:"subscribers"`
-	Publishes   uint64  `json:"publishes"`
-	Delivered   uint64  `json:"delivered"`
-	DurationS   float64 `json:"duration_s"`
-	P50us       float64 `json:"p50_us"`
-	P99us       float64 `json:"p99_us"`
-	Errors      uint64  `json:"errors"`
-	Sent        uint64  `json:"sent"`
-	NextMin     uint64  `json:"next_min"`
-	NextMax     uint64  `json:"next_max"`
+	Subscribers   int     `json:"subscribers"`
+	Size          int     `json:"size"`
+	Inflight      int     `json:"inflight"`
+	Publishes     uint64  `json:"publishes"`
+	Delivered     uint64  `json:"delivered"`
+	DurationS     float64 `json:"duration_s"`
+	DeliveredPerS float64 `json:"delivered_per_s"`
+	PublishesPerS float64 `json:"publishes_per_s"`
+	P50us         float64 `json:"p50_us"`
+	P99us         float64 `json:"p99_us"`
+	MaxUs         float64 `json:"max_us"`
+	Errors        uint64  `json:"errors"`
+	LoadgenCPUS   float64 `json:"loadgen_cpu_s"`
+	Reader        string  `json:"reader"`
+	Sent          uint64  `json:"sent,omitempty"`
+	NextMin       uint64  `json:"next_min,omitempty"`
+	NextMax       uint64  `json:"next_max,omitempty"`
 }
 
 // run measures n nodes (with a broker when clustered).
 func run(bin func(string) string, n int, clustered bool, inflight, subs int) (res result, err error) {
-	res = result{Nodes: n, Inflight: inflight, CPUByProc: map[string]float64{}, RSSByProc: map[string]int64{}}
+	res = result{Nodes: n, Inflight: inflight, SubsPerNode: subs, CPUByProc: map[string]float64{}, RSSByProc: map[string]int64{}}
 	var servers []*proc.Child
 	var clients []*proc.Child
 	defer func() {
@@ -294,8 +340,11 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 			return res, err
 		}
 		res.Bus = v1.minus(v0)
-		secs := time.Since(t0).Seconds()
-		res.BusPresence = varz{InMsgs: int64(presencePerS[0]*secs + 0.5), OutMsgs: int64(presencePerS[1]*secs + 0.5)}
+	}
+	res.PhaseS = time.Since(t0).Seconds()
+	if clustered {
+		res.PresencePerS = presencePerS
+		res.BusPresence = varz{InMsgs: int64(presencePerS[0]*res.PhaseS + 0.5), OutMsgs: int64(presencePerS[1]*res.PhaseS + 0.5)}
 	}
 	var pr fanoutResult
 	if err := json.Unmarshal([]byte(line), &pr); err != nil {
@@ -305,6 +354,7 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 		return res, fmt.Errorf("publisher's process: %d errors:\n%s", pr.Errors, pub.Tail())
 	}
 	res.Subscribers = pr.Subscribers
+	res.Clients = append(res.Clients, pr)
 	for i, c := range clients[1:] {
 		c.Send("STOP")
 		l, err := c.Expect("RESULT ", time.Minute)
@@ -319,6 +369,7 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 			return res, fmt.Errorf("node %d's subscribers: %d errors, received %d to %d of %d messages:\n%s", i+2, r.Errors, r.NextMin, r.NextMax, pr.Sent, c.Tail())
 		}
 		res.Subscribers += r.Subscribers
+		res.Clients = append(res.Clients, r)
 	}
 	for name, c := range cpu1 {
 		res.CPUByProc[name] = (c - cpu0[name]).Seconds()
@@ -351,65 +402,4 @@ func cpuOf(ps []*proc.Child) (map[string]time.Duration, error) {
 	return m, nil
 }
 
-func report(rs []result) string {
-	var b strings.Builder
-	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "### Cluster fan-out over NATS\n\n")
-	fmt.Fprintf(&b, "`cd benchmarks && go run ./cmd/cluster -out RESULTS.md`, run of %s, %s, %d CPUs, %s; servers (NATS and every node, one event loop each) pinned to CPU %q, clients to %q. ",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), *serverCPU, *loadCPUs)
-	fmt.Fprintf(&b, "One room, %d B binary messages, one publisher on node 1 publishing for %v; %d subscribers on every node (the publisher's connection is one of node 1's), one client process a node. "+
-		"A publish is done when every subscriber of every node has it, and its latency runs from its send to that moment. Every message was checked byte for byte and in order by every subscriber. "+
-		"Server CPU is summed over NATS and every node. The single node gets the same load per node: one process here holds at most about 19,900 sockets. "+
-		"With one publish in flight and thousands of subscribers, latency is the time this machine's one client core takes to read every copy (a loopback read costs microseconds); "+
-		"the rows with two subscribers a node show what crossing the bus adds.\n\n",
-		*size, *duration, *subs)
-	fmt.Fprintf(&b, "| setup | subscribers | in flight | deliveries/s | publishes/s | server CPU per delivery | latency p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rs {
-		name := "single node, no broker"
-		if r.Nodes > 1 {
-			name = fmt.Sprintf("%d nodes + NATS", r.Nodes)
-		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.3f µs | %.2f ms | %.2f ms |\n", name, r.Subscribers, r.Inflight, r.DeliveredPerS,
-			float64(r.Publishes)/r.DurationS, r.ServerCPUS*1e6/float64(r.Deliveries), r.P50us/1e3, r.P99us/1e3)
-	}
-	// The bus's traffic: every cluster run's figures; the one with the
-	// most publishes gives the figure per publish (presence reports,
-	// subtracted at the rate measured on the idle bus, weigh little there).
-	var most result
-	for _, r := range rs {
-		if r.Nodes == 1 {
-			continue
-		}
-		if r.Publishes > most.Publishes {
-			most = r
-		}
-		var parts []string
-		for _, name := range append([]string{"nats"}, nodeNames(r.Nodes)...) {
-			parts = append(parts, fmt.Sprintf("%s %.2f s (RSS %.0f MiB)", name, r.CPUByProc[name], float64(r.RSSByProc[name])/(1<<20)))
-		}
-		fmt.Fprintf(&b, "\n%d subscribers, %d in flight, %d publishes: server CPU over the measured phase by process: %s; NATS (its /varz): %d messages in, %d out (%d and %d bytes), of which presence reports about %d in and %d out.\n",
-			r.Subscribers, r.Inflight, r.Publishes, strings.Join(parts, ", "), r.Bus.InMsgs, r.Bus.OutMsgs, r.Bus.InBytes, r.Bus.OutBytes, r.BusPresence.InMsgs, r.BusPresence.OutMsgs)
-	}
-	if most.Publishes > 0 {
-		p := float64(most.Publishes)
-		bus, pres := most.Bus, most.BusPresence
-		fmt.Fprintf(&b, "\n**Bus traffic per publish: %.3f messages in and %.3f out** (%.0f and %.0f bytes; %d publishes, %d nodes interested besides the publisher's; presence reports subtracted).",
-			float64(bus.InMsgs-pres.InMsgs)/p, float64(bus.OutMsgs-pres.OutMsgs)/p, float64(bus.InBytes)/p, float64(bus.OutBytes)/p, most.Publishes, most.Nodes-1)
-	}
-	fmt.Fprintf(&b, " The bus carries one message per publish in, and one out per interested node, whatever the number of subscribers (%d B of payload plus one opcode byte each).\n", *size)
-	return b.String()
-}
-
-func nodeNames(n int) []string {
-	var s []string
-	for i := range n {
-		s = append(s, fmt.Sprintf("node%d", i+1))
-	}
-	return s
-}
-
 const beginMarker, endMarker = "<!-- cluster:begin -->", "<!-- cluster:end -->"
-
-func writeBetweenMarkers(path, body string) error {
-	return mdblock.Write(path, beginMarker, endMarker, body)
-}
