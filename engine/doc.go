@@ -262,7 +262,7 @@
 //	                                                                                    TestDeflateBomb
 //	    Once the whole message has arrived, the loop's one decompressor (about 40 KB) inflates it into a buffer
 //	    that doubles up to the limit; past it, 1009, having inflated no more. One message at a time per loop. 16
-//	    messages of 64 KB that inflate to 64 MiB each, against 256 KiB: the heap grew 1.5 MiB.
+//	    messages of 16 KB that inflate to 16 MiB each, against a limit of 256 KiB: the heap grew 1.6 MiB.
 //	the client's LZ77 window (client context      WithContextTakeover [off; 2^15 bytes  TestBoundsTakeoverWindows
 //	takeover)                                     when on]
 //	    Kept for the connection's life: the last 2^client_max_window_bits bytes of its messages; the server asks
