@@ -55,8 +55,8 @@ func (p *bufPool) put(b []byte) {
 // appendGrow appends data to b, moving to a larger pooled buffer when
 // needed. Growth doubles, so memory follows the bytes that actually arrived
 // (a peer that announces a large frame and sends little of it costs
-// little). When the message is known to end within this frame, end is its
-// total length and growth stops there; otherwise end is -1.
+// little). end is the most the message can hold (its total length when it
+// is known to end within this frame, else its limit): growth stops there.
 func (p *bufPool) appendGrow(b, data []byte, end int64) []byte {
 	need := len(b) + len(data)
 	if need > cap(b) {

@@ -207,6 +207,100 @@
 // (ListenAndServe("unix:///path")) works as on TCP: Addr is a
 // *net.UnixAddr, and Conn.RemoteAddr is one too (usually unnamed).
 //
+// # Bounds
+//
+// Every byte a peer sends, and everything the server holds because of
+// it, waits somewhere with a bound. The table names each place: what
+// waits, the option that sets its bound (default in brackets), and the
+// flood test (TestBounds* are in bounds_test.go and bounds_frames_test.go);
+// below each, the bound and what happens there. Each flood test drives the place past its
+// bound from real sockets, fails if the heap's peak (sampled every 10 ms)
+// grows by more than the row allows, and checks that another connection
+// keeps getting echoes meanwhile; the figures quoted are its own. A bound
+// per socket is a bound in total too: sockets are capped
+// (WithMaxConnections). What the application keeps (rooms, keys, values,
+// its own sends) is its own to bound; WithMaxQueuedBytes and
+// WithMaxOutboundBytes cap what it queues.
+//
+//	what waits                                    option [default]                      flood test
+//
+//	connections in the kernel's accept queue      none [the listen backlog]             TestBoundsSocketFlood
+//	                                                                                    TestDescriptorExhaustion
+//	    The acceptor takes them off the queue as they come, never waiting for a loop. When the process is out of
+//	    descriptors, it accepts the waiting ones with a descriptor held in reserve, answers 503 and closes them
+//	    (Stats.Shed), so the queue does not fill with clients that hang.
+//	open sockets, handshaking or not              WithMaxConnections [RLIMIT_NOFILE     TestBoundsSocketFlood
+//	                                              less 1/64, 32 to 1,024]
+//	    Past the cap a socket is answered with 503 and closed at once, before it has any state
+//	    (Stats.RejectedUpgrades). A socket costs a descriptor, its Conn and gnet's connection (about 1 KiB), and
+//	    what the rows below let it hold. 3,000 connects against a cap of 300, each sending a request head just
+//	    short of WithMaxHeaderBytes: 300 held, the heap grew by 4 MiB (the test's own 3,000 sockets included).
+//	accepted sockets waiting for a loop           WithMaxConnections                    TestBoundsEnrollQueue
+//	    They count against the cap while they wait, a descriptor and a net.Conn each; at most 2 goroutines per
+//	    loop hand them over. A stalled loop lets them pile up to the cap; the excess is still answered with 503 at
+//	    once.
+//	the request head (request line and headers)   WithMaxHeaderBytes [8 KiB]            TestBoundsHeaderFlood
+//	    It waits in gnet's buffer, scanned once as it arrives, for at most WithHandshakeTimeout [5 s]. At the
+//	    bound: 431, and the socket closes once the answer has left; what follows is discarded as it arrives, a
+//	    read (WithReadBufferCap [64 KiB]) at a time. 64 MiB of heads that never end, on 4 sockets: the heap grew
+//	    0.1 MiB.
+//	a PROXY header (WithProxyProtocol)            none [4,112 bytes; a v1 line 107]     TestBoundsProxyHeader
+//	    A trusted balancer's header waits until it is whole, within the handshake deadline; one that cannot end
+//	    within the bound, a malformed one, or one from an untrusted peer closes the socket (Stats.ProxyRejected).
+//	TLS handshake input (per socket and in total)  WithMaxTLSHandshakeBytes  TestTLSHandshakeFlood
+//	TLS handshake queue  socket cap (WithMaxConnections)  TestTLSHandshakeQueueRelease
+//	plain HTTP: pipelined requests, and answers   WithMaxOutboundBytes [4 MiB]          TestBoundsHTTPPipeline
+//	the client has not read                                                             TestHTTPKeepAliveBounds
+//	    Requests are answered as they are parsed, in one pass over what arrived. Once the answers not yet read
+//	    reach the cap, the next one ends with Connection: close and the rest of the input is discarded; a request
+//	    with a body is never kept alive. 16,000 pipelined requests for 62 MiB of answers, never read: 136
+//	    answered, the heap grew 0.3 MiB.
+//	a partial frame header or control frame       none [131 bytes]                      TestBoundsMessageAssembly
+//	                                                                                    TestPingFloodBounded
+//	    It waits in gnet's buffer until whole (at most a 14-byte header, or a control frame of 6 + 125 bytes); a
+//	    data frame's payload is taken out of the buffer as it arrives.
+//	a message in progress (fragments, or a frame  WithMaxMessageSize [1 MiB]            TestBoundsMessageAssembly
+//	that has not all arrived)
+//	    Copied into a pooled buffer that grows with what arrived, never past the limit (for a compressed message,
+//	    the limit plus 1/4096 and 64 bytes: DEFLATE's overhead). A frame that would pass it fails the connection
+//	    with 1009 before its payload is read; the rest is discarded. In total: the limit times the connections
+//	    with a message in progress, for as long as the peer keeps its connection alive (a frame at least every
+//	    WithIdleTimeout [60 s]). 24 text messages 2 bytes short of a 520 KiB limit: 14 MiB.
+//	the UTF-8 state of a text message             none [2 bytes in Conn]                TestBoundsMessageAssembly
+//	    Text is validated as it arrives; a character cut between fragments or reads is carried in 2 bytes.
+//	inflation of a compressed message             WithMaxMessageSize [1 MiB]            TestBoundsInflate
+//	                                                                                    TestDeflateBomb
+//	    Once the whole message has arrived, the loop's one decompressor (about 40 KB) inflates it into a buffer
+//	    that doubles up to the limit; past it, 1009, having inflated no more. One message at a time per loop. 16
+//	    messages of 16 KB that inflate to 16 MiB each, against a limit of 256 KiB: the heap grew 1.6 MiB.
+//	the client's LZ77 window (client context      WithContextTakeover [off; 2^15 bytes  TestBoundsTakeoverWindows
+//	takeover)                                     when on]
+//	    Kept for the connection's life: the last 2^client_max_window_bits bytes of its messages; the server asks
+//	    the client for no more than the option's bits. 64 connections that sent 128 KiB each: 2.0 MiB.
+//	frames not yet taken by the socket: echoes,   WithMaxOutboundBytes [4 MiB],         TestBoundsEchoNoRead
+//	sends, publishes, HTTP answers                WithSlowConsumerPolicy [DropMessage]  TestSlowConsumer
+//	    A message that would pass the cap is dropped (Stats.Dropped) or closes the connection with 1008 or 1013;
+//	    one larger than the cap is sent when nothing else waits, so a peer that stops reading pins the cap plus
+//	    one message. gnet keeps what the socket did not take in chunks rounded up to a power of two: up to twice
+//	    the bytes in memory. 4 clients that send 64 MiB to an echo server and never read, cap 1 MiB: about 9 MiB.
+//	pongs                                         WithMaxOutboundBytes                  TestPingFloodBounded
+//	                                                                                    TestTLSPingFloodBounded
+//	    While the socket keeps up every ping is answered in the read's own write; once it backs up, only the
+//	    latest ping is kept (126 bytes; RFC 6455 5.5.3) and answered when there is room, under the cap like data.
+//	    32 MiB of pings never read: at most 60 KiB queued, the heap grew by less than 1 MiB.
+//	the publish queue of each loop: Publish,      WithMaxQueuedBytes [32 MiB]           TestBoundsPublishQueue
+//	Broadcast, SendTo, Join, Leave, queued sends                                        TestQueueBound
+//	    Calls wait there until the loop drains them; one that would pass the bound fails with ErrQueueFull
+//	    (Stats.QueueFull), nothing blocks. Twice the bound while a drain applies the previous batch. A peer whose
+//	    messages a handler publishes fills it only while a loop lags.
+//	what a loop keeps between messages            none [about 9 MiB]                    TestBoundsRetained
+//	    Reassembly buffers for reuse, at most 1 MiB per size class from 4 KiB to 256 KiB (7 MiB; larger ones go to
+//	    the GC), a write scratch buffer and a publish arena of at most 1 MiB each, its read buffer, gnet's buffer
+//	    for reads that span two chunks (up to one read), the decompressor, 256 spare pongs. After 96 messages of
+//	    200 KiB assembled at once and a 2 MiB echo, two loops kept 3.4 MiB.
+//	broker inbound ... (see broker/nats)
+//	broker outbound ... (see broker/nats)
+//
 // # Closing
 //
 // OnClose runs exactly once for every connection that saw OnOpen, with a

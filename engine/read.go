@@ -126,14 +126,7 @@ func (c *Conn) readFrame(gc gnet.Conn, avail int) bool {
 func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 	rd := &c.rd
 	deflated := rd.deflated || (rd.msgOp == 0 && h.Rsv&codec.RSV1 != 0)
-	limit := c.loop.srv.opts.maxMessageSize
-	if deflated {
-		// The wire size of a compressed message: what its decompressed
-		// size may be, plus what DEFLATE adds to data it cannot shrink
-		// (5 bytes per 64 KiB stored block). inflateMessage checks the
-		// decompressed size itself.
-		limit += limit>>12 + 64
-	}
+	limit := c.wireLimit(deflated)
 	switch {
 	case rd.msgOp == 0 && h.OpCode == ws.OpContinuation:
 		c.failProtocol(errContinuationWithoutStart)
@@ -180,6 +173,19 @@ func (c *Conn) dataFrame(gc gnet.Conn, h ws.Header, hl, avail int) bool {
 	return true
 }
 
+// wireLimit is the most a message may hold as it arrives: its
+// WithMaxMessageSize, or for a compressed one what its decompressed size
+// may be plus what DEFLATE adds to data it cannot shrink (5 bytes per
+// 64 KiB stored block; inflateMessage checks the decompressed size
+// itself).
+func (c *Conn) wireLimit(deflated bool) int {
+	limit := c.loop.srv.opts.maxMessageSize
+	if deflated {
+		limit += limit>>12 + 64
+	}
+	return limit
+}
+
 // readPayload streams the available part of the current frame's payload
 // into the reassembly buffer.
 func (c *Conn) readPayload(avail int) bool {
@@ -193,7 +199,10 @@ func (c *Conn) readPayload(avail int) bool {
 		c.skipFrame(n, left-int64(n))
 		return false
 	}
-	end := int64(-1)
+	// The buffer grows no further than the message can: to its end when
+	// this frame ends it, else to the limit. (Doubling alone would take a
+	// message near a limit that is not a power of two to twice the limit.)
+	end := int64(c.wireLimit(rd.deflated))
 	if rd.frameFin {
 		end = int64(len(rd.msg)) + rd.frameLeft
 	}
