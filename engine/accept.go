@@ -212,6 +212,14 @@ func (a *acceptor) admit(conn net.Conn) {
 		return
 	}
 	a.enrollMu.Lock()
+	if h := a.enrollHead; h > 0 && h >= len(a.toEnroll)/2 {
+		// Drop the taken half, so that a queue that never empties (a
+		// stalled loop, a long storm) does not grow by one slot per
+		// socket ever queued.
+		n := copy(a.toEnroll, a.toEnroll[h:])
+		clear(a.toEnroll[n:])
+		a.toEnroll, a.enrollHead = a.toEnroll[:n], 0
+	}
 	a.toEnroll = append(a.toEnroll, conn)
 	spawn := a.enrollers < a.maxEnrolling
 	if spawn {

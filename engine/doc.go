@@ -247,8 +247,24 @@
 //	a PROXY header (WithProxyProtocol)            none [4,112 bytes; a v1 line 107]     TestBoundsProxyHeader
 //	    A trusted balancer's header waits until it is whole, within the handshake deadline; one that cannot end
 //	    within the bound, a malformed one, or one from an untrusted peer closes the socket (Stats.ProxyRejected).
-//	TLS handshake input (per socket and in total)  WithMaxTLSHandshakeBytes  TestTLSHandshakeFlood
-//	TLS handshake queue  socket cap (WithMaxConnections)  TestTLSHandshakeQueueRelease
+//	what a client sends before its TLS handshake  WithMaxTLSHandshakeBytes [64 KiB per   TestTLSHandshakeFlood
+//	has ended                                     socket, 8 MiB in total]
+//	    Moved out of gnet's buffer as it arrives, into a buffer of the socket's that the handshake's goroutine
+//	    consumes; it waits while the handshake waits for a slot or for a slow GetCertificate. A socket whose
+//	    input would pass either bound is closed at once (Stats.TLSHandshakeOverflows). 64 MiB streamed behind a
+//	    ClientHello, by 1 and by 16 sockets, with every slot held or a slow certificate lookup: the heap grew by
+//	    about 2 MiB.
+//	TLS handshakes: running, and waiting for a    WithMaxTLSHandshakes [max(256, 128    TestTLSHandshakeQueueRelease
+//	slot                                          per CPU)], WithMaxConnections         TestTLSHandshakeBound
+//	    A handshake takes a slot (a goroutine, its crypto/tls state) once the client's first record is in, so a
+//	    silent socket holds none; past the bound it waits in a queue, which a socket leaves when it closes: the
+//	    queue never holds more than the open sockets. Each is dropped at WithHandshakeTimeout. 500 queued
+//	    ClientHellos whose sockets close leave the queue and free their input at once.
+//	TLS records of an open connection             none [one record: 16 KiB + 2 KiB]     TestTLSPingFloodBounded
+//	                                                                                    TestTLSIdleTrim
+//	    crypto/tls holds at most one partial record; the loop decrypts only when a whole record is in, at most
+//	    64 KiB of plaintext at a time, which the frame parser consumes as above (every row below applies to the
+//	    plaintext). An idle connection holds only crypto/tls's cipher state (about 3 KB).
 //	plain HTTP: pipelined requests, and answers   WithMaxOutboundBytes [4 MiB]          TestBoundsHTTPPipeline
 //	the client has not read                                                             TestHTTPKeepAliveBounds
 //	    Requests are answered as they are parsed, in one pass over what arrived. Once the answers not yet read
