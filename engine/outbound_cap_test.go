@@ -214,3 +214,78 @@ func outboundCapOffLoop(t *testing.T, srv *Server, c net.Conn, capBytes, slack i
 			len(tags), dropped, int(n)-len(tags)-int(dropped), n)
 	}
 }
+
+// TestSlowConsumerTryAgainLater: WithSlowConsumerPolicy(CloseTryAgainLater)
+// closes a client that does not read with 1013, whether the send that
+// passes the cap is refused at once by the sending goroutine (Send while
+// the loop is blocked) or on the loop (Broadcast): the client finds the
+// close frame behind the data it was sent, OnClose gets a *CloseError with
+// 1013 and ErrSlowConsumer, and Stats.SlowCloses counts it.
+func TestSlowConsumerTryAgainLater(t *testing.T) {
+	const capBytes = 64 << 10
+	rec := newRecorder()
+	srv, addr := startServer(t, rec, WithMaxOutboundBytes(capBytes), WithSlowConsumerPolicy(CloseTryAgainLater))
+	msg := make([]byte, 4<<10)
+	for i, how := range []string{"Send off the loop", "Broadcast"} {
+		c := upgradeSlowReader(t, addr)
+		sc := onlyConn(t, srv)
+		switch how {
+		case "Send off the loop":
+			release, blocked := make(chan struct{}), make(chan struct{})
+			unblock := sync.OnceFunc(func() { close(release) })
+			if err := sc.loop.el.Execute(context.Background(), runFunc(func() { close(blocked); <-release })); err != nil {
+				t.Fatal(err)
+			}
+			<-blocked
+			var err error
+			for n := 0; err == nil && n < 2*capBytes/len(msg); n++ {
+				err = sc.Send(msg)
+			}
+			unblock()
+			if !errors.Is(err, ErrSlowConsumer) {
+				t.Fatalf("%s: sends past the cap with the loop blocked: %v, want ErrSlowConsumer", how, err)
+			}
+			if err := sc.Send(msg); !errors.Is(err, ErrClosed) {
+				t.Fatalf("%s: a send after the slow-consumer close: %v, want ErrClosed", how, err)
+			}
+		case "Broadcast":
+			// The loop checks each broadcast frame against the cap.
+			deadline := time.Now().Add(10 * time.Second)
+			for sc.state.Load() == stateOpen {
+				if err := srv.Broadcast(ws.OpBinary, msg); err != nil && !errors.Is(err, ErrQueueFull) {
+					t.Fatalf("%s: %v", how, err)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: still open after 10 s of broadcasts to a client that does not read", how)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		// The client reads at last: data, then the close frame.
+		br := bufio.NewReader(c)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			f, err := ws.ReadFrame(br)
+			if err != nil {
+				t.Fatalf("%s: no close frame: %v", how, err)
+			}
+			if f.Header.OpCode != ws.OpClose {
+				continue
+			}
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			if code != 1013 {
+				t.Errorf("%s: the client got close %d %q, want 1013", how, code, reason)
+			}
+			_, _ = c.Write(clientFrame(ws.OpClose, true, ws.NewCloseFrameBody(code, "")))
+			break
+		}
+		ce := rec.nextClose(t)
+		if ce.Code != 1013 || !errors.Is(ce, ErrSlowConsumer) {
+			t.Errorf("%s: OnClose got %+v, want 1013 with ErrSlowConsumer", how, ce)
+		}
+		if got := srv.Stats().SlowCloses; got != uint64(i+1) {
+			t.Errorf("%s: Stats.SlowCloses is %d, want %d", how, got, i+1)
+		}
+		waitFor(t, 5*time.Second, "the connection to go", func() bool { return firstConn(srv) == nil })
+	}
+}
