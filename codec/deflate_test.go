@@ -211,6 +211,12 @@ func TestDeflateNoAllocs(t *testing.T) {
 	d := NewDeflater(1)
 	buf := d.Append(make([]byte, 0, 8192), msg, 15, nil)
 	assertNoAllocs(t, "Deflater.Append", func() { buf = d.Append(buf[:0], msg, 15, nil) })
+	if stdFlate {
+		// compress/flate's Reset drops its Huffman decoders, whose tables
+		// for codes over 9 bits are allocated again for every message that
+		// has such codes (4 allocations for this one); klauspost's keeps them.
+		t.Skip("the Inflater allocates with -tags wsloop_stdflate (compress/flate)")
+	}
 	inf := NewInflater()
 	dst := make([]byte, 8192)
 	assertNoAllocs(t, "Inflater", func() {

@@ -38,10 +38,16 @@ func (e *stdEncoder) ResetDict(w io.Writer, dict []byte) {
 func newDecoder(r io.Reader) io.ReadCloser { return flate.NewReader(r) }
 
 // stateless compresses p at level 1 after dict with a writer kept in the
-// Deflater: compress/flate has no stateless mode.
+// Deflater: compress/flate has no stateless mode. With a dict it uses level
+// 2: compress/flate's level 1 ignores a dictionary (its fillWindow returns
+// below level 2), so the message could not refer to the history.
 func (d *Deflater) stateless(p, dict []byte) {
-	if d.fw == nil || d.fw.level != 1 {
-		d.fw = newEncoder(&d.out, 1)
+	level := 1
+	if dict != nil {
+		level = 2
+	}
+	if d.fw == nil || d.fw.level != level {
+		d.fw = newEncoder(&d.out, level)
 	}
 	d.fw.ResetDict(&d.out, dict)
 	_, _ = d.fw.Write(p)

@@ -421,6 +421,67 @@ func TestDeflateBomb(t *testing.T) {
 	}
 }
 
+// TestDeflateMessageLimit: WithMaxMessageSize caps a compressed message's
+// decompressed size to the byte: one that inflates to exactly the limit is
+// delivered, one that inflates to one byte more is closed with 1009 (and
+// OnClose gets ErrMessageTooBig), compressible or not (incompressible data
+// is a little larger on the wire than inflated), whole or fragmented.
+func TestDeflateMessageLimit(t *testing.T) {
+	const limit = 100_000 // not a power of two: a rounded or doubled limit shows
+	rec := newRecorder()
+	_, addr := startServer(t, closer{rec}, WithMaxMessageSize(limit))
+	for _, n := range []int{limit, limit + 1} {
+		for _, kind := range []struct {
+			name string
+			op   ws.OpCode
+			p    []byte
+		}{
+			{"compressible text", ws.OpText, jsonLike(n, 3)},
+			{"incompressible binary", ws.OpBinary, payload(n, false, 3)},
+		} {
+			z := deflated(kind.p)
+			whole := rsv1Frame(kind.op, true, z)
+			half := len(z) / 2
+			frag := append(rsv1Frame(kind.op, false, z[:half]), clientFrame(ws.OpContinuation, true, z[half:])...)
+			for _, wire := range []struct {
+				name string
+				b    []byte
+			}{{"whole", whole}, {"fragmented", frag}} {
+				name := fmt.Sprintf("%s of %d bytes (%d compressed), %s", kind.name, n, len(z), wire.name)
+				c := upgradeDeflate(t, addr)
+				if _, err := c.Write(wire.b); err != nil {
+					t.Fatal(err)
+				}
+				f := readServerFrame(t, c)
+				switch {
+				case n <= limit && f.Header.OpCode == ws.OpClose:
+					code, reason := ws.ParseCloseFrameData(f.Payload)
+					t.Errorf("%s, limit %d: closed with %d %q, want it delivered", name, limit, code, reason)
+				case n <= limit:
+					if got := inflateFrame(t, f); f.Header.OpCode != kind.op || !bytes.Equal(got, kind.p) {
+						t.Errorf("%s: echo is opcode %v, %d bytes, want the message", name, f.Header.OpCode, len(got))
+					}
+				case f.Header.OpCode != ws.OpClose:
+					t.Errorf("%s, limit %d: delivered (echo of %d bytes), want close 1009", name, limit, len(inflateFrame(t, f)))
+				default:
+					code, _ := ws.ParseCloseFrameData(f.Payload)
+					if code != ws.StatusMessageTooBig {
+						t.Errorf("%s: close code %d, want 1009", name, code)
+					}
+					_, _ = c.Write(clientFrame(ws.OpClose, true, ws.NewCloseFrameBody(code, "")))
+					if ce := rec.nextClose(t); ce.Code != ws.StatusMessageTooBig || !errors.Is(ce, ErrMessageTooBig) {
+						t.Errorf("%s: OnClose got %+v, want 1009 ErrMessageTooBig", name, ce)
+					}
+					c.Close()
+					continue
+				}
+				c.Close()
+				rec.nextClose(t) // this connection's, before the next one's
+			}
+		}
+	}
+}
+
 // inflateFrame returns a server frame's payload, decompressed when RSV1 is
 // set, with the standard library.
 func inflateFrame(t testing.TB, f ws.Frame) []byte {

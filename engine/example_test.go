@@ -305,20 +305,32 @@ func ExampleRequest_RemoteAddr() {
 type worker struct{ engine.BaseHandler }
 
 func (worker) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
-	job := append([]byte(nil), p...) // p is only valid during OnMessage
+	job := string(p) // copied: p is only valid during OnMessage
 	go func() {
 		result := lookup(job) // may block: this goroutine is off the loop
-		_ = c.Send(result)    // safe from any goroutine
+		if err := c.Send([]byte(result)); err != nil {
+			log.Print(err) // ErrClosed once the connection is closing
+		}
 	}()
 }
 
-func lookup(b []byte) []byte { return b }
+// lookup stands for slow work: a database query, a call to another service.
+func lookup(order string) string {
+	time.Sleep(10 * time.Millisecond)
+	return order + ": shipped"
+}
 
-// Sending from another goroutine.
+// Sending from another goroutine: a handler must not block its event
+// loop, so it hands slow work to a goroutine, which answers with Send
+// (safe from any goroutine; it copies the message before returning).
 func ExampleConn_Send() {
 	srv, err := engine.New(worker{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	_ = srv // run it with srv.ListenAndServe(ctx, ":8080")
+	serveWhile(srv, func(addr string) {
+		fmt.Println(roundTrip("ws://"+addr+"/", "order 42"))
+	})
+	// Output:
+	// order 42: shipped
 }

@@ -768,37 +768,61 @@ func (h *connGrab) OnOpen(c *Conn) { h.ch <- c }
 // drains are never overwritten by later ones, also after a drain whose
 // frames passed 1 MiB (the loop then drops that buffer instead of keeping
 // it for reuse; it once kept the one the senders were already writing
-// into). Every frame carries a tag and the tag's low byte repeated.
+// into). Every tagged frame carries its tag and the tag's low byte
+// repeated; the client must get every frame whose call returned nil,
+// intact, and each producer's in order.
 func TestQueueArenaReuse(t *testing.T) {
 	h := &connGrab{ch: make(chan *Conn, 1)}
 	srv, addr := startServer(t, h, WithEventLoops(1), WithMaxOutboundBytes(256<<20), WithMaxQueuedBytes(256<<20))
 	c := upgradeRaw(t, addr)
 	sc := <-h.ch
-	bad := make(chan string, 1)
-	var frames atomic.Int64
+	const producers = 4
+	var (
+		mu     sync.Mutex
+		frames int                 // frames read
+		bad    []string            // corrupted frames
+		sizes  = map[uint64]int{}  // tag -> length of the frames sent before the producers start
+		seen   [producers][]uint32 // each producer's tags, in the order read
+		readEr error
+	)
 	go func() {
 		br := bufio.NewReaderSize(c, 1<<20)
 		for {
 			f, err := ws.ReadFrame(br)
+			mu.Lock()
 			if err != nil {
+				readEr = err
+				mu.Unlock()
 				return
 			}
-			frames.Add(1)
+			frames++
 			p := f.Payload
-			if len(p) < 8 {
-				continue // the broadcasts that keep the queue busy
-			}
-			for i := 8; i < len(p); i++ {
-				if p[i] != p[7] {
-					select {
-					case bad <- fmt.Sprintf("frame of %d bytes, tag %x: byte %d is %x", len(p), p[:8], i, p[i]):
-					default:
+			if len(p) >= 8 {
+				tag := binary.BigEndian.Uint64(p)
+				for i := 8; i < len(p); i++ {
+					if p[i] != byte(tag) {
+						bad = append(bad, fmt.Sprintf("frame of %d bytes, tag %x: byte %d is %x", len(p), tag, i, p[i]))
+						break
 					}
-					break
 				}
-			}
+				if g := tag >> 32; g >= 1 && g <= producers {
+					seen[g-1] = append(seen[g-1], uint32(tag))
+				} else {
+					sizes[tag] = len(p)
+				}
+			} // else one of the broadcasts that keep the queue busy
+			mu.Unlock()
 		}
 	}()
+	read := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return frames
+	}
+	waitRead := func(n int, what string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() bool { return read() >= n })
+	}
 	tagged := func(tag uint64, n int) []byte {
 		p := make([]byte, n)
 		binary.BigEndian.PutUint64(p, tag)
@@ -807,37 +831,99 @@ func TestQueueArenaReuse(t *testing.T) {
 		}
 		return p
 	}
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
 	// A small drain, then one of more than 1 MiB: sends take the queue
 	// while a broadcast is queued ahead of them.
-	_ = srv.Broadcast(ws.OpText, []byte("x"))
-	_ = sc.Send(tagged(1, 100))
-	time.Sleep(50 * time.Millisecond)
-	_ = srv.Broadcast(ws.OpText, []byte("x"))
-	if err := sc.Send(tagged(2, 2<<20)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	// Then producers racing with the drains.
+	must("broadcast", srv.Broadcast(ws.OpText, []byte("x")))
+	must("send tag 1", sc.Send(tagged(1, 100)))
+	waitRead(2, "the first drain's two frames")
+	must("broadcast", srv.Broadcast(ws.OpText, []byte("x")))
+	must("send tag 2", sc.Send(tagged(2, 2<<20)))
+	waitRead(4, "the big drain's two frames")
+	// Then producers racing with the drains, for a second or 20,000
+	// rounds each.
 	stop := time.Now().Add(time.Second)
 	var wg sync.WaitGroup
-	for g := range 4 {
+	var sent [producers]int
+	var broadcasts atomic.Int64
+	for g := range producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := uint64(0); time.Now().Before(stop); i++ {
-				_ = srv.Broadcast(ws.OpText, []byte("x"))
-				_ = sc.Send(tagged(uint64(g)<<32|i, 200+int(i%50)))
+			for i := uint64(0); i < 20000 && time.Now().Before(stop); i++ {
+				if err := srv.Broadcast(ws.OpText, []byte("x")); err != nil {
+					t.Errorf("producer %d, broadcast %d: %v", g, i, err)
+					return
+				}
+				broadcasts.Add(1)
+				if err := sc.Send(tagged(uint64(g+1)<<32|i, 200+int(i%50))); err != nil {
+					t.Errorf("producer %d, send %d: %v", g, i, err)
+					return
+				}
+				sent[g]++
 			}
 		}()
 	}
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
-	select {
-	case s := <-bad:
-		t.Fatalf("corrupted frame after %d frames: %s", frames.Load(), s)
-	default:
-		t.Logf("%d frames, all intact", frames.Load())
+	want := 4 + int(broadcasts.Load())
+	for _, n := range sent {
+		want += n
 	}
+	if want < 4+2*producers*100 {
+		t.Fatalf("only %d frames sent in a second", want)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n, nbad, err := frames, len(bad), readEr
+		first := ""
+		if nbad > 0 {
+			first = bad[0]
+		}
+		mu.Unlock()
+		switch {
+		case nbad > 0:
+			t.Fatalf("%d corrupted frames among the first %d; the first: %s", nbad, n, first)
+		case err != nil:
+			t.Fatalf("reading frame %d of %d: %v", n+1, want, err)
+		case time.Now().After(deadline):
+			t.Fatalf("the client read %d frames of %d within 30 s", n, want)
+		}
+		if n >= want {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Nothing more arrives.
+	must("a last broadcast", srv.Broadcast(ws.OpText, []byte("x")))
+	waitRead(want+1, "the last broadcast")
+	mu.Lock()
+	defer mu.Unlock()
+	if frames != want+1 {
+		t.Fatalf("the client read %d frames, %d were sent", frames, want+1)
+	}
+	if len(bad) > 0 {
+		t.Fatalf("%d corrupted frames of %d; the first: %s", len(bad), frames, bad[0])
+	}
+	if sizes[1] != 100 || sizes[2] != 2<<20 || len(sizes) != 2 {
+		t.Fatalf("the first two sends arrived as %v, want tag 1 with 100 bytes and tag 2 with 2 MiB", sizes)
+	}
+	for g := range producers {
+		if len(seen[g]) != sent[g] {
+			t.Fatalf("producer %d sent %d frames, the client got %d", g, sent[g], len(seen[g]))
+		}
+		for i, tag := range seen[g] {
+			if tag != uint32(i) {
+				t.Fatalf("producer %d: frame %d carries tag %d", g, i, tag)
+			}
+		}
+	}
+	t.Logf("%d frames read, all intact and in order (%d broadcasts)", frames, broadcasts.Load()+3)
 }
 
 // TestBroadcastThenShutdown: Shutdown's 1001 follows everything published
