@@ -113,6 +113,8 @@ func (c *Conn) sendPendingPong(sock int) {
 	pending := c.out != nil
 	if pending {
 		c.out = append(c.out, out...) // behind output a flush task will write
+	} else {
+		c.sockBuffered.Add(int64(len(out))) // counted before the unlock, as takeOutForWriteLocked does
 	}
 	c.mu.Unlock()
 	if !pending {

@@ -177,8 +177,12 @@ func (c *Conn) Close(code ws.StatusCode, reason string) error {
 // socket (like a browser WebSocket's bufferedAmount): what waits in the
 // server, exactly, plus what waits in gnet's buffer as of the event loop's
 // last look, which is at most one tick (WithTick) old while that buffer
-// drains. WithMaxOutboundBytes caps it; the cap is checked on the loop
-// against the exact figure. Safe from any goroutine.
+// drains. WithMaxOutboundBytes caps what the loop has accepted for the
+// socket (plus one message), checked on the loop against gnet's exact
+// figure; sends from other goroutines that wait in the loop's queue for
+// that check count here too, up to the cap again, so the figure can reach
+// about twice the cap while a slow consumer's sends race the loop. Safe
+// from any goroutine.
 func (c *Conn) BufferedAmount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -302,6 +302,7 @@ func (l *loop) push(c *Conn, frame []byte) {
 		}
 		return
 	}
+	c.sockBuffered.Add(int64(len(frame))) // counted before the unlock, as takeOutForWriteLocked does
 	c.mu.Unlock()
 	// The one frame of this drain: write the shared bytes as they are; gnet
 	// copies only what the socket does not take. A failed write closes c.
