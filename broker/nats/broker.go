@@ -188,9 +188,9 @@ type Broker struct {
 	counts map[string]int32     // run only: this node's room counts as last read
 	pres   presence
 
-	sent, failed, received, dropped, keyMisses, reconnects atomic.Uint64
-	droppedGone                                            atomic.Uint64 // drops counted by subscriptions since removed
-	presIn, subscribes                                     atomic.Uint64 // for tests: presence messages received, subscriptions made
+	sent, failed, received, partial, dropped, keyMisses, reconnects atomic.Uint64
+	droppedGone                                                     atomic.Uint64 // drops counted by subscriptions since removed
+	presIn, subscribes                                              atomic.Uint64 // for tests: presence messages received, subscriptions made
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -497,11 +497,15 @@ func (b *Broker) deliverOne(m *nats.Msg) {
 			}
 		}
 	}
-	if err != nil {
-		b.dropped.Add(1) // a loop's queue was full (engine.ErrQueueFull)
-		return
+	var qf *engine.QueueFullError
+	switch {
+	case err == nil, errors.As(err, &qf) && qf.Missed == 0: // the loops that refused it had none of its targets
+		b.received.Add(1)
+	case qf != nil && qf.Queued > 0:
+		b.partial.Add(1) // some loops' queues were full: their members missed it
+	default:
+		b.dropped.Add(1) // every loop's queue was full, or the key's connection is a slow consumer
 	}
-	b.received.Add(1)
 }
 
 // RoomChanged notes that room's membership here changed.
@@ -622,6 +626,7 @@ func (b *Broker) Stats() engine.BrokerStats {
 		Sent:       b.sent.Load(),
 		Failed:     b.failed.Load(),
 		Received:   b.received.Load(),
+		Partial:    b.partial.Load(),
 		Dropped:    b.dropped.Load() + b.droppedGone.Load(),
 		KeyMisses:  b.keyMisses.Load(),
 		Reconnects: b.reconnects.Load(),
