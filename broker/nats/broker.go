@@ -77,13 +77,17 @@
 // counted in Stats.Broker.Failed; the broker is never queued up to replay
 // stale messages after an outage. It reconnects by itself, forever, and
 // NATS resubscribes every subscription it had; presence catches up in the
-// next interval. Messages from the bus wait in one bounded channel
-// (WithPendingMessages, 4096 messages: at most that many times the NATS
-// server's max_payload in bytes, so set max_payload near your largest
-// message); a node that falls behind drops what does not fit, counted in
-// Stats.Broker.Dropped, and NATS itself never lets a slow client hold up
-// the others. A stalled NATS server fails the broker's writes after 2 s
-// rather than holding it. The broker runs three goroutines of its own
+// next interval. Messages from the bus wait in two bounded queues: the
+// NATS client's (WithPendingMessages, 65,536 messages), which the broker
+// empties before it delivers each message, and the broker's own
+// (WithPendingBytes, 32 MiB), from which it delivers them in order. The
+// first absorbs a burst that NATS reads faster than the broker is
+// scheduled; the second holds a backlog, bounded in bytes whatever the
+// messages' size. A node that falls behind drops what does not fit,
+// counted in Stats.Broker.Dropped (and a message that some of its event
+// loops took and others refused, in Stats.Broker.Partial); NATS itself
+// never lets a slow client hold up the others. A stalled NATS server
+// fails the broker's writes after 2 s rather than holding it. The broker runs three goroutines of its own
 // (sending, delivering, and interest with presence) besides the NATS
 // client's, whatever the number of connections and rooms.
 //
@@ -118,6 +122,7 @@ type config struct {
 	prefix    string
 	natsOpts  []nats.Option
 	pending   int
+	pendBytes int
 	sendBuf   int
 	linger    time.Duration
 	report    time.Duration
@@ -136,10 +141,22 @@ func WithNATSOptions(o ...nats.Option) Option {
 	return func(c *config) { c.natsOpts = append(c.natsOpts, o...) }
 }
 
-// WithPendingMessages bounds the messages from the bus waiting to be
-// delivered on this node (default 4096); more are dropped and counted.
-// Their bytes are bounded by n times the NATS server's max_payload.
+// WithPendingMessages bounds the messages that the NATS client queues for
+// the broker before it takes them in (default 65,536, NATS's own
+// DefaultMaxChanLen); more are dropped and counted. The broker takes them
+// in after each message it delivers, so they wait there only as long as
+// one delivery or a scheduling delay: the NATS client reads a burst
+// without pausing, and the Go scheduler may leave the broker waiting for
+// up to its 10 ms time slice meanwhile, long enough for several thousand
+// small messages. Their bytes are bounded by n times the NATS server's
+// max_payload.
 func WithPendingMessages(n int) Option { return func(c *config) { c.pending = n } }
+
+// WithPendingBytes bounds the bytes of the messages from the bus that the
+// broker has taken in and not yet delivered on this node (default 32 MiB,
+// counting 128 bytes per message besides its subject and payload); a
+// message that does not fit is dropped and counted.
+func WithPendingBytes(n int) Option { return func(c *config) { c.pendBytes = n } }
 
 // WithSendBuffer bounds the bytes of messages waiting to go on the bus
 // (default 8 MiB); a message that does not fit fails.
@@ -173,8 +190,13 @@ type Broker struct {
 	outWake  chan struct{}
 	kick     chan struct{} // a hint arrived
 
-	// Inbound: every subscription delivers into in; deliver drains it.
+	// Inbound: every subscription delivers into in; deliver takes what
+	// is there into inq (bounded in bytes) after every message it
+	// delivers, and delivers from inq.
 	in      chan *nats.Msg
+	inq     []*nats.Msg // deliver only: inq[inHead:] waits
+	inHead  int         // deliver only
+	inBytes int         // deliver only: msgCost of what waits in inq
 	subsMu  sync.RWMutex
 	bySub   map[*nats.Subscription]target
 	allSub  *nats.Subscription
@@ -214,7 +236,7 @@ type outItem struct {
 // New returns a broker that will connect to the NATS server(s) at url (a
 // comma-separated list) when its server starts.
 func New(url string, opts ...Option) *Broker {
-	cfg := config{prefix: "wsloop", pending: 4096, sendBuf: 8 << 20, linger: 2 * time.Second,
+	cfg := config{prefix: "wsloop", pending: nats.DefaultMaxChanLen, pendBytes: 32 << 20, sendBuf: 8 << 20, linger: 2 * time.Second,
 		report: time.Second, reconcile: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
@@ -243,8 +265,8 @@ func (b *Broker) Start(l engine.Local) error {
 	if !b.started.CompareAndSwap(false, true) {
 		return errors.New("natsbroker: a broker serves one server")
 	}
-	if b.cfg.pending < 1 || b.cfg.sendBuf < 1 || b.cfg.linger < 0 || b.cfg.report <= 0 {
-		return errors.New("natsbroker: WithPendingMessages, WithSendBuffer and WithReportInterval need positive values, WithLinger a non-negative one")
+	if b.cfg.pending < 1 || b.cfg.pendBytes < 1 || b.cfg.sendBuf < 1 || b.cfg.linger < 0 || b.cfg.report <= 0 {
+		return errors.New("natsbroker: WithPendingMessages, WithPendingBytes, WithSendBuffer and WithReportInterval need positive values, WithLinger a non-negative one")
 	}
 	if !validPrefix(b.cfg.prefix) {
 		return fmt.Errorf("natsbroker: WithPrefix(%q): need dot-separated tokens of letters, digits, '-' and '_'", b.cfg.prefix)
@@ -454,25 +476,84 @@ func (b *Broker) send() {
 	}
 }
 
-// deliver hands messages from the bus to this node's connections.
+// deliver hands messages from the bus to this node's connections. Before
+// each message it takes in all that NATS has queued for it: the NATS
+// client's queue is bounded in messages (each up to max_payload), this
+// one in bytes, so a backlog of small messages (a burst) fits while one of
+// large messages stays within WithPendingBytes.
 func (b *Broker) deliver() {
 	defer b.wg.Done()
 	for {
-		select {
-		case <-b.stop:
-			return
-		case m := <-b.in:
+		if b.inHead == len(b.inq) {
+			select {
+			case <-b.stop:
+				return
+			case m := <-b.in:
+				b.take(m)
+			}
+		}
+		for more := true; more; {
+			select {
+			case <-b.stop:
+				return
+			case m := <-b.in:
+				b.take(m)
+			default:
+				more = false
+			}
+		}
+		if m := b.next(); m != nil {
 			b.deliverOne(m)
 		}
 	}
 }
 
-func (b *Broker) deliverOne(m *nats.Msg) {
+// msgCost is what a message from the bus counts against WithPendingBytes:
+// its subject, its payload and about the size of a nats.Msg.
+func msgCost(m *nats.Msg) int { return 128 + len(m.Subject) + len(m.Data) }
+
+// take queues m for delivery, or drops it when it does not fit; presence
+// is applied at once (it is small, and a lost report costs a repair).
+func (b *Broker) take(m *nats.Msg) {
 	if m.Sub == b.presSub {
 		b.presIn.Add(1)
 		b.onPresence(m.Data, time.Now())
 		return
 	}
+	c := msgCost(m)
+	if b.inHead < len(b.inq) && b.inBytes+c > b.cfg.pendBytes {
+		b.dropped.Add(1)
+		return
+	}
+	if b.inHead > 0 && b.inHead >= len(b.inq)/2 && len(b.inq) == cap(b.inq) {
+		// Slide the waiting part down rather than grow the slice.
+		n := copy(b.inq, b.inq[b.inHead:])
+		clear(b.inq[n:])
+		b.inq, b.inHead = b.inq[:n], 0
+	}
+	b.inq = append(b.inq, m)
+	b.inBytes += c
+}
+
+// next returns the oldest message taken in, or nil.
+func (b *Broker) next() *nats.Msg {
+	if b.inHead == len(b.inq) {
+		return nil
+	}
+	m := b.inq[b.inHead]
+	b.inq[b.inHead] = nil
+	b.inHead++
+	b.inBytes -= msgCost(m)
+	if b.inHead == len(b.inq) {
+		b.inq, b.inHead = b.inq[:0], 0
+		if cap(b.inq) > 1<<16 {
+			b.inq = nil // a backlog passed: do not keep its slice
+		}
+	}
+	return m
+}
+
+func (b *Broker) deliverOne(m *nats.Msg) {
 	if len(m.Data) < 1 || (m.Data[0] != byte(ws.OpText) && m.Data[0] != byte(ws.OpBinary)) {
 		b.dropped.Add(1) // not from a wsloop broker
 		return
