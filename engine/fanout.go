@@ -587,7 +587,8 @@ func (c *Conn) Leave(room string) error {
 // a Join still queued, is counted right once its loop has applied that
 // (at once, unless the loop is busy). With a broker (WithBroker) it adds
 // the members on the other nodes as they last reported them (broker/nats:
-// within two seconds). Safe from any goroutine.
+// current within its report interval, 1 s by default, and within two and a
+// round trip when a report is lost). Safe from any goroutine.
 func (s *Server) RoomLen(room string) int {
 	n := s.localRoomLen(room)
 	if b := s.opts.broker; b != nil {

@@ -19,6 +19,7 @@
 //	wsloop.k.<key>       messages for the connection bound to a key
 //	wsloop.all           broadcasts
 //	wsloop.presence      each node's member counts
+//	wsloop.presence.<id> one node's: asks for its counts, and the answers
 //
 // Two clusters on one NATS server need prefixes of which neither starts
 // with the other's tokens ("wsloop" and "wsloop.r" would share subjects).
@@ -60,12 +61,17 @@
 //
 // Every node reports its non-empty rooms' member counts on the presence
 // subject every WithReportInterval (1 s): the rooms whose count changed,
-// and all of them when a node asks (a node that starts, or that missed a
-// report). Server.RoomLen adds the other nodes' last reports to its own
-// count, so a join on one node is counted on every other within two report
-// intervals (2 s by default) while the bus is up, with one message per node
-// per interval, never one per join. A node not heard from for three
-// intervals is forgotten: its members stop being counted.
+// and all of them to a node that starts. Server.RoomLen adds the other
+// nodes' last reports to its own count, so a join on one node is counted
+// on every other by its next report, within one interval, while the bus is
+// up, with one message per node per interval, never one per join. A node
+// that misses a report (NATS dropped it, see Faults) sees the gap in its
+// sender's numbering when the next one comes, and asks that node alone
+// for all its counts, which come back at once to it alone: a join whose
+// report was lost is counted within two intervals (2 s by default) and a
+// round trip. A node asks a peer at most once per interval however much it
+// misses, and its repairs cost the other nodes nothing. A node not heard
+// from for three intervals is forgotten: its members stop being counted.
 //
 // # Faults
 //
@@ -127,6 +133,8 @@ type config struct {
 	linger    time.Duration
 	report    time.Duration
 	reconcile time.Duration
+
+	presFilter func([]byte) bool // tests: a presence message it returns true for is lost
 }
 
 // WithPrefix sets the first token of every subject (default "wsloop");
@@ -167,7 +175,8 @@ func WithSendBuffer(n int) Option { return func(c *config) { c.sendBuf = n } }
 func WithLinger(d time.Duration) Option { return func(c *config) { c.linger = d } }
 
 // WithReportInterval sets how often presence is reported (default 1 s);
-// counts are current on every node within two intervals.
+// counts are current on every node within one interval, and within two
+// and a round trip on the bus when a report is lost.
 func WithReportInterval(d time.Duration) Option { return func(c *config) { c.report = d } }
 
 // Broker is a NATS broker for one engine.Server (engine.WithBroker).
@@ -201,6 +210,7 @@ type Broker struct {
 	bySub   map[*nats.Subscription]target
 	allSub  *nats.Subscription
 	presSub *nats.Subscription
+	nodeSub *nats.Subscription // this node's own: presence asks and snapshots
 
 	// Interest: hints from the engine, applied by run.
 	hintMu sync.Mutex
@@ -212,7 +222,7 @@ type Broker struct {
 
 	sent, failed, received, partial, dropped, keyMisses, reconnects atomic.Uint64
 	droppedGone                                                     atomic.Uint64 // drops counted by subscriptions since removed
-	presIn, subscribes                                              atomic.Uint64 // for tests: presence messages received, subscriptions made
+	presIn, subscribes, snapsOut                                    atomic.Uint64 // for tests: presence messages received, subscriptions made, snapshots sent to askers
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -314,7 +324,9 @@ func (b *Broker) Start(l engine.Local) error {
 	}
 	b.subsMu.Lock()
 	if b.allSub, err = nc.ChanSubscribe(b.cfg.prefix+".all", b.in); err == nil {
-		b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in)
+		if b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in); err == nil {
+			b.nodeSub, err = nc.ChanSubscribe(b.nodeSubject(b.node), b.in)
+		}
 	}
 	b.subsMu.Unlock()
 	if err != nil {
@@ -365,7 +377,8 @@ func (b *Broker) Close() error {
 	clear(b.bySub)
 	b.keepDrops(b.allSub)
 	b.keepDrops(b.presSub)
-	b.allSub, b.presSub = nil, nil
+	b.keepDrops(b.nodeSub)
+	b.allSub, b.presSub, b.nodeSub = nil, nil, nil
 	b.subsMu.Unlock()
 	b.nc.Close()
 	return nil
@@ -515,9 +528,16 @@ func msgCost(m *nats.Msg) int { return 128 + len(m.Subject) + len(m.Data) }
 // take queues m for delivery, or drops it when it does not fit; presence
 // is applied at once (it is small, and a lost report costs a repair).
 func (b *Broker) take(m *nats.Msg) {
-	if m.Sub == b.presSub {
+	if m.Sub == b.presSub || m.Sub == b.nodeSub {
+		if f := b.cfg.presFilter; f != nil && f(m.Data) {
+			return
+		}
 		b.presIn.Add(1)
-		b.onPresence(m.Data, time.Now())
+		if m.Sub == b.presSub {
+			b.onPresence(m.Data, time.Now())
+		} else {
+			b.onNodeMessage(m.Data, time.Now())
+		}
 		return
 	}
 	c := msgCost(m)
@@ -599,29 +619,42 @@ func (b *Broker) hint(t target) {
 	b.hintMu.Lock()
 	b.hints[t] = struct{}{}
 	b.hintMu.Unlock()
+	b.wake() // apply it now: a new room's subscription should not wait for the tick
+}
+
+// wake makes run do a round now.
+func (b *Broker) wake() {
 	select {
-	case b.kick <- struct{}{}: // apply it now: a new room's subscription should not wait for the tick
+	case b.kick <- struct{}{}:
 	default:
 	}
 }
 
 // run applies interest hints as they come (those that come while it
-// works wait for the next round, together) and, every 50 ms, lets
-// lingering subscriptions go and reports presence when due.
+// works wait for the next round, together), asks for and sends presence
+// snapshots as they are needed and, every 50 ms, lets lingering
+// subscriptions go and reports presence when due.
 func (b *Broker) run() {
 	defer b.wg.Done()
 	tick := time.NewTicker(b.cfg.reconcile)
 	defer tick.Stop()
+	// Reports go out on a schedule of their own, every interval exactly,
+	// so that a change waits at most one interval for the next report.
 	nextReport := time.Now()
+	reportDue := time.NewTimer(0)
+	defer reportDue.Stop()
 	spare := make(map[target]struct{})
 	for {
 		var now time.Time
+		report := false
 		select {
 		case <-b.stop:
 			return
 		case <-b.kick:
 			now = time.Now()
 		case now = <-tick.C:
+		case now = <-reportDue.C:
+			report = true
 		}
 		b.hintMu.Lock()
 		hints := b.hints
@@ -630,9 +663,13 @@ func (b *Broker) run() {
 		b.apply(hints, now)
 		clear(hints)
 		spare = hints
-		if !now.Before(nextReport) {
+		b.repair(now)
+		if report {
 			b.report(now)
-			nextReport = now.Add(b.cfg.report)
+			if nextReport = nextReport.Add(b.cfg.report); nextReport.Before(now) {
+				nextReport = now.Add(b.cfg.report) // fell behind: no burst of reports to catch up
+			}
+			reportDue.Reset(time.Until(nextReport))
 		}
 	}
 }
@@ -722,6 +759,7 @@ func (b *Broker) Stats() engine.BrokerStats {
 	st.Subscriptions = len(b.bySub)
 	dropped(b.allSub)
 	dropped(b.presSub)
+	dropped(b.nodeSub)
 	for sub := range b.bySub {
 		dropped(sub)
 	}
