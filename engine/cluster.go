@@ -61,8 +61,9 @@ type BrokerStats struct {
 	Subscriptions int    // rooms and keys this node receives for
 	Sent          uint64 // messages put on the bus (a publish counts once)
 	Failed        uint64 // messages for other nodes not put on the bus: the bus was down or the broker's buffer full
-	Received      uint64 // messages from other nodes delivered on this node
-	Dropped       uint64 // messages from other nodes dropped because this node fell behind
+	Received      uint64 // messages from other nodes queued for all their targets on this node
+	Partial       uint64 // messages from other nodes that some event loops of this node queued and others refused, their queues full (WithMaxQueuedBytes): the targets on those loops missed them
+	Dropped       uint64 // messages from other nodes that no target on this node got because it fell behind: the broker's buffer or every loop's queue was full
 	KeyMisses     uint64 // SendToKey messages that reached this node after the key had left it
 	Reconnects    uint64 // times the broker reconnected to its bus
 }
@@ -79,18 +80,21 @@ var ErrForwarded = errors.New("wsloop: key not on this node; forwarded to the cl
 func WithBroker(b Broker) Option { return func(o *options) { o.broker = b } }
 
 // Local is a server as its broker sees it: the same operations, reaching
-// this node's connections only.
+// this node's connections only. Its methods are safe from any goroutine.
 type Local struct{ s *Server }
 
 // Local returns the node-local view of s.
 func (s *Server) Local() Local { return Local{s} }
 
-// Publish delivers a message to room's members on this node.
+// Publish delivers a message to room's members on this node; its error is
+// Server.Publish's without a broker (a *QueueFullError when some loops'
+// queues were full).
 func (l Local) Publish(room string, op ws.OpCode, p []byte) error {
 	return l.s.publishLocal(room, op, p)
 }
 
-// Broadcast delivers a message to every connection of this node.
+// Broadcast delivers a message to every connection of this node; its
+// error is Server.Broadcast's without a broker.
 func (l Local) Broadcast(op ws.OpCode, p []byte) error { return l.s.broadcastLocal(op, p) }
 
 // SendToKey delivers a message to the connection bound to key on this

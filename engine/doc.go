@@ -159,13 +159,17 @@
 // it through Local as a local publish. Messages of one publisher reach
 // every member in order; those of two publishers on two nodes may
 // interleave differently on different nodes. RoomLen adds the other nodes'
-// members as they last reported them (Local().RoomLen is this node's
-// alone). A Publish from another node reaches a connection that joined a
+// members as they last reported them (broker/nats: current within one
+// report interval, two when a report is lost; Local().RoomLen is this
+// node's alone). A Publish from another node reaches a connection that joined a
 // room new to its node once the node's subscription is in place (broker/nats
 // applies it at once, and says how to tell). The broker's methods never block: when it cannot send (the bus
 // is down, its buffer is full) this node's members still get the message,
 // the call returns an error wrapping ErrBrokerUnavailable, and
-// Stats.Broker.Failed counts it.
+// Stats.Broker.Failed counts it. A message that some event loops of a
+// node refuse, their queues full, still reaches the other loops'
+// connections: a *QueueFullError says so to the caller on its own node,
+// and Stats.Broker.Partial counts it on the others.
 //
 // # TLS
 //

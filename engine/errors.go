@@ -39,11 +39,13 @@ var (
 	// 1008/1013 close for that reason.
 	ErrSlowConsumer = errors.New("wsloop: slow consumer: outbound buffer full")
 
-	// ErrQueueFull is returned by Publish, Broadcast, SendTo, Join, Leave
-	// and sends queued behind them when an event loop's queue holds
-	// WithMaxQueuedBytes of work not yet done: the caller produces faster
-	// than the loop delivers. Nothing was queued on that loop (Publish and
-	// Broadcast still reach the loops whose queues had room).
+	// ErrQueueFull is returned by Join, Leave and sends queued behind
+	// other work when an event loop's queue holds WithMaxQueuedBytes of
+	// work not yet done: the caller produces faster than the loop
+	// delivers, and nothing was queued. Publish, Broadcast and SendTo,
+	// which reach several loops, return a *QueueFullError instead, which
+	// says which part of the message was queued; errors.Is(err,
+	// ErrQueueFull) holds for both.
 	ErrQueueFull = errors.New("wsloop: event loop queue full")
 
 	// ErrNotConnected is returned by Server.SendToKey when no open
@@ -62,6 +64,34 @@ var (
 	// close frame (peer vanished, reset, EOF).
 	ErrConnectionLost = errors.New("wsloop: connection lost without a close frame")
 )
+
+// QueueFullError is returned by Publish, Broadcast and SendTo when some
+// event loops refused the message because their queues were full
+// (WithMaxQueuedBytes): the other loops queued it for their connections,
+// as if nothing had happened, and the connections on the refusing loops do
+// not get it. errors.Is(err, ErrQueueFull) holds. A message no loop took
+// has Queued 0.
+type QueueFullError struct {
+	Loops  int // event loops that refused the message
+	Queued int // event loops that queued it
+	// Missed is how many of the message's targets were on the refusing
+	// loops when they refused it: the room's members there (Publish, with
+	// Joins and Leaves not yet applied counted as RoomLen counts them),
+	// their sockets, handshaking ones included (Broadcast), or the listed
+	// connections there (SendTo). 0 means that no target missed it.
+	Missed int
+}
+
+func (e *QueueFullError) Error() string {
+	if e.Queued == 0 {
+		return fmt.Sprintf("wsloop: event loop queue full: refused by all %d loops (%d targets missed it)", e.Loops, e.Missed)
+	}
+	return fmt.Sprintf("wsloop: event loop queue full on %d of %d loops: queued on the others, %d targets missed it",
+		e.Loops, e.Loops+e.Queued, e.Missed)
+}
+
+// Unwrap returns ErrQueueFull.
+func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
 
 // CloseError describes how a connection ended; OnClose always receives one.
 //

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -407,14 +408,19 @@ func (s *Server) encode(it *pubItem, op ws.OpCode, p []byte) error {
 // permessage-deflate and the message reaches WithCompressionThreshold; each
 // event loop gets one task. Safe from any goroutine;
 // returns when the message is queued, not delivered. Delivery to each
-// connection is subject to WithMaxOutboundBytes. With a broker
-// (WithBroker), the message also goes to every other node of the cluster:
-// an error from the broker (wrapping ErrBrokerUnavailable) means that only
-// this node's connections get it.
+// connection is subject to WithMaxOutboundBytes. When some loops' queues
+// are full (WithMaxQueuedBytes), the others still queue the message and
+// the error is a *QueueFullError that says how many loops refused it and
+// how many sockets they held; nil means every loop queued it. With a
+// broker (WithBroker), the message also goes to every other node of the
+// cluster whatever happened here: an error from the broker (wrapping
+// ErrBrokerUnavailable) means that only this node's connections get it;
+// when both fail, the error joins both (errors.Is and errors.As find
+// each).
 func (s *Server) Broadcast(op ws.OpCode, p []byte) error {
 	err := s.broadcastLocal(op, p)
 	if b := s.opts.broker; b != nil && err != errBadOpcode {
-		err = firstErr(err, b.Broadcast(op, p))
+		err = joinErr(err, b.Broadcast(op, p))
 	}
 	return err
 }
@@ -428,15 +434,19 @@ func (s *Server) broadcastLocal(op ws.OpCode, p []byte) error {
 }
 
 // Publish sends one message to every member of room (see Conn.Join), like
-// Broadcast. Messages published by one goroutine reach each member in the
-// order they were published. With a broker (WithBroker), the members on
-// every node of the cluster get it, in the order one publisher published;
-// messages of two publishers on two nodes may interleave differently on
-// different nodes.
+// Broadcast: when some loops' queues are full, the others still queue it
+// and the *QueueFullError says how many of the room's members (as RoomLen
+// counted them on those loops) miss it. Messages published by one
+// goroutine reach each member in the order they were published (a member
+// whose loop refused one misses that one, and gets the later ones that its
+// loop queued). With a broker (WithBroker), the members on every node of
+// the cluster get it, in the order one publisher published; messages of
+// two publishers on two nodes may interleave differently on different
+// nodes.
 func (s *Server) Publish(room string, op ws.OpCode, p []byte) error {
 	err := s.publishLocal(room, op, p)
 	if b := s.opts.broker; b != nil && err != errBadOpcode {
-		err = firstErr(err, b.Publish(room, op, p))
+		err = joinErr(err, b.Publish(room, op, p))
 	}
 	return err
 }
@@ -449,16 +459,23 @@ func (s *Server) publishLocal(room string, op ws.OpCode, p []byte) error {
 	return s.toEachLoop(it)
 }
 
-func firstErr(a, b error) error {
-	if a != nil {
+// joinErr returns what went wrong here (a), on the bus (b), or both.
+func joinErr(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
 		return a
 	}
-	return b
+	return errors.Join(a, b)
 }
 
 // SendTo sends one message to the connections with the given ids, encoded
 // once and handed to each event loop in one task. Ids that are not
 // connected are skipped; it returns how many connections were targeted.
+// When some loops' queues are full, the others still queue it, and the
+// *QueueFullError's Missed says how many of the targeted connections do
+// not get it. Safe from any goroutine.
 func (s *Server) SendTo(ids []uint64, op ws.OpCode, p []byte) (int, error) {
 	it := pubItem{kind: pubConns}
 	if err := s.encode(&it, op, p); err != nil {
@@ -472,25 +489,74 @@ func (s *Server) SendTo(ids []uint64, op ws.OpCode, p []byte) (int, error) {
 			n++
 		}
 	}
-	for l, conns := range byLoop {
-		it.conns = conns
-		if err := l.enqueue(it); err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// toEachLoop queues it on every loop. If a loop's queue is full the
-// others still get it, and the error says so.
-func (s *Server) toEachLoop(it pubItem) error {
-	var err error
-	s.eachLoop(func(l *loop) {
-		if e := l.enqueue(it); e != nil {
-			err = e
+	var r fanResult
+	s.eachLoop(func(l *loop) { // in the loops' order, not the map's: the same every time
+		if conns := byLoop[l]; conns != nil {
+			it.conns = conns
+			r.note(l, &it, l.enqueue(it))
 		}
 	})
-	return err
+	return n, r.err()
+}
+
+// toEachLoop queues it on every loop. A loop whose queue is full does not
+// stop the others; the error says which part was queued.
+func (s *Server) toEachLoop(it pubItem) error {
+	var r fanResult
+	s.eachLoop(func(l *loop) { r.note(l, &it, l.enqueue(it)) })
+	return r.err()
+}
+
+// fanResult collects what enqueueing a message on each of its loops did.
+type fanResult struct {
+	qf     QueueFullError
+	failed error // the server is closing
+}
+
+// note records that enqueueing it on l returned err: queued (nil),
+// refused (ErrQueueFull: its targets there miss it), or failed otherwise.
+func (r *fanResult) note(l *loop, it *pubItem, err error) {
+	switch err {
+	case nil:
+		r.qf.Queued++
+	case ErrQueueFull:
+		r.qf.Loops++
+		r.qf.Missed += l.targets(it)
+	default:
+		r.failed = err
+	}
+}
+
+func (r *fanResult) err() error {
+	switch {
+	case r.failed != nil:
+		return r.failed
+	case r.qf.Loops > 0:
+		qf := r.qf
+		return &qf
+	}
+	return nil
+}
+
+// targets counts its targets on l, from any goroutine: as RoomLen counts
+// a room's members, the loop's sockets for a broadcast, the listed
+// connections.
+func (l *loop) targets(it *pubItem) int {
+	switch it.kind {
+	case pubRoom:
+		l.roomsMu.RLock()
+		n := l.rooms.Len(it.room)
+		l.pub.mu.Lock()
+		n += int(l.pub.pending[it.room])
+		l.pub.mu.Unlock()
+		l.roomsMu.RUnlock()
+		return max(n, 0)
+	case pubAll:
+		return int(l.stats.conns.Load())
+	case pubConns:
+		return len(it.conns)
+	}
+	return 0
 }
 
 // Join adds c to room: a Publish to room made after Join returns reaches
@@ -522,7 +588,8 @@ func (c *Conn) Leave(room string) error {
 // a Join still queued, is counted right once its loop has applied that
 // (at once, unless the loop is busy). With a broker (WithBroker) it adds
 // the members on the other nodes as they last reported them (broker/nats:
-// within two seconds). Safe from any goroutine.
+// current within its report interval, 1 s by default, and within two and a
+// round trip when a report is lost). Safe from any goroutine.
 func (s *Server) RoomLen(room string) int {
 	n := s.localRoomLen(room)
 	if b := s.opts.broker; b != nil {

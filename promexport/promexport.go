@@ -32,6 +32,14 @@
 // wsloop_shed_connections_total, wsloop_queue_full_total,
 // wsloop_deflated_messages_total and wsloop_inflated_messages_total. Each
 // is the engine.Stats field of the same meaning; see its documentation.
+//
+// A cluster's broker (engine.WithBroker; all zero without one), from
+// Stats.Broker: gauges wsloop_broker_connected (1 or 0),
+// wsloop_broker_nodes and wsloop_broker_subscriptions; counters
+// wsloop_broker_sent_total, wsloop_broker_failed_total,
+// wsloop_broker_received_total, wsloop_broker_partial_total,
+// wsloop_broker_dropped_total, wsloop_broker_key_misses_total and
+// wsloop_broker_reconnects_total.
 package promexport
 
 import (
@@ -93,8 +101,10 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("broker_subscriptions", "Rooms and keys this node receives from the bus for.", gauge, func(s *engine.Stats) float64 { return float64(s.Broker.Subscriptions) })
 	add("broker_sent_total", "Messages put on the bus for the other nodes; a publish counts once.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Sent) })
 	add("broker_failed_total", "Messages for the other nodes not put on the bus (bus down, buffer full).", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Failed) })
-	add("broker_received_total", "Messages from other nodes delivered on this node.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Received) })
-	add("broker_dropped_total", "Messages from other nodes dropped because this node fell behind.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Dropped) })
+	add("broker_received_total", "Messages from other nodes queued for all their targets on this node.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Received) })
+	add("broker_partial_total", "Messages from other nodes that some event loops of this node queued and others refused (queue full): the targets on those loops missed them.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Partial) })
+	add("broker_dropped_total", "Messages from other nodes that no target on this node got because it fell behind.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Dropped) })
+	add("broker_key_misses_total", "SendToKey messages that reached this node after the key had left it.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.KeyMisses) })
 	add("broker_reconnects_total", "Times the broker reconnected to its bus.", counter, func(s *engine.Stats) float64 { return float64(s.Broker.Reconnects) })
 	c.perLoop = prometheus.NewDesc("wsloop_loop_connections", "Sockets on each event loop.", []string{"loop"}, constLabels)
 	return c

@@ -106,3 +106,67 @@ wsloop_rejected_upgrades_total{server="test"} 1
 		}
 	}
 }
+
+// stubBroker is a broker that carries nothing and reports fixed counters,
+// so that the broker metrics can be checked against known figures.
+type stubBroker struct{ st engine.BrokerStats }
+
+func (*stubBroker) Start(engine.Local) error                  { return nil }
+func (*stubBroker) Publish(string, ws.OpCode, []byte) error   { return nil }
+func (*stubBroker) Broadcast(ws.OpCode, []byte) error         { return nil }
+func (*stubBroker) SendToKey(string, ws.OpCode, []byte) error { return nil }
+func (*stubBroker) RoomChanged(string)                        {}
+func (*stubBroker) KeyChanged(string)                         {}
+func (*stubBroker) RemoteRoomLen(string) int                  { return 0 }
+func (b *stubBroker) Stats() engine.BrokerStats               { return b.st }
+func (*stubBroker) Close() error                              { return nil }
+
+// Every broker counter is exported under its documented name.
+func TestCollectorBroker(t *testing.T) {
+	b := &stubBroker{engine.BrokerStats{Connected: true, Nodes: 2, Subscriptions: 3, Sent: 4, Failed: 5,
+		Received: 6, Partial: 7, Dropped: 8, KeyMisses: 9, Reconnects: 10}}
+	srv, err := engine.New(echo{}, engine.WithBroker(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(srv, nil))
+	want := `
+# HELP wsloop_broker_connected 1 while the broker is connected to its bus.
+# TYPE wsloop_broker_connected gauge
+wsloop_broker_connected 1
+# HELP wsloop_broker_nodes Other nodes of the cluster heard from recently.
+# TYPE wsloop_broker_nodes gauge
+wsloop_broker_nodes 2
+# HELP wsloop_broker_subscriptions Rooms and keys this node receives from the bus for.
+# TYPE wsloop_broker_subscriptions gauge
+wsloop_broker_subscriptions 3
+# HELP wsloop_broker_sent_total Messages put on the bus for the other nodes; a publish counts once.
+# TYPE wsloop_broker_sent_total counter
+wsloop_broker_sent_total 4
+# HELP wsloop_broker_failed_total Messages for the other nodes not put on the bus (bus down, buffer full).
+# TYPE wsloop_broker_failed_total counter
+wsloop_broker_failed_total 5
+# HELP wsloop_broker_received_total Messages from other nodes queued for all their targets on this node.
+# TYPE wsloop_broker_received_total counter
+wsloop_broker_received_total 6
+# HELP wsloop_broker_partial_total Messages from other nodes that some event loops of this node queued and others refused (queue full): the targets on those loops missed them.
+# TYPE wsloop_broker_partial_total counter
+wsloop_broker_partial_total 7
+# HELP wsloop_broker_dropped_total Messages from other nodes that no target on this node got because it fell behind.
+# TYPE wsloop_broker_dropped_total counter
+wsloop_broker_dropped_total 8
+# HELP wsloop_broker_key_misses_total SendToKey messages that reached this node after the key had left it.
+# TYPE wsloop_broker_key_misses_total counter
+wsloop_broker_key_misses_total 9
+# HELP wsloop_broker_reconnects_total Times the broker reconnected to its bus.
+# TYPE wsloop_broker_reconnects_total counter
+wsloop_broker_reconnects_total 10
+`
+	names := []string{"wsloop_broker_connected", "wsloop_broker_nodes", "wsloop_broker_subscriptions", "wsloop_broker_sent_total",
+		"wsloop_broker_failed_total", "wsloop_broker_received_total", "wsloop_broker_partial_total", "wsloop_broker_dropped_total",
+		"wsloop_broker_key_misses_total", "wsloop_broker_reconnects_total"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+}

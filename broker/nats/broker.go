@@ -19,6 +19,7 @@
 //	wsloop.k.<key>       messages for the connection bound to a key
 //	wsloop.all           broadcasts
 //	wsloop.presence      each node's member counts
+//	wsloop.presence.<id> one node's: asks for its counts, and the answers
 //
 // Two clusters on one NATS server need prefixes of which neither starts
 // with the other's tokens ("wsloop" and "wsloop.r" would share subjects).
@@ -60,12 +61,17 @@
 //
 // Every node reports its non-empty rooms' member counts on the presence
 // subject every WithReportInterval (1 s): the rooms whose count changed,
-// and all of them when a node asks (a node that starts, or that missed a
-// report). Server.RoomLen adds the other nodes' last reports to its own
-// count, so a join on one node is counted on every other within two report
-// intervals (2 s by default) while the bus is up, with one message per node
-// per interval, never one per join. A node not heard from for three
-// intervals is forgotten: its members stop being counted.
+// and all of them to a node that starts. Server.RoomLen adds the other
+// nodes' last reports to its own count, so a join on one node is counted
+// on every other by its next report, within one interval, while the bus is
+// up, with one message per node per interval, never one per join. A node
+// that misses a report (NATS dropped it, see Faults) sees the gap in its
+// sender's numbering when the next one comes, and asks that node alone
+// for all its counts, which come back at once to it alone: a join whose
+// report was lost is counted within two intervals (2 s by default) and a
+// round trip. A node asks a peer at most once per interval however much it
+// misses, and its repairs cost the other nodes nothing. A node not heard
+// from for three intervals is forgotten: its members stop being counted.
 //
 // # Faults
 //
@@ -77,13 +83,17 @@
 // counted in Stats.Broker.Failed; the broker is never queued up to replay
 // stale messages after an outage. It reconnects by itself, forever, and
 // NATS resubscribes every subscription it had; presence catches up in the
-// next interval. Messages from the bus wait in one bounded channel
-// (WithPendingMessages, 4096 messages: at most that many times the NATS
-// server's max_payload in bytes, so set max_payload near your largest
-// message); a node that falls behind drops what does not fit, counted in
-// Stats.Broker.Dropped, and NATS itself never lets a slow client hold up
-// the others. A stalled NATS server fails the broker's writes after 2 s
-// rather than holding it. The broker runs three goroutines of its own
+// next interval. Messages from the bus wait in two bounded queues: the
+// NATS client's (WithPendingMessages, 65,536 messages), which the broker
+// empties before it delivers each message, and the broker's own
+// (WithPendingBytes, 32 MiB), from which it delivers them in order. The
+// first absorbs a burst that NATS reads faster than the broker is
+// scheduled; the second holds a backlog, bounded in bytes whatever the
+// messages' size. A node that falls behind drops what does not fit,
+// counted in Stats.Broker.Dropped (and a message that some of its event
+// loops took and others refused, in Stats.Broker.Partial); NATS itself
+// never lets a slow client hold up the others. A stalled NATS server
+// fails the broker's writes after 2 s rather than holding it. The broker runs three goroutines of its own
 // (sending, delivering, and interest with presence) besides the NATS
 // client's, whatever the number of connections and rooms.
 //
@@ -118,10 +128,13 @@ type config struct {
 	prefix    string
 	natsOpts  []nats.Option
 	pending   int
+	pendBytes int
 	sendBuf   int
 	linger    time.Duration
 	report    time.Duration
 	reconcile time.Duration
+
+	presFilter func([]byte) bool // tests: a presence message it returns true for is lost
 }
 
 // WithPrefix sets the first token of every subject (default "wsloop");
@@ -136,10 +149,22 @@ func WithNATSOptions(o ...nats.Option) Option {
 	return func(c *config) { c.natsOpts = append(c.natsOpts, o...) }
 }
 
-// WithPendingMessages bounds the messages from the bus waiting to be
-// delivered on this node (default 4096); more are dropped and counted.
-// Their bytes are bounded by n times the NATS server's max_payload.
+// WithPendingMessages bounds the messages that the NATS client queues for
+// the broker before it takes them in (default 65,536, NATS's own
+// DefaultMaxChanLen); more are dropped and counted. The broker takes them
+// in after each message it delivers, so they wait there only as long as
+// one delivery or a scheduling delay: the NATS client reads a burst
+// without pausing, and the Go scheduler may leave the broker waiting for
+// up to its 10 ms time slice meanwhile, long enough for several thousand
+// small messages. Their bytes are bounded by n times the NATS server's
+// max_payload.
 func WithPendingMessages(n int) Option { return func(c *config) { c.pending = n } }
+
+// WithPendingBytes bounds the bytes of the messages from the bus that the
+// broker has taken in and not yet delivered on this node (default 32 MiB,
+// counting 128 bytes per message besides its subject and payload); a
+// message that does not fit is dropped and counted.
+func WithPendingBytes(n int) Option { return func(c *config) { c.pendBytes = n } }
 
 // WithSendBuffer bounds the bytes of messages waiting to go on the bus
 // (default 8 MiB); a message that does not fit fails.
@@ -150,7 +175,8 @@ func WithSendBuffer(n int) Option { return func(c *config) { c.sendBuf = n } }
 func WithLinger(d time.Duration) Option { return func(c *config) { c.linger = d } }
 
 // WithReportInterval sets how often presence is reported (default 1 s);
-// counts are current on every node within two intervals.
+// counts are current on every node within one interval, and within two
+// and a round trip on the bus when a report is lost.
 func WithReportInterval(d time.Duration) Option { return func(c *config) { c.report = d } }
 
 // Broker is a NATS broker for one engine.Server (engine.WithBroker).
@@ -173,12 +199,18 @@ type Broker struct {
 	outWake  chan struct{}
 	kick     chan struct{} // a hint arrived
 
-	// Inbound: every subscription delivers into in; deliver drains it.
+	// Inbound: every subscription delivers into in; deliver takes what
+	// is there into inq (bounded in bytes) after every message it
+	// delivers, and delivers from inq.
 	in      chan *nats.Msg
+	inq     []*nats.Msg // deliver only: inq[inHead:] waits
+	inHead  int         // deliver only
+	inBytes int         // deliver only: msgCost of what waits in inq
 	subsMu  sync.RWMutex
 	bySub   map[*nats.Subscription]target
 	allSub  *nats.Subscription
 	presSub *nats.Subscription
+	nodeSub *nats.Subscription // this node's own: presence asks and snapshots
 
 	// Interest: hints from the engine, applied by run.
 	hintMu sync.Mutex
@@ -188,9 +220,9 @@ type Broker struct {
 	counts map[string]int32     // run only: this node's room counts as last read
 	pres   presence
 
-	sent, failed, received, dropped, keyMisses, reconnects atomic.Uint64
-	droppedGone                                            atomic.Uint64 // drops counted by subscriptions since removed
-	presIn, subscribes                                     atomic.Uint64 // for tests: presence messages received, subscriptions made
+	sent, failed, received, partial, dropped, keyMisses, reconnects atomic.Uint64
+	droppedGone                                                     atomic.Uint64 // drops counted by subscriptions since removed
+	presIn, subscribes, snapsOut                                    atomic.Uint64 // for tests: presence messages received, subscriptions made, snapshots sent to askers
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -214,7 +246,7 @@ type outItem struct {
 // New returns a broker that will connect to the NATS server(s) at url (a
 // comma-separated list) when its server starts.
 func New(url string, opts ...Option) *Broker {
-	cfg := config{prefix: "wsloop", pending: 4096, sendBuf: 8 << 20, linger: 2 * time.Second,
+	cfg := config{prefix: "wsloop", pending: nats.DefaultMaxChanLen, pendBytes: 32 << 20, sendBuf: 8 << 20, linger: 2 * time.Second,
 		report: time.Second, reconcile: 50 * time.Millisecond}
 	for _, o := range opts {
 		o(&cfg)
@@ -243,8 +275,8 @@ func (b *Broker) Start(l engine.Local) error {
 	if !b.started.CompareAndSwap(false, true) {
 		return errors.New("natsbroker: a broker serves one server")
 	}
-	if b.cfg.pending < 1 || b.cfg.sendBuf < 1 || b.cfg.linger < 0 || b.cfg.report <= 0 {
-		return errors.New("natsbroker: WithPendingMessages, WithSendBuffer and WithReportInterval need positive values, WithLinger a non-negative one")
+	if b.cfg.pending < 1 || b.cfg.pendBytes < 1 || b.cfg.sendBuf < 1 || b.cfg.linger < 0 || b.cfg.report <= 0 {
+		return errors.New("natsbroker: WithPendingMessages, WithPendingBytes, WithSendBuffer and WithReportInterval need positive values, WithLinger a non-negative one")
 	}
 	if !validPrefix(b.cfg.prefix) {
 		return fmt.Errorf("natsbroker: WithPrefix(%q): need dot-separated tokens of letters, digits, '-' and '_'", b.cfg.prefix)
@@ -292,7 +324,9 @@ func (b *Broker) Start(l engine.Local) error {
 	}
 	b.subsMu.Lock()
 	if b.allSub, err = nc.ChanSubscribe(b.cfg.prefix+".all", b.in); err == nil {
-		b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in)
+		if b.presSub, err = nc.ChanSubscribe(b.cfg.prefix+".presence", b.in); err == nil {
+			b.nodeSub, err = nc.ChanSubscribe(b.nodeSubject(b.node), b.in)
+		}
 	}
 	b.subsMu.Unlock()
 	if err != nil {
@@ -343,7 +377,8 @@ func (b *Broker) Close() error {
 	clear(b.bySub)
 	b.keepDrops(b.allSub)
 	b.keepDrops(b.presSub)
-	b.allSub, b.presSub = nil, nil
+	b.keepDrops(b.nodeSub)
+	b.allSub, b.presSub, b.nodeSub = nil, nil, nil
 	b.subsMu.Unlock()
 	b.nc.Close()
 	return nil
@@ -454,25 +489,91 @@ func (b *Broker) send() {
 	}
 }
 
-// deliver hands messages from the bus to this node's connections.
+// deliver hands messages from the bus to this node's connections. Before
+// each message it takes in all that NATS has queued for it: the NATS
+// client's queue is bounded in messages (each up to max_payload), this
+// one in bytes, so a backlog of small messages (a burst) fits while one of
+// large messages stays within WithPendingBytes.
 func (b *Broker) deliver() {
 	defer b.wg.Done()
 	for {
-		select {
-		case <-b.stop:
-			return
-		case m := <-b.in:
+		if b.inHead == len(b.inq) {
+			select {
+			case <-b.stop:
+				return
+			case m := <-b.in:
+				b.take(m)
+			}
+		}
+		for more := true; more; {
+			select {
+			case <-b.stop:
+				return
+			case m := <-b.in:
+				b.take(m)
+			default:
+				more = false
+			}
+		}
+		if m := b.next(); m != nil {
 			b.deliverOne(m)
 		}
 	}
 }
 
-func (b *Broker) deliverOne(m *nats.Msg) {
-	if m.Sub == b.presSub {
+// msgCost is what a message from the bus counts against WithPendingBytes:
+// its subject, its payload and about the size of a nats.Msg.
+func msgCost(m *nats.Msg) int { return 128 + len(m.Subject) + len(m.Data) }
+
+// take queues m for delivery, or drops it when it does not fit; presence
+// is applied at once (it is small, and a lost report costs a repair).
+func (b *Broker) take(m *nats.Msg) {
+	if m.Sub == b.presSub || m.Sub == b.nodeSub {
+		if f := b.cfg.presFilter; f != nil && f(m.Data) {
+			return
+		}
 		b.presIn.Add(1)
-		b.onPresence(m.Data, time.Now())
+		if m.Sub == b.presSub {
+			b.onPresence(m.Data, time.Now())
+		} else {
+			b.onNodeMessage(m.Data, time.Now())
+		}
 		return
 	}
+	c := msgCost(m)
+	if b.inHead < len(b.inq) && b.inBytes+c > b.cfg.pendBytes {
+		b.dropped.Add(1)
+		return
+	}
+	if b.inHead > 0 && b.inHead >= len(b.inq)/2 && len(b.inq) == cap(b.inq) {
+		// Slide the waiting part down rather than grow the slice.
+		n := copy(b.inq, b.inq[b.inHead:])
+		clear(b.inq[n:])
+		b.inq, b.inHead = b.inq[:n], 0
+	}
+	b.inq = append(b.inq, m)
+	b.inBytes += c
+}
+
+// next returns the oldest message taken in, or nil.
+func (b *Broker) next() *nats.Msg {
+	if b.inHead == len(b.inq) {
+		return nil
+	}
+	m := b.inq[b.inHead]
+	b.inq[b.inHead] = nil
+	b.inHead++
+	b.inBytes -= msgCost(m)
+	if b.inHead == len(b.inq) {
+		b.inq, b.inHead = b.inq[:0], 0
+		if cap(b.inq) > 1<<16 {
+			b.inq = nil // a backlog passed: do not keep its slice
+		}
+	}
+	return m
+}
+
+func (b *Broker) deliverOne(m *nats.Msg) {
 	if len(m.Data) < 1 || (m.Data[0] != byte(ws.OpText) && m.Data[0] != byte(ws.OpBinary)) {
 		b.dropped.Add(1) // not from a wsloop broker
 		return
@@ -497,11 +598,15 @@ func (b *Broker) deliverOne(m *nats.Msg) {
 			}
 		}
 	}
-	if err != nil {
-		b.dropped.Add(1) // a loop's queue was full (engine.ErrQueueFull)
-		return
+	var qf *engine.QueueFullError
+	switch {
+	case err == nil, errors.As(err, &qf) && qf.Missed == 0: // the loops that refused it had none of its targets
+		b.received.Add(1)
+	case qf != nil && qf.Queued > 0:
+		b.partial.Add(1) // some loops' queues were full: their members missed it
+	default:
+		b.dropped.Add(1) // every loop's queue was full, or the key's connection is a slow consumer
 	}
-	b.received.Add(1)
 }
 
 // RoomChanged notes that room's membership here changed.
@@ -514,29 +619,42 @@ func (b *Broker) hint(t target) {
 	b.hintMu.Lock()
 	b.hints[t] = struct{}{}
 	b.hintMu.Unlock()
+	b.wake() // apply it now: a new room's subscription should not wait for the tick
+}
+
+// wake makes run do a round now.
+func (b *Broker) wake() {
 	select {
-	case b.kick <- struct{}{}: // apply it now: a new room's subscription should not wait for the tick
+	case b.kick <- struct{}{}:
 	default:
 	}
 }
 
 // run applies interest hints as they come (those that come while it
-// works wait for the next round, together) and, every 50 ms, lets
-// lingering subscriptions go and reports presence when due.
+// works wait for the next round, together), asks for and sends presence
+// snapshots as they are needed and, every 50 ms, lets lingering
+// subscriptions go and reports presence when due.
 func (b *Broker) run() {
 	defer b.wg.Done()
 	tick := time.NewTicker(b.cfg.reconcile)
 	defer tick.Stop()
+	// Reports go out on a schedule of their own, every interval exactly,
+	// so that a change waits at most one interval for the next report.
 	nextReport := time.Now()
+	reportDue := time.NewTimer(0)
+	defer reportDue.Stop()
 	spare := make(map[target]struct{})
 	for {
 		var now time.Time
+		report := false
 		select {
 		case <-b.stop:
 			return
 		case <-b.kick:
 			now = time.Now()
 		case now = <-tick.C:
+		case now = <-reportDue.C:
+			report = true
 		}
 		b.hintMu.Lock()
 		hints := b.hints
@@ -545,9 +663,13 @@ func (b *Broker) run() {
 		b.apply(hints, now)
 		clear(hints)
 		spare = hints
-		if !now.Before(nextReport) {
+		b.repair(now)
+		if report {
 			b.report(now)
-			nextReport = now.Add(b.cfg.report)
+			if nextReport = nextReport.Add(b.cfg.report); nextReport.Before(now) {
+				nextReport = now.Add(b.cfg.report) // fell behind: no burst of reports to catch up
+			}
+			reportDue.Reset(time.Until(nextReport))
 		}
 	}
 }
@@ -622,6 +744,7 @@ func (b *Broker) Stats() engine.BrokerStats {
 		Sent:       b.sent.Load(),
 		Failed:     b.failed.Load(),
 		Received:   b.received.Load(),
+		Partial:    b.partial.Load(),
 		Dropped:    b.dropped.Load() + b.droppedGone.Load(),
 		KeyMisses:  b.keyMisses.Load(),
 		Reconnects: b.reconnects.Load(),
@@ -636,6 +759,7 @@ func (b *Broker) Stats() engine.BrokerStats {
 	st.Subscriptions = len(b.bySub)
 	dropped(b.allSub)
 	dropped(b.presSub)
+	dropped(b.nodeSub)
 	for sub := range b.bySub {
 		dropped(sub)
 	}

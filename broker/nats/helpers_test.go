@@ -95,9 +95,16 @@ type node struct {
 // startNode runs a server with a broker on ns's URL.
 func startNode(t *testing.T, natsURL string, opts []Option, eopts ...engine.Option) *node {
 	t.Helper()
+	return startNodeWith(t, member{}, natsURL, opts, eopts...)
+}
+
+// startNodeWith runs a server with handler h (which gets member's upgrade
+// hook) and a broker on ns's URL.
+func startNodeWith(t *testing.T, h engine.Handler, natsURL string, opts []Option, eopts ...engine.Option) *node {
+	t.Helper()
 	opts = append([]Option{WithLinger(100 * time.Millisecond), WithReportInterval(200 * time.Millisecond)}, opts...)
 	b := New(natsURL, opts...)
-	srv, err := engine.New(member{}, append([]engine.Option{engine.WithBroker(b), engine.WithUpgradeHook(hook),
+	srv, err := engine.New(h, append([]engine.Option{engine.WithBroker(b), engine.WithUpgradeHook(hook),
 		engine.WithCheckOrigin(engine.AnyOrigin), engine.WithEventLoops(2)}, eopts...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package natsbroker
+
+const raceEnabled = false

@@ -1,0 +1,128 @@
+package natsbroker
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// withPresenceFilter makes the broker lose the presence messages f
+// returns true for, as if NATS had dropped them.
+func withPresenceFilter(f func([]byte) bool) Option {
+	return func(c *config) { c.presFilter = f }
+}
+
+// presFrom reports whether d is a report of node id, and its flags and seq.
+func presFrom(d []byte, id uint64) (flags byte, seq uint32, ok bool) {
+	if len(d) < presHeader || d[0] != 'P' || binary.LittleEndian.Uint64(d[2:]) != id {
+		return 0, 0, false
+	}
+	return d[1], binary.LittleEndian.Uint32(d[10:]), true
+}
+
+// A lost presence report is repaired within the documented time: a join
+// on B whose report A misses is counted on A within two report intervals
+// and a round trip, also right after another such repair. The repair
+// costs the other nodes nothing: C sees no full report from B. And a node
+// that keeps missing what a peer sends asks it at most once per interval.
+func TestClusterPresenceLostReport(t *testing.T) {
+	const interval = 500 * time.Millisecond
+	ns := runNATS(t, -1)
+	var bID atomic.Uint64
+	var lose atomic.Pointer[[]byte] // the room whose next report from B A loses
+	var loseMiddle atomic.Bool      // A loses part 1 of every snapshot from B
+	var lost atomic.Int64
+	onA := withPresenceFilter(func(d []byte) bool {
+		if loseMiddle.Load() && len(d) >= snapHeader && d[0] == 'S' && binary.LittleEndian.Uint16(d[14:]) == 1 {
+			return true
+		}
+		flags, _, ok := presFrom(d, bID.Load())
+		if !ok || flags&flagFull != 0 {
+			return false
+		}
+		if r := lose.Load(); r != nil && bytes.Contains(d[presHeader:], *r) && lose.CompareAndSwap(r, nil) {
+			lost.Add(1)
+			return true
+		}
+		return false
+	})
+	var watchC atomic.Bool
+	var fullOnC atomic.Int64 // full reports from B that C got while watched
+	onC := withPresenceFilter(func(d []byte) bool {
+		if flags, _, ok := presFrom(d, bID.Load()); ok && flags&flagFull != 0 && watchC.Load() {
+			fullOnC.Add(1)
+		}
+		return false
+	})
+	every := WithReportInterval(interval)
+	a := startNode(t, ns.ClientURL(), []Option{every, onA})
+	b := startNode(t, ns.ClientURL(), []Option{every})
+	startNode(t, ns.ClientURL(), []Option{every, onC})
+	bID.Store(b.b.node)
+	waitFor(t, "the nodes to know each other", func() bool { return a.srv.Stats().Broker.Nodes == 2 && b.srv.Stats().Broker.Nodes == 2 })
+	time.Sleep(3 * interval) // the full reports of the start are over
+
+	// join has a member of room join on B, with A losing the report that
+	// says so, and returns how long A took to count it once B did.
+	join := func(room string) time.Duration {
+		t.Helper()
+		r := []byte(room)
+		lose.Store(&r)
+		before := lost.Load()
+		dial(t, b, "room="+room)
+		waitFor(t, "B counting "+room, func() bool { return b.srv.Local().RoomLen(room) == 1 })
+		start := time.Now()
+		waitFor(t, "A counting "+room, func() bool { return a.srv.RoomLen(room) == 1 })
+		took := time.Since(start)
+		if lost.Load() != before+1 {
+			t.Fatalf("A lost %d reports of B, want 1: the test did not drop the report of the join", lost.Load()-before)
+		}
+		return took
+	}
+	first := join("lost1")
+	watchC.Store(true)
+	second := join("lost2")
+	watchC.Store(false)
+	t.Logf("a join whose report was lost was counted after %v; the next one, right after, after %v (interval %v)", first, second, interval)
+	// Two intervals: the report of the join, lost, and the next one, which
+	// shows the loss; then a round trip. Allow for a loaded machine.
+	if bound := 2*interval + interval/2; first > bound || second > bound {
+		t.Errorf("counted after %v and %v; the documented bound is two report intervals (%v) and a round trip", first, second, 2*interval)
+	}
+	if n := fullOnC.Load(); n != 0 {
+		t.Errorf("C got %d full reports from B while A repaired its count: the repair should cost only A and B", n)
+	}
+
+	// Chronic loss: B's counts take three parts to send, and A loses the
+	// middle part of every snapshot B sends it. Each time, the last part
+	// shows A the loss at once; A still asks B at most once per interval,
+	// and counts right once the losses stop.
+	cl := dial(t, b, "")
+	const rooms = 8000 // about 100 KB of entries
+	for i := range rooms {
+		if err := cl.c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "join room-%05d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := fmt.Sprintf("room-%05d", rooms-1)
+	waitFor(t, "A counting B's rooms", func() bool { return a.srv.RoomLen(last) == 1 })
+	snaps := b.b.snapsOut.Load()
+	loseMiddle.Store(true)
+	lose.Store(&[]byte{}) // and the next report, so that A asks
+	start := time.Now()
+	time.Sleep(8 * interval)
+	loseMiddle.Store(false)
+	window := time.Since(start)
+	sent := b.b.snapsOut.Load() - snaps
+	t.Logf("A lost the middle of every snapshot of B for %v: B sent %d", window, sent)
+	if most := uint64(window/interval) + 2; sent > most || sent < 2 {
+		t.Errorf("B sent %d snapshots in %v, want 2 to %d (once per interval at most)", sent, window, most)
+	}
+	cl.c.Close()
+	waitFor(t, "A counting B's rooms empty", func() bool { return a.srv.RoomLen(last) == 0 && a.srv.RoomLen("room-00000") == 0 })
+}
