@@ -30,8 +30,11 @@
 // wsloop_rejected_upgrades_total, wsloop_handshake_timeouts_total,
 // wsloop_close_timeouts_total, wsloop_accept_errors_total,
 // wsloop_shed_connections_total, wsloop_queue_full_total,
-// wsloop_deflated_messages_total and wsloop_inflated_messages_total. Each
-// is the engine.Stats field of the same meaning; see its documentation.
+// wsloop_deflated_messages_total, wsloop_inflated_messages_total,
+// wsloop_tls_handshake_failures_total, wsloop_tls_handshake_overflows_total,
+// wsloop_proxy_rejected_total and wsloop_loop_stalls_total; gauges
+// wsloop_tls_handshakes and wsloop_tls_handshakes_waiting. Each is the
+// engine.Stats field of the same meaning; see its documentation.
 //
 // A cluster's broker (engine.WithBroker; all zero without one), from
 // Stats.Broker: gauges wsloop_broker_connected (1 or 0),
@@ -90,6 +93,12 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("queue_full_total", "Calls refused with ErrQueueFull (WithMaxQueuedBytes).", counter, func(s *engine.Stats) float64 { return float64(s.QueueFull) })
 	add("deflated_messages_total", "Messages compressed (permessage-deflate); a publish counts once.", counter, func(s *engine.Stats) float64 { return float64(s.Deflated) })
 	add("inflated_messages_total", "Compressed messages received and decompressed.", counter, func(s *engine.Stats) float64 { return float64(s.Inflated) })
+	add("tls_handshake_failures_total", "TLS handshakes that failed (bad input, no shared version or cipher).", counter, func(s *engine.Stats) float64 { return float64(s.TLSHandshakeFailures) })
+	add("tls_handshake_overflows_total", "Sockets closed for sending more than WithMaxTLSHandshakeBytes before their TLS handshake ended.", counter, func(s *engine.Stats) float64 { return float64(s.TLSHandshakeOverflows) })
+	add("tls_handshakes", "TLS handshakes running now.", gauge, func(s *engine.Stats) float64 { return float64(s.TLSHandshakes) })
+	add("tls_handshakes_waiting", "TLS handshakes waiting for a slot (WithMaxTLSHandshakes).", gauge, func(s *engine.Stats) float64 { return float64(s.TLSHandshakesWaiting) })
+	add("proxy_rejected_total", "Sockets closed for a malformed or untrusted PROXY header.", counter, func(s *engine.Stats) float64 { return float64(s.ProxyRejected) })
+	add("loop_stalls_total", "Times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks).", counter, func(s *engine.Stats) float64 { return float64(s.LoopStalls) })
 	// A cluster's broker (engine.WithBroker); zero without one.
 	add("broker_connected", "1 while the broker is connected to its bus.", gauge, func(s *engine.Stats) float64 {
 		if s.Broker.Connected {

@@ -100,7 +100,9 @@ wsloop_rejected_upgrades_total{server="test"} 1
 	b, _ := io.ReadAll(resp.Body)
 	body := string(b)
 	for _, name := range []string{"wsloop_sockets", "wsloop_socket_cap", "wsloop_handshake_timeouts_total", "wsloop_close_timeouts_total",
-		"wsloop_idle_evictions_total", "wsloop_dropped_messages_total", "wsloop_slow_consumer_closes_total", `wsloop_loop_connections{loop="0",server="test"}`} {
+		"wsloop_idle_evictions_total", "wsloop_dropped_messages_total", "wsloop_slow_consumer_closes_total", `wsloop_loop_connections{loop="0",server="test"}`,
+		"wsloop_tls_handshake_failures_total", "wsloop_tls_handshake_overflows_total", "wsloop_tls_handshakes", "wsloop_tls_handshakes_waiting",
+		"wsloop_proxy_rejected_total", "wsloop_loop_stalls_total"} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("scrape lacks %s", name)
 		}
