@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 
@@ -45,8 +46,14 @@ const (
 )
 
 // itemCost is what an item counts against the queue bound besides its
-// frame: roughly its own size.
-const itemCost = 96
+// frame: its own size, and a little of what its room's name and the
+// queue's growth add.
+const itemCost = int(unsafe.Sizeof(pubItem{})) + 16
+
+// spareItems is the most items a drained queue's array may hold to be kept
+// for the next batch; a larger one (a burst while the loop lagged) goes to
+// the GC, so that a loop does not keep a burst's worth of queue for good.
+const spareItems = 1024
 
 // pubItem is one queued operation.
 type pubItem struct {
@@ -199,7 +206,10 @@ func (t *drainTask) Run(context.Context) error {
 	l.flushBatched()
 	l.applyDeferredLeaves()
 	clear(items)
-	l.pubSpare = items[:0]
+	l.pubSpare = nil
+	if cap(items) <= spareItems {
+		l.pubSpare = items[:0]
+	}
 	// The old spare is the queue's arena now: keep this one as the spare,
 	// or none, never the old one again.
 	l.arenaSpare = nil
