@@ -20,7 +20,7 @@ type Stats struct {
 	SocketCap             int         // the cap on open sockets (WithMaxConnections, or derived from RLIMIT_NOFILE)
 	AcceptErrors          uint64      // accepts that failed (out of descriptors, out of memory, ...); the server kept serving
 	Shed                  uint64      // connections closed at once because the process had no descriptor to spare (answered with 503 when one was free for it) or a loop could not take them
-	QueueFull             uint64      // calls refused with ErrQueueFull (WithMaxQueuedBytes)
+	QueueFull             uint64      // refusals by a loop's full queue (WithMaxQueuedBytes): a call refused by two loops (a Publish, say) counts twice
 	Deflated              uint64      // messages compressed (permessage-deflate); a publish or broadcast counts once, however many connections get it
 	Inflated              uint64      // compressed messages received and decompressed
 	TLSHandshakeFailures  uint64      // TLS handshakes that failed: bad input, no shared version or cipher (WithTLS); a socket that closed first is not counted

@@ -90,7 +90,7 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("close_timeouts_total", "Connections closed because the peer did not answer a close frame in time.", counter, func(s *engine.Stats) float64 { return float64(s.CloseTimeouts) })
 	add("accept_errors_total", "Accepts that failed (out of descriptors, ...); the server kept serving.", counter, func(s *engine.Stats) float64 { return float64(s.AcceptErrors) })
 	add("shed_connections_total", "Connections closed at once for want of a descriptor or a loop.", counter, func(s *engine.Stats) float64 { return float64(s.Shed) })
-	add("queue_full_total", "Calls refused with ErrQueueFull (WithMaxQueuedBytes).", counter, func(s *engine.Stats) float64 { return float64(s.QueueFull) })
+	add("queue_full_total", "Refusals by an event loop's full queue (WithMaxQueuedBytes); a call refused by two loops counts twice.", counter, func(s *engine.Stats) float64 { return float64(s.QueueFull) })
 	add("deflated_messages_total", "Messages compressed (permessage-deflate); a publish counts once.", counter, func(s *engine.Stats) float64 { return float64(s.Deflated) })
 	add("inflated_messages_total", "Compressed messages received and decompressed.", counter, func(s *engine.Stats) float64 { return float64(s.Inflated) })
 	add("tls_handshake_failures_total", "TLS handshakes that failed (bad input, no shared version or cipher).", counter, func(s *engine.Stats) float64 { return float64(s.TLSHandshakeFailures) })
