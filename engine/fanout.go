@@ -554,13 +554,7 @@ func (r *fanResult) err() error {
 func (l *loop) targets(it *pubItem) int {
 	switch it.kind {
 	case pubRoom:
-		l.roomsMu.RLock()
-		n := l.rooms.Len(it.room)
-		l.pub.mu.Lock()
-		n += int(l.pub.pending[it.room])
-		l.pub.mu.Unlock()
-		l.roomsMu.RUnlock()
-		return max(n, 0)
+		return max(l.roomLen(it.room), 0)
 	case pubAll:
 		return int(l.stats.conns.Load())
 	case pubConns:
@@ -610,15 +604,18 @@ func (s *Server) RoomLen(room string) int {
 
 func (s *Server) localRoomLen(room string) int {
 	n := 0
-	s.eachLoop(func(l *loop) {
-		l.roomsMu.RLock()
-		n += l.rooms.Len(room)
-		l.pub.mu.Lock()
-		n += int(l.pub.pending[room])
-		l.pub.mu.Unlock()
-		l.roomsMu.RUnlock()
-	})
+	s.eachLoop(func(l *loop) { n += l.roomLen(room) })
 	return max(n, 0)
+}
+
+// roomLen is room's applied members on l plus its pending joins less its
+// pending leaves (which may make it negative). Any goroutine.
+func (l *loop) roomLen(room string) int {
+	l.roomsMu.RLock()
+	defer l.roomsMu.RUnlock()
+	l.pub.mu.Lock()
+	defer l.pub.mu.Unlock()
+	return l.rooms.Len(room) + int(l.pub.pending[room])
 }
 
 // RoomMembers returns the connections in room whose Join their loop has
