@@ -222,7 +222,15 @@ type fanoutResult struct {
 }
 
 // run measures n nodes (with a broker when clustered).
+// srcNext is the last octet of the next run's first loopback source
+// address: each run dials from addresses of its own, so that the sockets
+// an earlier run left in TIME_WAIT (15,000 a process) never leave a run
+// without ports.
+var srcNext = 2
+
 func run(bin func(string) string, n int, clustered bool, inflight, subs int) (res result, err error) {
+	src := srcNext
+	srcNext += n
 	res = result{Nodes: n, Inflight: inflight, SubsPerNode: subs, CPUByProc: map[string]float64{}, RSSByProc: map[string]int64{}}
 	var servers []*proc.Child
 	var clients []*proc.Child
@@ -271,7 +279,7 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 	common := []string{"-size", fmt.Sprint(*size), "-duration", duration.String(), "-inflight", fmt.Sprint(inflight), "-dial-concurrency", "100"}
 	// The publisher's process (node 1), then one subscriber-only process a node.
 	pub, err := start("fanout1", *loadCPUs, bin("fanout"), append(common, "-addr", addrs[0], "-subs", fmt.Sprint(subs-1),
-		"-src", "127.0.0.2", "-peers", fmt.Sprint(n-1))...)
+		"-src", fmt.Sprintf("127.0.0.%d", src), "-peers", fmt.Sprint(n-1))...)
 	if err != nil {
 		return res, err
 	}
@@ -284,7 +292,7 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 	}
 	for i := 1; i < n; i++ {
 		c, err := start(fmt.Sprintf("fanout%d", i+1), *loadCPUs, bin("fanout"), append(common, "-addr", addrs[i], "-subs", fmt.Sprint(subs),
-			"-src", fmt.Sprintf("127.0.0.%d", i+2), "-done-to", listen)...)
+			"-src", fmt.Sprintf("127.0.0.%d", src+i), "-done-to", listen)...)
 		if err != nil {
 			return res, err
 		}
