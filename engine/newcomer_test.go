@@ -376,7 +376,10 @@ func TestHTTPCloseLinger(t *testing.T) {
 		}
 		return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: []byte("small")}
 	})
-	srv, addr := startServer(t, echoHandler{}, handler)
+	// The answer may take the close timeout to leave: 10 s, since 32 MiB
+	// read under -race beside other packages' tests took more than the
+	// 2 s of testOptions.
+	srv, addr := startServer(t, echoHandler{}, handler, WithCloseTimeout(10*time.Second))
 
 	// A large answer, read from one second on: all of it, then EOF.
 	c := dialTCP(t, addr)
