@@ -255,7 +255,8 @@
 //	has ended                                     socket, 8 MiB in total]
 //	    Moved out of gnet's buffer as it arrives, into a buffer of the socket's that the handshake's goroutine
 //	    consumes; it waits while the handshake waits for a slot or for a slow GetCertificate. A socket whose
-//	    input would pass either bound is closed at once (Stats.TLSHandshakeOverflows). 64 MiB streamed behind a
+//	    input would pass either bound is closed at once (Stats.TLSHandshakeOverflows); a socket's first 4 KiB (a
+//	    ClientHello) may take the total to twice its bound, so that a flood filling it leaves room for new clients. 64 MiB streamed behind a
 //	    ClientHello, by 1 and by 16 sockets, with every slot held or a slow certificate lookup: the heap grew by
 //	    about 2 MiB.
 //	TLS handshakes: running, and waiting for a    WithMaxTLSHandshakes [max(256, 128    TestTLSHandshakeQueueRelease

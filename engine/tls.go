@@ -89,8 +89,10 @@ func WithMaxTLSHandshakes(n int) Option { return func(o *options) { o.maxTLSHand
 // for all of them together. A socket whose input would pass either bound
 // is closed at once and counted in Stats.TLSHandshakeOverflows; the other
 // sockets and their handshakes carry on. A ClientHello takes about 2 KiB
-// (a client certificate chain for mutual TLS adds its size). Default:
-// 64 KiB per socket, 8 MiB in total.
+// (a client certificate chain for mutual TLS adds its size); sockets that
+// hold no more than 4 KiB may take the total to twice its bound, so that
+// a flood that fills it does not shut out new clients. Default: 64 KiB
+// per socket, 8 MiB in total.
 func WithMaxTLSHandshakeBytes(perSocket, total int) Option {
 	return func(o *options) { o.tlsInPerSocket, o.tlsInTotal = perSocket, total }
 }
@@ -164,6 +166,13 @@ func (st *tlsState) dropIn() {
 	st.in, st.inOff = nil, 0
 }
 
+// tlsHelloRoom is a ClientHello's worth of handshake input (about 2 KiB,
+// with a post-quantum key share): a buffer no larger than it may take the
+// total to twice WithMaxTLSHandshakeBytes's, so that sockets flooding past
+// a ClientHello, which are refused at the bound itself, leave room for the
+// handshakes of new clients.
+const tlsHelloRoom = 4 << 10
+
 // appendIn adds b to the unread input, within the bounds of
 // WithMaxTLSHandshakeBytes: it reports false, and adds nothing, when
 // that would pass them. Under mu.
@@ -177,7 +186,11 @@ func (st *tlsState) appendIn(b []byte) bool {
 	if need > cap(st.in) {
 		size := min(max(2*cap(st.in), need, 2<<10), s.opts.tlsInPerSocket)
 		grow := int64(size - cap(st.in))
-		if s.tlsHeld.Add(grow) > int64(s.opts.tlsInTotal) {
+		total := int64(s.opts.tlsInTotal)
+		if size <= tlsHelloRoom {
+			total *= 2 // a ClientHello's worth: a flood that fills the bound does not shut out new clients
+		}
+		if s.tlsHeld.Add(grow) > total {
 			s.tlsHeld.Add(-grow)
 			return false
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,42 +11,6 @@ import (
 
 	"github.com/gorilla/websocket"
 )
-
-// heapPeak samples the live heap every 10 ms from now until stop is
-// called, and returns the highest figure seen, less the figure at the
-// start (after a GC): the peak growth of what the process holds while
-// something runs, not only what is left at the end.
-func heapPeak() (stop func() int64) {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	base := int64(m.HeapInuse)
-	var peak atomic.Int64
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			if n := int64(m.HeapInuse) - base; n > peak.Load() {
-				peak.Store(n)
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() int64 {
-		close(done)
-		<-finished
-		return peak.Load()
-	}
-}
 
 // tlsFlood streams total bytes of what follows a ClientHello (garbage the
 // handshake never gets to read) at addr from conns sockets at once, each
@@ -167,9 +130,12 @@ func TestTLSHandshakeFlood(t *testing.T) {
 					}
 				}
 				waitFor(t, 5*time.Second, "every slot held", func() bool { return srv.Stats().TLSHandshakes == tc.held })
+				// Their deadline (1 s) must come well before that of the
+				// fresh upgrade below, which waits for one of their slots.
+				time.Sleep(400 * time.Millisecond)
 			}
 
-			stop := heapPeak()
+			mem := startMemPeak(t)
 			floodDone := make(chan [2]int64, 1)
 			go func() {
 				s, c := tlsFlood(t, addr, hello, 64<<20, tc.conns)
@@ -206,7 +172,7 @@ func TestTLSHandshakeFlood(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			r := <-floodDone
-			peak := stop()
+			peak := mem.end()
 			st := srv.Stats()
 			t.Logf("%d MiB sent from %d socket(s), %d flooding sockets closed (overflows %d); heap peak +%.1f MiB; %d fresh wss echoes during it; %d handshakes running",
 				r[0]>>20, tc.conns, r[1], st.TLSHandshakeOverflows, float64(peak)/(1<<20), during, st.TLSHandshakes)
@@ -233,26 +199,6 @@ func TestTLSHandshakeFlood(t *testing.T) {
 			}
 		})
 	}
-}
-
-// clientHelloFor returns the first record a TLS 1.3 client sends for
-// serverName.
-func clientHelloFor(t *testing.T, serverName string) []byte {
-	a, b := net.Pipe()
-	defer a.Close()
-	go func() {
-		cfg := clientTLS(tls.VersionTLS13)
-		cfg.ServerName = serverName
-		_ = tls.Client(b, cfg).Handshake()
-		b.Close()
-	}()
-	buf := make([]byte, 4096)
-	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := a.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf[:n]
 }
 
 // TestTLSHandshakeQueueRelease: sockets whose handshakes wait for a slot
@@ -305,4 +251,36 @@ func TestTLSHandshakeQueueRelease(t *testing.T) {
 		t.Fatalf("%d handshakes running, want the 2 stalled ones", st.TLSHandshakes)
 	}
 	waitFor(t, 5*time.Second, "their input buffers dropped", func() bool { return srv.tlsHeld.Load() == 0 })
+}
+
+// TestTLSHandshakeTotalLeavesRoom: sockets that each hold most of a
+// first record that never ends (no handshake starts, nothing consumes it)
+// fill the total bound of WithMaxTLSHandshakeBytes and stay; a new
+// client's ClientHello still gets in (a socket's first 4 KiB may take the
+// total to twice its bound), and its wss upgrade works.
+func TestTLSHandshakeTotalLeavesRoom(t *testing.T) {
+	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakeBytes(64<<10, 256<<10))
+	const body = 16384 + 2048       // the longest record crypto/tls takes
+	partial := make([]byte, 16<<10) // of a record of 18 KiB: no handshake starts
+	partial[0], partial[1], partial[2], partial[3], partial[4] = 0x16, 3, 1, body>>8, body&0xff
+	for i := range 16 { // 16 KiB each (one read, one buffer of that size), one at a time: 16 fill the total exactly
+		c := dialTCP(t, addr)
+		if _, err := c.Write(partial); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(i+1) * 16 << 10
+		waitFor(t, 5*time.Second, "a flooder's 16 KiB held", func() bool { return srv.tlsHeld.Load() == want })
+	}
+	if err := wssEcho(addr); err != nil {
+		t.Fatalf("a new client while sockets hold the total bound: %v", err)
+	}
+	if st := srv.Stats(); st.TLSHandshakeOverflows != 0 {
+		t.Fatalf("%d sockets closed for their input", st.TLSHandshakeOverflows)
+	}
+	// A flooder past a ClientHello's worth is still refused at the bound.
+	c := dialTCP(t, addr)
+	if _, err := c.Write(partial); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the next flooder refused", func() bool { return srv.Stats().TLSHandshakeOverflows == 1 })
 }

@@ -167,13 +167,17 @@ func TestTLSHandshakeDeadline(t *testing.T) {
 	waitFor(t, 5*time.Second, "no socket left", func() bool { return srv.Stats().Sockets == 0 })
 }
 
-// clientHello returns the first bytes a TLS client sends.
-func clientHello(t *testing.T) []byte {
+// clientHello returns the first bytes a TLS 1.3 client sends.
+func clientHello(t *testing.T) []byte { return clientHelloFor(t, "localhost") }
+
+// clientHelloFor returns the first record a TLS 1.3 client sends for
+// serverName.
+func clientHelloFor(t *testing.T, serverName string) []byte {
 	a, b := net.Pipe()
 	defer a.Close()
 	go func() {
 		cfg := clientTLS(tls.VersionTLS13)
-		cfg.ServerName = "localhost"
+		cfg.ServerName = serverName
 		_ = tls.Client(b, cfg).Handshake()
 		b.Close()
 	}()
