@@ -257,8 +257,8 @@
 //	    consumes; it waits while the handshake waits for a slot or for a slow GetCertificate. A socket whose
 //	    input would pass either bound is closed at once (Stats.TLSHandshakeOverflows); a socket's first 4 KiB (a
 //	    ClientHello) may take the total to twice its bound, so that a flood filling it leaves room for new clients. 64 MiB streamed behind a
-//	    ClientHello, by 1 and by 16 sockets, with every slot held or a slow certificate lookup: the heap grew by
-//	    about 2 MiB.
+//	    ClientHello, by 1 and by 16 sockets, with every slot held or a slow certificate lookup: the heap peaked
+//	    0.2 to 2 MiB above its start.
 //	TLS handshakes: running, and waiting for a    WithMaxTLSHandshakes [max(256, 128    TestTLSHandshakeQueueRelease
 //	slot                                          per CPU)], WithMaxConnections         TestTLSHandshakeBound
 //	    A handshake takes a slot (a goroutine, its crypto/tls state) once the client's first record is in, so a
@@ -316,7 +316,7 @@
 //	    twice the bound while a drain applies the previous batch, and the item array grows by doubling. A
 //	    drained array of more than 1,024 items is not kept. A peer whose messages a handler publishes fills it
 //	    only while a loop lags. 56,000 tiny publishes against a stalled loop, bound 4 MiB: 27,000 queued, the
-//	    rest refused, the heap peaked about 12 MiB above its start and kept nothing once drained.
+//	    rest refused, the heap peaked 8 to 12 MiB above its start and kept nothing once drained.
 //	what a loop keeps between messages            none [about 9 MiB]                    TestBoundsRetained
 //	    Reassembly buffers for reuse, at most 1 MiB per size class from 4 KiB to 256 KiB (7 MiB; larger ones go to
 //	    the GC), a write scratch buffer and a publish arena of at most 1 MiB each, its read buffer, gnet's buffer

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
 
 // render writes the markdown report of one bench invocation.
@@ -18,7 +20,7 @@ func render(sv *saved) string {
 		mode = "quick smoke run: tiny sizes, the figures are not comparable with a full run"
 	}
 	p("## Run of %s (%s)\n\n", sv.Date.UTC().Format("2006-01-02 15:04 MST"), mode)
-	p("- Command: `cd benchmarks && go run ./cmd/bench%s`", quoteArgs(sv.Args))
+	p("- Command: `cd benchmarks && go run ./cmd/bench%s`", runinfo.QuoteArgs(sv.Args))
 	if sv.Tree.Commit != "" {
 		p(" at %s", sv.Tree)
 	}
@@ -429,20 +431,4 @@ func oneLine(s string) string {
 		s = s[:400] + "…"
 	}
 	return s
-}
-
-// quoteArgs renders the arguments as a shell would take them back.
-func quoteArgs(args []string) string {
-	var b strings.Builder
-	for _, a := range args {
-		b.WriteByte(' ')
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=./,:", r))
-		}) < 0 {
-			b.WriteString(a)
-		} else {
-			b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-		}
-	}
-	return b.String()
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
 
 // markdown renders the report of a run from sv alone: nothing of the
@@ -16,7 +18,7 @@ func (sv *saved) markdown() string {
 	if su.Quick {
 		p("**Quick smoke run**: tiny sizes, the figures are not comparable with a full run.\n\n")
 	}
-	p("`cd benchmarks && go run ./cmd/cluster%s`", quoteArgs(sv.Args))
+	p("`cd benchmarks && go run ./cmd/cluster%s`", runinfo.QuoteArgs(sv.Args))
 	if sv.Tree.Commit != "" {
 		p(" at %s", sv.Tree)
 	}
@@ -79,20 +81,4 @@ func cpuList(s string) string {
 		return "none (not pinned)"
 	}
 	return fmt.Sprintf("%q", s)
-}
-
-// quoteArgs renders the arguments as a shell would take them back.
-func quoteArgs(args []string) string {
-	var b strings.Builder
-	for _, a := range args {
-		b.WriteByte(' ')
-		if a != "" && strings.IndexFunc(a, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=./,:", r))
-		}) < 0 {
-			b.WriteString(a)
-		} else {
-			b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-		}
-	}
-	return b.String()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -70,16 +69,7 @@ func jsonBeside(md string) string {
 }
 
 // write saves sv as indented JSON.
-func (sv *saved) write(path string) error {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(sv); err != nil {
-		return err
-	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
+func (sv *saved) write(path string) error { return runinfo.WriteJSON(path, sv) }
 
 // load reads a run saved by write.
 func load(path string) (*saved, error) {
