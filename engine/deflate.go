@@ -40,13 +40,24 @@ const (
 // buffer), or an error for a malformed element (400).
 func (c *Conn) negotiateDeflate() (ext []byte, err error) {
 	l := c.loop
-	o := &l.srv.opts
-	if !o.compress || l.req.Extensions == nil {
-		return nil, nil
+	ext, c.pmd, c.win, err = l.srv.negotiateDeflate(&l.req, l.ext[:0])
+	if ext != nil {
+		l.ext = ext
+	}
+	return ext, err
+}
+
+// negotiateDeflate is Conn.negotiateDeflate for any goroutine: it returns
+// the response's extension value appended to buf (nil when none is
+// agreed), and the connection's pmd flags and window bits.
+func (s *Server) negotiateDeflate(req *codec.Request, buf []byte) (ext []byte, pmd, win uint8, err error) {
+	o := &s.opts
+	if !o.compress || req.Extensions == nil {
+		return nil, 0, 0, nil
 	}
 	var p codec.DeflateParams
 	found := false
-	l.req.VisitExtensions(func(e []byte) bool {
+	req.VisitExtensions(func(e []byte) bool {
 		offer, ok, perr := codec.ParseDeflateOffer(e)
 		switch {
 		case perr != nil:
@@ -59,15 +70,14 @@ func (c *Conn) negotiateDeflate() (ext []byte, err error) {
 		return true
 	})
 	if err != nil || !found {
-		return nil, err
+		return nil, 0, 0, err
 	}
-	c.pmd = pmdOn
+	pmd = pmdOn
 	if !p.ClientNoContextTakeover {
-		c.pmd |= pmdClientTakeover
+		pmd |= pmdClientTakeover
 	}
-	c.win = p.ServerMaxWindowBits | p.ClientMaxWindowBits<<4
-	l.ext = codec.AppendDeflateResponse(l.ext[:0], p)
-	return l.ext, nil
+	win = p.ServerMaxWindowBits | p.ClientMaxWindowBits<<4
+	return codec.AppendDeflateResponse(buf, p), pmd, win, nil
 }
 
 // inflateMessage decompresses a whole compressed message and delivers it.

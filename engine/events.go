@@ -25,9 +25,13 @@ var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close
 // acceptor has counted it against the socket cap.
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
+	var h *handoff
 	switch tok := gc.Context().(type) {
 	case *enrollToken:
 		tok.opened.Store(true)
+	case *handoff: // from net/http, upgraded (mount.go)
+		tok.opened.Store(true)
+		h = tok
 	case probeToken:
 		s.loopFor(gc.EventLoop())
 		return nil, gnet.None
@@ -36,8 +40,11 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: remoteAddr(gc)}
 	c.timer.Owner = c
 	l.add(c)
-	l.arm(c, s.opts.handshakeTimeout)
 	gc.SetContext(c)
+	if h != nil {
+		return nil, c.adopt(h)
+	}
+	l.arm(c, s.opts.handshakeTimeout)
 	if s.opts.proxyTrusted != nil {
 		if s.trustedProxy(c.remote) {
 			c.lflags |= lfProxyWait
@@ -71,6 +78,9 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 	}
 	st := c.tlsOf()
+	if pc, ok := c.gc.(*prefixConn); ok {
+		return c.trafficPrefixed(pc)
+	}
 	if st != nil {
 		if handshaking, overflow := st.pushHandshake(gc); overflow {
 			return gnet.Close

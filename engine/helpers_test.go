@@ -79,6 +79,9 @@ var testOptions = []Option{
 // it when the test ends. It returns the server and its "host:port".
 func startServer(t testing.TB, h Handler, opts ...Option) (*Server, string) {
 	t.Helper()
+	if mountedTest(t) {
+		return startMounted(t, h, opts...)
+	}
 	srv, errc := serve(t, h, "127.0.0.1:0", opts...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -78,10 +78,7 @@ func TestShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-	<-srv.Ready()
-	addr := srv.Addr().String()
+	addr, served := launch(t, srv)
 
 	const n = 20
 	got := make(chan int, n)
@@ -140,7 +137,11 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("%d of %d OnClose errors carry ErrServerShutdown", shutdownCount, n+1)
 	}
 	// New connections are refused after Shutdown.
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+	if mountedTest(t) { // net/http still listens: ServeHTTP refuses
+		if _, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil); err == nil || resp == nil || resp.StatusCode != 503 {
+			t.Fatalf("upgrade after Shutdown: %v, %v; want 503", err, resp)
+		}
+	} else if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
 		t.Fatal("still accepting connections after ListenAndServe returned")
 	}

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"net"
+	"net/http"
 	"net/url"
 
 	"github.com/wsloop/wsloop/codec"
@@ -21,6 +23,7 @@ type Request struct {
 	tls         *tlsState
 	subprotocol string
 	respHeaders []HeaderField
+	hr          *http.Request // the net/http request, for an upgrade through ServeHTTP
 }
 
 // Server returns the server handling the request, for an HTTP handler
@@ -91,10 +94,31 @@ func (r *Request) AddResponseHeader(name, value string) {
 // version, cipher suite, the negotiated ALPN protocol, the server name
 // the client asked for (SNI), and the client's certificates when the
 // config asks for them (ClientAuth). Nil without TLS.
-func (r *Request) TLS() *tls.ConnectionState { return r.tls.state() }
+func (r *Request) TLS() *tls.ConnectionState {
+	if r.hr != nil {
+		return r.hr.TLS
+	}
+	return r.tls.state()
+}
+
+// HTTPRequest returns net/http's request for an upgrade that came through
+// ServeHTTP (a server mounted on net/http), with the context its middleware
+// set; nil for a request on wsloop's own listener. The hooks run on
+// net/http's goroutine then.
+func (r *Request) HTTPRequest() *http.Request { return r.hr }
+
+// Context returns net/http's request context for an upgrade through
+// ServeHTTP, with the values middleware put in it (an authenticated user,
+// a trace), and context.Background() on wsloop's own listener.
+func (r *Request) Context() context.Context {
+	if r.hr != nil {
+		return r.hr.Context()
+	}
+	return context.Background()
+}
 
 func (r *Request) reset(req *codec.Request, remote net.Addr, st *tlsState) {
-	r.r, r.remote, r.tls, r.subprotocol = req, remote, st, ""
+	r.r, r.remote, r.tls, r.subprotocol, r.hr = req, remote, st, "", nil
 	clear(r.respHeaders)
 	r.respHeaders = r.respHeaders[:0]
 }

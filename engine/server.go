@@ -56,6 +56,7 @@ type Server struct {
 	tlsHeld       atomic.Int64 // bytes of TLS handshake input buffers (WithMaxTLSHandshakeBytes)
 	proxyRejected atomic.Uint64
 	handshakes    handshakePool // TLS handshakes in progress (WithTLS)
+	mounted       mountState    // connections handed over by net/http (ServeHTTP)
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key
@@ -109,6 +110,31 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
+	return s.serve(ctx, ln)
+}
+
+// Run runs the server's event loops without a listener of its own, for a
+// server that takes its connections only from net/http (ServeHTTP): it
+// serves until Shutdown is called or ctx is done, then shuts down as
+// ListenAndServe does and returns ErrServerClosed after every OnClose has
+// run. Ready is closed once the loops run; Addr stays nil. Call Run or
+// ListenAndServe, not both (the second call returns ErrServerClosed at
+// once); a server started with ListenAndServe serves ServeHTTP too.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return ErrServerClosed
+	}
+	defer close(s.done)
+	return s.serve(ctx, nil)
+}
+
+// serve runs the loops, and the accept loop on ln unless it is nil.
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
+	closeLn := func() {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
 	socketCap := s.opts.maxConns
 	if socketCap == 0 {
 		socketCap = defaultSocketCap()
@@ -124,24 +150,26 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		}
 	}
 	if err != nil {
-		_ = ln.Close()
+		closeLn()
 		return fmt.Errorf("wsloop: starting the event loops: %w", err)
 	}
 	if b := s.opts.broker; b != nil {
 		if err := b.Start(s.Local()); err != nil {
-			_ = ln.Close()
+			closeLn()
 			_ = cli.Stop()
 			return fmt.Errorf("wsloop: starting the broker: %w", err)
 		}
 		defer b.Close()
 	}
-	acc, err := newAcceptor(s, ln)
-	if err != nil {
-		_ = ln.Close()
-		_ = cli.Stop()
-		return err
+	var acc *acceptor
+	if ln != nil {
+		if acc, err = newAcceptor(s, ln); err != nil {
+			closeLn()
+			_ = cli.Stop()
+			return err
+		}
+		s.ln, s.addr = ln, ln.Addr()
 	}
-	s.ln, s.addr = ln, ln.Addr()
 	close(s.ready)
 
 	// The accept goroutine ends when the listener closes; an error before
@@ -149,6 +177,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	accepted := make(chan struct{})
 	go func() {
 		defer close(accepted)
+		if acc == nil {
+			return
+		}
 		if err := acc.run(s.stopping); err != nil {
 			s.fail(err)
 		}
@@ -170,15 +201,18 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		s.drain(sctx)
 		cancel()
 	}
-	acc.close()
+	if acc != nil {
+		acc.close()
+	}
 	<-accepted
 	// Sockets on their way to a loop get there, unless the loop is dead:
 	// then gnet never answers, and they are abandoned (at most
 	// maxEnrolling goroutines and twice as many descriptors, in a server
 	// that is stopping on an error anyway).
-	if !acc.waitEnrolled(s.opts.closeTimeout) && s.opts.logger != nil {
+	if acc != nil && !acc.waitEnrolled(s.opts.closeTimeout) && s.opts.logger != nil {
 		s.opts.logger.Error("wsloop: sockets handed to a dead event loop were abandoned")
 	}
+	s.mounted.wait(s.opts.closeTimeout)
 	_ = cli.Stop() // closes what is left; OnClose runs for each
 	if p := s.failure.Load(); p != nil {
 		return *p
@@ -239,7 +273,8 @@ func (s *Server) gnetOptions() []gnet.Option {
 	}
 }
 
-// Ready returns a channel closed once the server is listening.
+// Ready returns a channel closed once the server is listening (Run: once
+// its loops run).
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Addr returns the listening address once Ready is closed, else nil.

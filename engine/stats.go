@@ -29,6 +29,7 @@ type Stats struct {
 	TLSHandshakesWaiting  int         // TLS handshakes waiting for a slot: sockets whose first record is in
 	LoopStalls            uint64      // times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks); each is logged with the loop's stack
 	ProxyRejected         uint64      // sockets closed for a malformed PROXY header, or one from a source not trusted (WithProxyProtocol)
+	NetHTTPUpgrades       uint64      // connections upgraded through ServeHTTP (mounted on net/http) and handed to a loop; they count in Connections too
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -56,6 +57,7 @@ func (s *Server) Stats() Stats {
 		HandshakeTimeouts:     s.hsTimeouts.Load(),
 		CloseTimeouts:         s.closeTimeouts.Load(),
 		RejectedUpgrades:      s.rejected.Load(),
+		NetHTTPUpgrades:       s.mounted.upgrades.Load(),
 		SocketCap:             int(s.socketCap.Load()),
 		AcceptErrors:          s.acceptErrors.Load(),
 		Shed:                  s.shed.Load(),

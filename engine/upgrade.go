@@ -83,15 +83,27 @@ func (c *Conn) readRequest() (again bool) {
 // accept writes the 101 response and opens the connection.
 func (c *Conn) accept(end int, proto uint8, value any, ext []byte) {
 	l := c.loop
+	extra := append(append(l.hdrs[:0], l.srv.opts.responseHeaders...), l.hreq.respHeaders...)
+	c.openConn(l.req.Key, proto, value, ext, extra, end)
+	l.hdrs = extra[:0]
+}
+
+// openConn writes the 101 response (key is the client's
+// Sec-WebSocket-Key, extra the response's further fields), discards the
+// request's end bytes, and opens the connection: OnOpen runs. On the loop,
+// during a dispatch.
+func (c *Conn) openConn(key []byte, proto uint8, value any, ext []byte, extra []HeaderField, end int) {
+	l := c.loop
 	s := l.srv
-	hr := &l.hreq
-	extra := append(append(l.hdrs[:0], s.opts.responseHeaders...), hr.respHeaders...)
+	subprotocol := ""
+	if proto > 0 {
+		subprotocol = s.opts.subprotocols[proto-1]
+	}
 	c.mu.Lock()
-	c.out = codec.AppendSwitchingProtocols(c.out, l.req.Key, hr.subprotocol, ext, extra)
+	c.out = codec.AppendSwitchingProtocols(c.out, key, subprotocol, ext, extra)
 	c.proto, c.value = proto, value
 	c.state.Store(stateOpen)
 	c.mu.Unlock()
-	l.hdrs = extra[:0]
 	_, _ = c.gc.Discard(end)
 	c.rd.scanned = 0
 	c.opened = true
