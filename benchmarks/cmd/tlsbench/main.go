@@ -293,6 +293,8 @@ type run struct {
 	RSS0     int64   `json:"rss_before"`        // after start (and FreeOSMemory)
 	RSSUp    int64   `json:"rss_up"`            // idle: once the connections are up
 	RSSFreed int64   `json:"rss_freed"`         // idle: after FreeOSMemory
+	G0       int     `json:"goroutines_before"` // the server's goroutines after start
+	GUp      int     `json:"goroutines_up"`     // idle: once the connections are up
 	Done     uint64  `json:"done"`              // echo: messages; handshake: connections; idle: checked
 	Resumed  uint64  `json:"resumed,omitempty"` // handshake, resume: TLS sessions resumed
 	Elapsed  float64 `json:"elapsed"`           // s
@@ -314,7 +316,7 @@ func (r run) summary() string {
 	s := fmt.Sprintf("%-9s %-8s %-3s round %d: ", r.Scenario, r.Server, r.mode(), r.Round+1)
 	switch r.Scenario {
 	case "idle":
-		s += fmt.Sprintf("%d conns, %.0f B/conn (%.0f after FreeOSMemory)", r.Conns, r.perConn(r.RSSUp), r.perConn(r.RSSFreed))
+		s += fmt.Sprintf("%d conns, %.0f B/conn (%.0f after FreeOSMemory), goroutines %d -> %d", r.Conns, r.perConn(r.RSSUp), r.perConn(r.RSSFreed), r.G0, r.GUp)
 	default:
 		s += fmt.Sprintf("%.0f/s, %.2f µs server CPU each, p50 %.2f ms", r.rate(), r.cpuPer(), r.P50)
 	}
@@ -392,15 +394,17 @@ func (e runEnv) runJob(j job) (r run) {
 		}
 	}()
 	time.Sleep(time.Second)
-	freed := func() int64 {
+	freed := func(g *int) int64 {
 		if err := srv.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 			failf("SIGUSR2: %v", err)
 			return 0
 		}
-		if _, err := srv.Expect(mallocs.Freed, 30*time.Second); err != nil {
+		line, err := srv.Expect(mallocs.Freed, 30*time.Second)
+		if err != nil {
 			failf("%v", err)
 			return 0
 		}
+		_, _ = fmt.Sscan(strings.TrimPrefix(line, mallocs.Freed), g)
 		time.Sleep(200 * time.Millisecond)
 		rss, _, err := proc.Status(srv.Pid())
 		if err != nil {
@@ -408,7 +412,7 @@ func (e runEnv) runJob(j job) (r run) {
 		}
 		return rss
 	}
-	r.RSS0 = freed()
+	r.RSS0 = freed(&r.G0)
 
 	procs, conns := 1, 0
 	switch j.scenario {
@@ -449,7 +453,7 @@ func (e runEnv) runJob(j job) (r run) {
 		if r.RSSUp, _, err = proc.Status(srv.Pid()); err != nil {
 			failf("%v", err)
 		}
-		r.RSSFreed = freed()
+		r.RSSFreed = freed(&r.GUp)
 		cmd = "CHECK"
 	}
 	cpu0, err := proc.CPU(srv.Pid())
@@ -577,8 +581,8 @@ func report(sv saved, servers, scenarios []string) string {
 		switch sc {
 		case "idle":
 			p("### Idle memory: %d connections\n\n", su.IdleConns)
-			p("Server VmRSS growth per connection, once they are all up, and after the server returned its free memory (FreeOSMemory).\n\n")
-			p("| server | ws B/conn | wss B/conn | wss/ws | ws, freed | wss, freed | wss/ws, freed | wss against wsloop's |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+			p("Server VmRSS growth per connection, once they are all up, and after the server returned its free memory (FreeOSMemory); the server's goroutines per connection (runtime.NumGoroutine, after less before, over the connections).\n\n")
+			p("| server | ws B/conn | wss B/conn | wss/ws | ws, freed | wss, freed | wss/ws, freed | wss against wsloop's | ws goroutines/conn | wss goroutines/conn |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 			wl := med(get(sc, "wsloop", true), func(r run) float64 { return r.perConn(r.RSSFreed) })
 			for _, s := range servers {
 				pl, tl := get(sc, s, false), get(sc, s, true)
@@ -588,8 +592,9 @@ func report(sv saved, servers, scenarios []string) string {
 				}
 				up := func(r run) float64 { return r.perConn(r.RSSUp) }
 				fr := func(r run) float64 { return r.perConn(r.RSSFreed) }
-				p("| %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %s |\n", s, med(pl, up), med(tl, up), ratio(med(tl, up), med(pl, up)),
-					med(pl, fr), med(tl, fr), ratio(med(tl, fr), med(pl, fr)), ratio(med(tl, fr), wl))
+				gs := func(r run) float64 { return float64(r.GUp-r.G0) / float64(max(r.Conns, 1)) }
+				p("| %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %s | %.3f | %.3f |\n", s, med(pl, up), med(tl, up), ratio(med(tl, up), med(pl, up)),
+					med(pl, fr), med(tl, fr), ratio(med(tl, fr), med(pl, fr)), ratio(med(tl, fr), wl), med(pl, gs), med(tl, gs))
 			}
 		case "echo":
 			p("\n### Echo, closed loop: %d connections, %d B, one message in flight\n\n", su.EchoConns, su.Size)

@@ -27,11 +27,12 @@ func Count() uint64 {
 }
 
 // Freed is the line a server prints once it has collected its garbage and
-// returned the free memory to the system, on SIGUSR2.
+// returned the free memory to the system, on SIGUSR2: "FREED <n>", n being
+// the goroutines it runs then (runtime.NumGoroutine).
 const Freed = "FREED"
 
 // Report starts answering SIGUSR1 (the allocation count) and SIGUSR2
-// (runtime/debug.FreeOSMemory, then a line "FREED"): an orchestrator that
+// (runtime/debug.FreeOSMemory, then a line "FREED <goroutines>"): an orchestrator that
 // wants the memory live objects hold, rather than what the heap grew to
 // at its peak, asks for the latter before reading VmRSS.
 func Report() {
@@ -41,7 +42,7 @@ func Report() {
 		for sig := range ch {
 			if sig == syscall.SIGUSR2 {
 				debug.FreeOSMemory()
-				fmt.Println(Freed)
+				fmt.Println(Freed, runtime.NumGoroutine())
 				continue
 			}
 			fmt.Printf("%s%d\n", Line, Count())
