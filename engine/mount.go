@@ -51,6 +51,15 @@ import (
 type mountState struct {
 	inflight atomic.Int64  // hand-offs between the hijack and the loop's answer
 	upgrades atomic.Uint64 // connections upgraded through ServeHTTP
+
+	// slots bounds the hand-offs running at once (2 per loop). gnet's
+	// Enroll runs on its ants worker pool, which keeps an idle worker for
+	// 10 s; unbounded, 10,000 clients upgrading together left about 320
+	// workers behind (2.6 MB of stacks, 240 B per connection, until they
+	// expired). With the bound the pool never grows past it and the
+	// net/http goroutines wait here instead, each ending as soon as its
+	// connection is on a loop.
+	slots chan struct{}
 }
 
 // wait waits until no hand-off is in flight, for at most d.
@@ -233,6 +242,8 @@ func (s *Server) upgradeChecks(req *Request) (h *handoff, status int, reason str
 // waits for the loop's answer. gnet's Enroll duplicates the descriptor for
 // the loop and closes raw.
 func (s *Server) handOver(h *handoff, raw net.Conn) {
+	s.mounted.slots <- struct{}{}
+	defer func() { <-s.mounted.slots }()
 	l := s.pickLoop()
 	s.mounted.inflight.Add(1)
 	defer s.mounted.inflight.Add(-1)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -385,16 +386,32 @@ func TestMountGoroutines(t *testing.T) {
 					c.Close()
 				}
 			}()
+			// All connect, then all ask for the upgrade at once, so that
+			// net/http hands them over concurrently; then the 101s are read.
 			for i := range n {
 				c, err := dial()
 				if err != nil {
 					t.Fatalf("dial %d: %v", i, err)
 				}
 				conns = append(conns, c)
-				upgradeOver(t, c, addr)
 			}
+			req := []byte("GET /raw HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+			for _, c := range conns {
+				if _, err := c.Write(req); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range conns {
+				if head := readHTTPHead(t, c); !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
+					t.Fatalf("bad upgrade response:\n%s", head)
+				}
+			}
+			// Within 3 s: gnet's worker pool keeps an idle worker for 10 s,
+			// and hand-offs without a bound left one per concurrent
+			// hand-off (mountState.slots).
 			var after int
-			waitFor(t, 10*time.Second, "net/http's goroutines to end", func() bool {
+			waitFor(t, 3*time.Second, "net/http's goroutines to end", func() bool {
 				after = runtime.NumGoroutine()
 				return after-before <= 10
 			})

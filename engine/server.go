@@ -85,6 +85,7 @@ func New(h Handler, opts ...Option) (*Server, error) {
 	s := &Server{h: h, opts: o, epoch: time.Now(), ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 		conns: shard.NewMap[uint64, *Conn](o.shards), keys: shard.NewMap[string, *Conn](o.shards)}
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.mounted.slots = make(chan struct{}, 2*o.eventLoops)
 	return s, nil
 }
 

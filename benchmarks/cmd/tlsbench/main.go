@@ -400,6 +400,7 @@ func (e runEnv) runJob(j job) (r run) {
 			return 0
 		}
 		line, err := srv.Expect(mallocs.Freed, 30*time.Second)
+		fmt.Fprintf(os.Stderr, "tlsbench:   %s tls=%v: %s\n", j.server, j.tls, line)
 		if err != nil {
 			failf("%v", err)
 			return 0

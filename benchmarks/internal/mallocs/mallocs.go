@@ -42,7 +42,10 @@ func Report() {
 		for sig := range ch {
 			if sig == syscall.SIGUSR2 {
 				debug.FreeOSMemory()
-				fmt.Println(Freed, runtime.NumGoroutine())
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				fmt.Println(Freed, runtime.NumGoroutine(), "heap", m.HeapInuse, "stack", m.StackInuse,
+					"other", m.MSpanInuse+m.MCacheInuse+m.BuckHashSys+m.GCSys+m.OtherSys, "objects", m.HeapObjects)
 				continue
 			}
 			fmt.Printf("%s%d\n", Line, Count())
