@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -333,4 +334,49 @@ func ExampleConn_Send() {
 	})
 	// Output:
 	// order 42: shipped
+}
+
+// nameKey is the context key the application's middleware sets.
+type nameKey struct{}
+
+// Mounted on the net/http server an application already runs: a Server is
+// an http.Handler. The upgrade hook sees the context the application's
+// middleware set; once upgraded, the connection lives on an event loop and
+// holds no goroutine.
+func ExampleServer_ServeHTTP() {
+	srv, err := engine.New(greeter{}, engine.WithUpgradeHook(func(r *engine.Request) (any, error) {
+		name, ok := r.Context().Value(nameKey{}).(string) // set by the middleware
+		if !ok {
+			return nil, engine.Reject(401, "not signed in")
+		}
+		return &user{name: name}, nil
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Run(ctx) // the event loops, without a listener of their own
+	<-srv.Ready()
+
+	auth := func(next http.Handler) http.Handler { // the application's middleware
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := context.WithValue(r.Context(), nameKey{}, r.URL.Query().Get("user"))
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", auth(srv))
+	hs := &http.Server{Handler: mux}
+	hs.RegisterOnShutdown(func() { _ = srv.Shutdown(context.Background()) }) // hijacked connections are wsloop's
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go hs.Serve(ln)
+	defer hs.Shutdown(context.Background())
+
+	fmt.Println(roundTrip("ws://"+ln.Addr().String()+"/ws?user=ann", ""))
+	// Output:
+	// hello, ann
 }

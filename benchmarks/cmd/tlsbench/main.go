@@ -66,6 +66,8 @@ var (
 	serverArg  = flag.String("servers", "wsloop,gorilla,gws,nbio", "comma-separated servers (./servers/<name>, each taking -tls-cert and -tls-key)")
 	scenArg    = flag.String("scenarios", "idle,echo,handshake,resume", "comma-separated scenarios")
 	idleConns  = flag.Int("idle-conns", 10000, "idle: connections")
+	warmup     = flag.Int("idle-warmup", 256, "idle: connections opened and closed before the baseline")
+	idleRounds = flag.Int("idle-rounds", 1, "idle: runs of each server and mode, interleaved (the table gives medians)")
 	nprocs     = flag.Int("procs", 2, "idle: client processes")
 	echoConns  = flag.Int("echo-conns", 1000, "echo: connections")
 	size       = flag.Int("size", 64, "echo: payload bytes (12..125)")
@@ -134,7 +136,7 @@ func main() {
 	for _, sc := range scenarios {
 		n := *rounds
 		if sc == "idle" {
-			n = 1
+			n = *idleRounds
 		}
 		for r := range n {
 			for _, s := range servers {
@@ -197,6 +199,8 @@ type setup struct {
 	ServerCPU, LoadCPUs  string
 	IdleConns, EchoConns int
 	Size, Churn, Rounds  int
+	IdleRounds           int `json:",omitempty"` // 0: one
+	IdleWarmup           int `json:",omitempty"` // connections opened and closed before the idle baseline
 }
 
 // thisSetup describes this machine and the flags.
@@ -210,7 +214,8 @@ func thisSetup() *setup {
 		}
 	}
 	return &setup{CPU: model, Cores: runtime.NumCPU(), Go: runtime.Version(), ServerCPU: *serverCPU, LoadCPUs: *loadCPUs,
-		IdleConns: *idleConns, EchoConns: *echoConns, Size: *size, Churn: *churn, Rounds: *rounds}
+		IdleConns: *idleConns, EchoConns: *echoConns, Size: *size, Churn: *churn, Rounds: *rounds,
+		IdleRounds: *idleRounds, IdleWarmup: *warmup}
 }
 
 func rerender(path string, servers, scenarios []string) error {
@@ -285,24 +290,28 @@ type job struct {
 
 // run is one job's figures.
 type run struct {
-	Scenario string  `json:"scenario"`
-	Server   string  `json:"server"`
-	TLS      bool    `json:"tls"`
-	Round    int     `json:"round"`
-	Conns    int     `json:"conns"`
-	RSS0     int64   `json:"rss_before"`        // after start (and FreeOSMemory)
-	RSSUp    int64   `json:"rss_up"`            // idle: once the connections are up
-	RSSFreed int64   `json:"rss_freed"`         // idle: after FreeOSMemory
-	G0       int     `json:"goroutines_before"` // the server's goroutines after start
-	GUp      int     `json:"goroutines_up"`     // idle: once the connections are up
-	Done     uint64  `json:"done"`              // echo: messages; handshake: connections; idle: checked
-	Resumed  uint64  `json:"resumed,omitempty"` // handshake, resume: TLS sessions resumed
-	Elapsed  float64 `json:"elapsed"`           // s
-	CPU      float64 `json:"server_cpu"`        // s over the measured phase
-	P50      float64 `json:"p50_ms,omitempty"`
-	P99      float64 `json:"p99_ms,omitempty"`
-	Neg      string  `json:"negotiated,omitempty"`
-	Failure  string  `json:"failure,omitempty"`
+	Scenario string `json:"scenario"`
+	Server   string `json:"server"`
+	TLS      bool   `json:"tls"`
+	Round    int    `json:"round"`
+	Conns    int    `json:"conns"`
+	RSS0     int64  `json:"rss_before"` // after start (and FreeOSMemory)
+	RSSUp    int64  `json:"rss_up"`     // idle: once the connections are up
+	RSSFreed int64  `json:"rss_freed"`  // idle: after FreeOSMemory
+	// Freed is the server's FREED lines, before and after (goroutines,
+	// then runtime.MemStats figures: heap, stack, other, objects, and
+	// its threads).
+	Freed   []string `json:"freed,omitempty"`
+	G0      int      `json:"goroutines_before"` // the server's goroutines after start
+	GUp     int      `json:"goroutines_up"`     // idle: once the connections are up
+	Done    uint64   `json:"done"`              // echo: messages; handshake: connections; idle: checked
+	Resumed uint64   `json:"resumed,omitempty"` // handshake, resume: TLS sessions resumed
+	Elapsed float64  `json:"elapsed"`           // s
+	CPU     float64  `json:"server_cpu"`        // s over the measured phase
+	P50     float64  `json:"p50_ms,omitempty"`
+	P99     float64  `json:"p99_ms,omitempty"`
+	Neg     string   `json:"negotiated,omitempty"`
+	Failure string   `json:"failure,omitempty"`
 }
 
 func (r run) mode() string {
@@ -394,13 +403,37 @@ func (e runEnv) runJob(j job) (r run) {
 		}
 	}()
 	time.Sleep(time.Second)
+	if j.scenario == "idle" && *warmup > 0 {
+		// A warm-up before the baseline: the first connections touch the
+		// server's code pages (net/http's, crypto/tls's) and fill the
+		// runtime's caches (stacks, spans), a cost paid once per process,
+		// not per connection; in the baseline, it stays out of B/conn.
+		wargs := []string{"client", "-addr", addr, "-mode", "idle", "-conns", fmt.Sprint(*warmup),
+			"-size", fmt.Sprint(*size), "-src", nextSrc(4)}
+		if j.tls {
+			wargs = append(wargs, "-ca", e.cert)
+		}
+		w, err := proc.Start("warm-up client", proc.Taskset(*loadCPUs, e.self, wargs...), &children, true)
+		if err != nil {
+			failf("%v", err)
+			return r
+		}
+		if _, err := w.Expect("CONNECTED ", time.Minute); err != nil {
+			failf("%v", err)
+		}
+		w.Stdin.Close()
+		if w.Wait(30 * time.Second) {
+			failf("the warm-up client did not exit within 30 s (killed)")
+		}
+		time.Sleep(time.Second)
+	}
 	freed := func(g *int) int64 {
 		if err := srv.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 			failf("SIGUSR2: %v", err)
 			return 0
 		}
 		line, err := srv.Expect(mallocs.Freed, 30*time.Second)
-		fmt.Fprintf(os.Stderr, "tlsbench:   %s tls=%v: %s\n", j.server, j.tls, line)
+		r.Freed = append(r.Freed, line)
 		if err != nil {
 			failf("%v", err)
 			return 0
@@ -582,7 +615,14 @@ func report(sv saved, servers, scenarios []string) string {
 		switch sc {
 		case "idle":
 			p("### Idle memory: %d connections\n\n", su.IdleConns)
-			p("Server VmRSS growth per connection, once they are all up, and after the server returned its free memory (FreeOSMemory); the server's goroutines per connection (runtime.NumGoroutine, after less before, over the connections).\n\n")
+			p("Server VmRSS growth per connection, once they are all up, and after the server returned its free memory (FreeOSMemory); the server's goroutines per connection (runtime.NumGoroutine, after less before, over the connections).")
+			if su.IdleWarmup > 0 {
+				p(" The baseline is taken after %d connections were opened and closed (code pages and the runtime's caches are then in it).", su.IdleWarmup)
+			}
+			if su.IdleRounds > 1 {
+				p(" Medians of %d rounds.", su.IdleRounds)
+			}
+			p("\n\n")
 			p("| server | ws B/conn | wss B/conn | wss/ws | ws, freed | wss, freed | wss/ws, freed | wss against wsloop's | ws goroutines/conn | wss goroutines/conn |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 			wl := med(get(sc, "wsloop", true), func(r run) float64 { return r.perConn(r.RSSFreed) })
 			for _, s := range servers {
