@@ -94,6 +94,9 @@ func main() {
 			servers = []string{"wsloop", "gorilla"}
 		}
 		*idleConns, *nprocs, *echoConns, *churn, *duration, *rounds = 200, 2, 50, 8, time.Second, 1
+		if !flagSet("idle-warmup") {
+			*warmup = 16
+		}
 	}
 	scenarios := strings.Split(*scenArg, ",")
 	if *render != "" {
