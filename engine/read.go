@@ -29,8 +29,7 @@ var (
 // reader is a connection's frame parser state.
 type reader struct {
 	msg       []byte              // reassembly buffer of the message in progress
-	frameLeft int64               // payload bytes of the streamed frame not yet read
-	skipLeft  int64               // failed: payload bytes of the current frame to discard
+	frameLeft int64               // payload bytes of the current frame not yet read (streamed) or, once failed, to discard: never both at once
 	mask      [4]byte             // masking key of the streamed frame
 	scanned   int32               // handshake: header bytes already scanned
 	maskPos   uint8               // offset of the next payload byte in the streamed frame, mod 4
@@ -292,7 +291,7 @@ func (c *Conn) failProtocol(err error) {
 // be recognised.
 func (c *Conn) skipFrame(n int, left int64) {
 	_, _ = c.gc.Discard(n)
-	c.rd.skipLeft = left
+	c.rd.frameLeft = left
 }
 
 // skipUntilClose runs in stateFailed: frames are skipped, not parsed for
@@ -309,10 +308,10 @@ func (c *Conn) skipUntilClose() {
 		case rd.garbage:
 			_, _ = gc.Discard(-1)
 			return
-		case rd.skipLeft > 0:
-			n := int(min(int64(avail), rd.skipLeft))
+		case rd.frameLeft > 0:
+			n := int(min(int64(avail), rd.frameLeft))
 			_, _ = gc.Discard(n)
-			rd.skipLeft -= int64(n)
+			rd.frameLeft -= int64(n)
 			continue
 		}
 		hb, _ := gc.Peek(min(avail, codec.MaxHeaderSize))
