@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"math"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -29,7 +30,7 @@ var (
 // reader is a connection's frame parser state.
 type reader struct {
 	msg       []byte              // reassembly buffer of the message in progress
-	frameLeft int64               // payload bytes of the current frame not yet read (streamed) or, once failed, to discard: never both at once
+	frameLeft int64               // payload bytes of the current frame not yet read (streamed) or, once failed, to discard (skipAll: everything): never both at once
 	mask      [4]byte             // masking key of the streamed frame
 	scanned   int32               // handshake: header bytes already scanned
 	maskPos   uint8               // offset of the next payload byte in the streamed frame, mod 4
@@ -38,8 +39,12 @@ type reader struct {
 	frameFin  bool                // the streamed frame is final
 	deflated  bool                // the message in progress is compressed (RSV1 on its first frame)
 	utf8      codec.UTF8Validator // text validation across fragments
-	garbage   bool                // failed: the stream cannot be parsed any more
 }
+
+// skipAll is reader.frameLeft once the connection has failed with a stream
+// that cannot be parsed any more: everything is discarded until EOF or the
+// close deadline.
+const skipAll = math.MaxInt64
 
 // release returns the reassembly buffer to the loop's pool.
 func (rd *reader) release(l *loop) {
@@ -92,7 +97,7 @@ func (c *Conn) readFrame(gc gnet.Conn, avail int) bool {
 	h, hl, err := codec.ParseHeader(hb)
 	if err != nil {
 		c.failProtocol(err)
-		c.rd.garbage = true
+		c.rd.frameLeft = skipAll
 		return false
 	}
 	if hl == 0 {
@@ -305,10 +310,7 @@ func (c *Conn) skipUntilClose() {
 		switch {
 		case avail == 0:
 			return
-		case rd.garbage:
-			_, _ = gc.Discard(-1)
-			return
-		case rd.frameLeft > 0:
+		case rd.frameLeft > 0: // skipAll included
 			n := int(min(int64(avail), rd.frameLeft))
 			_, _ = gc.Discard(n)
 			rd.frameLeft -= int64(n)
@@ -318,7 +320,7 @@ func (c *Conn) skipUntilClose() {
 		h, hl, err := codec.ParseHeader(hb)
 		switch {
 		case err != nil || (h.OpCode == ws.OpClose && h.Length > 125):
-			rd.garbage = true
+			rd.frameLeft = skipAll
 		case hl == 0:
 			return
 		case h.OpCode == ws.OpClose:

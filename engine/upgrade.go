@@ -227,7 +227,7 @@ func (c *Conn) endRequest() {
 	c.mu.Lock()
 	c.state.Store(stateFailed)
 	c.mu.Unlock()
-	c.rd.garbage = true // skipUntilClose discards everything
+	c.rd.frameLeft = skipAll // skipUntilClose discards everything
 	c.lflags |= lfFinPending | lfLinger
 	c.loop.arm(c, c.loop.srv.opts.closeTimeout) // for the answer to leave; shutdownWrite re-arms
 }
