@@ -24,6 +24,7 @@ const (
 	lfProxyWait                    // from a trusted balancer: its PROXY header has not been read yet
 	lfProxyCheck                   // from elsewhere: its first bytes must not be a PROXY header
 	lfLinger                       // failed after an HTTP answer that ends the connection: waiting for the client's EOF
+	lfRateExempt                   // SetRateLimited(false): WithRateLimit does not apply
 )
 
 // Connection states; engine/doc.go draws the diagram. Only the event loop
@@ -79,9 +80,11 @@ type Conn struct {
 
 	// owned by the event loop.
 	timer      timerwheel.Timer[*Conn]
-	prev, next *Conn // the loop's list of connections
-	lastRead   int64 // loop clock at the last read
-	lastPing   int64 // loop clock at the last ping sent
+	prev, next *Conn  // the loop's list of connections
+	lastRead   int64  // loop clock at the last read
+	lastPing   int64  // loop clock at the last ping sent
+	rlMsgs     uint32 // WithRateLimit: the message count's debt as of lastRead (ratelimit.go)
+	rlBytes    uint32 // WithRateLimit: the bytes' debt as of lastRead
 	rd         reader
 	closeErr   *CloseError
 	pong       *pendingPong // the latest ping not yet answered, while the socket is backed up

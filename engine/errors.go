@@ -39,6 +39,10 @@ var (
 	// 1008/1013 close for that reason.
 	ErrSlowConsumer = errors.New("wsloop: slow consumer: outbound buffer full")
 
+	// ErrRateLimited is the cause of a 1008 close by WithRateLimit with
+	// RateLimitClose: the peer sent faster than the limit.
+	ErrRateLimited = errors.New("wsloop: rate limit exceeded")
+
 	// ErrQueueFull is returned by Join, Leave and sends queued behind
 	// other work when an event loop's queue holds WithMaxQueuedBytes of
 	// work not yet done: the caller produces faster than the loop

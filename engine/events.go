@@ -69,7 +69,7 @@ func remoteAddr(gc gnet.Conn) net.Addr {
 
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*Conn)
-	c.lastRead = c.loop.stamp
+	c.stampRead()
 	if c.lflags&(lfProxyWait|lfProxyCheck) != 0 {
 		if proceed, refuse := c.readProxy(gc); refuse {
 			return gnet.Close

@@ -64,6 +64,8 @@ type options struct {
 	stallThreshold   time.Duration
 	tlsInPerSocket   int
 	tlsInTotal       int
+	rateLimit        *RateLimit // WithRateLimit, compiled into limiter by validate
+	limiter          *limiter
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 }
 
@@ -391,6 +393,13 @@ func (o *options) validate() error {
 		if p == "" || !isToken(p) {
 			return fmt.Errorf("wsloop: WithSubprotocols(%q): not an HTTP token", p)
 		}
+	}
+	if o.rateLimit != nil {
+		lim, err := o.rateLimit.compile(o)
+		if err != nil {
+			return err
+		}
+		o.limiter = lim
 	}
 	return nil
 }

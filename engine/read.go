@@ -39,6 +39,7 @@ type reader struct {
 	frameFin  bool                // the streamed frame is final
 	deflated  bool                // the message in progress is compressed (RSV1 on its first frame)
 	utf8      codec.UTF8Validator // text validation across fragments
+	refused   uint8               // messages refused in a row by WithRateLimit (ratelimit.go), at most 255
 }
 
 // skipAll is reader.frameLeft once the connection has failed with a stream
@@ -261,13 +262,17 @@ func (c *Conn) control(op ws.OpCode, p []byte) {
 	}
 }
 
-// deliver calls OnMessage, recovering a panic.
+// deliver calls OnMessage, recovering a panic, unless WithRateLimit
+// refuses the message.
 func (c *Conn) deliver(op ws.OpCode, p []byte) {
 	if st := c.state.Load(); st != stateOpen && st != stateClosing {
 		return
 	}
 	if o := &c.loop.srv.opts; o.appPing != "" && op == ws.OpText && string(p) == o.appPing {
 		_ = c.writeMessage(ws.OpText, nil, o.appPong)
+		return
+	}
+	if !c.rateLimit(len(p)) {
 		return
 	}
 	st := &c.loop.stats

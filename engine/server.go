@@ -38,25 +38,26 @@ type Server struct {
 	loops    []*loop
 	loopByEL sync.Map // gnet.EventLoop -> *loop
 
-	nextID        atomic.Uint64
-	sockets       atomic.Int64 // accepted sockets, from admission to close; bounded by socketCap
-	upgraded      atomic.Int64 // connections between OnOpen and OnClose
-	rejected      atomic.Uint64
-	dropped       atomic.Uint64
-	slowCloses    atomic.Uint64
-	evictions     atomic.Uint64
-	hsTimeouts    atomic.Uint64
-	closeTimeouts atomic.Uint64
-	acceptErrors  atomic.Uint64
-	shed          atomic.Uint64
-	queueFull     atomic.Uint64
-	loopStalls    atomic.Uint64
-	tlsFailures   atomic.Uint64
-	tlsOverflows  atomic.Uint64
-	tlsHeld       atomic.Int64 // bytes of TLS handshake input buffers (WithMaxTLSHandshakeBytes)
-	proxyRejected atomic.Uint64
-	handshakes    handshakePool // TLS handshakes in progress (WithTLS)
-	mounted       mountState    // connections handed over by net/http (ServeHTTP)
+	nextID          atomic.Uint64
+	sockets         atomic.Int64 // accepted sockets, from admission to close; bounded by socketCap
+	upgraded        atomic.Int64 // connections between OnOpen and OnClose
+	rejected        atomic.Uint64
+	dropped         atomic.Uint64
+	slowCloses      atomic.Uint64
+	rateLimitCloses atomic.Uint64
+	evictions       atomic.Uint64
+	hsTimeouts      atomic.Uint64
+	closeTimeouts   atomic.Uint64
+	acceptErrors    atomic.Uint64
+	shed            atomic.Uint64
+	queueFull       atomic.Uint64
+	loopStalls      atomic.Uint64
+	tlsFailures     atomic.Uint64
+	tlsOverflows    atomic.Uint64
+	tlsHeld         atomic.Int64 // bytes of TLS handshake input buffers (WithMaxTLSHandshakeBytes)
+	proxyRejected   atomic.Uint64
+	handshakes      handshakePool // TLS handshakes in progress (WithTLS)
+	mounted         mountState    // connections handed over by net/http (ServeHTTP)
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key

@@ -30,6 +30,8 @@ type Stats struct {
 	LoopStalls            uint64      // times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks); each is logged with the loop's stack
 	ProxyRejected         uint64      // sockets closed for a malformed PROXY header, or one from a source not trusted (WithProxyProtocol)
 	NetHTTPUpgrades       uint64      // connections upgraded through ServeHTTP (mounted on net/http) and handed to a loop; they count in Connections too
+	RateLimited           uint64      // messages refused by WithRateLimit (dropped, or the one that closed its connection); not in MessagesIn
+	RateLimitCloses       uint64      // connections closed with 1008 by WithRateLimit (RateLimitClose)
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -37,12 +39,13 @@ type Stats struct {
 // for the output counters), read by Server.Stats. Padded so that loops do
 // not share cache lines.
 type loopStats struct {
-	conns    atomic.Int64
-	msgsIn   atomic.Uint64
-	bytesIn  atomic.Uint64
-	msgsOut  atomic.Uint64
-	bytesOut atomic.Uint64
-	_        [24]byte
+	conns       atomic.Int64
+	msgsIn      atomic.Uint64
+	bytesIn     atomic.Uint64
+	msgsOut     atomic.Uint64
+	bytesOut    atomic.Uint64
+	rateLimited atomic.Uint64
+	_           [16]byte
 }
 
 // Stats returns the server's counters. Safe from any goroutine; each
@@ -68,6 +71,7 @@ func (s *Server) Stats() Stats {
 		TLSHandshakeOverflows: s.tlsOverflows.Load(),
 		ProxyRejected:         s.proxyRejected.Load(),
 		LoopStalls:            s.loopStalls.Load(),
+		RateLimitCloses:       s.rateLimitCloses.Load(),
 	}
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {
@@ -79,6 +83,7 @@ func (s *Server) Stats() Stats {
 		st.BytesIn += l.stats.bytesIn.Load()
 		st.MessagesOut += l.stats.msgsOut.Load()
 		st.BytesOut += l.stats.bytesOut.Load()
+		st.RateLimited += l.stats.rateLimited.Load()
 	})
 	for len(st.ConnsPerLoop) < s.opts.eventLoops {
 		st.ConnsPerLoop = append(st.ConnsPerLoop, 0)
