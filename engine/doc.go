@@ -58,6 +58,21 @@
 // floods pings and never reads gets only its latest ping answered once its
 // socket backs up (RFC 6455 5.5.3).
 //
+// # Rate limits
+//
+// WithRateLimit limits the data messages each connection may send: a
+// rate of messages, of payload bytes or both, and a burst. It is checked
+// on the loop once a whole message has arrived (bytes counted after
+// inflation), before OnMessage, with the loop's coarse clock: a GCRA debt
+// in two 32-bit fields of the connection, paid down as each read stamps
+// its time, so no timer and no allocation per connection. A message over
+// the limit is dropped (Stats.RateLimited) and RateLimit.OnLimited is
+// told, with the run's length and when to retry, so that the application
+// can answer "slow down"; or, with RateLimitClose, it fails the connection
+// with 1008 and OnClose gets ErrRateLimited. Control frames and the
+// WithAppHeartbeat ping are not counted; Conn.SetRateLimited(false)
+// exempts a connection (a moderator's, say, from OnOpen).
+//
 // # Compression
 //
 // permessage-deflate (RFC 7692) is on by default (WithCompression): the
@@ -119,7 +134,7 @@
 //	open       heartbeat: next ping, or eviction  the upgrade; re-armed by the heartbeat itself
 //	closing    close deadline                     applying a close request: Conn.Close, Shutdown,
 //	                                              a slow-consumer policy (the frame is queued then)
-//	failed     close deadline; after an HTTP      a protocol violation or a panic in a callback;
+//	failed     close deadline; after an HTTP      a protocol violation, a panic in a callback or a rate limit (1008);
 //	           answer, 500 ms once the FIN is out an HTTP answer after which the socket closes (a
 //	                                              refused upgrade, Connection: close), so that the
 //	                                              client's unread bytes do not turn the FIN into a
@@ -374,6 +389,7 @@
 // OnClose runs exactly once for every connection that saw OnOpen, with a
 // *CloseError that tells who closed, with which code and why: a close frame
 // from the peer, Conn.Close, a protocol violation (1002, 1007, 1009), a
-// panic in a callback (1011), Shutdown (1001), idle eviction
-// (ErrIdleTimeout) or a lost TCP connection (1006).
+// rate limit (1008, ErrRateLimited), a panic in a callback (1011),
+// Shutdown (1001), idle eviction (ErrIdleTimeout) or a lost TCP
+// connection (1006).
 package engine

@@ -380,3 +380,39 @@ func ExampleServer_ServeHTTP() {
 	// Output:
 	// hello, ann
 }
+
+// A rate limit: 3 messages at once, then one a second. A message over it
+// is dropped before OnMessage; OnLimited answers the first of a run.
+func ExampleWithRateLimit() {
+	srv, err := engine.New(echo{}, engine.WithRateLimit(engine.RateLimit{
+		Messages: 1, Per: time.Second, Burst: 3,
+		OnLimited: func(c *engine.Conn, n int, retry time.Duration) {
+			if n == 1 { // once per run of dropped messages
+				_ = c.SendText(fmt.Sprintf("slow down: try again in %.0f s", retry.Seconds()))
+			}
+		},
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	serveWhile(srv, func(addr string) {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer c.Close()
+		for _, m := range []string{"a", "b", "c", "d", "e"} {
+			_ = c.WriteMessage(websocket.TextMessage, []byte(m))
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for range 4 { // three echoes and one notice; "e" is dropped silently (Stats.RateLimited counts both)
+			_, p, _ := c.ReadMessage()
+			fmt.Println(string(p))
+		}
+	})
+	// Output:
+	// a
+	// b
+	// c
+	// slow down: try again in 1 s
+}
