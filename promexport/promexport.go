@@ -84,6 +84,8 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("bytes_out_total", "Frame bytes queued to connections.", counter, func(s *engine.Stats) float64 { return float64(s.BytesOut) })
 	add("dropped_messages_total", "Messages dropped for slow consumers (WithSlowConsumerPolicy).", counter, func(s *engine.Stats) float64 { return float64(s.Dropped) })
 	add("slow_consumer_closes_total", "Connections closed for being slow consumers.", counter, func(s *engine.Stats) float64 { return float64(s.SlowCloses) })
+	add("rate_limited_messages_total", "Messages refused by WithRateLimit (dropped, or the one that closed its connection).", counter, func(s *engine.Stats) float64 { return float64(s.RateLimited) })
+	add("rate_limit_closes_total", "Connections closed with 1008 by WithRateLimit (RateLimitClose).", counter, func(s *engine.Stats) float64 { return float64(s.RateLimitCloses) })
 	add("idle_evictions_total", "Connections evicted by the idle timeout.", counter, func(s *engine.Stats) float64 { return float64(s.Evictions) })
 	add("rejected_upgrades_total", "Sockets answered with an HTTP error instead of 101.", counter, func(s *engine.Stats) float64 { return float64(s.RejectedUpgrades) })
 	add("handshake_timeouts_total", "Sockets closed for not completing their upgrade in time.", counter, func(s *engine.Stats) float64 { return float64(s.HandshakeTimeouts) })

@@ -109,6 +109,53 @@ wsloop_rejected_upgrades_total{server="test"} 1
 	}
 }
 
+// The rate limit's counters: a connection limited to one message, with
+// RateLimitClose, sends two.
+func TestCollectorRateLimit(t *testing.T) {
+	srv, err := engine.New(echo{}, engine.WithRateLimit(engine.RateLimit{Messages: 1, Per: time.Minute, Action: engine.RateLimitClose}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
+			t.Error(err)
+		}
+	}()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte("one"))
+	_ = c.WriteMessage(websocket.TextMessage, []byte("two"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("the second message got %v, want a 1008 close", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(srv, nil))
+	want := `
+# HELP wsloop_rate_limited_messages_total Messages refused by WithRateLimit (dropped, or the one that closed its connection).
+# TYPE wsloop_rate_limited_messages_total counter
+wsloop_rate_limited_messages_total 1
+# HELP wsloop_rate_limit_closes_total Connections closed with 1008 by WithRateLimit (RateLimitClose).
+# TYPE wsloop_rate_limit_closes_total counter
+wsloop_rate_limit_closes_total 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "wsloop_rate_limited_messages_total", "wsloop_rate_limit_closes_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // stubBroker is a broker that carries nothing and reports fixed counters,
 // so that the broker metrics can be checked against known figures.
 type stubBroker struct{ st engine.BrokerStats }
