@@ -27,22 +27,25 @@
 //	{"type":"error","text":"..."}                                 to a member that sent something else
 //
 // viewers is the room's member count, pushed with every join and leave. A
-// member may send -burst messages at once and -rate per second after that;
-// a message over the limit is not relayed, and its sender gets "limited"
-// saying when to try again. A room of many thousands would push the count
-// on a timer instead of with every notice (examples/gameloop shows
-// periodic pushes).
+// member may send -burst messages at once and -rate per second after that
+// (every message counts, well-formed or not); a message over the limit is
+// not relayed, and its sender gets "limited" saying when to try again. A
+// room of many thousands would push the count on a timer instead of with
+// every notice (examples/gameloop shows periodic pushes).
 //
 // How it uses wsloop: the upgrade hook reads the room and name from the
 // URL and attaches them to the connection (Conn.Value); OnOpen joins the
 // room and announces the count (RoomLen counts the new member as soon as
-// Join returns); OnMessage checks the rate and publishes (Publish encodes
-// the frame once for the whole room); OnClose announces the leave (the
-// connection has left its rooms by then). Handlers reach the server with
-// Conn.Server. Every callback runs on an event loop and must not block:
-// nothing here does. The default origin check (engine.SameOrigin) is kept:
-// the page is served from the same host and port, so its socket passes,
-// and pages of other sites cannot open sockets with your users' cookies.
+// Join returns); engine.WithRateLimit holds each member to the rate before
+// OnMessage sees its messages, on the event loop with no timer per member,
+// and its OnLimited answers "limited" with the retry it is given;
+// OnMessage publishes (Publish encodes the frame once for the whole room);
+// OnClose announces the leave (the connection has left its rooms by
+// then). Handlers reach the server with Conn.Server. Every callback runs
+// on an event loop and must not block: nothing here does. The default
+// origin check (engine.SameOrigin) is kept: the page is served from the
+// same host and port, so its socket passes, and pages of other sites
+// cannot open sockets with your users' cookies.
 //
 // The same code runs one node of a cluster when New gets
 // engine.WithBroker (broker/nats/examples/chat): Publish then reaches the
@@ -57,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -83,8 +87,6 @@ const (
 // lock.
 type member struct {
 	room, name string
-	tokens     float64   // rate limit: messages that may be sent now
-	last       time.Time // when tokens was last topped up
 }
 
 // Server-to-client messages.
@@ -122,15 +124,10 @@ type incoming struct {
 	Text string `json:"text"`
 }
 
-type chat struct {
-	engine.BaseHandler
-	rate  float64 // messages per second, sustained
-	burst float64 // messages at once
-}
+type chat struct{ engine.BaseHandler }
 
 func (h *chat) OnOpen(c *engine.Conn) {
 	m := c.Value().(*member)
-	m.tokens, m.last = h.burst, time.Now()
 	_ = c.Join(m.room)
 	srv := c.Server()
 	n := srv.RoomLen(m.room)
@@ -150,11 +147,6 @@ func (h *chat) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
 		send(c, errorMsg{Type: "error", Text: fmt.Sprintf("a message has 1 to %d bytes of text", maxText)})
 		return
 	}
-	if wait := h.take(m, time.Now()); wait > 0 {
-		send(c, limited{Type: "limited", RetryMs: wait.Milliseconds(),
-			Text: fmt.Sprintf("Slow down: %g messages at once, then %g a second. Try again in %.1f s.", h.burst, h.rate, wait.Seconds())})
-		return
-	}
 	publish(c.Server(), m.room, chatMsg{Type: "chat", Name: m.name, Text: text})
 }
 
@@ -165,17 +157,6 @@ func (h *chat) OnClose(c *engine.Conn, err error) {
 	}
 	srv := c.Server()
 	publish(srv, m.room, notice{Type: "leave", Name: m.name, Viewers: srv.RoomLen(m.room)})
-}
-
-// take spends one of m's tokens, or returns how long until there is one.
-func (h *chat) take(m *member, now time.Time) time.Duration {
-	m.tokens = min(h.burst, m.tokens+now.Sub(m.last).Seconds()*h.rate)
-	m.last = now
-	if m.tokens >= 1 {
-		m.tokens--
-		return 0
-	}
-	return time.Duration((1 - m.tokens) / h.rate * float64(time.Second))
 }
 
 func send(c *engine.Conn, v any) {
@@ -253,13 +234,23 @@ func httpHandler(r *engine.Request) engine.HTTPResponse {
 	return engine.HTTPResponse{Status: 404, Body: []byte("not found\n")}
 }
 
-// New builds the chat server; opts come after the chat's own options
-// (engine.WithBroker makes it one node of a cluster: broker/nats/examples/chat).
+// New builds the chat server: a member may send burst messages at once
+// (whole ones: the fraction is dropped) and rate a second after that. opts
+// come after the chat's own options (engine.WithBroker makes it one node of
+// a cluster: broker/nats/examples/chat).
 func New(rate, burst float64, log *slog.Logger, opts ...engine.Option) (*engine.Server, error) {
-	if rate <= 0 || burst < 1 {
-		return nil, errors.New("need -rate > 0 and -burst >= 1")
+	per := time.Duration(float64(time.Second) / rate) // one message per
+	if rate <= 0 || burst < 1 || per < 1 {
+		return nil, errors.New("need -rate > 0 (at most 1e9) and -burst >= 1")
 	}
-	return engine.New(&chat{rate: rate, burst: burst}, append([]engine.Option{
+	// Over the limit a message is dropped before OnMessage; the member is
+	// told each time, with when to try again.
+	onLimited := func(c *engine.Conn, _ int, retry time.Duration) {
+		send(c, limited{Type: "limited", RetryMs: retry.Milliseconds(),
+			Text: fmt.Sprintf("Slow down: %g messages at once, then %g a second. Try again in %.1f s.", math.Floor(burst), rate, retry.Seconds())})
+	}
+	return engine.New(&chat{}, append([]engine.Option{
+		engine.WithRateLimit(engine.RateLimit{Messages: 1, Per: per, Burst: int(burst), OnLimited: onLimited}),
 		engine.WithUpgradeHook(upgrade),
 		engine.WithHTTPHandler(httpHandler),
 		engine.WithCheckOrigin(engine.SameOrigin), // the default, said out loud: the page is served from this origin
