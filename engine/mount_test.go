@@ -142,6 +142,9 @@ func TestMounted(t *testing.T) {
 		{"OnOpenPanic", TestOnOpenPanic},
 		{"Shutdown", TestShutdown},
 		{"ManyConnections", TestManyConnections},
+		{"RateLimitBurstThenDrop", TestRateLimitBurstThenDrop},
+		{"RateLimitClose", TestRateLimitClose},
+		{"RateLimitBytes", TestRateLimitBytes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := mountedUpgrades.Load()
