@@ -381,11 +381,11 @@ func ExampleServer_ServeHTTP() {
 	// hello, ann
 }
 
-// A rate limit: 3 messages at once, then one a second. A message over it
+// A rate limit: 3 messages at once, then one a minute. A message over it
 // is dropped before OnMessage; OnLimited answers the first of a run.
 func ExampleWithRateLimit() {
 	srv, err := engine.New(echo{}, engine.WithRateLimit(engine.RateLimit{
-		Messages: 1, Per: time.Second, Burst: 3,
+		Messages: 1, Per: time.Minute, Burst: 3,
 		OnLimited: func(c *engine.Conn, n int, retry time.Duration) {
 			if n == 1 { // once per run of dropped messages
 				_ = c.SendText(fmt.Sprintf("slow down: try again in %.0f s", retry.Seconds()))
@@ -414,5 +414,5 @@ func ExampleWithRateLimit() {
 	// a
 	// b
 	// c
-	// slow down: try again in 1 s
+	// slow down: try again in 60 s
 }
