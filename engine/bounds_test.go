@@ -633,7 +633,7 @@ func TestBoundsHTTPPipeline(t *testing.T) {
 	const sockets, requests, capBytes = 8, 2000, 64 << 10
 	body := make([]byte, 4096)
 	var served atomic.Int64
-	srv, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(capBytes), WithHTTPHandler(func(*Request) HTTPResponse {
+	srv, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(capBytes), WithLoopHTTPHandler(func(*Request) HTTPResponse {
 		served.Add(1)
 		return HTTPResponse{Body: body}
 	}))

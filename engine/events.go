@@ -161,6 +161,9 @@ func (c *Conn) closed(err error) {
 	c.mu.Unlock()
 	l.wheel.Cancel(&c.timer)
 	l.remove(c)
+	if len(l.httpx) > 0 {
+		c.abortExchange()
+	}
 	if st := c.tlsOf(); st != nil {
 		st.kill()
 		st.releasePlain()

@@ -250,6 +250,9 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 	case pubShutdown:
 		l.each(func(c *Conn) {
 			if c.state.Load() == stateHandshake {
+				if ex := l.exchangeOf(c); ex != nil && ex.lx.phase == exRunning {
+					return // its handler's answer ends it (Shutdown waits)
+				}
 				l.closeSocket(c)
 				return
 			}

@@ -31,10 +31,11 @@ type loop struct {
 	count   int
 	scratch []byte // output collected during one dispatch
 	bufs    bufPool
-	req     codec.Request // the upgrade request being parsed
-	hreq    Request       // its view for hooks
-	hdrs    []HeaderField // response header lines being assembled
-	backlog []*Conn       // connections with bytes in gnet's outbound buffer (backlog.go)
+	req     codec.Request       // the upgrade request being parsed
+	hreq    Request             // its view for hooks
+	hdrs    []HeaderField       // response header lines being assembled
+	httpx   map[*Conn]*exchange // connections with an exchange with the http.Handler (nethttp.go)
+	backlog []*Conn             // connections with bytes in gnet's outbound buffer (backlog.go)
 	pongs   []*pendingPong
 	stats   loopStats
 

@@ -34,7 +34,7 @@ func healthHandler(r *Request) HTTPResponse {
 // same connection serves every request (net/http's client says whether it
 // reused one).
 func TestHTTPKeepAlive(t *testing.T) {
-	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(healthHandler))
+	_, addr := startServer(t, echoHandler{}, WithLoopHTTPHandler(healthHandler))
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
@@ -72,7 +72,7 @@ func TestHTTPKeepAlive(t *testing.T) {
 // Pipelined requests in one write are all answered, in order; one that
 // says Connection: close ends the connection, and so does HTTP/1.0.
 func TestHTTPKeepAlivePipelinedAndClose(t *testing.T) {
-	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(healthHandler))
+	_, addr := startServer(t, echoHandler{}, WithLoopHTTPHandler(healthHandler))
 	c := dialTCP(t, addr)
 	_, _ = c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n" +
 		"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
@@ -104,7 +104,7 @@ func TestHTTPKeepAlivePipelinedAndClose(t *testing.T) {
 // An idle keep-alive connection is closed at the handshake timeout, and a
 // kept-alive connection may upgrade.
 func TestHTTPKeepAliveIdleAndUpgrade(t *testing.T) {
-	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(healthHandler), WithHandshakeTimeout(300*time.Millisecond))
+	_, addr := startServer(t, echoHandler{}, WithLoopHTTPHandler(healthHandler), WithHandshakeTimeout(300*time.Millisecond))
 	c := dialTCP(t, addr)
 	_, _ = c.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -223,7 +223,7 @@ func (closeOnOpen) OnOpen(c *Conn) { _ = c.Close(ws.StatusNormalClosure, "bye") 
 // Stats counts handshake and close timeouts (for the metrics exporter),
 // but not an idle keep-alive connection.
 func TestStatsTimeouts(t *testing.T) {
-	srv, addr := startServer(t, closeOnOpen{}, WithHTTPHandler(healthHandler),
+	srv, addr := startServer(t, closeOnOpen{}, WithLoopHTTPHandler(healthHandler),
 		WithHandshakeTimeout(200*time.Millisecond), WithCloseTimeout(200*time.Millisecond))
 	silent := dialTCP(t, addr) // never sends its request
 	kept := dialTCP(t, addr)   // one request, then idle
@@ -248,7 +248,7 @@ func TestStatsTimeouts(t *testing.T) {
 // kind, and a handler's Connection: close is obeyed.
 func TestHTTPKeepAliveBounds(t *testing.T) {
 	big := make([]byte, 4096)
-	_, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(64<<10), WithHTTPHandler(func(r *Request) HTTPResponse {
+	_, addr := startServer(t, echoHandler{}, WithMaxOutboundBytes(64<<10), WithLoopHTTPHandler(func(r *Request) HTTPResponse {
 		switch string(r.Path()) {
 		case "/bye":
 			return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: []byte("bye")}
@@ -336,7 +336,7 @@ func TestRoomLenDeferredLeave(t *testing.T) {
 // drain the client's bytes first.
 func TestHTTPCloseNoReset(t *testing.T) {
 	body := bytes.Repeat([]byte("b"), 8<<10)
-	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(func(r *Request) HTTPResponse {
+	_, addr := startServer(t, echoHandler{}, WithLoopHTTPHandler(func(r *Request) HTTPResponse {
 		return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: body}
 	}))
 	junk := bytes.Repeat([]byte("j"), 256<<10)
@@ -370,7 +370,7 @@ func TestHTTPCloseNoReset(t *testing.T) {
 // before the FIN, so that the client can tell the end from a cut.
 func TestHTTPCloseLinger(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
-	handler := WithHTTPHandler(func(r *Request) HTTPResponse {
+	handler := WithLoopHTTPHandler(func(r *Request) HTTPResponse {
 		if string(r.Path()) == "/big" {
 			return HTTPResponse{Header: []HeaderField{{Name: "Connection", Value: "close"}}, Body: big}
 		}

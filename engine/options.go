@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"time"
@@ -21,13 +22,16 @@ type Option func(*options)
 type HeaderField = codec.HeaderField
 
 // HTTPResponse is the answer to a plain HTTP request (one that does not ask
-// for a WebSocket upgrade), returned by the handler set with WithHTTPHandler.
-// Content-Length is written from Body; the answer to a HEAD request leaves
-// Body out.
+// for a WebSocket upgrade), returned by the handler set with
+// WithLoopHTTPHandler. Content-Length is written from Body; the answer to a
+// HEAD request leaves Body out.
 type HTTPResponse struct {
 	Status int           // 200 when 0
 	Header []HeaderField // e.g. Content-Type
 	Body   []byte
+	// Pass hands the request to the WithHTTPHandler handler instead (426
+	// when there is none); the other fields are ignored.
+	Pass bool
 }
 
 type options struct {
@@ -40,7 +44,11 @@ type options struct {
 	subprotocols     []string
 	checkOrigin      func(r *Request) bool
 	upgradeHook      func(r *Request) (any, error)
-	httpHandler      func(r *Request) HTTPResponse
+	loopHTTP         func(r *Request) HTTPResponse
+	httpHandler      http.Handler
+	httpWorkers      int
+	maxRequestBody   int
+	maxResponseBuf   int
 	responseHeaders  []HeaderField
 	logger           *slog.Logger
 	pingInterval     time.Duration
@@ -109,6 +117,9 @@ func defaultOptions() options {
 		closeTimeout:     5 * time.Second,
 		tick:             100 * time.Millisecond,
 		maxOutbound:      4 << 20,
+		httpWorkers:      64,
+		maxRequestBody:   1 << 20,
+		maxResponseBuf:   64 << 10,
 		maxQueued:        32 << 20,
 		compress:         true,
 		compressLevel:    1,
@@ -170,10 +181,13 @@ func WithUpgradeHook(fn func(r *Request) (value any, err error)) Option {
 	return func(o *options) { o.upgradeHook = fn }
 }
 
-// WithHTTPHandler routes plain HTTP requests (those that do not ask for a
-// WebSocket upgrade: a health check, a page that opens the socket) to fn.
-// Its response is written and, when the client allows it (HTTP/1.1
-// without Connection: close, and a request without a body, which wsloop
+// WithLoopHTTPHandler answers plain HTTP requests (those that do not ask
+// for a WebSocket upgrade) on the event loop itself, with no goroutine and
+// no copy of the request: the cheapest way to serve a health check that a
+// balancer polls many times a second, or a small fixed page. fn runs on
+// the event loop and must not block (use WithHTTPHandler for anything that
+// may). Its response is written and, when the client allows it (HTTP/1.1
+// without Connection: close, and a request without a body, which this path
 // does not read), the connection stays open for the next request, as a
 // load balancer polling a health endpoint expects; it may also upgrade.
 // It is closed instead when fn's header says Connection: close, when the
@@ -181,11 +195,47 @@ func WithUpgradeHook(fn func(r *Request) (value any, err error)) Option {
 // reach WithMaxOutboundBytes (a client that pipelines requests and never
 // reads cannot grow the server). An idle keep-alive connection is closed
 // after the handshake timeout (WithHandshakeTimeout) and counts against
-// WithMaxConnections like any socket. 204 and 304 answers carry no body. fn runs on the event loop and must not block. Default: none;
-// such requests get 426 Upgrade Required.
-func WithHTTPHandler(fn func(r *Request) HTTPResponse) Option {
-	return func(o *options) { o.httpHandler = fn }
+// WithMaxConnections like any socket. 204 and 304 answers carry no body.
+// A response with Pass set hands the request on to WithHTTPHandler, so
+// that both can serve one port. Default: none.
+func WithLoopHTTPHandler(fn func(r *Request) HTTPResponse) Option {
+	return func(o *options) { o.loopHTTP = fn }
 }
+
+// WithHTTPHandler serves plain HTTP requests (those that do not ask for a
+// WebSocket upgrade) with a standard http.Handler: promhttp.Handler(),
+// net/http/pprof, a REST mux, a file server, on the WebSocket port. The
+// handler runs on a goroutine of a bounded pool (WithHTTPWorkers), never
+// on an event loop, so it may block; the loop reads the request and its
+// body (WithMaxRequestBody) first. A request that finds every worker busy
+// is answered with 503 and Retry-After at once. The response is buffered
+// up to WithMaxResponseBuffer and sent with Content-Length when it fits,
+// else chunked (HTTP/1.1) as it is written; http.Flusher pushes what is
+// buffered. Keep-alive and pipelining work as with net/http; r.Context()
+// ends when the client goes away or the handler returns. Requests that
+// WithLoopHTTPHandler answers never reach it. Default: none; plain
+// requests get 426 Upgrade Required.
+func WithHTTPHandler(h http.Handler) Option { return func(o *options) { o.httpHandler = h } }
+
+// WithHTTPWorkers caps the goroutines that run the WithHTTPHandler
+// handler, which is the number of requests it serves at once. Workers
+// start on demand and exit after 10 s idle. Past the cap, a request is
+// answered with 503 (Stats.HTTPBusy). Default: 64.
+func WithHTTPWorkers(n int) Option { return func(o *options) { o.httpWorkers = n } }
+
+// WithMaxRequestBody caps the body of a request to the WithHTTPHandler
+// handler, in bytes (after de-chunking). The loop reads the whole body
+// before the handler runs; a larger one is answered with 413 and the
+// connection closes (Stats.HTTPTooLarge). Default: 1 MiB.
+func WithMaxRequestBody(n int) Option { return func(o *options) { o.maxRequestBody = n } }
+
+// WithMaxResponseBuffer sets how many bytes of a WithHTTPHandler
+// response are buffered before they are sent: a response that fits is
+// sent whole with Content-Length, a larger one is streamed in pieces of
+// this size (chunked). A handler that writes faster than its client reads
+// blocks in Write or Flush once this much waits for the socket. Default:
+// 64 KiB.
+func WithMaxResponseBuffer(n int) Option { return func(o *options) { o.maxResponseBuf = n } }
 
 // WithResponseHeaders adds header lines to every 101 response. Default: none.
 func WithResponseHeaders(fields ...HeaderField) Option {
@@ -366,6 +416,12 @@ func (o *options) validate() error {
 	case o.tlsInPerSocket < 4<<10 || o.tlsInTotal < o.tlsInPerSocket:
 		return fmt.Errorf("wsloop: WithMaxTLSHandshakeBytes(%d, %d): need at least 4 KiB per socket, and a total of at least that",
 			o.tlsInPerSocket, o.tlsInTotal)
+	case o.httpWorkers < 1:
+		return fmt.Errorf("wsloop: WithHTTPWorkers(%d): need at least 1", o.httpWorkers)
+	case o.maxRequestBody < 0:
+		return fmt.Errorf("wsloop: WithMaxRequestBody(%d): must not be negative", o.maxRequestBody)
+	case o.maxResponseBuf < 512:
+		return fmt.Errorf("wsloop: WithMaxResponseBuffer(%d): need at least 512", o.maxResponseBuf)
 	case o.tick <= 0:
 		return fmt.Errorf("wsloop: WithTick(%v): must be positive", o.tick)
 	case o.pingInterval < o.tick:

@@ -270,7 +270,7 @@ func TestUpgradeRejections(t *testing.T) {
 }
 
 func TestHTTPHandler(t *testing.T) {
-	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(func(r *Request) HTTPResponse {
+	_, addr := startServer(t, echoHandler{}, WithLoopHTTPHandler(func(r *Request) HTTPResponse {
 		if string(r.Path()) != "/health" {
 			return HTTPResponse{Status: 404, Body: []byte("no")}
 		}

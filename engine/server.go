@@ -58,6 +58,10 @@ type Server struct {
 	proxyRejected   atomic.Uint64
 	handshakes      handshakePool // TLS handshakes in progress (WithTLS)
 	mounted         mountState    // connections handed over by net/http (ServeHTTP)
+	httpPool        httpWorkers   // goroutines running WithHTTPHandler (httpworkers.go)
+	httpRequests    atomic.Uint64
+	httpBusy        atomic.Uint64
+	httpTooLarge    atomic.Uint64
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key
@@ -87,6 +91,7 @@ func New(h Handler, opts ...Option) (*Server, error) {
 		conns: shard.NewMap[uint64, *Conn](o.shards), keys: shard.NewMap[string, *Conn](o.shards)}
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.mounted.slots = make(chan struct{}, 2*o.eventLoops)
+	s.httpPool.init(o.httpWorkers)
 	return s, nil
 }
 
@@ -362,11 +367,12 @@ func (s *Server) drain(ctx context.Context) error {
 	return s.waitDrained(ctx)
 }
 
-// waitDrained polls until every socket is closed or ctx is done.
+// waitDrained polls until every socket is closed and every http.Handler
+// call has returned, or ctx is done.
 func (s *Server) waitDrained(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for s.sockets.Load() > 0 {
+	for s.sockets.Load() > 0 || s.httpInProgress() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -374,6 +380,12 @@ func (s *Server) waitDrained(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// httpInProgress is the number of http.Handler calls running.
+func (s *Server) httpInProgress() int {
+	busy, _ := s.httpPool.counts()
+	return busy
 }
 
 func (s *Server) eachLoop(fn func(*loop)) {

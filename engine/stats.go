@@ -32,6 +32,10 @@ type Stats struct {
 	NetHTTPUpgrades       uint64      // connections upgraded through ServeHTTP (mounted on net/http) and handed to a loop; they count in Connections too
 	RateLimited           uint64      // messages refused by WithRateLimit (dropped, or the one that closed its connection); not in MessagesIn
 	RateLimitCloses       uint64      // connections closed with 1008 by WithRateLimit (RateLimitClose)
+	HTTPRequests          uint64      // requests handed to the WithHTTPHandler handler
+	HTTPBusy              uint64      // requests answered with 503 because every HTTP worker was busy (WithHTTPWorkers)
+	HTTPTooLarge          uint64      // requests answered with 413: a body past WithMaxRequestBody
+	HTTPInProgress        int         // WithHTTPHandler calls running now, each on a worker goroutine
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -72,6 +76,10 @@ func (s *Server) Stats() Stats {
 		ProxyRejected:         s.proxyRejected.Load(),
 		LoopStalls:            s.loopStalls.Load(),
 		RateLimitCloses:       s.rateLimitCloses.Load(),
+		HTTPRequests:          s.httpRequests.Load(),
+		HTTPBusy:              s.httpBusy.Load(),
+		HTTPTooLarge:          s.httpTooLarge.Load(),
+		HTTPInProgress:        s.httpInProgress(),
 	}
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {

@@ -18,6 +18,9 @@ import (
 // answered with keep-alive leaves the connection waiting for its next
 // request, which may already be buffered.
 func (c *Conn) readHandshake() {
+	if ex := c.loop.exchangeOf(c); ex != nil && !c.httpInput(ex) {
+		return
+	}
 	for c.readRequest() && c.gc.InboundBuffered() > 0 {
 	}
 }
@@ -146,25 +149,39 @@ func closeRequested(h []HeaderField) bool {
 }
 
 // plainHTTP answers a request that does not ask for an upgrade; end is the
-// length of its header block. The connection stays open for the next
-// request when the client allows it (codec.Request.KeepAlive) and the
-// server is not shutting down: it is then back where it was at accept,
-// with a fresh handshake deadline, which is also how long an idle
-// keep-alive connection is kept. It reports whether it stayed open.
+// length of its header block: with the loop's handler
+// (WithLoopHTTPHandler), else, or when it passes, with the http.Handler
+// (WithHTTPHandler, nethttp.go). It reports whether the connection is
+// ready for its next request at once.
 func (c *Conn) plainHTTP(end int) (kept bool) {
-	l := c.loop
-	fn := l.srv.opts.httpHandler
-	if fn == nil {
-		c.refuse(426, "this is a WebSocket endpoint; upgrade required")
-		return false
-	}
-	resp, ok := c.runHTTPHandler(fn)
-	if !ok {
-		if c.state.Load() == stateHandshake {
-			c.refuse(500, "internal server error")
+	o := &c.loop.srv.opts
+	if fn := o.loopHTTP; fn != nil {
+		resp, ok := c.runHTTPHandler(fn)
+		if !ok {
+			if c.state.Load() == stateHandshake {
+				c.refuse(500, "internal server error")
+			}
+			return false
 		}
-		return false
+		if !resp.Pass {
+			return c.loopHTTPAnswer(end, resp)
+		}
 	}
+	if o.httpHandler != nil {
+		return c.startExchange(end)
+	}
+	c.refuse(426, "this is a WebSocket endpoint; upgrade required")
+	return false
+}
+
+// loopHTTPAnswer writes the loop handler's answer. The connection stays
+// open for the next request when the client allows it
+// (codec.Request.KeepAlive) and the server is not shutting down: it is
+// then back where it was at accept, with a fresh handshake deadline, which
+// is also how long an idle keep-alive connection is kept. It reports
+// whether it stayed open.
+func (c *Conn) loopHTTPAnswer(end int, resp HTTPResponse) (kept bool) {
+	l := c.loop
 	if resp.Status == 0 {
 		resp.Status = 200
 	}

@@ -252,7 +252,7 @@ func New(rate, burst float64, log *slog.Logger, opts ...engine.Option) (*engine.
 	return engine.New(&chat{}, append([]engine.Option{
 		engine.WithRateLimit(engine.RateLimit{Messages: 1, Per: per, Burst: int(burst), OnLimited: onLimited}),
 		engine.WithUpgradeHook(upgrade),
-		engine.WithHTTPHandler(httpHandler),
+		engine.WithLoopHTTPHandler(httpHandler),
 		engine.WithCheckOrigin(engine.SameOrigin), // the default, said out loud: the page is served from this origin
 		engine.WithMaxMessageSize(4 << 10),
 		engine.WithLogger(log),

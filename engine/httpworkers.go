@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"sync"
+	"time"
+)
+
+// httpWorkers runs WithHTTPHandler's requests on at most max goroutines,
+// started on demand; a worker that stays idle for workerIdle exits. There
+// is no queue: a request that finds every worker busy is answered with 503
+// at once by the loop, so a slow handler costs its own clients a retry,
+// never the loops a wait or the server unbounded memory.
+//
+// Accounting, under mu: busy counts the requests held, running or handed
+// to an idle worker that has not received it yet; idle counts the workers
+// waiting for a request and not yet claimed. workers == busy + idle <= max.
+// A submitter that finds an idle worker claims it (idle--) and sends the
+// request on jobs, which has room for every claim; a worker whose idle
+// timer fires leaves only while an unclaimed one remains counted (idle >
+// 0), else it has been claimed and must take the request on its way.
+type httpWorkers struct {
+	mu      sync.Mutex
+	max     int
+	busy    int
+	idle    int
+	workers int
+	jobs    chan *exchange
+}
+
+// workerIdle is how long an idle worker waits for a request before it
+// exits.
+const workerIdle = 10 * time.Second
+
+func (p *httpWorkers) init(max int) {
+	p.max = max
+	p.jobs = make(chan *exchange, max)
+}
+
+// submit hands ex to a worker and reports whether one was free. Safe from
+// any goroutine; it never blocks.
+func (p *httpWorkers) submit(ex *exchange) bool {
+	p.mu.Lock()
+	if p.busy >= p.max {
+		p.mu.Unlock()
+		return false
+	}
+	p.busy++
+	if p.idle > 0 {
+		p.idle--
+		p.mu.Unlock()
+		p.jobs <- ex // never blocks: jobs has room for every claim
+		return true
+	}
+	p.workers++
+	p.mu.Unlock()
+	go p.work(ex)
+	return true
+}
+
+func (p *httpWorkers) work(ex *exchange) {
+	timer := time.NewTimer(workerIdle)
+	defer timer.Stop()
+	for {
+		ex.serve()
+		p.mu.Lock()
+		p.busy--
+		p.idle++
+		p.mu.Unlock()
+		timer.Reset(workerIdle)
+		select {
+		case ex = <-p.jobs:
+			continue
+		case <-timer.C:
+		}
+		p.mu.Lock()
+		if p.idle > 0 {
+			p.idle--
+			p.workers--
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		ex = <-p.jobs // claimed as the timer fired: the request is on its way
+	}
+}
+
+// counts returns the requests being served and the workers alive.
+func (p *httpWorkers) counts() (busy, workers int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy, p.workers
+}
