@@ -281,6 +281,9 @@ func (w *responseWriter) appendHead(out []byte, final bool) []byte {
 	default:
 		w.chunked = true
 	}
+	if w.ex.c.loop.srv.draining.Load() {
+		w.closeAfter = true // Shutdown: this answer is the last
+	}
 	keep := w.ex.keep && !w.closeAfter
 	if w.http10 {
 		out = append(out, "HTTP/1.0 "...)

@@ -5,11 +5,14 @@
 //	go get github.com/wsloop/wsloop/promexport
 //
 // Register the collector and serve the registry's /metrics on any HTTP
-// server (the example in ./example serves it on a port of its own):
+// server, or on wsloop's own port through engine.WithHTTPHandler (the
+// example in ./example does that):
 //
+//	mux := http.NewServeMux()
+//	srv, _ := engine.New(h, engine.WithHTTPHandler(mux))
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(promexport.NewCollector(srv, nil))
-//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
 // The collector reads Server.Stats once per scrape, on the scraping
 // goroutine: no goroutine of its own, nothing on the event loops, no
@@ -32,8 +35,11 @@
 // wsloop_shed_connections_total, wsloop_queue_full_total,
 // wsloop_deflated_messages_total, wsloop_inflated_messages_total,
 // wsloop_tls_handshake_failures_total, wsloop_tls_handshake_overflows_total,
-// wsloop_proxy_rejected_total and wsloop_loop_stalls_total; gauges
-// wsloop_tls_handshakes and wsloop_tls_handshakes_waiting. Each is the
+// wsloop_proxy_rejected_total, wsloop_loop_stalls_total, and for plain
+// HTTP served by an http.Handler wsloop_http_requests_total,
+// wsloop_http_busy_total (503s) and wsloop_http_too_large_total (413s);
+// gauges wsloop_tls_handshakes, wsloop_tls_handshakes_waiting and
+// wsloop_http_in_progress. Each is the
 // engine.Stats field of the same meaning; see its documentation.
 //
 // A cluster's broker (engine.WithBroker; all zero without one), from
@@ -100,6 +106,10 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("tls_handshakes", "TLS handshakes running now.", gauge, func(s *engine.Stats) float64 { return float64(s.TLSHandshakes) })
 	add("tls_handshakes_waiting", "TLS handshakes waiting for a slot (WithMaxTLSHandshakes).", gauge, func(s *engine.Stats) float64 { return float64(s.TLSHandshakesWaiting) })
 	add("proxy_rejected_total", "Sockets closed for a malformed or untrusted PROXY header.", counter, func(s *engine.Stats) float64 { return float64(s.ProxyRejected) })
+	add("http_requests_total", "Plain HTTP requests handed to the http.Handler (WithHTTPHandler).", counter, func(s *engine.Stats) float64 { return float64(s.HTTPRequests) })
+	add("http_busy_total", "Plain HTTP requests answered with 503 because every HTTP worker was busy (WithHTTPWorkers).", counter, func(s *engine.Stats) float64 { return float64(s.HTTPBusy) })
+	add("http_too_large_total", "Plain HTTP requests answered with 413: a body past WithMaxRequestBody.", counter, func(s *engine.Stats) float64 { return float64(s.HTTPTooLarge) })
+	add("http_in_progress", "http.Handler calls running now, each on a worker goroutine.", gauge, func(s *engine.Stats) float64 { return float64(s.HTTPInProgress) })
 	add("loop_stalls_total", "Times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks).", counter, func(s *engine.Stats) float64 { return float64(s.LoopStalls) })
 	// A cluster's broker (engine.WithBroker); zero without one.
 	add("broker_connected", "1 while the broker is connected to its bus.", gauge, func(s *engine.Stats) float64 {

@@ -102,7 +102,8 @@ wsloop_rejected_upgrades_total{server="test"} 1
 	for _, name := range []string{"wsloop_sockets", "wsloop_socket_cap", "wsloop_handshake_timeouts_total", "wsloop_close_timeouts_total",
 		"wsloop_idle_evictions_total", "wsloop_dropped_messages_total", "wsloop_slow_consumer_closes_total", `wsloop_loop_connections{loop="0",server="test"}`,
 		"wsloop_tls_handshake_failures_total", "wsloop_tls_handshake_overflows_total", "wsloop_tls_handshakes", "wsloop_tls_handshakes_waiting",
-		"wsloop_proxy_rejected_total", "wsloop_loop_stalls_total"} {
+		"wsloop_proxy_rejected_total", "wsloop_loop_stalls_total", "wsloop_http_requests_total", "wsloop_http_busy_total",
+		"wsloop_http_too_large_total", "wsloop_http_in_progress"} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("scrape lacks %s", name)
 		}
@@ -153,6 +154,48 @@ wsloop_rate_limit_closes_total 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "wsloop_rate_limited_messages_total", "wsloop_rate_limit_closes_total"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// promhttp's handler on wsloop's own port (engine.WithHTTPHandler), run by
+// an HTTP worker: the scrape sees itself in progress.
+func TestScrapeOnWsloopPort(t *testing.T) {
+	mux := http.NewServeMux()
+	srv, err := engine.New(echo{}, engine.WithEventLoops(2), engine.WithHTTPHandler(mux))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(srv, nil))
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
+			t.Error(err)
+		}
+	}()
+	var body string
+	for range 2 {
+		resp, err := http.Get("http://" + srv.Addr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("scrape: %d %v", resp.StatusCode, resp.Header)
+		}
+		body = string(b)
+	}
+	for _, line := range []string{"\nwsloop_http_requests_total 2\n", "\nwsloop_http_in_progress 1\n", "\nwsloop_http_busy_total 0\n"} {
+		if !strings.Contains(body, line) {
+			t.Errorf("the second scrape lacks %q", line)
+		}
 	}
 }
 

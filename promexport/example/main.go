@@ -1,12 +1,12 @@
 // Command example runs wsloop's echo server with its counters exported to
-// Prometheus on a port of their own:
+// Prometheus on the WebSocket port itself (engine.WithHTTPHandler):
 //
-//	go run ./example -addr 127.0.0.1:9001 -metrics 127.0.0.1:9090
-//	curl -s 127.0.0.1:9090/metrics | grep ^wsloop_
+//	go run ./example -addr 127.0.0.1:9001
+//	curl -s 127.0.0.1:9001/metrics | grep ^wsloop_
 //
-// /metrics also carries the Go runtime's and the process's metrics, and
-// /debug/pprof/ the runtime's profiles (net/http/pprof) on the same port,
-// which should not be reachable from the internet.
+// /metrics also carries the Go runtime's and the process's metrics. With
+// -pprof, /debug/pprof/ serves the runtime's profiles (net/http/pprof) on
+// the same port, which should then not be reachable from the internet.
 package main
 
 import (
@@ -15,7 +15,7 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
-	_ "net/http/pprof" // profiles on the metrics port
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,11 +35,12 @@ func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessa
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "WebSocket listen address")
-	metrics := flag.String("metrics", "127.0.0.1:9090", "listen address of /metrics and /debug/pprof/")
+	withPprof := flag.Bool("pprof", false, "serve /debug/pprof/ too")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	srv, err := engine.New(echo{}, engine.WithCheckOrigin(engine.AnyOrigin), engine.WithLogger(log))
+	mux := http.NewServeMux()
+	srv, err := engine.New(echo{}, engine.WithCheckOrigin(engine.AnyOrigin), engine.WithLogger(log), engine.WithHTTPHandler(mux))
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)
@@ -50,20 +51,19 @@ func main() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	go func() {
-		log.Info("metrics on http://" + *metrics + "/metrics")
-		if err := http.ListenAndServe(*metrics, nil); err != nil {
-			log.Error("metrics server", "err", err)
-			os.Exit(1)
-		}
-	}()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if *withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
 		<-srv.Ready()
-		log.Info("echo on ws://" + srv.Addr().String())
+		log.Info("echo on ws://"+srv.Addr().String(), "metrics", "http://"+srv.Addr().String()+"/metrics")
 	}()
 	if err := srv.ListenAndServe(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {
 		log.Error("server failed", "err", err)
