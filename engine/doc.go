@@ -8,9 +8,11 @@
 //
 // # Callbacks run on the event loop
 //
-// **Handler methods, the origin check, the upgrade hook and the HTTP
-// handler run on the connection's event loop, which serves thousands of
-// connections: they must not block.** Give slow work to a goroutine and
+// **Handler methods, the origin check, the upgrade hook and the loop's
+// HTTP handler (WithLoopHTTPHandler) run on the connection's event loop,
+// which serves thousands of connections: they must not block.** (An
+// http.Handler given to WithHTTPHandler does not: it runs on a worker
+// goroutine and may block; see Plain HTTP.) Give slow work to a goroutine and
 // answer with Conn.Send, which is safe from any goroutine. A callback that
 // blocks anyway stalls its loop's connections, not the others': new
 // sockets go to the other loops once the loop misses its heartbeat (two
@@ -129,8 +131,8 @@
 //	  RST close the socket at once
 //
 //	state      timer means                        entered by (always the loop)
-//	handshake  handshake deadline                 OnOpen, when the acceptor's socket reaches the loop;
-//	                                              again after a plain HTTP request answered with keep-alive
+//	handshake  handshake deadline; none while an  OnOpen, when the acceptor's socket reaches the loop;
+//	           http.Handler runs its request      again after a plain HTTP request answered with keep-alive
 //	open       heartbeat: next ping, or eviction  the upgrade; re-armed by the heartbeat itself
 //	closing    close deadline                     applying a close request: Conn.Close, Shutdown,
 //	                                              a slow-consumer policy (the frame is queued then)
@@ -251,13 +253,48 @@
 //
 // # Plain HTTP
 //
-// A request that does not ask for an upgrade goes to the WithHTTPHandler
-// handler (426 without one). When the client allows it (HTTP/1.1 without
-// Connection: close, no request body) the connection stays open for the
-// next request, which may also be an upgrade; an idle one is closed at the
-// handshake deadline. A server listening on a Unix socket
-// (ListenAndServe("unix:///path")) works as on TCP: Addr is a
-// *net.UnixAddr, and Conn.RemoteAddr is one too (usually unnamed).
+// A request that does not ask for an upgrade is plain HTTP, served on the
+// same port by one of two hooks (426 Upgrade Required without either):
+//
+//   - WithHTTPHandler takes a standard http.Handler: promhttp.Handler(),
+//     net/http/pprof, a REST mux, a file server. Use it for everything but
+//     the cheapest fixed answers. The loop reads the request head (with
+//     the upgrade's parser and bounds: 431, 400) and its body, Content-Length
+//     or chunked, up to WithMaxRequestBody (413 past it; Expect:
+//     100-continue is answered), then hands it to one of at most
+//     WithHTTPWorkers goroutines, started on demand and gone when idle; a
+//     request that finds them all busy gets 503 with Retry-After at once,
+//     so a slow handler costs its own clients a retry, never the loops a
+//     wait. The handler gets an *http.Request rebuilt with net/http's own
+//     parser (RemoteAddr, TLS, a Context that ends when the client goes
+//     away or the handler returns) and an http.ResponseWriter that is also
+//     an http.Flusher: an answer that fits WithMaxResponseBuffer leaves
+//     whole with Content-Length when the handler returns (the worker is
+//     free by then, however slowly the client reads); a larger or flushed
+//     one is streamed chunked, and Write blocks the worker (not the loop)
+//     while that much waits for a client that does not read. Keep-alive,
+//     Connection: close and HTTP/1.0 behave as with net/http; pipelined
+//     requests are answered in order, one at a time. Shutdown waits for
+//     running handlers, up to its ctx. Not supported: HTTP/2, trailers,
+//     1xx answers from the handler, http.Hijacker.
+//   - WithLoopHTTPHandler answers on the event loop itself: no goroutine,
+//     no copy of the request, no http.Request, and no request body (a
+//     request with one is answered and the connection closed). It is kept
+//     for the cheapest answers a balancer polls many times a second (a
+//     health check): benchmarks/RESULTS.md ("Plain HTTP on wsloop's
+//     listener") measured it at about half the CPU per request of
+//     WithHTTPHandler for the same small answer. It must not block. Its
+//     answer may pass a request on to WithHTTPHandler (HTTPResponse.Pass),
+//     so that both serve one port: /healthz on the loop, the rest on the
+//     http.Handler.
+//
+// With either, the connection stays open for the next request when the
+// client allows it; it may also upgrade. An idle one is closed at the
+// handshake deadline, which also bounds how long a request and its body
+// may take to arrive; a running handler has no deadline. A server
+// listening on a Unix socket (ListenAndServe("unix:///path")) works as on
+// TCP: Addr is a *net.UnixAddr, and Conn.RemoteAddr is one too (usually
+// unnamed).
 //
 // # Bounds
 //
@@ -318,12 +355,38 @@
 //	    crypto/tls holds at most one partial record; the loop decrypts only when a whole record is in, at most
 //	    64 KiB of plaintext at a time, which the frame parser consumes as above (every row below applies to the
 //	    plaintext). An idle connection holds only crypto/tls's cipher state (about 3 KB).
-//	plain HTTP: pipelined requests, and answers   WithMaxOutboundBytes [4 MiB]          TestBoundsHTTPPipeline
-//	the client has not read                                                             TestHTTPKeepAliveBounds
+//	plain HTTP on the loop (WithLoopHTTPHandler): WithMaxOutboundBytes [4 MiB]          TestBoundsHTTPPipeline
+//	pipelined requests, and answers the client                                          TestHTTPKeepAliveBounds
+//	has not read
 //	    Requests are answered as they are parsed, in one pass over what arrived. Once the answers not yet read
 //	    reach the cap, the next one ends with Connection: close and the rest of the input is discarded; a request
 //	    with a body is never kept alive. 16,000 pipelined requests for 62 MiB of answers, never read: 136
 //	    answered, the heap grew 0.3 MiB.
+//	http.Handler: a request body                  WithMaxRequestBody [1 MiB]            TestNetHTTPBoundsBody
+//	    Moved out of gnet's buffer as it arrives (chunked sizes and trailers wait there until a line is whole, at
+//	    most 4 KiB, trailers WithMaxHeaderBytes), into a buffer that grows with it to the declared length or the
+//	    bound; it is held until the handler returns. A Content-Length past the bound is answered with 413 at once,
+//	    a chunked body when it passes it (Stats.HTTPTooLarge), and the connection closes, discarding the rest. All
+//	    of it must arrive within WithHandshakeTimeout. 16 bodies at a 1 MiB bound that stop a byte short, and 4
+//	    chunked bodies of 16 MiB: the heap peaked 24 MiB above its start; the floods got 413.
+//	http.Handler: requests running, and the       WithHTTPWorkers [64]                  TestNetHTTPBusy
+//	goroutines that run them
+//	    At most that many handlers run at once, each on a goroutine that exits after 10 s idle; a request past
+//	    them is answered with 503 and Retry-After: 1 at once (Stats.HTTPBusy), never queued.
+//	http.Handler: what a client pipelines behind  WithReadBufferCap [64 KiB]            TestNetHTTPBoundsPipelined
+//	a running request
+//	    Requests are served one at a time per connection, in order. While one runs, what follows waits in gnet's
+//	    buffer, up to the bound (plus one read); past it the rest is discarded as it arrives and the connection
+//	    closes once the running answer has left. 4 sockets pipelining 16 MiB each behind a handler that blocks:
+//	    the heap grew 0.2 MiB; each got its one answer, then the close.
+//	http.Handler: the answer                      WithMaxResponseBuffer [64 KiB]        TestNetHTTPBoundsStream
+//	    The writer buffers up to the bound; past it, or on Flush, the bytes join the connection's output, and
+//	    Write blocks the handler's worker while more than the bound waits there and in gnet's buffer (the
+//	    worker asks the loop for gnet's figure every 1 to 50 ms while it waits). Per connection: the bound in
+//	    the writer, the bound plus one piece queued, and gnet's copy of what the socket did not take (up to twice
+//	    that). The final piece is queued without waiting, so the worker is free before a slow client has read
+//	    it. 8 handlers streaming 64 MiB each with Flush to clients that never read: the heap peaked 1.9 MiB above
+//	    its start; the handlers blocked in Write, and returned once their clients closed.
 //	a partial frame header or control frame       none [131 bytes]                      TestBoundsMessageAssembly
 //	                                                                                    TestPingFloodBounded
 //	    It waits in gnet's buffer until whole (at most a 14-byte header, or a control frame of 6 + 125 bytes); a

@@ -127,7 +127,7 @@ func TestNetHTTPBoundsBody(t *testing.T) {
 	if served.Load() != 0 {
 		t.Errorf("%d incomplete bodies reached the handler", served.Load())
 	}
-	mem.check(t, partial*limit*3/2+4<<20, fmt.Sprintf("%d bodies at the limit waiting for their last byte, %d chunked floods", partial, chunkedFloods))
+	mem.check(t, partial*limit*2+4<<20, fmt.Sprintf("%d bodies at the limit waiting for their last byte, %d chunked floods", partial, chunkedFloods))
 	if n := srv.Stats().HTTPTooLarge; n != chunkedFloods {
 		t.Errorf("Stats.HTTPTooLarge = %d, want %d", n, chunkedFloods)
 	}
