@@ -34,8 +34,8 @@ var errConnGone = errors.New("wsloop: the HTTP client has gone away")
 // readerPool holds the bufio.Readers http.ReadRequest parses heads with.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-// serve runs the handler for ex on a worker goroutine and hands the
-// exchange back to the loop.
+// serve runs the handler for ex on a worker goroutine; the worker then
+// hands the exchange back to the loop (handBack).
 func (ex *exchange) serve() {
 	c := ex.c
 	s := c.loop.srv
@@ -90,7 +90,7 @@ func (w *responseWriter) run(s *Server) (ok bool) {
 		}
 		if w.headSent || r == http.ErrAbortHandler {
 			w.ex.abort = true
-			w.handBack()
+			w.done()
 			return
 		}
 		w.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
@@ -207,13 +207,16 @@ func (w *responseWriter) finish() {
 		w.closeAfter = true // short of what it declared: the client cannot find the end
 	}
 	_ = w.send(true)
-	w.handBack()
+	w.done()
 }
 
-// handBack gives the exchange back to its loop.
-func (w *responseWriter) handBack() {
-	ex := w.ex
-	ex.keepAfter = ex.keep && !w.closeAfter
+// done records whether the answer leaves the connection usable.
+func (w *responseWriter) done() {
+	w.ex.keepAfter = w.ex.keep && !w.closeAfter
+}
+
+// handBack gives the exchange back to its loop, which writes the answer.
+func (ex *exchange) handBack() {
 	if ex.gone.Load() {
 		return
 	}

@@ -62,10 +62,14 @@ func (p *httpWorkers) work(ex *exchange) {
 	defer timer.Stop()
 	for {
 		ex.serve()
+		// The slot is free before the loop writes the answer: a client
+		// that sends its next request once it has read this answer must
+		// find it free (with as many clients as workers it saw 503s).
 		p.mu.Lock()
 		p.busy--
 		p.idle++
 		p.mu.Unlock()
+		ex.handBack()
 		timer.Reset(workerIdle)
 		select {
 		case ex = <-p.jobs:

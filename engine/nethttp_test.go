@@ -269,12 +269,15 @@ func TestNetHTTPBusy(t *testing.T) {
 }
 
 func TestNetHTTPKeepAlive(t *testing.T) {
-	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(testMux()))
+	// As many workers as clients, each with one request in flight: a
+	// worker's slot must be free before its answer reaches the client, or
+	// the client's next request finds it taken (503).
+	const clients, each = 4, 200
+	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(testMux()), WithHTTPWorkers(clients))
 	// Each client has a transport of its own, so that one connection each
 	// is what keep-alive gives (a shared transport may dial while another
 	// goroutine's connection is about to come back).
 	var dials atomic.Int64
-	const clients, each = 4, 50
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Add(1)
@@ -289,8 +292,8 @@ func TestNetHTTPKeepAlive(t *testing.T) {
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if string(b) != "ping" {
-					t.Errorf("got %q", b)
+				if resp.StatusCode != 200 || string(b) != "ping" {
+					t.Errorf("got %d %q", resp.StatusCode, b)
 					return
 				}
 			}
