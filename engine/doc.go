@@ -282,8 +282,9 @@
 //     request with one is answered and the connection closed). It is kept
 //     for the cheapest answers a balancer polls many times a second (a
 //     health check): benchmarks/RESULTS.md ("Plain HTTP on wsloop's
-//     listener") measured it at about half the CPU per request of
-//     WithHTTPHandler for the same small answer. It must not block. Its
+//     listener") measured 15.1 µs of server CPU per request against
+//     WithHTTPHandler's 18.9 µs (and net/http's 31.5 µs) for the same
+//     small answer, 64 keep-alive clients on one loop. It must not block. Its
 //     answer may pass a request on to WithHTTPHandler (HTTPResponse.Pass),
 //     so that both serve one port: /healthz on the loop, the rest on the
 //     http.Handler.

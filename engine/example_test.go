@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -415,4 +416,44 @@ func ExampleWithRateLimit() {
 	// b
 	// c
 	// slow down: try again in 60 s
+}
+
+// An http.Handler on the WebSocket port: a mux whose handlers run on
+// worker goroutines (they may block), with the health check answered on
+// the event loop itself and every other request passed on.
+func ExampleWithHTTPHandler() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body) // read by the loop before the handler runs (WithMaxRequestBody)
+		fmt.Fprintf(w, "you sent %q", body)
+	})
+	health := func(r *engine.Request) engine.HTTPResponse {
+		if string(r.Path()) == "/healthz" {
+			return engine.HTTPResponse{Body: []byte("ok")}
+		}
+		return engine.HTTPResponse{Pass: true} // to the mux
+	}
+	srv, err := engine.New(echo{}, engine.WithHTTPHandler(mux), engine.WithHTTPWorkers(16),
+		engine.WithLoopHTTPHandler(health))
+	if err != nil {
+		log.Fatal(err)
+	}
+	serveWhile(srv, func(addr string) {
+		for _, req := range []struct{ method, path, body string }{{"GET", "/healthz", ""}, {"POST", "/echo", "hi"}} {
+			r, _ := http.NewRequest(req.method, "http://"+addr+req.path, strings.NewReader(req.body))
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			fmt.Println(resp.StatusCode, string(b))
+		}
+		fmt.Println(roundTrip("ws://"+addr+"/", "and a WebSocket"))
+	})
+	// Output:
+	// 200 ok
+	// 200 you sent "hi"
+	// and a WebSocket
 }

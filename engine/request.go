@@ -12,7 +12,8 @@ import (
 )
 
 // Request is the HTTP request seen by the origin check, the upgrade hook
-// and the plain-HTTP handler.
+// and the loop's plain-HTTP handler (WithLoopHTTPHandler; an http.Handler
+// given to WithHTTPHandler gets an *http.Request instead).
 //
 // It and every slice it returns are only valid during that call: they alias
 // the connection's read buffer. Copy what you keep.
@@ -84,7 +85,7 @@ func (r *Request) RemoteAddr() net.Addr { return r.remote }
 func (r *Request) Subprotocol() string { return r.subprotocol }
 
 // AddResponseHeader adds a header line to the 101 response (from the
-// upgrade hook) or to the plain-HTTP response. Lines with a name that is not
+// upgrade hook) or to the loop's plain-HTTP response. Lines with a name that is not
 // a token or a value holding CR or LF are dropped.
 func (r *Request) AddResponseHeader(name, value string) {
 	r.respHeaders = append(r.respHeaders, HeaderField{Name: name, Value: value})
