@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -450,4 +451,80 @@ func TestNetHTTPLoopHandlerPasses(t *testing.T) {
 			t.Errorf("%s: %q", path, b)
 		}
 	}
+}
+
+// Over TLS the handler sees r.TLS, and bodies, streaming and keep-alive
+// work on the decrypted stream.
+func TestNetHTTPOverTLS(t *testing.T) {
+	mux := testMux()
+	mux.HandleFunc("/tls", func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			http.Error(w, "no TLS state", 500)
+			return
+		}
+		fmt.Fprintf(w, "%s %x", r.TLS.ServerName, r.TLS.Version)
+	})
+	_, addr := tlsServer(t, echoHandler{}, WithHTTPHandler(mux))
+	var dials atomic.Int64
+	cl := countingClient(&dials)
+	cl.Transport.(*http.Transport).TLSClientConfig = clientTLS(tls.VersionTLS13)
+	base := "https://localhost:" + addr[strings.LastIndexByte(addr, ':')+1:]
+	resp, err := cl.Get(base + "/tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "localhost 304" {
+		t.Fatalf("/tls: %d %q", resp.StatusCode, b)
+	}
+	payload := bytes.Repeat([]byte("z"), 200<<10)
+	resp, err = cl.Post(base+"/echo", "application/octet-stream", io.MultiReader(bytes.NewReader(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("echo over TLS: %d bytes back", len(got))
+	}
+	resp, err = cl.Get(base + "/big?n=500000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(got) != 500000 {
+		t.Fatalf("big over TLS: %d bytes", len(got))
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d connections for 3 requests over TLS, want 1", n)
+	}
+}
+
+// A handler that panics before answering gets a 500 for its client, one
+// that panics mid-stream cuts the connection; the server goes on.
+func TestNetHTTPPanic(t *testing.T) {
+	mux := testMux()
+	mux.HandleFunc("/early", func(http.ResponseWriter, *http.Request) { panic("early") })
+	mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	srv, addr := startServer(t, echoHandler{}, WithHTTPHandler(mux))
+	got := rawRequest(t, addr, "GET /early HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 500 ") || !strings.Contains(got, "Connection: close") {
+		t.Fatalf("early panic: %.200q", got)
+	}
+	got = rawRequest(t, addr, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 ") || strings.HasSuffix(got, "0\r\n\r\n") {
+		t.Fatalf("late panic: the answer should be cut short: %.300q", got)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the panics: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitFor(t, 5*time.Second, "the handlers to be done", func() bool { return srv.Stats().HTTPInProgress == 0 })
 }
