@@ -6,7 +6,8 @@ import (
 )
 
 // httpWorkers runs WithHTTPHandler's requests on at most max goroutines,
-// started on demand; a worker that stays idle for workerIdle exits. There
+// started on demand; a worker that stays idle for workerIdle exits, and
+// every idle one once the server has stopped. There
 // is no queue: a request that finds every worker busy is answered with 503
 // at once by the loop, so a slow handler costs its own clients a retry,
 // never the loops a wait or the server unbounded memory.
@@ -25,6 +26,8 @@ type httpWorkers struct {
 	idle    int
 	workers int
 	jobs    chan *exchange
+	stop    chan struct{} // closed once the server has stopped: idle workers exit at once
+	once    sync.Once
 }
 
 // workerIdle is how long an idle worker waits for a request before it
@@ -34,6 +37,7 @@ const workerIdle = 10 * time.Second
 func (p *httpWorkers) init(max int) {
 	p.max = max
 	p.jobs = make(chan *exchange, max)
+	p.stop = make(chan struct{})
 }
 
 // submit hands ex to a worker and reports whether one was free. Safe from
@@ -75,6 +79,7 @@ func (p *httpWorkers) work(ex *exchange) {
 		case ex = <-p.jobs:
 			continue
 		case <-timer.C:
+		case <-p.stop:
 		}
 		p.mu.Lock()
 		if p.idle > 0 {
@@ -87,6 +92,9 @@ func (p *httpWorkers) work(ex *exchange) {
 		ex = <-p.jobs // claimed as the timer fired: the request is on its way
 	}
 }
+
+// close makes idle workers exit now, and busy ones once they are done.
+func (p *httpWorkers) close() { p.once.Do(func() { close(p.stop) }) }
 
 // counts returns the requests being served and the workers alive.
 func (p *httpWorkers) counts() (busy, workers int) {

@@ -430,6 +430,10 @@ func TestNetHTTPShutdownWaits(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrServerClosed) {
 		t.Fatal(err)
 	}
+	waitFor(t, 5*time.Second, "the idle HTTP workers to exit", func() bool {
+		_, workers := srv.httpPool.counts()
+		return workers == 0
+	})
 }
 
 func TestNetHTTPLoopHandlerPasses(t *testing.T) {

@@ -221,6 +221,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.mounted.wait(s.opts.closeTimeout)
 	_ = cli.Stop() // closes what is left; OnClose runs for each
+	s.httpPool.close()
 	if p := s.failure.Load(); p != nil {
 		return *p
 	}
