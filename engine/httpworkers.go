@@ -7,9 +7,9 @@ import (
 
 // httpWorkers runs WithHTTPHandler's requests on at most max goroutines,
 // started on demand; a worker that stays idle for workerIdle exits, and
-// every idle one once the server has stopped. There
-// is no queue: a request that finds every worker busy is answered with 503
-// at once by the loop, so a slow handler costs its own clients a retry,
+// every idle one once the server has stopped. There is no queue: a
+// request that finds every worker busy is answered with 503 at once by
+// the loop, so a slow handler costs its own clients a retry,
 // never the loops a wait or the server unbounded memory.
 //
 // Accounting, under mu: busy counts the requests held, running or handed
