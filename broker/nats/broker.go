@@ -73,6 +73,15 @@
 // misses, and its repairs cost the other nodes nothing. A node not heard
 // from for three intervals is forgotten: its members stop being counted.
 //
+// A count that changes on another node reaches this one in a report,
+// which nothing on this node announces: an application that shows counts
+// (a chat's "viewers: N") learns of every change of a room's total, local
+// or remote, from WithOnRoomCount, which calls its function with the new
+// total on a goroutine of its own, outside the broker's locks, coalescing
+// the changes that come while it runs. Pushing a count from a join's own
+// handler alone leaves two members who join at the same moment on two
+// nodes each seeing 1 until the next join or leave.
+//
 // # Faults
 //
 // Nothing here blocks the caller or an event loop: Publish, Broadcast and
@@ -93,9 +102,10 @@
 // counted in Stats.Broker.Dropped (and a message that some of its event
 // loops took and others refused, in Stats.Broker.Partial); NATS itself
 // never lets a slow client hold up the others. A stalled NATS server
-// fails the broker's writes after 2 s rather than holding it. The broker runs three goroutines of its own
-// (sending, delivering, and interest with presence) besides the NATS
-// client's, whatever the number of connections and rooms.
+// fails the broker's writes after 2 s rather than holding it. The broker
+// runs three goroutines of its own (sending, delivering, and interest with
+// presence), and a fourth with WithOnRoomCount, besides the NATS client's,
+// whatever the number of connections and rooms.
 //
 // NATS core delivers at most once: a message in flight when a connection
 // breaks is lost without being counted.
@@ -133,6 +143,7 @@ type config struct {
 	linger    time.Duration
 	report    time.Duration
 	reconcile time.Duration
+	onCount   func(room string, total int)
 
 	presFilter func([]byte) bool // tests: a presence message it returns true for is lost
 }
@@ -178,6 +189,28 @@ func WithLinger(d time.Duration) Option { return func(c *config) { c.linger = d 
 // counts are current on every node within one interval, and within two
 // and a round trip on the bus when a report is lost.
 func WithReportInterval(d time.Duration) Option { return func(c *config) { c.report = d } }
+
+// WithOnRoomCount has the broker call f(room, total) whenever a room's
+// member count on all nodes (what Server.RoomLen returns) changes: from a
+// join or leave on this node, and from another node's presence report,
+// its snapshot, or its going away. It is how an application learns that
+// a count changed on another node, which nothing on this node announces:
+// a chat pushes "viewers: N" to the room's members here from it.
+//
+// f gets the total when it runs, not every step on the way: changes that
+// come while it runs, or together (the rooms of one report, a batch of
+// joins), make one call per room with the latest total, and none if the
+// total is back to what f was last told. A room that empties gets a last
+// call with 0. Calls are made one at a time, in order, on a goroutine of
+// the broker's own, with no lock of the broker held: f may call
+// Server.RoomLen, Server.Publish or Local.Publish (to tell only this
+// node's members, as every node's f is called). It should return
+// promptly: while it runs, later counts wait (and coalesce), though
+// nothing else does, neither NATS's reader nor delivery nor reports.
+// Close waits for a call under way to return.
+func WithOnRoomCount(f func(room string, total int)) Option {
+	return func(c *config) { c.onCount = f }
+}
 
 // Broker is a NATS broker for one engine.Server (engine.WithBroker).
 type Broker struct {
@@ -263,6 +296,7 @@ func New(url string, opts ...Option) *Broker {
 		stop:    make(chan struct{}),
 	}
 	b.pres.init()
+	b.pres.counting = cfg.onCount != nil
 	return b
 }
 
@@ -337,6 +371,10 @@ func (b *Broker) Start(l engine.Local) error {
 	go b.send()
 	go b.deliver()
 	go b.run()
+	if b.cfg.onCount != nil {
+		b.wg.Add(1)
+		go b.notify()
+	}
 	b.outMu.Lock()
 	b.running.Store(true)
 	b.outMu.Unlock()
@@ -677,6 +715,7 @@ func (b *Broker) run() {
 // apply brings subscriptions and counts in line with the local truth for
 // each hinted target, and drops subscriptions that lingered long enough.
 func (b *Broker) apply(hints map[target]struct{}, now time.Time) {
+	b.pres.touchRooms(hints)
 	for t := range hints {
 		var want bool
 		if t.kind == 'r' {

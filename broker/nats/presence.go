@@ -59,6 +59,12 @@ type presence struct {
 
 	wantFull atomic.Bool // send a full report next time
 
+	// WithOnRoomCount: the rooms whose total may have changed since
+	// notify last looked (under mu), and notify's wake-up.
+	counting bool
+	touched  map[string]struct{}
+	notified chan struct{}
+
 	// run goroutine only
 	changed map[string]struct{}
 	seq     uint32
@@ -82,6 +88,81 @@ func (p *presence) init() {
 	p.askers = make(map[uint64]struct{})
 	p.changed = make(map[string]struct{})
 	p.spare = make(map[uint64]struct{})
+	p.touched = make(map[string]struct{})
+	p.notified = make(chan struct{}, 1)
+}
+
+// touch notes that room's total may have changed, for notify; p.mu is
+// held.
+func (p *presence) touch(room string) {
+	if !p.counting {
+		return
+	}
+	p.touched[room] = struct{}{}
+	select {
+	case p.notified <- struct{}{}:
+	default:
+	}
+}
+
+// touchRooms notes the rooms among hints, whose counts on this node may
+// have changed. Every hinted room, not only those whose count run saw
+// change: notify may have read a count that run has not (a join and a
+// leave that run reads as no change), and must read it again.
+func (p *presence) touchRooms(hints map[target]struct{}) {
+	if !p.counting {
+		return
+	}
+	p.mu.Lock()
+	for t := range hints {
+		if t.kind == 'r' {
+			p.touch(t.name)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// notify calls WithOnRoomCount's function for each room whose total
+// changed since it was last called for it, outside every lock. Its own
+// goroutine, so that a slow function holds up nothing but later counts.
+func (b *Broker) notify() {
+	defer b.wg.Done()
+	p := &b.pres
+	f := b.cfg.onCount
+	told := make(map[string]int) // the last total f got, per room; absent: 0
+	spare := make(map[string]struct{})
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-p.notified:
+		}
+		p.mu.Lock()
+		rooms := p.touched
+		p.touched = spare
+		p.mu.Unlock()
+		// What changes from here on is touched again, and read in the next
+		// round: the last total of every room is told.
+		for room := range rooms {
+			select {
+			case <-b.stop:
+				return
+			default:
+			}
+			n := b.local.RoomLen(room) + p.remoteLen(room)
+			if n == told[room] {
+				continue
+			}
+			if n == 0 {
+				delete(told, room)
+			} else {
+				told[room] = n
+			}
+			f(room, n)
+		}
+		clear(rooms)
+		spare = rooms
+	}
 }
 
 func (p *presence) remoteLen(room string) int {
@@ -270,6 +351,7 @@ func (p *presence) forget(pe *peer) {
 }
 
 func (p *presence) add(room string, d int32) {
+	p.touch(room)
 	if n := p.remote[room] + d; n > 0 {
 		p.remote[room] = n
 	} else {

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
+
+	"github.com/wsloop/wsloop/engine"
 )
 
 // withPresenceFilter makes the broker lose the presence messages f
@@ -125,4 +129,151 @@ func TestClusterPresenceLostReport(t *testing.T) {
 	}
 	cl.c.Close()
 	waitFor(t, "A counting B's rooms empty", func() bool { return a.srv.RoomLen(last) == 0 && a.srv.RoomLen("room-00000") == 0 })
+}
+
+// counts records what WithOnRoomCount tells a node.
+type counts struct {
+	srv      atomic.Pointer[engine.Server]
+	mu       sync.Mutex
+	seen     map[string][]int // every total told, per room
+	inCall   atomic.Bool
+	overlap  atomic.Bool  // a call began while another ran
+	deadlock atomic.Bool  // RoomLen, called from the function, did not return
+	slow     atomic.Int64 // nanoseconds the next call sleeps
+}
+
+func newCounts() *counts { return &counts{seen: make(map[string][]int)} }
+
+func (c *counts) option() Option {
+	return WithOnRoomCount(func(room string, total int) {
+		if c.inCall.Swap(true) {
+			c.overlap.Store(true)
+		}
+		defer c.inCall.Store(false)
+		// The broker's locks are not held: RoomLen, which takes the
+		// presence lock, returns.
+		if srv := c.srv.Load(); srv != nil {
+			done := make(chan struct{})
+			go func() { srv.RoomLen(room); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+				c.deadlock.Store(true)
+			}
+		}
+		c.mu.Lock()
+		c.seen[room] = append(c.seen[room], total)
+		c.mu.Unlock()
+		time.Sleep(time.Duration(c.slow.Swap(0)))
+	})
+}
+
+// last returns the last total told for room (0 if none) and all of them.
+func (c *counts) last(room string) (int, []int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.seen[room]
+	if len(s) == 0 {
+		return 0, nil
+	}
+	return s[len(s)-1], append([]int(nil), s...)
+}
+
+// Issue 23: two members join a room at the same moment, one on each node.
+// Each node's own join is told at once; the other's comes with its
+// presence report, which nothing on the node announces: WithOnRoomCount
+// tells both nodes' applications that the room has 2, within one report
+// interval (1 s, the default) and a little; a leave tells them 1. The
+// function is called outside the broker's locks, one call at a time, and
+// never twice in a row with one total.
+func TestClusterRoomCountCallback(t *testing.T) {
+	ns := runNATS(t, -1)
+	ca, cb := newCounts(), newCounts()
+	every := WithReportInterval(time.Second)
+	a := startNode(t, ns.ClientURL(), []Option{every, ca.option()})
+	b := startNode(t, ns.ClientURL(), []Option{every, cb.option()})
+	ca.srv.Store(a.srv)
+	cb.srv.Store(b.srv)
+	waitFor(t, "the nodes to know each other", func() bool { return a.srv.Stats().Broker.Nodes == 1 && b.srv.Stats().Broker.Nodes == 1 })
+
+	const room = "watch"
+	start := time.Now()
+	var wg sync.WaitGroup
+	var onA, onB *client
+	wg.Add(2)
+	go func() { defer wg.Done(); onA = dial(t, a, "room="+room) }()
+	go func() { defer wg.Done(); onB = dial(t, b, "room="+room) }()
+	wg.Wait()
+	_ = onB
+	tell := func(want int, within time.Duration) time.Duration {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		from := time.Now()
+		for {
+			na, sa := ca.last(room)
+			nb, sb := cb.last(room)
+			if na == want && nb == want {
+				return time.Since(from)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %v, A was told %v and B %v; want both to end at %d", within, sa, sb, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	tell(2, 3*time.Second)
+	t.Logf("both nodes were told 2 members %v after the joins", time.Since(start).Round(time.Millisecond))
+	if n := a.srv.RoomLen(room); n != 2 {
+		t.Fatalf("A's RoomLen %d after it was told 2", n)
+	}
+
+	onA.c.Close()
+	took := tell(1, 3*time.Second)
+	t.Logf("both nodes were told 1 member %v after the leave", took.Round(time.Millisecond))
+
+	for name, c := range map[string]*counts{"A": ca, "B": cb} {
+		_, s := c.last(room)
+		for i := 1; i < len(s); i++ {
+			if s[i] == s[i-1] {
+				t.Errorf("%s was told %v: the same total twice in a row", name, s)
+			}
+		}
+		if c.deadlock.Load() {
+			t.Errorf("%s: RoomLen, called from the function, did not return: a lock was held", name)
+		}
+		if c.overlap.Load() {
+			t.Errorf("%s: two calls ran at once", name)
+		}
+	}
+}
+
+// A slow WithOnRoomCount function holds up nothing but later counts, and
+// those coalesce: while it sleeps, ten joins come, a message from the
+// other node is delivered, and the next call tells the latest total.
+func TestClusterRoomCountSlow(t *testing.T) {
+	ns := runNATS(t, -1)
+	ca := newCounts()
+	a := startNode(t, ns.ClientURL(), []Option{ca.option()})
+	b := startNode(t, ns.ClientURL(), nil)
+	waitFor(t, "the nodes to know each other", func() bool { return a.srv.Stats().Broker.Nodes == 1 && b.srv.Stats().Broker.Nodes == 1 })
+
+	const room = "slow"
+	ca.slow.Store(int64(time.Second))
+	first := dial(t, a, "room="+room)
+	waitFor(t, "the first call", func() bool { n, _ := ca.last(room); return n == 1 })
+	// The call sleeps now.
+	for range 9 {
+		dial(t, b, "room="+room)
+	}
+	waitFor(t, "B's members counted on A", func() bool { return a.srv.RoomLen(room) == 10 })
+	if err := b.srv.Publish(room, ws.OpText, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if p := first.next(t); string(p) != "hello" {
+		t.Fatalf("got %q", p)
+	}
+	waitFor(t, "A told 10", func() bool { n, _ := ca.last(room); return n == 10 })
+	if _, s := ca.last(room); len(s) != 2 {
+		t.Errorf("A was told %v; want [1 10]: the joins that came during a call make one call", s)
+	}
 }
