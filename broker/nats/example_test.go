@@ -83,3 +83,52 @@ func Example() {
 	// viewer 1: hello, both nodes
 	// true
 }
+
+// A node that shows its members how many are in their room on all nodes,
+// pushing the count whenever it changes there: a join on another node
+// changes it with no event on this one but the broker's call.
+func ExampleWithOnRoomCount() {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	ns.ReadyForConnections(10 * time.Second)
+	natsURL := ns.ClientURL()
+	h := lobby{}
+
+	var srv *engine.Server
+	// Called whenever a room's count on all nodes changes, other nodes'
+	// joins and leaves included, on the broker's goroutine: keep it short.
+	b := natsbroker.New(natsURL, natsbroker.WithOnRoomCount(func(room string, total int) {
+		_ = srv.Local().Publish(room, ws.OpText, fmt.Appendf(nil, "viewers: %d", total))
+	}))
+	srv, err = engine.New(h, engine.WithBroker(b))
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() { _ = srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	defer srv.Shutdown(context.Background())
+	other := node(lobby{}, natsURL) // a node of the cluster that pushes nothing
+	defer other.Shutdown(context.Background())
+
+	here, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", http.Header{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer here.Close()
+	_, p, _ := here.ReadMessage()
+	fmt.Printf("%s\n", p)
+	there, _, err := websocket.DefaultDialer.Dial("ws://"+other.Addr().String()+"/", http.Header{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer there.Close()
+	_, p, _ = here.ReadMessage() // within a report interval (1 s)
+	fmt.Printf("%s\n", p)
+	// Output:
+	// viewers: 1
+	// viewers: 2
+}
