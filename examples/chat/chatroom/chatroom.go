@@ -22,6 +22,7 @@
 //	{"type":"welcome","room":"lobby","name":"ann","viewers":3}   to a new member
 //	{"type":"join","name":"bob","viewers":4}                      to the room
 //	{"type":"leave","name":"bob","viewers":3}                     to the room
+//	{"type":"viewers","viewers":5}                                to the room, on a cluster (PushViewers)
 //	{"type":"chat","name":"ann","text":"hello"}                   to the room, sender included
 //	{"type":"limited","text":"...","retry_ms":800}                to a member sending too fast
 //	{"type":"error","text":"..."}                                 to a member that sent something else
@@ -50,7 +51,11 @@
 // The same code runs one node of a cluster when New gets
 // engine.WithBroker (broker/nats/examples/chat): Publish then reaches the
 // room on every node, and RoomLen, hence "viewers", counts every node's
-// members as they last reported them (within 2 s).
+// members as they last reported them (within 2 s). A member who joins or
+// leaves on another node changes the count with no event here: the
+// cluster node calls PushViewers when its broker says a room's count
+// changed (natsbroker.WithOnRoomCount), so that two members who join at
+// once on two nodes both see 2, not the 1 of their join notices.
 package chatroom
 
 import (
@@ -100,6 +105,10 @@ type (
 	notice struct {
 		Type    string `json:"type"` // join, leave
 		Name    string `json:"name"`
+		Viewers int    `json:"viewers"`
+	}
+	viewers struct {
+		Type    string `json:"type"` // viewers
 		Viewers int    `json:"viewers"`
 	}
 	chatMsg struct {
@@ -162,6 +171,14 @@ func (h *chat) OnClose(c *engine.Conn, err error) {
 func send(c *engine.Conn, v any) {
 	b, _ := json.Marshal(v)
 	_ = c.WriteMessage(ws.OpText, b)
+}
+
+// PushViewers tells room's members on this node that the room has n
+// members ({"type":"viewers"}); Local.Publish, since every node of a
+// cluster calls it for its own members. Any goroutine.
+func PushViewers(srv *engine.Server, room string, n int) {
+	b, _ := json.Marshal(viewers{Type: "viewers", Viewers: n})
+	_ = srv.Local().Publish(room, ws.OpText, b)
 }
 
 func publish(srv *engine.Server, room string, v any) {

@@ -8,9 +8,12 @@
 // (from broker/nats), then open http://127.0.0.1:8080 and
 // http://127.0.0.1:8081 in two tabs: a message typed in one reaches the
 // other, and the viewer count is the room's members on both nodes (within
-// 2 s). The first node runs a NATS server in its own process
-// (-nats-embedded); in production, point every node at your NATS cluster
-// with -nats. GET /stats shows the broker's counters under "Broker".
+// 2 s): each node pushes it to its members whenever its broker says the
+// room's count on all nodes changed (natsbroker.WithOnRoomCount), a join
+// or leave on another node included. The first node runs a NATS server in
+// its own process (-nats-embedded); in production, point every node at
+// your NATS cluster with -nats. GET /stats shows the broker's counters
+// under "Broker".
 package main
 
 import (
@@ -57,7 +60,14 @@ func main() {
 		log.Error("need -nats URL or -nats-embedded ADDR")
 		os.Exit(2)
 	}
-	srv, err := chatroom.New(*rate, *burst, log, engine.WithBroker(natsbroker.New(*natsURL)))
+	// The broker calls this on its own goroutine, after srv is set (it
+	// starts with the server), whenever a room's count on all nodes
+	// changes: every node tells its own members.
+	var srv *engine.Server
+	b := natsbroker.New(*natsURL, natsbroker.WithOnRoomCount(func(room string, n int) {
+		chatroom.PushViewers(srv, room, n)
+	}))
+	srv, err := chatroom.New(*rate, *burst, log, engine.WithBroker(b))
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)

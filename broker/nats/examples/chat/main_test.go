@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var listening = regexp.MustCompile(`chat listening: open http://([0-9.:]+) `)
+var listening = regexp.MustCompile(`chat listening: open https?://([0-9.:]+) `)
 
 // node starts this command as a process and returns its HTTP address.
 func node(t *testing.T, args ...string) (string, *exec.Cmd) {
@@ -212,5 +213,114 @@ func TestEmbeddedNATS(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("node 2 never got node 1's message")
 		}
+	}
+}
+
+// viewers reads what m's page would show as the room's viewer count
+// (the last count of a welcome, join, leave or viewers message) until it
+// is want, and returns when it saw it; the zero time if not by deadline.
+func (m *member) viewers(want int, deadline time.Time, shown *int) time.Time {
+	_ = m.c.SetReadDeadline(deadline)
+	for {
+		_, p, err := m.c.ReadMessage()
+		if err != nil {
+			return time.Time{}
+		}
+		var v msg
+		if json.Unmarshal(p, &v) != nil {
+			continue
+		}
+		switch v.Type {
+		case "welcome", "join", "leave", "viewers":
+			*shown = v.Viewers
+		}
+		if *shown == want {
+			return time.Now()
+		}
+	}
+}
+
+// Issue 23: two tabs opened at the same moment on two nodes each see the
+// other's member within 3 s (a report interval and a little), and keep
+// showing 2: the count that another node's report brings is pushed.
+func TestViewersAcrossNodes(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	a1, _ := node(t, "-nats", ns.ClientURL())
+	a2, _ := node(t, "-nats", ns.ClientURL())
+	waitNodes(t, a1, 1)
+	waitNodes(t, a2, 1)
+	ms := make([]*member, 2)
+	start := time.Now()
+	done := make(chan int, 2)
+	for i, a := range []string{a1, a2} {
+		go func() {
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+a+"/ws?room=lobby&name="+fmt.Sprint("tab", i), http.Header{"Origin": {"http://" + a}})
+			if err != nil {
+				t.Errorf("dial %s: %v %v", a, err, resp)
+			}
+			ms[i] = &member{c, fmt.Sprint("tab", i)}
+			done <- i
+		}()
+	}
+	<-done
+	<-done
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, m := range ms {
+		t.Cleanup(func() { m.c.Close() })
+	}
+	shown := make([]int, 2)
+	at := make([]time.Time, 2)
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); at[i] = m.viewers(2, start.Add(3*time.Second), &shown[i]) }()
+	}
+	wg.Wait()
+	if at[0].IsZero() || at[1].IsZero() {
+		t.Fatalf("3 s after two tabs opened at once on two nodes, they show viewers %v; want 2 on both", shown)
+	}
+	t.Logf("both tabs showed 2 viewers %v after they opened (%v, %v)", max(at[0].Sub(start), at[1].Sub(start)).Round(time.Millisecond),
+		at[0].Sub(start).Round(time.Millisecond), at[1].Sub(start).Round(time.Millisecond))
+	// And nothing later takes it back to 1: wait past the next reports.
+	until := time.Now().Add(1500 * time.Millisecond)
+	for i, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.viewers(-1, until, &shown[i]) }()
+	}
+	wg.Wait()
+	if shown[0] != 2 || shown[1] != 2 {
+		t.Errorf("the tabs show %v viewers later, want 2", shown)
+	}
+}
+
+// waitNodes waits until the node at addr has heard from n other nodes
+// (GET /stats), for up to 10 s.
+func waitNodes(t *testing.T, addr string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st struct{ Broker struct{ Nodes int } }
+		resp, err := http.Get("http://" + addr + "/stats")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if err == nil && st.Broker.Nodes == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s hears from %d nodes (%v), want %d", addr, st.Broker.Nodes, err, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
