@@ -13,7 +13,9 @@
 // or leave on another node included. The first node runs a NATS server in
 // its own process (-nats-embedded); in production, point every node at
 // your NATS cluster with -nats. GET /stats shows the broker's counters
-// under "Broker".
+// under "Broker". -tls serves https:// and wss:// with a self-signed
+// certificate (the browser warns once per node), -tls-cert and -tls-key
+// with yours.
 package main
 
 import (
@@ -33,6 +35,7 @@ import (
 	natsbroker "github.com/wsloop/wsloop/broker/nats"
 	"github.com/wsloop/wsloop/engine"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
+	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 func main() {
@@ -41,6 +44,7 @@ func main() {
 	embedded := flag.String("nats-embedded", "", "run a NATS server in this process on `host:port`, and join it")
 	rate := flag.Float64("rate", 1, "messages a second a member may send, sustained")
 	burst := flag.Float64("burst", 5, "messages a member may send at once")
+	tlsFlags := devcert.Flags()
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -60,6 +64,11 @@ func main() {
 		log.Error("need -nats URL or -nats-embedded ADDR")
 		os.Exit(2)
 	}
+	opts, err := tlsFlags()
+	if err != nil {
+		log.Error("TLS", "err", err)
+		os.Exit(2)
+	}
 	// The broker calls this on its own goroutine, after srv is set (it
 	// starts with the server), whenever a room's count on all nodes
 	// changes: every node tells its own members.
@@ -67,7 +76,7 @@ func main() {
 	b := natsbroker.New(*natsURL, natsbroker.WithOnRoomCount(func(room string, n int) {
 		chatroom.PushViewers(srv, room, n)
 	}))
-	srv, err := chatroom.New(*rate, *burst, log, engine.WithBroker(b))
+	srv, err = chatroom.New(*rate, *burst, log, append(opts, engine.WithBroker(b))...)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		os.Exit(2)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -322,5 +323,51 @@ func waitNodes(t *testing.T, addr string, n int) {
 			t.Fatalf("%s hears from %d nodes (%v), want %d", addr, st.Broker.Nodes, err, n)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// -tls: a node serves its page on https:// and the socket on wss://, with
+// a self-signed certificate, and a member there chats with one on a plain
+// node.
+func TestTLSNode(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS not ready")
+	}
+	secure, _ := node(t, "-nats", ns.ClientURL(), "-tls")
+	plain, _ := node(t, "-nats", ns.ClientURL())
+	insecure := &tls.Config{InsecureSkipVerify: true} // self-signed
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}, Timeout: 5 * time.Second}
+	resp, err := hc.Get("https://" + secure + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("page over https: %d", resp.StatusCode)
+	}
+	d := websocket.Dialer{TLSClientConfig: insecure}
+	c, resp, err := d.Dial("wss://"+secure+"/ws?room=lobby&name=sec", http.Header{"Origin": {"https://" + secure}})
+	if err != nil {
+		t.Fatalf("wss: %v %v", err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &member{c, "sec"}
+	if w := s.next(t, "welcome"); w.Name != "sec" {
+		t.Fatalf("welcome %+v", w)
+	}
+	p := join(t, plain, "plain")
+	shown := 0
+	if s.viewers(2, time.Now().Add(5*time.Second), &shown).IsZero() {
+		t.Fatalf("the wss member shows %d viewers, want 2", shown)
+	}
+	p.say(t, "hi")
+	if got := s.next(t, "chat"); got.Text != "hi" || got.Name != "plain" {
+		t.Fatalf("the wss member got %+v", got)
 	}
 }
