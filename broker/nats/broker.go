@@ -195,16 +195,18 @@ func WithReportInterval(d time.Duration) Option { return func(c *config) { c.rep
 // join or leave on this node, and from another node's presence report,
 // its snapshot, or its going away. It is how an application learns that
 // a count changed on another node, which nothing on this node announces:
-// a chat pushes "viewers: N" to the room's members here from it.
+// a chat pushes "viewers: N" to the room's members here from it. Another
+// node's join is told within one report interval (WithReportInterval),
+// a join here at once.
 //
 // f gets the total when it runs, not every step on the way: changes that
 // come while it runs, or together (the rooms of one report, a batch of
 // joins), make one call per room with the latest total, and none if the
 // total is back to what f was last told. A room that empties gets a last
-// call with 0. Calls are made one at a time, in order, on a goroutine of
-// the broker's own, with no lock of the broker held: f may call
-// Server.RoomLen, Server.Publish or Local.Publish (to tell only this
-// node's members, as every node's f is called). It should return
+// call with 0. Calls are made one at a time, on a goroutine of the
+// broker's own, with no lock of the broker held: f may call
+// Server.RoomLen, Server.Publish or Local.Publish (Local, to tell only
+// this node's members, since every node's f is called). It should return
 // promptly: while it runs, later counts wait (and coalesce), though
 // nothing else does, neither NATS's reader nor delivery nor reports.
 // Close waits for a call under way to return.
