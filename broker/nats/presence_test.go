@@ -137,9 +137,9 @@ type counts struct {
 	mu       sync.Mutex
 	seen     map[string][]int // every total told, per room
 	inCall   atomic.Bool
-	overlap  atomic.Bool  // a call began while another ran
-	deadlock atomic.Bool  // RoomLen, called from the function, did not return
-	slow     atomic.Int64 // nanoseconds the next call sleeps
+	overlap  atomic.Bool                   // a call began while another ran
+	deadlock atomic.Bool                   // RoomLen, called from the function, did not return
+	hold     atomic.Pointer[chan struct{}] // the next call waits for it to close
 }
 
 func newCounts() *counts { return &counts{seen: make(map[string][]int)} }
@@ -164,7 +164,9 @@ func (c *counts) option() Option {
 		c.mu.Lock()
 		c.seen[room] = append(c.seen[room], total)
 		c.mu.Unlock()
-		time.Sleep(time.Duration(c.slow.Swap(0)))
+		if h := c.hold.Swap(nil); h != nil {
+			<-*h
+		}
 	})
 }
 
@@ -248,8 +250,9 @@ func TestClusterRoomCountCallback(t *testing.T) {
 }
 
 // A slow WithOnRoomCount function holds up nothing but later counts, and
-// those coalesce: while it sleeps, ten joins come, a message from the
-// other node is delivered, and the next call tells the latest total.
+// those coalesce: while a call is held, nine joins come on another node, a
+// message from that node is delivered, and the next call tells the
+// latest total.
 func TestClusterRoomCountSlow(t *testing.T) {
 	ns := runNATS(t, -1)
 	ca := newCounts()
@@ -258,10 +261,13 @@ func TestClusterRoomCountSlow(t *testing.T) {
 	waitFor(t, "the nodes to know each other", func() bool { return a.srv.Stats().Broker.Nodes == 1 && b.srv.Stats().Broker.Nodes == 1 })
 
 	const room = "slow"
-	ca.slow.Store(int64(time.Second))
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	t.Cleanup(release) // before the nodes stop: Close waits for the call
+	ca.hold.Store(&hold)
 	first := dial(t, a, "room="+room)
 	waitFor(t, "the first call", func() bool { n, _ := ca.last(room); return n == 1 })
-	// The call sleeps now.
+	// The call is held now.
 	for range 9 {
 		dial(t, b, "room="+room)
 	}
@@ -272,6 +278,10 @@ func TestClusterRoomCountSlow(t *testing.T) {
 	if p := first.next(t); string(p) != "hello" {
 		t.Fatalf("got %q", p)
 	}
+	if _, s := ca.last(room); len(s) != 1 {
+		t.Fatalf("A was told %v while a call was held", s)
+	}
+	release()
 	waitFor(t, "A told 10", func() bool { n, _ := ca.last(room); return n == 10 })
 	if _, s := ca.last(room); len(s) != 2 {
 		t.Errorf("A was told %v; want [1 10]: the joins that came during a call make one call", s)
