@@ -1,0 +1,178 @@
+package repocheck
+
+import (
+	"bytes"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// root returns the repository's top directory (git rev-parse), skipping the
+// test where git or the repository is missing (a module copied out of it).
+func root(t *testing.T) string {
+	t.Helper()
+	rootOnce.Do(func() {
+		out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+		if err != nil {
+			rootErr = err
+			return
+		}
+		rootDir = strings.TrimSpace(string(out))
+	})
+	if rootErr != nil {
+		t.Skipf("not in a git work tree: %v", rootErr)
+	}
+	return rootDir
+}
+
+var (
+	rootOnce sync.Once
+	rootDir  string
+	rootErr  error
+)
+
+// git runs git in the repository and returns its standard output.
+func git(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = root(t)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		// check-ignore exits 1 when no path is ignored: not a failure here.
+		if ee, ok := err.(*exec.ExitError); !(ok && ee.ExitCode() == 1 && args[0] == "check-ignore") {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+	}
+	return string(out)
+}
+
+// goFiles lists the repository's Go files (slash-separated, relative to
+// the root), tracked or not yet added but not ignored, in every module.
+func goFiles(t *testing.T) []string {
+	out := git(t, "", "ls-files", "--cached", "--others", "--exclude-standard", "--", "*.go")
+	var files []string
+	for _, f := range strings.Split(out, "\n") {
+		if f != "" {
+			if _, err := os.Stat(filepath.Join(root(t), f)); err == nil { // not deleted in the work tree
+				files = append(files, f)
+			}
+		}
+	}
+	return files
+}
+
+// mainPackage is a directory holding a command (package main).
+type mainPackage struct {
+	dir    string // relative to the repository's root, slash-separated
+	module string // the directory of its go.mod, relative to the root ("." for the core module)
+}
+
+// mainPackages lists every directory of the repository, in every module,
+// whose non-test Go files are package main; testdata is left out (the go
+// command ignores it).
+func mainPackages(t *testing.T) []mainPackage {
+	seen := map[string]bool{}
+	var pkgs []mainPackage
+	fset := token.NewFileSet()
+	for _, f := range goFiles(t) {
+		dir := path.Dir(f)
+		if seen[dir] || strings.HasSuffix(f, "_test.go") || strings.Contains("/"+dir+"/", "/testdata/") {
+			continue
+		}
+		af, err := parser.ParseFile(fset, filepath.Join(root(t), f), nil, parser.PackageClauseOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if af.Name.Name != "main" {
+			continue
+		}
+		seen[dir] = true
+		pkgs = append(pkgs, mainPackage{dir: dir, module: moduleOf(t, dir)})
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].dir < pkgs[j].dir })
+	return pkgs
+}
+
+// moduleOf returns the directory of the go.mod that holds dir.
+func moduleOf(t *testing.T, dir string) string {
+	for d := dir; ; d = path.Dir(d) {
+		if _, err := os.Stat(filepath.Join(root(t), d, "go.mod")); err == nil {
+			return d
+		}
+		if d == "." {
+			t.Fatalf("%s is in no module", dir)
+		}
+	}
+}
+
+// ignored returns which of paths .gitignore covers (git check-ignore, as
+// if none were tracked).
+func ignored(t *testing.T, paths []string) map[string]bool {
+	out := git(t, strings.Join(paths, "\n")+"\n", "check-ignore", "--no-index", "-v", "-n", "--stdin")
+	ign := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		// source:line:pattern<TAB>path; "::<TAB>path" for no match.
+		src, p, ok := strings.Cut(line, "\t")
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(src, ":", 3)
+		if len(parts) == 3 && parts[2] != "" && !strings.HasPrefix(parts[2], "!") {
+			ign[p] = true
+		}
+	}
+	return ign
+}
+
+// An 8 MB binary, examples/echo built at the root, was once committed
+// (issue 23). Whatever `go build` writes for a command, in its own
+// directory, at its module's root or at the repository's root, must be
+// ignored, so that `git add -A` cannot take it; and no tracked file may
+// be ignored.
+func TestGitignoreCoversBinaries(t *testing.T) {
+	pkgs := mainPackages(t)
+	if len(pkgs) < 5 {
+		t.Fatalf("found only %d commands: %v", len(pkgs), pkgs)
+	}
+	var want []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		p = path.Clean(p)
+		if fi, err := os.Stat(filepath.Join(root(t), p)); err == nil && fi.IsDir() {
+			p = path.Join(p, path.Base(p)) // go build -o DIR writes DIR/NAME
+		}
+		if !seen[p] {
+			seen[p] = true
+			want = append(want, p)
+		}
+	}
+	for _, p := range pkgs {
+		name := path.Base(p.dir)
+		add(path.Join(p.dir, name)) // go build, in that directory
+		add(path.Join(p.module, name))
+		add(name) // go build ./examples/echo at the root
+	}
+	ign := ignored(t, want)
+	var missing []string
+	for _, p := range want {
+		if !ign[p] {
+			missing = append(missing, "/"+p)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("binaries that `go build` would write and .gitignore does not cover; add:\n%s", strings.Join(missing, "\n"))
+	}
+	if out := git(t, "", "ls-files", "--cached", "--ignored", "--exclude-standard"); out != "" {
+		t.Errorf("tracked files that .gitignore covers (a pattern too wide):\n%s", out)
+	}
+}
