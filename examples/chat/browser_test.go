@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
-	"github.com/wsloop/wsloop/internal/devcert"
 	"github.com/wsloop/wsloop/internal/wstest"
 )
 

@@ -15,8 +15,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 func main() {

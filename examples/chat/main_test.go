@@ -14,9 +14,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 // start runs the chat server on addr ("127.0.0.1:0" for a free port) and

@@ -42,8 +42,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 //go:embed index.html

@@ -18,8 +18,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
-	"github.com/wsloop/wsloop/internal/devcert"
 	"github.com/wsloop/wsloop/internal/wstest"
 )
 

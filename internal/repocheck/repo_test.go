@@ -2,8 +2,10 @@ package repocheck
 
 import (
 	"bytes"
+	"encoding/json"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -174,5 +176,144 @@ func TestGitignoreCoversBinaries(t *testing.T) {
 	}
 	if out := git(t, "", "ls-files", "--cached", "--ignored", "--exclude-standard"); out != "" {
 		t.Errorf("tracked files that .gitignore covers (a pattern too wide):\n%s", out)
+	}
+}
+
+// examples are the commands a user may copy: every package main with an
+// "example" or "examples" directory in its path, in every module.
+func examples(t *testing.T) []mainPackage {
+	var ex []mainPackage
+	for _, p := range mainPackages(t) {
+		for _, el := range strings.Split(p.dir, "/") {
+			if el == "example" || el == "examples" {
+				ex = append(ex, p)
+				break
+			}
+		}
+	}
+	if len(ex) < 5 {
+		t.Fatalf("found only %d examples: %v", len(ex), ex)
+	}
+	return ex
+}
+
+// goMod is what go mod edit -json says of a go.mod.
+type goMod struct {
+	Module  struct{ Path string }
+	Go      string
+	Require []struct{ Path, Version string }
+	Replace []struct {
+		Old struct{ Path, Version string }
+		New struct{ Path, Version string }
+	}
+}
+
+// readGoMod parses the go.mod in the repository directory dir.
+func readGoMod(t *testing.T, dir string) goMod {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "edit", "-json", filepath.Join(root(t), dir, "go.mod"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod edit -json %s/go.mod: %v", dir, err)
+	}
+	var m goMod
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// goCmd runs the go command in dir with the module settings of a user's
+// own module outside the repository (no workspace, go.mod updated as
+// needed); the module cache serves every dependency, so it works offline
+// once the repository's modules were downloaded.
+func goCmd(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// copyDir copies the tree at src to dst, leaving out node_modules.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			if d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every example must build when copied into a module of one's own (issue
+// 23): one importing an internal package of wsloop's fails there with
+// "use of internal package ... not allowed". Each example's directory is
+// copied to a temporary module outside the repository that requires the
+// example's module (wsloop, promexport, broker/nats) with a replace to
+// this checkout, as a user's go.mod would after go get, and go build runs
+// there.
+func TestExamplesBuildOutside(t *testing.T) {
+	for _, ex := range examples(t) {
+		t.Run(strings.ReplaceAll(ex.dir, "/", "_"), func(t *testing.T) {
+			src := readGoMod(t, ex.module)
+			tmp := t.TempDir()
+			copyDir(t, filepath.Join(root(t), filepath.FromSlash(ex.dir)), tmp)
+			gomod := "module example.com/mine\n\ngo " + src.Go + "\n"
+			if err := os.WriteFile(filepath.Join(tmp, "go.mod"), []byte(gomod), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The dependencies at the versions the example's module
+			// was tested with, that module itself, and the repository's
+			// modules it reaches through replace, from this checkout.
+			edits := []string{"mod", "edit",
+				"-require=" + src.Module.Path + "@v0.1.0",
+				"-replace=" + src.Module.Path + "=" + filepath.Join(root(t), filepath.FromSlash(ex.module))}
+			for _, r := range src.Require {
+				edits = append(edits, "-require="+r.Path+"@"+r.Version)
+			}
+			for _, r := range src.Replace {
+				to := r.New.Path
+				if strings.HasPrefix(to, "./") || strings.HasPrefix(to, "../") {
+					to = filepath.Join(root(t), filepath.FromSlash(ex.module), to)
+				}
+				edits = append(edits, "-replace="+r.Old.Path+"="+to)
+			}
+			if out, err := goCmd(t, tmp, edits...); err != nil {
+				t.Fatalf("go mod edit: %v\n%s", err, out)
+			}
+			if sum, err := os.ReadFile(filepath.Join(root(t), ex.module, "go.sum")); err == nil {
+				if err := os.WriteFile(filepath.Join(tmp, "go.sum"), sum, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := goCmd(t, tmp, "build", "-o", os.DevNull, "./...")
+			if err != nil {
+				if strings.Contains(out, "use of internal package") {
+					t.Errorf("%s imports an internal package of wsloop, which a copy cannot:\n%s", ex.dir, out)
+				} else {
+					t.Errorf("%s does not build outside the repository: %v\n%s", ex.dir, err, out)
+				}
+			}
+		})
 	}
 }

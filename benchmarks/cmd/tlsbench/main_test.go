@@ -10,8 +10,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 // echoServer echoes every message, with its first byte flipped when bad.

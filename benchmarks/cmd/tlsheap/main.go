@@ -27,8 +27,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 type echo struct{ engine.BaseHandler }

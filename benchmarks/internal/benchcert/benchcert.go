@@ -1,5 +1,5 @@
 // Package benchcert gives a benchmark run its TLS certificate: made for
-// the run (internal/devcert's self-signed ECDSA P-256 for localhost,
+// the run (devcert's self-signed ECDSA P-256 for localhost,
 // 127.0.0.1 and ::1), written as PEM files that every server takes with
 // -tls-cert and -tls-key, and the client configuration that trusts it and
 // offers every server the same: TLS 1.3, X25519, ALPN http/1.1.
@@ -14,7 +14,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/wsloop/wsloop/internal/devcert"
+	"github.com/wsloop/wsloop/devcert"
 )
 
 // Write makes a certificate and its key and writes them to dir as

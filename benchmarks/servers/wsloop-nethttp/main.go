@@ -23,8 +23,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
-	"github.com/wsloop/wsloop/internal/devcert"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )

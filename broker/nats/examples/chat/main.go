@@ -33,9 +33,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	natsbroker "github.com/wsloop/wsloop/broker/nats"
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
-	"github.com/wsloop/wsloop/internal/devcert"
 )
 
 func main() {

@@ -1,7 +1,10 @@
-// Package devcert gives the examples their TLS configuration: a certificate
-// and key from files, or, for a demo, a self-signed certificate made in
-// memory for localhost, 127.0.0.1 and ::1 (browsers warn about it; tests
-// and clients that trust it by hand accept it).
+// Package devcert gives the examples (and a program started from one) their
+// TLS configuration: a certificate and key from files, or, for development,
+// a self-signed certificate made in memory for localhost, 127.0.0.1 and ::1
+// (browsers warn about it; tests and clients that trust it by hand accept
+// it). It is public so that an example copied into a module of one's own
+// still builds; production servers load their real certificate with
+// Config or build their own tls.Config.
 package devcert
 
 import (
