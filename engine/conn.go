@@ -132,7 +132,10 @@ func (c *Conn) Value() any { return c.value }
 // loop (from a Handler method).
 func (c *Conn) SetValue(v any) { c.value = v }
 
-// Send sends p as one binary message. It is safe from any goroutine and
+// Send sends p as one binary message: a frame with opcode 0x2
+// (ws.OpBinary), which a browser's onmessage gets as a Blob or an
+// ArrayBuffer, not a string. Send text (JSON, say) with SendText or
+// WriteMessage(ws.OpText, p). It is safe from any goroutine and
 // copies p before returning; frames sent by one goroutine leave in call
 // order (with those of Publish, Broadcast, SendTo and Close). It returns
 // ErrClosed once the connection is closing, and ErrSlowConsumer when the
@@ -144,12 +147,15 @@ func (c *Conn) SetValue(v any) { c.value = v }
 // loop's queue is full (WithMaxQueuedBytes).
 func (c *Conn) Send(p []byte) error { return c.writeMessage(ws.OpBinary, p, "") }
 
-// SendText sends s as one text message, like Send. s must be valid UTF-8
-// (not checked).
+// SendText sends s as one text message: a frame with opcode 0x1
+// (ws.OpText), which a browser's onmessage gets as a string. Otherwise it
+// is Send's twin (any goroutine, copied, same errors). s must be valid
+// UTF-8 (not checked).
 func (c *Conn) SendText(s string) error { return c.writeMessage(ws.OpText, nil, s) }
 
-// WriteMessage sends p as one message with opcode op (ws.OpText or
-// ws.OpBinary), like Send.
+// WriteMessage sends p as one message with opcode op, ws.OpText (a string
+// in a browser; p must be valid UTF-8, not checked) or ws.OpBinary (a
+// Blob or ArrayBuffer), like Send.
 func (c *Conn) WriteMessage(op ws.OpCode, p []byte) error {
 	if op != ws.OpText && op != ws.OpBinary {
 		return errBadOpcode

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -310,7 +311,7 @@ func (worker) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
 	job := string(p) // copied: p is only valid during OnMessage
 	go func() {
 		result := lookup(job) // may block: this goroutine is off the loop
-		if err := c.Send([]byte(result)); err != nil {
+		if err := c.SendText(result); err != nil {
 			log.Print(err) // ErrClosed once the connection is closing
 		}
 	}()
@@ -322,19 +323,64 @@ func lookup(order string) string {
 	return order + ": shipped"
 }
 
-// Sending from another goroutine: a handler must not block its event
-// loop, so it hands slow work to a goroutine, which answers with Send
-// (safe from any goroutine; it copies the message before returning).
-func ExampleConn_Send() {
+// Sending from another goroutine, as text: a handler must not block its
+// event loop, so it hands slow work to a goroutine, which answers with
+// SendText (safe from any goroutine; it copies the message before
+// returning). SendText sends a text frame (opcode 1): a browser's
+// onmessage gets a string, as it should for JSON or any text.
+func ExampleConn_SendText() {
 	srv, err := engine.New(worker{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	serveWhile(srv, func(addr string) {
-		fmt.Println(roundTrip("ws://"+addr+"/", "order 42"))
+		fmt.Println(roundTripFrame("ws://"+addr+"/", "order 42"))
 	})
 	// Output:
-	// order 42: shipped
+	// text message: order 42: shipped
+}
+
+// sizer answers every message with its length, as 4 bytes (big-endian).
+type sizer struct{ engine.BaseHandler }
+
+func (sizer) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
+	_ = c.Send(binary.BigEndian.AppendUint32(nil, uint32(len(p))))
+}
+
+// Send sends a binary frame (opcode 2): raw bytes, which a browser's
+// onmessage gets as a Blob (or an ArrayBuffer with binaryType
+// "arraybuffer"), not a string. Send text with SendText.
+func ExampleConn_Send() {
+	srv, err := engine.New(sizer{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	serveWhile(srv, func(addr string) {
+		fmt.Println(roundTripFrame("ws://"+addr+"/", "order 42"))
+	})
+	// Output:
+	// binary message: 00 00 00 08
+}
+
+// roundTripFrame dials url, sends msg and says what kind of message came
+// back, and what it held.
+func roundTripFrame(url, msg string) string {
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte(msg))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	typ, p, err := c.ReadMessage()
+	switch {
+	case err != nil:
+		return err.Error()
+	case typ == websocket.TextMessage:
+		return "text message: " + string(p)
+	default:
+		return fmt.Sprintf("binary message: % x", p)
+	}
 }
 
 // nameKey is the context key the application's middleware sets.

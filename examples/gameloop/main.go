@@ -11,7 +11,8 @@
 //	{"type":"welcome","id":7,"match":3,"tick":120,"players":[{"id":7,"x":0,"y":0}, ...]}  to a new player
 //	{"type":"delta","tick":121,"moved":[{"id":7,"x":1,"y":0}],"joined":[...],"left":[5]}    to the match
 //
-// A delta is sent only when something changed.
+// A delta is sent only when something changed. Every message is JSON in
+// a text frame, so a browser's onmessage gets a string for each.
 //
 // How the work is split, so that no event loop ever blocks:
 //   - the handlers run on the event loops and do O(1) work each: OnOpen
@@ -20,7 +21,7 @@
 //     mutex held for an append, never while simulating.
 //   - one simulation goroutine (a time.Ticker) owns the game state: each
 //     tick it admits queued players (Conn.Join, then the welcome with
-//     Conn.Send), applies inputs, and publishes each match's delta with
+//     Conn.WriteMessage(ws.OpText, ...)), applies inputs, and publishes each match's delta with
 //     Server.Publish, which encodes the frame once for the match and hands
 //     it to each loop in one queue operation; it never blocks (a loop's
 //     full queue answers ErrQueueFull, counted in Stats).
@@ -210,7 +211,7 @@ func (g *game) step(srv *engine.Server, m *match, tick uint64) {
 			w.Players = append(w.Players, pos{q.id, q.x, q.y})
 		}
 		b, _ := json.Marshal(w)
-		_ = p.conn.Send(b) // before this tick's delta: same goroutine, same connection
+		_ = p.conn.WriteMessage(ws.OpText, b) // text, as the deltas are; before this tick's delta: same goroutine, same connection
 	}
 	if len(d.Moved)+len(d.Joined)+len(d.Left) == 0 {
 		return

@@ -120,3 +120,20 @@ func TestGameLoop(t *testing.T) {
 		}
 	}
 }
+
+// Every message is JSON in a text frame, the welcome included: a browser's
+// onmessage gets a string for each (a binary frame would be a Blob).
+func TestTextFrames(t *testing.T) {
+	url := startGame(t, 2)
+	a := dial(t, url)
+	for i := range 2 {
+		_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, p, err := a.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ != websocket.TextMessage {
+			t.Errorf("message %d (%.40s) came in a binary frame, want text", i, p)
+		}
+	}
+}
