@@ -4,7 +4,10 @@
 // Use New to create a Server with a Handler and Options, ListenAndServe to
 // run it and Shutdown to stop it gracefully. Conn is one connection: send to
 // it with Send, SendText or WriteMessage from any goroutine, end it with
-// Close. Embed BaseHandler to implement only the callbacks you need.
+// Close. SendText sends a text frame (a string in a browser: JSON, any
+// text); Send sends a binary frame (a Blob or ArrayBuffer in a browser:
+// raw bytes only). Embed BaseHandler to implement only the callbacks you
+// need.
 //
 // # Callbacks run on the event loop
 //
@@ -13,7 +16,8 @@
 // which serves thousands of connections: they must not block.** (An
 // http.Handler given to WithHTTPHandler does not: it runs on a worker
 // goroutine and may block; see Plain HTTP.) Give slow work to a goroutine and
-// answer with Conn.Send, which is safe from any goroutine. A callback that
+// answer with Conn.SendText (or Conn.Send for binary), which is safe from
+// any goroutine. A callback that
 // blocks anyway stalls its loop's connections, not the others': new
 // sockets go to the other loops once the loop misses its heartbeat (two
 // ticks), and a loop that stays away for WithStallThreshold is counted
