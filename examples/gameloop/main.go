@@ -1,7 +1,7 @@
 // Command gameloop is a game server on wsloop that ticks at 20 Hz and
 // pushes each match's state delta to every player in it:
 //
-//	go run ./examples/gameloop -addr 127.0.0.1:8081
+//	go run ./examples/gameloop      # then connect to ws://127.0.0.1:8090/play
 //
 // A client connects to ws://HOST/play and is put in a match of up to
 // -match-size players. It steers by sending {"dx":-1..1,"dy":-1..1} (its
@@ -221,7 +221,7 @@ func (g *game) step(srv *engine.Server, m *match, tick uint64) {
 }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8081", "listen address")
+	addr := flag.String("addr", "127.0.0.1:8090", "listen address")
 	hz := flag.Int("hz", 20, "simulation ticks a second")
 	size := flag.Int("match-size", 8, "players per match")
 	flag.Parse()

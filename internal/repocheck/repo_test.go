@@ -3,14 +3,18 @@ package repocheck
 import (
 	"bytes"
 	"encoding/json"
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -315,5 +319,101 @@ func TestExamplesBuildOutside(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// flagPort is a flag whose default is a host:port.
+type flagPort struct {
+	example, flag string
+	port          int
+}
+
+// defaultPorts parses the non-test Go files of the repository directory
+// dir and returns the flags (flag.String and FlagSet.String) whose default
+// is a host:port.
+func defaultPorts(t *testing.T, dir string) []flagPort {
+	t.Helper()
+	fset := token.NewFileSet()
+	ents, err := os.ReadDir(filepath.Join(root(t), dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []flagPort
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(root(t), dir, e.Name()), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 3 {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "String" {
+				return true
+			}
+			name, ok1 := call.Args[0].(*ast.BasicLit)
+			def, ok2 := call.Args[1].(*ast.BasicLit)
+			if !ok1 || !ok2 || name.Kind != token.STRING || def.Kind != token.STRING {
+				return true
+			}
+			n1, _ := strconv.Unquote(name.Value)
+			v, _ := strconv.Unquote(def.Value)
+			if _, p, err := net.SplitHostPort(v); err == nil {
+				if port, err := strconv.Atoi(p); err == nil && port != 0 {
+					ports = append(ports, flagPort{dir, n1, port})
+				}
+			}
+			return true
+		})
+	}
+	return ports
+}
+
+// goRunAddr finds "go run ./PATH ... -addr HOST:PORT" in documentation.
+var goRunAddr = regexp.MustCompile(`go run (\./\S*)[^\n#]*?-addr \S*:(\d+)`)
+
+// Examples run side by side on one machine (a chat, a game, a cluster
+// node, the Prometheus example) must not want the same port (issue 23):
+// the defaults of every example's host:port flags differ, and a command
+// in the README or an example's doc that runs one on a given port does
+// not take another example's default.
+func TestExamplePortsDistinct(t *testing.T) {
+	owner := map[int]flagPort{}
+	for _, ex := range examples(t) {
+		for _, fp := range defaultPorts(t, ex.dir) {
+			if o, ok := owner[fp.port]; ok {
+				t.Errorf("port %d is the default of both %s -%s and %s -%s", fp.port, o.example, o.flag, fp.example, fp.flag)
+				continue
+			}
+			owner[fp.port] = fp
+		}
+	}
+	if len(owner) < 5 {
+		t.Fatalf("found only %d default ports: %v", len(owner), owner)
+	}
+	docs := []string{"README.md"}
+	for _, ex := range examples(t) {
+		docs = append(docs, path.Join(ex.dir, "main.go"))
+	}
+	for _, doc := range docs {
+		b, err := os.ReadFile(filepath.Join(root(t), doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range goRunAddr.FindAllStringSubmatch(string(b), -1) {
+			port, _ := strconv.Atoi(m[2])
+			o, ok := owner[port]
+			if !ok {
+				continue
+			}
+			run := strings.TrimSuffix(strings.TrimPrefix(m[1], "./"), "/")
+			if o.example != run && !strings.HasSuffix(o.example, "/"+run) {
+				t.Errorf("%s: %q runs %s on %d, the default of %s -%s", doc, m[0], run, port, o.example, o.flag)
+			}
+		}
 	}
 }

@@ -1,8 +1,8 @@
 // Command example runs wsloop's echo server with its counters exported to
 // Prometheus on the WebSocket port itself (engine.WithHTTPHandler):
 //
-//	go run ./example -addr 127.0.0.1:9001
-//	curl -s 127.0.0.1:9001/metrics | grep ^wsloop_
+//	go run ./example        # echo on ws://127.0.0.1:9002, /metrics on the same port
+//	curl -s 127.0.0.1:9002/metrics | grep ^wsloop_
 //
 // /metrics also carries the Go runtime's and the process's metrics. With
 // -pprof, /debug/pprof/ serves the runtime's profiles (net/http/pprof) on
@@ -34,7 +34,7 @@ type echo struct{ engine.BaseHandler }
 func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9001", "WebSocket listen address")
+	addr := flag.String("addr", "127.0.0.1:9002", "WebSocket listen address")
 	withPprof := flag.Bool("pprof", false, "serve /debug/pprof/ too")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -2,11 +2,11 @@
 // node of a cluster: rooms, their messages and viewer counts span every
 // node, through NATS. Two nodes on one machine, with nothing installed:
 //
-//	go run ./examples/chat -addr 127.0.0.1:8080 -nats-embedded 127.0.0.1:4222
-//	go run ./examples/chat -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
+//	go run ./examples/chat -nats-embedded 127.0.0.1:4222                       # node 1 (-addr 127.0.0.1:8180, the default), and NATS
+//	go run ./examples/chat -addr 127.0.0.1:8181 -nats nats://127.0.0.1:4222   # node 2
 //
-// (from broker/nats), then open http://127.0.0.1:8080 and
-// http://127.0.0.1:8081 in two tabs: a message typed in one reaches the
+// (from broker/nats), then open http://127.0.0.1:8180 and
+// http://127.0.0.1:8181 in two tabs: a message typed in one reaches the
 // other, and the viewer count is the room's members on both nodes (within
 // 2 s): each node pushes it to its members whenever its broker says the
 // room's count on all nodes changed (natsbroker.WithOnRoomCount), a join
@@ -39,7 +39,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "listen address (host:port, or unix:///path)")
+	addr := flag.String("addr", "127.0.0.1:8180", "listen address (host:port, or unix:///path)")
 	natsURL := flag.String("nats", "", "NATS server(s) to join, e.g. nats://127.0.0.1:4222")
 	embedded := flag.String("nats-embedded", "", "run a NATS server in this process on `host:port`, and join it")
 	rate := flag.Float64("rate", 1, "messages a second a member may send, sustained")
