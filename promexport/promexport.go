@@ -35,12 +35,15 @@
 // wsloop_shed_connections_total, wsloop_queue_full_total,
 // wsloop_deflated_messages_total, wsloop_inflated_messages_total,
 // wsloop_tls_handshake_failures_total, wsloop_tls_handshake_overflows_total,
-// wsloop_proxy_rejected_total, wsloop_loop_stalls_total, and for plain
+// wsloop_proxy_rejected_total, wsloop_nethttp_upgrades_total (connections
+// upgraded through ServeHTTP), wsloop_rate_limited_messages_total,
+// wsloop_rate_limit_closes_total, wsloop_loop_stalls_total, and for plain
 // HTTP served by an http.Handler wsloop_http_requests_total,
 // wsloop_http_busy_total (503s) and wsloop_http_too_large_total (413s);
 // gauges wsloop_tls_handshakes, wsloop_tls_handshakes_waiting and
-// wsloop_http_in_progress. Each is the
-// engine.Stats field of the same meaning; see its documentation.
+// wsloop_http_in_progress. Each is the engine.Stats field of the same
+// meaning; see its documentation. Every field of engine.Stats is exported
+// (TestCollectorExportsEveryStat fails on one that is not).
 //
 // A cluster's broker (engine.WithBroker; all zero without one), from
 // Stats.Broker: gauges wsloop_broker_connected (1 or 0),
@@ -110,6 +113,7 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("http_busy_total", "Plain HTTP requests answered with 503 because every HTTP worker was busy (WithHTTPWorkers).", counter, func(s *engine.Stats) float64 { return float64(s.HTTPBusy) })
 	add("http_too_large_total", "Plain HTTP requests answered with 413: a body past WithMaxRequestBody.", counter, func(s *engine.Stats) float64 { return float64(s.HTTPTooLarge) })
 	add("http_in_progress", "http.Handler calls running now, each on a worker goroutine.", gauge, func(s *engine.Stats) float64 { return float64(s.HTTPInProgress) })
+	add("nethttp_upgrades_total", "Connections upgraded through ServeHTTP (mounted on net/http) and handed to a loop; they count in wsloop_connections too.", counter, func(s *engine.Stats) float64 { return float64(s.NetHTTPUpgrades) })
 	add("loop_stalls_total", "Times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks).", counter, func(s *engine.Stats) float64 { return float64(s.LoopStalls) })
 	// A cluster's broker (engine.WithBroker); zero without one.
 	add("broker_connected", "1 while the broker is connected to its bus.", gauge, func(s *engine.Stats) float64 {
@@ -142,8 +146,13 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect reads the server's counters once and sends every metric.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.srv.Stats()
+	c.collect(&st, ch)
+}
+
+// collect sends every metric of st.
+func (c *Collector) collect(st *engine.Stats, ch chan<- prometheus.Metric) {
 	for _, m := range c.metrics {
-		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(&st))
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
 	}
 	for i, n := range st.ConnsPerLoop {
 		ch <- prometheus.MustNewConstMetric(c.perLoop, prometheus.GaugeValue, float64(n), strconv.Itoa(i))

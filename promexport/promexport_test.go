@@ -3,9 +3,11 @@ package promexport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/wsloop/wsloop/engine"
 )
@@ -260,5 +263,111 @@ wsloop_broker_reconnects_total 10
 		"wsloop_broker_key_misses_total", "wsloop_broker_reconnects_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// scrape returns what c exports for st: each series (its description and
+// labels) and its value.
+func scrape(t *testing.T, c *Collector, st *engine.Stats) map[string]float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 256)
+	c.collect(st, ch)
+	close(ch)
+	got := map[string]float64{}
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		key := m.Desc().String()
+		for _, l := range pb.GetLabel() {
+			key += " " + l.GetName() + "=" + l.GetValue()
+		}
+		switch {
+		case pb.Gauge != nil:
+			got[key] = pb.GetGauge().GetValue()
+		case pb.Counter != nil:
+			got[key] = pb.GetCounter().GetValue()
+		default:
+			t.Fatalf("%s: neither a gauge nor a counter", key)
+		}
+	}
+	return got
+}
+
+// leaf is one field of engine.Stats, nested ones (Broker's) included.
+type leaf struct {
+	name  string
+	index []int
+}
+
+func leaves(typ reflect.Type, prefix string, index []int) []leaf {
+	var ls []leaf
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		idx := append(append([]int(nil), index...), i)
+		if f.Type.Kind() == reflect.Struct {
+			ls = append(ls, leaves(f.Type, prefix+f.Name+".", idx)...)
+			continue
+		}
+		ls = append(ls, leaf{prefix + f.Name, idx})
+	}
+	return ls
+}
+
+// Every field of engine.Stats (and of its BrokerStats) is exported: set
+// alone to 7 (true for a flag, one loop with 7 sockets for ConnsPerLoop),
+// it makes one series read 7 (1) where the zero Stats gave 0 or nothing.
+// A field added to Stats without a metric fails here (issue 23).
+func TestCollectorExportsEveryStat(t *testing.T) {
+	srv, err := engine.New(echo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := NewCollector(srv, nil)
+	base := scrape(t, col, &engine.Stats{})
+	fields := leaves(reflect.TypeFor[engine.Stats](), "", nil)
+	if len(fields) < 30 {
+		t.Fatalf("found only %d fields in engine.Stats", len(fields))
+	}
+	for _, f := range fields {
+		var st engine.Stats
+		v := reflect.ValueOf(&st).Elem().FieldByIndex(f.index)
+		want := 7.0
+		switch v.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			v.SetInt(7)
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			v.SetUint(7)
+		case reflect.Float32, reflect.Float64:
+			v.SetFloat(7)
+		case reflect.Bool:
+			v.SetBool(true)
+			want = 1
+		case reflect.Slice:
+			if v.Type().Elem().Kind() != reflect.Int {
+				t.Errorf("Stats.%s: a %s; teach this test to fill it", f.name, v.Type())
+				continue
+			}
+			v.Set(reflect.ValueOf([]int{7}).Convert(v.Type()))
+		default:
+			t.Errorf("Stats.%s: a %s; teach this test to fill it", f.name, v.Type())
+			continue
+		}
+		var changed []string
+		found := false
+		for key, x := range scrape(t, col, &st) {
+			if b, ok := base[key]; ok && b == x {
+				continue
+			}
+			changed = append(changed, fmt.Sprintf("%s = %v", key, x))
+			found = found || x == want
+		}
+		switch {
+		case len(changed) == 0:
+			t.Errorf("Stats.%s is not exported: no metric changes when it is %v", f.name, want)
+		case !found || len(changed) > 1:
+			t.Errorf("Stats.%s = %v changed %v, want one series reading %v", f.name, want, changed, want)
+		}
 	}
 }
