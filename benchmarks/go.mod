@@ -2,6 +2,9 @@ module github.com/wsloop/wsloop/benchmarks
 
 go 1.26.8
 
+// Work inside this repository builds on the checkout; a user's go get
+// fetches the tagged release required below (replace only applies to the
+// main module). RELEASING.md: which tags, in which order.
 replace github.com/wsloop/wsloop => ../
 
 replace github.com/wsloop/wsloop/broker/nats => ../broker/nats
@@ -11,12 +14,13 @@ require (
 	github.com/coder/websocket v1.8.15
 	github.com/gobwas/ws v1.5.0
 	github.com/gorilla/websocket v1.5.3
+	github.com/lesismal/llib v1.2.2
 	github.com/lesismal/nbio v1.6.8
 	github.com/lxzan/gws v1.8.9
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/panjf2000/gnet/v2 v2.9.7
-	github.com/wsloop/wsloop v0.0.0
-	github.com/wsloop/wsloop/broker/nats v0.0.0
+	github.com/wsloop/wsloop v0.1.0
+	github.com/wsloop/wsloop/broker/nats v0.1.0
 	golang.org/x/sys v0.50.0
 )
 
@@ -31,7 +35,6 @@ require (
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
-	github.com/lesismal/llib v1.2.2 // indirect
 	github.com/maypok86/otter/v2 v2.4.0 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect

@@ -2,6 +2,9 @@ module github.com/wsloop/wsloop/promexport
 
 go 1.26.8
 
+// Work inside this repository builds on the checkout; a user's go get
+// fetches the tagged release required below (replace only applies to the
+// main module). RELEASING.md: which tags, in which order.
 replace github.com/wsloop/wsloop => ../
 
 require (
@@ -9,7 +12,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
-	github.com/wsloop/wsloop v0.0.0-00010101000000-000000000000
+	github.com/wsloop/wsloop v0.1.0
 )
 
 require (
@@ -27,7 +30,7 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )

@@ -7,7 +7,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
-	github.com/wsloop/wsloop v0.0.0
+	github.com/wsloop/wsloop v0.1.0
 )
 
 require (
@@ -32,4 +32,7 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
 
+// Work inside this repository builds on the checkout; a user's go get
+// fetches the tagged release required below (replace only applies to the
+// main module). RELEASING.md: which tags, in which order.
 replace github.com/wsloop/wsloop => ../..

@@ -417,3 +417,65 @@ func TestExamplePortsDistinct(t *testing.T) {
 		}
 	}
 }
+
+// goMods returns the repository's go.mod files, by module directory.
+func goMods(t *testing.T) map[string]goMod {
+	mods := map[string]goMod{}
+	for _, f := range strings.Split(git(t, "", "ls-files", "--", "go.mod", "*/go.mod"), "\n") {
+		if f == "" || strings.Contains("/"+f, "/testdata/") {
+			continue
+		}
+		mods[path.Dir(f)] = readGoMod(t, path.Dir(f))
+	}
+	if len(mods) < 4 {
+		t.Fatalf("found only %d go.mod files: %v", len(mods), mods)
+	}
+	return mods
+}
+
+// release is a tagged version: vMAJOR.MINOR.PATCH, not v0.0.0, no
+// pseudo-version or suffix.
+var release = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+
+// The modules of this repository require each other at versions a user's
+// go get can resolve (tags; RELEASING.md), not at v0.0.0 or the zero
+// pseudo-version, which only resolve through a replace (issue 23); inside
+// the repository a replace points each at its directory, so that work
+// here builds on the checkout. And every module that needs golang.org/x/sys
+// names the same version of it.
+func TestGoModVersions(t *testing.T) {
+	mods := goMods(t)
+	dirOf := map[string]string{} // module path -> directory
+	for dir, m := range mods {
+		dirOf[m.Module.Path] = dir
+	}
+	sys := map[string][]string{} // x/sys version -> modules
+	for dir, m := range mods {
+		replaced := map[string]string{}
+		for _, r := range m.Replace {
+			replaced[r.Old.Path] = r.New.Path
+		}
+		for _, r := range m.Require {
+			if r.Path == "golang.org/x/sys" {
+				sys[r.Version] = append(sys[r.Version], dir)
+			}
+			target, ours := dirOf[r.Path]
+			if !ours {
+				continue
+			}
+			if !release.MatchString(r.Version) || r.Version == "v0.0.0" {
+				t.Errorf("%s/go.mod requires %s %s: not a release a user's go get can fetch (tag one, RELEASING.md)", dir, r.Path, r.Version)
+			}
+			rel, err := filepath.Rel(filepath.FromSlash(dir), filepath.FromSlash(target))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if to, ok := replaced[r.Path]; !ok || filepath.Clean(to) != rel {
+				t.Errorf("%s/go.mod: %s is not replaced by its directory %s (replace %s => %s)", dir, r.Path, rel, r.Path, rel)
+			}
+		}
+	}
+	if len(sys) > 1 {
+		t.Errorf("the modules require different versions of golang.org/x/sys: %v", sys)
+	}
+}
