@@ -143,8 +143,8 @@ func ignored(t *testing.T, paths []string) map[string]bool {
 // An 8 MB binary, examples/echo built at the root, was once committed
 // (issue 23). Whatever `go build` writes for a command, in its own
 // directory, at its module's root or at the repository's root, must be
-// ignored, so that `git add -A` cannot take it; and no tracked file may
-// be ignored.
+// ignored, so that `git add -A` cannot take it, and so must what the
+// tests' npm ci installs; and no tracked file may be ignored.
 func TestGitignoreCoversBinaries(t *testing.T) {
 	pkgs := mainPackages(t)
 	if len(pkgs) < 5 {
@@ -168,6 +168,13 @@ func TestGitignoreCoversBinaries(t *testing.T) {
 		add(path.Join(p.module, name))
 		add(name) // go build ./examples/echo at the root
 	}
+	// npm ci (the Node and Chromium interoperability tests) installs
+	// node_modules beside each package.json.
+	for _, f := range strings.Split(git(t, "", "ls-files", "--", "package.json", "*/package.json"), "\n") {
+		if f != "" {
+			add(path.Join(path.Dir(f), "node_modules", "ws", "package.json"))
+		}
+	}
 	ign := ignored(t, want)
 	var missing []string
 	for _, p := range want {
@@ -176,7 +183,7 @@ func TestGitignoreCoversBinaries(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Errorf("binaries that `go build` would write and .gitignore does not cover; add:\n%s", strings.Join(missing, "\n"))
+		t.Errorf("paths that go build or npm ci would write and .gitignore does not cover; add:\n%s", strings.Join(missing, "\n"))
 	}
 	if out := git(t, "", "ls-files", "--cached", "--ignored", "--exclude-standard"); out != "" {
 		t.Errorf("tracked files that .gitignore covers (a pattern too wide):\n%s", out)
