@@ -1,9 +1,12 @@
 package wstest
 
 import (
+	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,10 +34,25 @@ func Tool(t testing.TB, names ...string) string {
 }
 
 // NodeDir returns dir, absolute, with its npm packages installed from its
-// lockfile (npm ci) unless node_modules/marker is already there.
+// lockfile (npm ci) unless node_modules/marker is already there. Test
+// binaries running at once (go test runs packages in parallel, and
+// examples/chat and examples/embed share testdata/browser) take turns: the
+// check and npm ci run under a lock on a file in the temporary directory,
+// named after dir, so that none runs node while another's npm ci has
+// emptied node_modules.
 func NodeDir(t testing.TB, dir, marker string) string {
 	t.Helper()
 	dir, _ = filepath.Abs(dir)
+	h := fnv.New64a()
+	h.Write([]byte(dir))
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("wsloop-npm-%x.lock", h.Sum64())), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close() // releases the lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", marker)); err != nil {
 		npm := exec.Command(Tool(t, "npm"), "ci", "--no-audit", "--no-fund")
 		npm.Dir = dir
