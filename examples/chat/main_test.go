@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +259,106 @@ func TestChatTLS(t *testing.T) {
 	var m msg
 	if err := c.ReadJSON(&m); err != nil || m.Type != "welcome" || m.Room != "secure" {
 		t.Fatalf("welcome: %+v %v", m, err)
+	}
+}
+
+// The dashboard page, and /stats.json: every field of engine.Stats found by
+// reflection (nested structs as "Outer.Inner", per-loop slices apart), the
+// counters moving as messages flow.
+func TestChatDashboard(t *testing.T) {
+	srv, _ := start(t, "127.0.0.1:0", 5, 10)
+	a := srv.Addr().String()
+	resp, err := http.Get("http://" + a + "/dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" ||
+		!strings.Contains(string(body), "/stats.json") || strings.Contains(string(body), "new WebSocket(") {
+		t.Fatalf("/dashboard: %d %s", resp.StatusCode, resp.Header)
+	}
+	// Nothing from elsewhere: the page must work where only the server is reachable.
+	if m := regexp.MustCompile(`(?i)(src|href)\s*=\s*["']?(https?:)?//`).Find(body); m != nil {
+		t.Fatalf("/dashboard loads %s", m)
+	}
+
+	type field struct {
+		Name  string  `json:"name"`
+		Kind  string  `json:"kind"`
+		Value float64 `json:"value"`
+	}
+	type perLoop struct {
+		Name   string    `json:"name"`
+		Kind   string    `json:"kind"`
+		Values []float64 `json:"values"`
+	}
+	var snap struct {
+		TimeMs  int64     `json:"time_ms"`
+		Loops   int       `json:"loops"`
+		Fields  []field   `json:"fields"`
+		PerLoop []perLoop `json:"per_loop"`
+	}
+	get := func() map[string]field {
+		t.Helper()
+		resp, err := http.Get("http://" + a + "/stats.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("/stats.json: %d %s", resp.StatusCode, resp.Header)
+		}
+		snap.Fields, snap.PerLoop = nil, nil
+		if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]field{}
+		for _, f := range snap.Fields {
+			m[f.Name] = f
+		}
+		return m
+	}
+	ann := join(t, a, "dash", "ann")
+	next(t, ann)
+	next(t, ann)
+	before := get()
+	if snap.TimeMs <= 0 || snap.Loops < 1 || before["Connections"].Value != 1 || before["Connections"].Kind != "gauge" ||
+		before["MessagesIn"].Kind != "counter" || before["Broker.Connected"].Kind != "gauge" {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+	// Every field of engine.Stats is there, so fields added later show on the dashboard.
+	st := reflect.TypeOf(engine.Stats{})
+	for i := range st.NumField() {
+		f := st.Field(i)
+		switch f.Type.Kind() {
+		case reflect.Struct:
+			for j := range f.Type.NumField() {
+				if _, ok := before[f.Name+"."+f.Type.Field(j).Name]; !ok {
+					t.Errorf("no %s.%s in /stats.json", f.Name, f.Type.Field(j).Name)
+				}
+			}
+		case reflect.Slice:
+			found := false
+			for _, p := range snap.PerLoop {
+				found = found || p.Name == f.Name && len(p.Values) == snap.Loops
+			}
+			if !found {
+				t.Errorf("no per-loop %s in /stats.json: %+v", f.Name, snap.PerLoop)
+			}
+		default:
+			if _, ok := before[f.Name]; !ok {
+				t.Errorf("no %s in /stats.json", f.Name)
+			}
+		}
+	}
+	for range 3 {
+		say(t, ann, "tick")
+		next(t, ann)
+	}
+	after := get()
+	if after["MessagesIn"].Value < before["MessagesIn"].Value+3 || after["MessagesOut"].Value < before["MessagesOut"].Value+3 {
+		t.Fatalf("counters did not move: in %v -> %v, out %v -> %v", before["MessagesIn"].Value, after["MessagesIn"].Value,
+			before["MessagesOut"].Value, after["MessagesOut"].Value)
 	}
 }

@@ -9,7 +9,8 @@
 // the room NAME (letters, digits, '-' and '_', up to 32). The page connects
 // to ws://HOST/ws?room=NAME&name=NICK, shows the connection's state, and
 // reconnects with backoff after a drop. GET /stats returns the server's
-// counters (engine.Stats) as JSON.
+// counters (engine.Stats) as JSON; http://127.0.0.1:8080/dashboard charts
+// them live (dashboard.go).
 //
 // # Protocol
 //
@@ -234,10 +235,14 @@ func cleanName(s string) string {
 	return b.String()
 }
 
-// httpHandler serves the page for a room path, and /stats. Plain HTTP
-// requests on a keep-alive connection are all answered on it.
+// httpHandler serves the page for a room path, and /stats (and the
+// dashboard: dashboardRoute). Plain HTTP requests on a keep-alive
+// connection are all answered on it.
 func httpHandler(r *engine.Request) engine.HTTPResponse {
 	path := string(r.Path())
+	if resp, ok := dashboardRoute(r.Server(), path); ok {
+		return resp
+	}
 	switch {
 	case path == "/stats":
 		b, _ := json.Marshal(r.Server().Stats())
