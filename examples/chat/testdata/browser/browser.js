@@ -61,9 +61,8 @@ const post = (page, msg) => page.evaluate((msg) => {
 }, msg);
 
 // watchDanmaku records every danmaku element the page adds (its text, and
-// its animation as it starts): a message's flight lasts seconds, but a
-// headless tab that is not painting may end an animation as soon as it
-// starts, and the page removes the element when it ends.
+// its animation as it starts), so that a check does not race the element's
+// removal when its flight ends.
 const watchDanmaku = (page) => page.evaluate(() => {
   window.__danmaku = [];
   new MutationObserver((records) => {
@@ -186,18 +185,20 @@ async function noOverflow(page, width) {
       }
     });
     if (screens) await step("both pages fit a 360 px phone screen; screenshots taken", async () => {
-      const chatter = [["gg, what a play", "¡olé! from a phone"], ["that was close!!", "hello from the back row"]];
+      // Messages in flight for the pictures: each batch is sent a moment
+      // before its chat picture, so that it has flown some way in.
+      const chatter = async (...batch) => {
+        for (const m of batch) await post(b, m);
+        await danmaku(a, batch[batch.length - 1]);
+      };
+      await chatter("gg, what a play", "¡olé! from a phone");
       for (const [w, h] of [[1280, 800], [360, 740]]) {
         for (const [p, what] of [[a, "chat"], [d, "dashboard"]]) {
           await p.setViewportSize({ width: w, height: h });
-          if (what === "chat") {
-            const batch = chatter.shift();
-            for (const m of batch) await post(b, m);
-            await danmaku(a, batch[batch.length - 1]); // some in flight for the picture
-          }
           await p.waitForTimeout(200); // the dashboard redraws its charts on resize
           if (w === 360) await noOverflow(p, w);
           await p.screenshot({ path: path.join(screens, `${what}-${w}x${h}.png`) });
+          if (what === "chat" && w === 1280) await chatter("that was close!!", "hello from the back row");
         }
       }
       await d.close();
