@@ -1,9 +1,10 @@
 // Command chat is a live-streaming style chat (danmaku) on wsloop, one
 // node (package chatroom has the protocol and how it uses wsloop; the same
 // chat runs on a cluster of nodes in broker/nats/examples/chat). It serves
-// its own web page on the same port:
+// its own web page on the same port, and a live dashboard of the server's
+// figures at /dashboard:
 //
-//	go run ./examples/chat            # then open http://127.0.0.1:8080
+//	go run ./examples/chat            # then open http://127.0.0.1:8080 (and /dashboard)
 //	go run ./examples/chat -tls       # https://127.0.0.1:8080, self-signed: the browser warns once
 package main
 
