@@ -67,18 +67,24 @@ func serveWhile(srv *engine.Server, client func(addr string)) {
 
 // roundTrip dials url, sends msg and returns the first message it gets.
 func roundTrip(url, msg string) string {
-	c, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		return err.Error()
-	}
-	defer c.Close()
-	_ = c.WriteMessage(websocket.TextMessage, []byte(msg))
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, p, err := c.ReadMessage()
+	_, p, err := exchange(url, msg)
 	if err != nil {
 		return err.Error()
 	}
 	return string(p)
+}
+
+// exchange dials url, sends msg and returns the first message it gets,
+// with its gorilla/websocket message type.
+func exchange(url, msg string) (int, []byte, error) {
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte(msg))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	return c.ReadMessage()
 }
 
 // ListenAndServe takes "host:port" (TCP) or "unix:///path"; Addr says
@@ -365,14 +371,7 @@ func ExampleConn_Send() {
 // roundTripFrame dials url, sends msg and says what kind of message came
 // back, and what it held.
 func roundTripFrame(url, msg string) string {
-	c, _, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		return err.Error()
-	}
-	defer c.Close()
-	_ = c.WriteMessage(websocket.TextMessage, []byte(msg))
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	typ, p, err := c.ReadMessage()
+	typ, p, err := exchange(url, msg)
 	switch {
 	case err != nil:
 		return err.Error()

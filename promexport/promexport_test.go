@@ -26,6 +26,23 @@ type echo struct{ engine.BaseHandler }
 
 func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessage(op, p) }
 
+// serve runs srv on a free port of 127.0.0.1 until the test ends, and
+// checks that it shuts down cleanly.
+func serve(t *testing.T, srv *engine.Server) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
+			t.Error(err)
+		}
+	})
+}
+
 // A real server, real traffic, a real scrape: the figures must be the
 // server's, under the names and types documented.
 func TestCollector(t *testing.T) {
@@ -33,17 +50,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-	<-srv.Ready()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
-			t.Error(err)
-		}
-	}()
+	serve(t, srv)
 
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", nil)
 	if err != nil {
@@ -120,17 +127,7 @@ func TestCollectorRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-	<-srv.Ready()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
-			t.Error(err)
-		}
-	}()
+	serve(t, srv)
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -171,17 +168,7 @@ func TestScrapeOnWsloopPort(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(srv, nil))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
-	<-srv.Ready()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, engine.ErrServerClosed) {
-			t.Error(err)
-		}
-	}()
+	serve(t, srv)
 	var body string
 	for range 2 {
 		resp, err := http.Get("http://" + srv.Addr().String() + "/metrics")
