@@ -109,20 +109,27 @@ func (m *member) say(t *testing.T, text string) {
 	}
 }
 
-// A NATS server and three node processes: members on each node get every
-// chat message sent on any node, once and in order, and the viewer count
-// spans the nodes. Killed, a node leaves the others serving, and its
-// members drop out of the count.
-func TestThreeProcesses(t *testing.T) {
+// startNATS runs a NATS server on a free port until the test ends.
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns.Start()
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown)
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("NATS not ready")
 	}
+	return ns
+}
+
+// A NATS server and three node processes: members on each node get every
+// chat message sent on any node, once and in order, and the viewer count
+// spans the nodes. Killed, a node leaves the others serving, and its
+// members drop out of the count.
+func TestThreeProcesses(t *testing.T) {
+	ns := startNATS(t)
 	var addrs []string
 	var cmds []*exec.Cmd
 	for range 3 {
@@ -245,15 +252,7 @@ func (m *member) viewers(want int, deadline time.Time, shown *int) time.Time {
 // other's member within 3 s (a report interval and a little), and keep
 // showing 2: the count that another node's report brings is pushed.
 func TestViewersAcrossNodes(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
+	ns := startNATS(t)
 	a1, _ := node(t, "-nats", ns.ClientURL())
 	a2, _ := node(t, "-nats", ns.ClientURL())
 	waitNodes(t, a1, 1)
@@ -330,15 +329,7 @@ func waitNodes(t *testing.T, addr string, n int) {
 // a self-signed certificate, and a member there chats with one on a plain
 // node.
 func TestTLSNode(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
+	ns := startNATS(t)
 	secure, _ := node(t, "-nats", ns.ClientURL(), "-tls")
 	plain, _ := node(t, "-nats", ns.ClientURL())
 	insecure := &tls.Config{InsecureSkipVerify: true} // self-signed
