@@ -25,6 +25,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/cpuprof"
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
@@ -114,7 +115,9 @@ func (l stderrLogger) Errorf(f string, args ...any) { l.Printf(f, args...) }
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file, from the start until SIGHUP (the server keeps running), SIGTERM or SIGINT")
 	flag.Parse()
+	defer cpuprof.Start(*cpuProfile)()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

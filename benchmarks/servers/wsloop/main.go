@@ -24,6 +24,7 @@ import (
 	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/cpuprof"
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
 )
 
@@ -34,9 +35,11 @@ func (echo) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) { _ = c.WriteMessa
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file, from the start until SIGHUP (the server keeps running), SIGTERM or SIGINT")
 	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS (engine.WithTLS)")
 	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
 	flag.Parse()
+	defer cpuprof.Start(*cpuProfile)()
 
 	opts := []engine.Option{
 		engine.WithEventLoops(*loops),
