@@ -46,6 +46,8 @@ type exchange struct {
 	head   []byte // the request line and headers, copied
 	body   []byte
 	keep   bool // the client allows keep-alive
+	isHead bool // a HEAD request: an answer on the loop has no body
+	http10 bool // HTTP/1.0: keeping it alive takes Connection: keep-alive
 	ctx    context.Context
 	cancel context.CancelFunc
 	local  net.Addr // the socket's local address (gnet's is the loop's to read)
@@ -93,7 +95,8 @@ func (c *Conn) startExchange(end int) (again bool) {
 	}
 	gc := c.gc
 	buf, _ := gc.Peek(end)
-	ex := &exchange{c: c, head: bytes.Clone(buf), keep: keepAlive(r), room: make(chan struct{}, 1)}
+	ex := &exchange{c: c, head: bytes.Clone(buf), keep: keepAlive(r), room: make(chan struct{}, 1),
+		isHead: string(r.Method) == "HEAD", http10: r.ProtoMinor == 0}
 	_, _ = gc.Discard(end)
 	c.rd.scanned = 0
 	ex.lx.chunked, ex.lx.need = chunked, length
@@ -190,7 +193,9 @@ func (c *Conn) runExchange(ex *exchange) (again bool) {
 	s.httpBusy.Add(1)
 	keep := ex.keep && !s.draining.Load()
 	extra := append(l.hdrs[:0], retryAfterField)
-	if keep && l.req.ProtoMinor == 0 {
+	// ex's own request, not l.req: when the body came in a later read,
+	// l.req holds whatever request the loop parsed last.
+	if keep && ex.http10 {
 		extra = append(extra, keepAliveField)
 	}
 	if !keep {
@@ -198,7 +203,7 @@ func (c *Conn) runExchange(ex *exchange) (again bool) {
 	}
 	c.mu.Lock()
 	c.ensureOutLocked()
-	c.out = codec.AppendKeepAliveResponse(c.out, 503, extra, busyBody, false)
+	c.out = codec.AppendKeepAliveResponse(c.out, 503, extra, busyBody, ex.isHead)
 	c.mu.Unlock()
 	clear(extra)
 	l.hdrs = extra[:0]

@@ -532,3 +532,96 @@ func TestNetHTTPPanic(t *testing.T) {
 	resp.Body.Close()
 	waitFor(t, 5*time.Second, "the handlers to be done", func() bool { return srv.Stats().HTTPInProgress == 0 })
 }
+
+// busyServer starts a server with one HTTP worker and holds it with a
+// request that blocks until the test ends, on one loop.
+func busyServer(t *testing.T) string {
+	t.Helper()
+	release := make(chan struct{})
+	var entered atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered.Add(1)
+		<-release
+	})
+	_, addr := startServer(t, echoHandler{}, WithHTTPHandler(h), WithHTTPWorkers(1), WithEventLoops(1))
+	hold, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(release); hold.Close() })
+	if _, err := io.WriteString(hold, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the worker to be busy", func() bool { return entered.Load() == 1 })
+	return addr
+}
+
+// A HEAD answered 503 on a kept-alive connection has no body: the next
+// answer on the connection must parse.
+func TestNetHTTPBusyHead(t *testing.T) {
+	addr := busyServer(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for _, method := range []string{"HEAD", "GET"} {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("the answer to %s: %v", method, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 {
+			t.Fatalf("the answer to %s: %d, want 503", method, resp.StatusCode)
+		}
+	}
+}
+
+// A 503 for a request whose body came in a later read answers with that
+// request's HTTP version, not the one the loop parsed last (another
+// connection's): an HTTP/1.0 client kept alive is told so.
+func TestNetHTTPBusyLateBody(t *testing.T) {
+	addr := busyServer(t)
+	x, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	_ = x.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(x, "POST /x HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 4\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the loop parses x's head and waits for its body
+	// Another connection's HTTP/1.1 request, parsed by the same loop.
+	y, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	_ = y.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(y, "GET /y HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(y), nil)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("y: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, err := io.WriteString(x, "body"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(bufio.NewReader(x), &http.Request{Method: "POST", ProtoMajor: 1, ProtoMinor: 0})
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("x: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Connection"); !strings.EqualFold(got, "keep-alive") {
+		t.Errorf("x, an HTTP/1.0 client kept alive, got Connection %q, want keep-alive", got)
+	}
+}
