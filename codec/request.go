@@ -144,7 +144,15 @@ func (r *Request) VisitExtensions(fn func(ext []byte) bool) {
 // cannot find the next request, only when the request has no body (no
 // Transfer-Encoding, and no Content-Length other than 0). It does not
 // allocate.
-func (r *Request) KeepAlive() bool {
+func (r *Request) KeepAlive() bool { return r.keepAlive(true) }
+
+// KeepAliveReadingBody is KeepAlive for a server that reads the request's
+// body before it answers: RFC 9112 9.3's Connection rules alone, whatever
+// the body. It does not allocate.
+func (r *Request) KeepAliveReadingBody() bool { return r.keepAlive(false) }
+
+// keepAlive is KeepAlive, or with bodyless false KeepAliveReadingBody.
+func (r *Request) keepAlive(bodyless bool) bool {
 	if r.ProtoMajor != 1 {
 		return false
 	}
@@ -163,6 +171,7 @@ func (r *Request) KeepAlive() bool {
 				}
 				return true
 			})
+		case !bodyless:
 		case foldEqual(n, "transfer-encoding"):
 			return false
 		case foldEqual(n, "content-length"):

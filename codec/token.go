@@ -76,6 +76,10 @@ func lowerEqual(b []byte, lower string) bool {
 	return true
 }
 
+// EqualFold reports whether b equals s under ASCII case folding, as
+// header names and tokens compare (RFC 9110 5.1); it does not allocate.
+func EqualFold(b []byte, s string) bool { return foldEqual(b, s) }
+
 // foldEqual reports whether b equals s under ASCII case folding.
 func foldEqual[T string | []byte](b T, s string) bool {
 	if len(b) != len(s) {

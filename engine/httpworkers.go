@@ -14,20 +14,20 @@ import (
 //
 // Accounting, under mu: busy counts the requests held, running or handed
 // to an idle worker that has not received it yet; idle counts the workers
-// waiting for a request and not yet claimed. workers == busy + idle <= max.
+// waiting for a request and not yet claimed; the workers alive are
+// busy + idle <= max.
 // A submitter that finds an idle worker claims it (idle--) and sends the
 // request on jobs, which has room for every claim; a worker whose idle
 // timer fires leaves only while an unclaimed one remains counted (idle >
 // 0), else it has been claimed and must take the request on its way.
 type httpWorkers struct {
-	mu      sync.Mutex
-	max     int
-	busy    int
-	idle    int
-	workers int
-	jobs    chan *exchange
-	stop    chan struct{} // closed once the server has stopped: idle workers exit at once
-	once    sync.Once
+	mu   sync.Mutex
+	max  int
+	busy int
+	idle int
+	jobs chan *exchange
+	stop chan struct{} // closed once the server has stopped: idle workers exit at once
+	once sync.Once
 }
 
 // workerIdle is how long an idle worker waits for a request before it
@@ -55,7 +55,6 @@ func (p *httpWorkers) submit(ex *exchange) bool {
 		p.jobs <- ex // never blocks: jobs has room for every claim
 		return true
 	}
-	p.workers++
 	p.mu.Unlock()
 	go p.work(ex)
 	return true
@@ -84,7 +83,6 @@ func (p *httpWorkers) work(ex *exchange) {
 		p.mu.Lock()
 		if p.idle > 0 {
 			p.idle--
-			p.workers--
 			p.mu.Unlock()
 			return
 		}
@@ -100,5 +98,5 @@ func (p *httpWorkers) close() { p.once.Do(func() { close(p.stop) }) }
 func (p *httpWorkers) counts() (busy, workers int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.busy, p.workers
+	return p.busy, p.busy + p.idle
 }

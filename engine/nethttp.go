@@ -81,21 +81,21 @@ func (c *Conn) startExchange(end int) (again bool) {
 	length, chunked, status, reason := bodyFraming(r)
 	switch {
 	case status != 0:
-		c.answerAndEnd(status, reason, nil)
+		c.answerAndEnd(status, reason)
 		return false
 	case !chunked && length > int64(s.opts.maxRequestBody):
 		s.httpTooLarge.Add(1)
-		c.answerAndEnd(413, "request body too large", nil)
+		c.answerAndEnd(413, "request body too large")
 		return false
 	}
 	expect := r.Header("Expect")
-	if expect != nil && !equalFold(expect, "100-continue") {
-		c.answerAndEnd(417, "unsupported expectation", nil)
+	if expect != nil && !codec.EqualFold(expect, "100-continue") {
+		c.answerAndEnd(417, "unsupported expectation")
 		return false
 	}
 	gc := c.gc
 	buf, _ := gc.Peek(end)
-	ex := &exchange{c: c, head: bytes.Clone(buf), keep: keepAlive(r), room: make(chan struct{}, 1),
+	ex := &exchange{c: c, head: bytes.Clone(buf), keep: r.KeepAliveReadingBody(), room: make(chan struct{}, 1),
 		isHead: string(r.Method) == "HEAD", http10: r.ProtoMinor == 0}
 	_, _ = gc.Discard(end)
 	c.rd.scanned = 0
@@ -166,7 +166,7 @@ func (c *Conn) readBody(ex *exchange) (again bool) {
 		fallthrough
 	case status != 0:
 		c.dropExchange()
-		c.answerAndEnd(status, "bad request body", nil)
+		c.answerAndEnd(status, "bad request body")
 		return false
 	case !complete:
 		return false
@@ -229,10 +229,10 @@ func (c *Conn) keepOrEnd(keep bool) bool {
 }
 
 // answerAndEnd answers with an error status and ends the connection.
-func (c *Conn) answerAndEnd(status int, reason string, extra []HeaderField) {
+func (c *Conn) answerAndEnd(status int, reason string) {
 	c.mu.Lock()
 	c.ensureOutLocked()
-	c.out = codec.AppendErrorResponse(c.out, status, reason, extra)
+	c.out = codec.AppendErrorResponse(c.out, status, reason, nil)
 	c.mu.Unlock()
 	c.endRequest()
 }
@@ -315,13 +315,13 @@ func bodyFraming(r *codec.Request) (length int64, chunked bool, status int, reas
 	te, cl := false, false
 	r.VisitHeaders(func(name, value []byte) bool {
 		switch {
-		case equalFold(name, "transfer-encoding"):
-			if te || !equalFold(value, "chunked") {
+		case codec.EqualFold(name, "transfer-encoding"):
+			if te || !codec.EqualFold(value, "chunked") {
 				status, reason = 501, "unsupported transfer coding"
 				return false
 			}
 			te, chunked = true, true
-		case equalFold(name, "content-length"):
+		case codec.EqualFold(name, "content-length"):
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 0 || (cl && n != length) {
 				status, reason = 400, "bad Content-Length"
@@ -338,50 +338,4 @@ func bodyFraming(r *codec.Request) (length int64, chunked bool, status int, reas
 		status, reason = 400, "chunked body in an HTTP/1.0 request"
 	}
 	return
-}
-
-// keepAlive reports whether the client lets the connection stay open
-// after the answer (RFC 9112 9.3): HTTP/1.1 unless Connection has
-// "close", HTTP/1.0 only with "keep-alive". The body is read here, so
-// unlike codec.Request.KeepAlive it does not matter.
-func keepAlive(r *codec.Request) bool {
-	if r.ProtoMajor != 1 {
-		return false
-	}
-	keep, closing := r.ProtoMinor >= 1, false
-	r.VisitHeaders(func(name, value []byte) bool {
-		if equalFold(name, "connection") {
-			for _, tok := range bytes.Split(value, []byte{','}) {
-				tok = bytes.TrimSpace(tok)
-				switch {
-				case equalFold(tok, "close"):
-					closing = true
-				case equalFold(tok, "keep-alive"):
-					keep = true
-				}
-			}
-		}
-		return true
-	})
-	return keep && !closing
-}
-
-// equalFold reports whether b equals s, ASCII case-insensitively.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -214,15 +214,10 @@ func (c *Conn) loopHTTPAnswer(end int, resp HTTPResponse) (kept bool) {
 	c.mu.Unlock()
 	clear(extra)
 	l.hdrs = extra[:0]
-	if !keep {
-		c.endRequest()
-		return false
+	if keep {
+		_, _ = c.gc.Discard(end)
 	}
-	_, _ = c.gc.Discard(end)
-	c.rd.scanned = 0
-	c.lflags |= lfKeptAlive
-	l.arm(c, l.srv.opts.handshakeTimeout)
-	return true
+	return c.keepOrEnd(keep)
 }
 
 // httpLinger bounds how long a socket whose HTTP answer ends the
