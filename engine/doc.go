@@ -286,10 +286,10 @@
 //     request with one is answered and the connection closed). It is kept
 //     for the cheapest answers a balancer polls many times a second (a
 //     health check): benchmarks/RESULTS.md ("Plain HTTP on wsloop's
-//     listener") measured 15.1 µs of server CPU per request against
-//     WithHTTPHandler's 18.9 µs (net/http's 31.5 µs) for the same small
-//     answer with 64 keep-alive clients on one loop, and 18 µs against
-//     43 µs (net/http's 37 µs) with 4, where every request pays the
+//     listener") measured 10.8 µs of server CPU per request against
+//     WithHTTPHandler's 15.5 µs (net/http's 18.8 µs) for the same small
+//     answer with 64 keep-alive clients on one loop, and 12 µs against
+//     21 µs (net/http's 20 µs) with 4, where every request pays the
 //     hand-off to a worker and back. It must not block. Its
 //     answer may pass a request on to WithHTTPHandler (HTTPResponse.Pass),
 //     so that both serve one port: /healthz on the loop, the rest on the
