@@ -189,9 +189,11 @@ func TestClusterPresence(t *testing.T) {
 	// C's members are gone with it: its last report said 3, its broker
 	// closed; the others forget it after three silent intervals.
 	waitFor(t, "RoomLen 4 after C stopped", func() bool { return a.srv.RoomLen("show") == 4 && b.srv.RoomLen("show") == 4 })
-	if st := a.srv.Stats().Broker; st.Nodes != 1 {
-		t.Fatalf("A knows %d nodes, want 1", st.Nodes)
-	}
+	// C's goodbye takes its members and itself out at once; a report C
+	// sent as it closed may reach A after it and bring C back as a node
+	// with no members, until three silent intervals pass (CI saw "A knows
+	// 2 nodes" once).
+	waitFor(t, "A to know 1 node", func() bool { return a.srv.Stats().Broker.Nodes == 1 })
 	// A node that starts late learns the counts.
 	e := startNode(t, url, nil)
 	waitFor(t, "a late node's RoomLen", func() bool { return e.srv.RoomLen("show") == 4 })
