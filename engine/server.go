@@ -34,6 +34,10 @@ type Server struct {
 	started   atomic.Bool
 	draining  atomic.Bool
 
+	acc         *acceptor // nil for Run; set before ready closes
+	accStopOnce sync.Once
+	accStopped  atomic.Bool // stopAccepting was called
+
 	loopsMu  sync.Mutex
 	loops    []*loop
 	loopByEL sync.Map // gnet.EventLoop -> *loop
@@ -176,6 +180,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		s.ln, s.addr = ln, ln.Addr()
+		s.acc = acc
 	}
 	close(s.ready)
 
@@ -187,7 +192,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		if acc == nil {
 			return
 		}
-		if err := acc.run(s.stopping); err != nil {
+		if err := acc.run(func() bool { return s.stopping() || s.accStopped.Load() }); err != nil {
 			s.fail(err)
 		}
 	}()
@@ -208,9 +213,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		s.drain(sctx)
 		cancel()
 	}
-	if acc != nil {
-		acc.close()
-	}
+	s.stopAccepting()
 	<-accepted
 	// Sockets on their way to a loop get there, unless the loop is dead:
 	// then gnet never answers, and they are abandoned (at most
@@ -226,6 +229,20 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		return *p
 	}
 	return ErrServerClosed
+}
+
+// stopAccepting closes the listener, if the server has one, and ends the
+// accept loop; the server goes on serving the connections it has (a drain,
+// or a restart that handed the listener to a new process). Safe to call
+// more than once, from any goroutine.
+func (s *Server) stopAccepting() {
+	if s.acc == nil {
+		return
+	}
+	s.accStopOnce.Do(func() {
+		s.accStopped.Store(true)
+		s.acc.close()
+	})
 }
 
 // fail records why the server must stop on its own and makes
