@@ -17,21 +17,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The accept loop. wsloop owns its listening socket and hands each accepted
-// connection to the least loaded live event loop with that loop's gnet
-// Enroll (gnet's own acceptor stops the whole engine on the first accept
-// error it does not know, EMFILE included, and cannot be changed from
-// outside; and gnet's balancer would send every socket to a stalled loop:
-// stall.go).
+// The accept loop. wsloop owns its listening socket (gnet's own acceptor
+// stops the whole engine on the first accept error it does not know,
+// EMFILE included, and cannot be changed from outside; and gnet's balancer
+// would send every socket to a stalled loop: stall.go), and does what
+// gnet's acceptor does otherwise: accept4(2) on a non-blocking listener
+// that Go's poller does not watch, no net.Conn and no dup(2) per socket,
+// and the socket registered on its loop by the loop itself (gnetlink.go).
 //
-// One goroutine accepts, blocked in poll(2) between connections (see
-// waitReadable). For every connection it:
+// One goroutine accepts, until accept4 says the kernel's queue is empty,
+// then waits in poll(2) (see waitReadable). For every connection it:
 //   - takes a slot of the socket cap (WithMaxConnections, by default the
 //     descriptor limit less a reserve), atomically; past the cap, or while
 //     Shutdown drains, it answers 503 and closes the socket at once, so that
 //     refused sockets never hold descriptors;
-//   - queues it for a short-lived goroutine that enrolls it on a loop and
-//     waits (at most enrollPatience) until the loop has run OnOpen.
+//   - picks the least loaded live loop (stall.go) and adds the socket to
+//     that loop's queue of accepted sockets.
+//
+// At the end of a burst (the kernel's queue is empty, or 64 sockets were
+// taken) it wakes each loop with new sockets once: the loop registers the
+// whole queue in one task and runs OnOpen for each. The accept goroutine
+// never waits for a loop; sockets queued for a loop that stalls (stall.go)
+// are taken back and given to the others.
 //
 // When the process runs out of descriptors (EMFILE, ENFILE), accept fails
 // while connections wait in the kernel's backlog. The acceptor then frees
@@ -92,98 +99,133 @@ func listen(ctx context.Context, addr string) (net.Listener, error) {
 	default:
 		return nil, fmt.Errorf("wsloop: ListenAndServe(%q): unsupported network %q (tcp, tcp4, tcp6 or unix)", addr, network)
 	}
-	// KeepAlive -1: no TCP keepalive probes; the WebSocket heartbeat finds
-	// dead peers, and keepalive timers would add a packet per idle
-	// connection every 15 s.
-	lc := net.ListenConfig{KeepAlive: -1}
+	lc := net.ListenConfig{}
 	return lc.Listen(ctx, network, address)
 }
 
 // acceptor is the accept loop's state; the accept goroutine owns it.
 type acceptor struct {
-	s  *Server
-	ln net.Listener
-	rc syscall.RawConn // the listener's descriptor, for shedding
+	s      *Server
+	lfd    int      // the listening socket, non-blocking, outside Go's poller
+	laddr  net.Addr // its address
+	proto  string   // "tcp" or "unix", for gnet
+	unlink string   // a Unix socket's path, removed on close
+	closed atomic.Bool
 
 	reserve *os.File // one descriptor kept free for shedding
 	scratch []byte   // the request of a refused socket, discarded
+	burst   []*loop  // loops given sockets since the last flush
 
-	logMu    sync.Mutex // enrolling goroutines log too
+	logMu    sync.Mutex // loops log too
 	lastLog  time.Time
 	unlogged int // failures since the last log line
 
-	// Enrolling waits until the loop has opened the connection, so it runs
-	// on goroutines of their own, and the accept goroutine never waits for
-	// a loop: it takes connections off the kernel's backlog as fast as they
-	// come, and they queue here, holding one descriptor each and counted
-	// against the cap, until a loop has them (as gnet's own acceptor queues
-	// them in the loops' task queues). An acceptor that waited for the loops
-	// let a storm of 9,000 connects overflow the backlog: SYNs were dropped
-	// and clients timed out (engine TestChurn under -race). At most
-	// maxEnrolling goroutines enroll at once, started on demand: each holds
-	// two descriptors while it waits (gnet's duplicate and the original).
-	enrollMu     sync.Mutex
-	toEnroll     []net.Conn // FIFO from enrollHead
-	enrollHead   int
-	enrollers    int
-	maxEnrolling int
-	enrolled     sync.WaitGroup
+	linked bool // sockets are registered through gnetlink.go, not Enroll
+	slow   sync.WaitGroup
 
 	noReserve bool // tests: behave as if the reserve could never be taken back
 }
 
+// newAcceptor takes over ln's socket: it keeps a duplicate of the
+// descriptor, which Go's poller does not watch, and closes ln.
 func newAcceptor(s *Server, ln net.Listener) (*acceptor, error) {
 	sc, ok := ln.(syscall.Conn)
 	if !ok {
+		_ = ln.Close()
 		return nil, fmt.Errorf("wsloop: listener %T has no descriptor", ln)
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		_ = ln.Close()
 		return nil, err
 	}
-	inflight := 2 * s.opts.eventLoops
-	if limit, ok := nofileLimit(); ok {
-		inflight = int(min(uint64(inflight), max(descriptorReserve(limit)/4, 1)))
+	lfd := -1
+	cerr := rc.Control(func(fd uintptr) {
+		lfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	laddr := ln.Addr()
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // the acceptor's descriptor still listens
 	}
-	a := &acceptor{s: s, ln: ln, rc: rc, scratch: make([]byte, 4096), maxEnrolling: inflight,
-		noReserve: s.opts.noReserve}
-	a.reserve, _ = os.Open(os.DevNull) // without it, exhaustion falls back to backing off
-	return a, nil
+	_ = ln.Close()
+	if err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.SetNonblock(lfd, true)
+	}
+	if err != nil {
+		if lfd >= 0 {
+			_ = unix.Close(lfd)
+		}
+		return nil, fmt.Errorf("wsloop: taking over the listening socket: %w", err)
+	}
+	if _, ok := laddr.(*net.TCPAddr); ok {
+		// Accepted sockets inherit TCP_NODELAY from the listener (as with
+		// gnet's own listeners): one setsockopt, not one per connection.
+		_ = unix.SetsockoptInt(lfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	return newAcceptorFD(s, lfd, laddr), nil
 }
 
+// newAcceptorFD makes an acceptor of a non-blocking listening descriptor,
+// which it owns from then on.
+func newAcceptorFD(s *Server, lfd int, laddr net.Addr) *acceptor {
+	a := &acceptor{s: s, lfd: lfd, laddr: laddr, proto: "tcp", scratch: make([]byte, 4096),
+		noReserve: s.opts.noReserve}
+	if ua, ok := laddr.(*net.UnixAddr); ok {
+		a.proto, a.unlink = "unix", ua.Name
+	}
+	a.linked = gnetLinkOK() && !s.opts.enrollOnly
+	s.eachLoop(func(l *loop) { a.linked = a.linked && l.elp != nil })
+	a.reserve, _ = os.Open(os.DevNull) // without it, exhaustion falls back to backing off
+	return a
+}
+
+// maxBurst is how many sockets the acceptor takes before it hands them to
+// their loops, when they keep coming.
+const maxBurst = 64
+
 // run accepts until the listener is closed (nil) or fails for good (the
-// error), then waits for the connections it is still handing to loops.
+// error).
 func (a *acceptor) run(closing func() bool) error {
 	defer func() {
+		a.flush()
 		if a.reserve != nil {
 			a.reserve.Close()
 		}
+		_ = unix.Close(a.lfd)
+		if a.unlink != "" {
+			_ = os.Remove(a.unlink)
+		}
 	}()
 	var delay time.Duration
+	n := 0
 	for {
-		if !a.waitReadable(250) {
-			if closing() {
-				return nil
+		fd, remote, err := acceptPeer(a.lfd)
+		if err == nil {
+			delay = 0
+			a.admit(fd, remote)
+			if n++; n >= maxBurst {
+				a.flush()
+				n = 0
 			}
 			continue
 		}
-		conn, err := a.ln.Accept()
-		if err == nil {
-			delay = 0
-			a.admit(conn)
-			continue
-		}
+		a.flush()
+		n = 0
 		if closing() {
 			return nil
 		}
-		if errors.Is(err, net.ErrClosed) {
-			return fmt.Errorf("wsloop: listener closed: %w", err)
+		errno, _ := err.(syscall.Errno)
+		switch errno {
+		case syscall.EAGAIN:
+			a.waitReadable(250)
+			continue
+		case syscall.EINTR, syscall.ECONNABORTED:
+			continue // a connection reset while it waited in the queue
 		}
 		a.s.acceptErrors.Add(1)
-		var errno syscall.Errno
-		if !errors.As(err, &errno) {
-			return fmt.Errorf("wsloop: accept: %w", err)
-		}
 		switch errno {
 		case syscall.EMFILE, syscall.ENFILE:
 			a.logFailure(err)
@@ -192,160 +234,219 @@ func (a *acceptor) run(closing func() bool) error {
 				continue
 			}
 		case syscall.ENOBUFS, syscall.ENOMEM, syscall.EPROTO, syscall.EPERM, syscall.ECONNRESET,
-			syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EINTR, syscall.EAGAIN:
+			syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH:
 			a.logFailure(err)
 		default:
-			return fmt.Errorf("wsloop: accept: %w", err)
+			return fmt.Errorf("wsloop: accept: %w", os.NewSyscallError("accept4", err))
 		}
 		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 		time.Sleep(delay)
 	}
 }
 
-// admit takes a slot of the socket cap for conn and queues it for a loop,
+// admit takes a slot of the socket cap for fd and queues it for a loop,
 // or refuses it with 503.
-func (a *acceptor) admit(conn net.Conn) {
+func (a *acceptor) admit(fd int, remote net.Addr) {
 	s := a.s
 	if !s.takeSocket() {
 		s.rejected.Add(1)
-		refuse(conn, a.scratch)
+		answerBusy(fd, a.scratch)
+		_ = unix.Close(fd)
 		return
 	}
-	a.enrollMu.Lock()
-	if h := a.enrollHead; h > 0 && h >= len(a.toEnroll)/2 {
-		// Drop the taken half, so that a queue that never empties (a
-		// stalled loop, a long storm) does not grow by one slot per
-		// socket ever queued.
-		n := copy(a.toEnroll, a.toEnroll[h:])
-		clear(a.toEnroll[n:])
-		a.toEnroll, a.enrollHead = a.toEnroll[:n], 0
-	}
-	a.toEnroll = append(a.toEnroll, conn)
-	spawn := a.enrollers < a.maxEnrolling
-	if spawn {
-		a.enrollers++
-		a.enrolled.Add(1)
-	}
-	a.enrollMu.Unlock()
-	if spawn {
-		go a.enrollQueued()
-	}
+	a.queue(s.pickLoop(), accepted{fd: fd, remote: remote})
 }
 
-// enrollQueued hands queued connections to the loops until none is left.
-func (a *acceptor) enrollQueued() {
-	defer a.enrolled.Done()
-	e := newEnroller()
-	defer e.patience.Stop()
-	var scratch []byte
-	for {
-		a.enrollMu.Lock()
-		if a.enrollHead == len(a.toEnroll) {
-			clear(a.toEnroll)
-			a.toEnroll, a.enrollHead = a.toEnroll[:0], 0
-			a.enrollers--
-			a.enrollMu.Unlock()
-			return
-		}
-		conn := a.toEnroll[a.enrollHead]
-		a.toEnroll[a.enrollHead] = nil
-		a.enrollHead++
-		a.enrollMu.Unlock()
-		if a.s.refusing() {
-			a.s.sockets.Add(-1)
-			a.s.rejected.Add(1)
-			if scratch == nil {
-				scratch = make([]byte, 4096)
-			}
-			refuse(conn, scratch)
-			continue
-		}
-		a.enroll(conn, e)
-	}
+// accepted is a socket on its way to a loop.
+type accepted struct {
+	fd     int
+	remote net.Addr
 }
 
-// enrollToken travels to OnOpen as the gnet connection's first context:
-// OnOpen marks it, so that the enrolling goroutine knows the loop really
-// opened the socket (gnet also releases the waiter when it failed to add the
-// socket to its poller, and closes it without OnOpen).
-type enrollToken struct{ opened atomic.Bool }
-
-var errNotOpened = errors.New("the loop did not open it")
-
-// enroller is an enrolling goroutine's state: the token of the socket it
-// hands over, in the context gnet takes it from, and its patience.
-type enroller struct {
-	tok      *enrollToken
-	ctx      context.Context
-	patience *time.Timer
+// acceptQueue is a loop's queue of accepted sockets: the acceptor appends
+// to it, the loop takes it whole (it is a gnet.Runnable: Run is the task).
+type acceptQueue struct {
+	mu        sync.Mutex
+	items     []accepted
+	spare     []accepted
+	scheduled bool // a task that will take the queue is on the loop's queue
+	flushing  bool // the acceptor has the loop in its burst
 }
 
-func newEnroller() *enroller {
-	e := &enroller{patience: time.NewTimer(time.Hour)}
-	e.patience.Stop()
-	e.renew()
-	return e
-}
-
-// renew gives e a token of its own again, after it left one with a loop.
-func (e *enroller) renew() {
-	e.tok = new(enrollToken)
-	e.ctx = gnet.NewContext(context.Background(), e.tok)
-}
-
-// enroll hands conn to the least loaded live loop (stall.go). gnet's
-// Enroll duplicates the descriptor for the loop, registers it there
-// (OnOpen runs), closes conn, and then answers. If the loop does not
-// answer within enrollPatience it is counted as stalled, the socket is
-// left to it, and a goroutine of its own waits for the answer, so that
-// the enrolling goroutines keep serving the live loops.
-func (a *acceptor) enroll(conn net.Conn, e *enroller) {
-	l := a.s.pickLoop()
-	e.tok.opened.Store(false)
+// queue adds a socket to l's queue; the loop is woken at the next flush.
+func (a *acceptor) queue(l *loop, it accepted) {
+	q := &l.accq
 	if l.hb.pending.Add(1) == 1 {
 		l.hb.progress.Store(a.s.clock())
 	}
-	res, err := l.el.Enroll(e.ctx, conn)
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	wake := !q.scheduled && !q.flushing
+	if wake {
+		q.flushing = true
+	}
+	q.mu.Unlock()
+	if wake {
+		a.burst = append(a.burst, l)
+	}
+}
+
+// flush wakes every loop given sockets since the last flush, once, and
+// takes back the sockets queued for loops that stalled.
+func (a *acceptor) flush() {
+	for round := 0; round < 4 && len(a.burst) > 0; round++ {
+		for i := 0; i < len(a.burst); i++ { // rescue may append
+			l := a.burst[i]
+			q := &l.accq
+			q.mu.Lock()
+			q.flushing = false
+			wake := !q.scheduled && len(q.items) > 0
+			if wake {
+				q.scheduled = true
+			}
+			q.mu.Unlock()
+			if wake && l.el.Execute(context.Background(), l.runAccepted()) != nil {
+				q.mu.Lock()
+				q.scheduled = false
+				q.mu.Unlock()
+				a.rescue(l) // the loop is gone: the others take its sockets
+			}
+		}
+		clear(a.burst)
+		a.burst = a.burst[:0]
+		now := a.s.clock()
+		a.s.eachLoop(func(l *loop) {
+			if l.hb.pending.Load() > 0 && l.health(now) == 2 {
+				a.rescue(l)
+			}
+		})
+	}
+}
+
+// rescue takes the sockets queued for l, a loop that stalled or died,
+// and gives them to live loops, if there are any. Those l already took
+// are its own.
+func (a *acceptor) rescue(l *loop) {
+	q := &l.accq
+	q.mu.Lock()
+	items := q.items
+	q.items = nil
+	q.mu.Unlock()
+	l.hb.pending.Add(-int32(len(items)))
+	now := a.s.clock()
+	for _, it := range items {
+		to := a.s.pickLoop()
+		if to == l || to.health(now) == 2 {
+			to = l
+		}
+		a.queue(to, it)
+	}
+}
+
+// abandon closes the sockets still queued for loops that will never take
+// them (the server stops after a loop died), and releases their slots.
+func (a *acceptor) abandon() {
+	a.s.eachLoop(func(l *loop) {
+		q := &l.accq
+		q.mu.Lock()
+		items := q.items
+		q.items = nil
+		q.mu.Unlock()
+		for _, it := range items {
+			_ = unix.Close(it.fd)
+			a.s.sockets.Add(-1)
+		}
+		l.hb.pending.Add(-int32(len(items)))
+	})
+}
+
+// runAccepted is l's accept task: l itself as a gnet.Runnable.
+func (l *loop) runAccepted() gnet.Runnable { return (*acceptTask)(l) }
+
+type acceptTask loop
+
+// Run registers every socket queued for the loop, on the loop: gnet adds
+// it to the loop's poller and runs OnOpen.
+func (t *acceptTask) Run(context.Context) error {
+	l := (*loop)(t)
+	q := &l.accq
+	q.mu.Lock()
+	items := q.items
+	q.items, q.spare = q.spare[:0], items
+	q.scheduled = false
+	q.mu.Unlock()
+	s := l.srv
+	a := s.acc // set before any socket is queued
+	for i := range items {
+		it := items[i]
+		items[i] = accepted{}
+		if s.refusing() { // Shutdown has begun, or the server failed
+			s.sockets.Add(-1)
+			s.rejected.Add(1)
+			answerBusy(it.fd, l.scratch[:cap(l.scratch)])
+			_ = unix.Close(it.fd)
+			continue
+		}
+		if !a.linked {
+			a.enroll(l, it)
+			continue
+		}
+		l.opening = false
+		err := gnetRegister0(l.elp, gnetNewStreamConn(a.proto, it.fd, l.elp, nil, a.laddr, it.remote))
+		if !l.opening {
+			// gnet closed the socket (its poller refused it) without OnOpen.
+			if err == nil {
+				err = errNotOpened
+			}
+			a.notOpened(err)
+		}
+	}
+	l.hb.progress.Store(s.clock())
+	l.hb.pending.Add(-int32(len(items)))
+	return nil
+}
+
+var errNotOpened = errors.New("the loop did not open it")
+
+// enroll hands a socket to l through gnet's public Enroll, for a gnet the
+// link was not checked against (gnetlink.go): a net.Conn around a
+// duplicate of the descriptor, which gnet duplicates again for the loop
+// and closes, on a goroutine of gnet's pool that waits for the loop (this
+// one: the task returns first).
+func (a *acceptor) enroll(l *loop, it accepted) {
+	f := os.NewFile(uintptr(it.fd), "wsloop-accepted")
+	conn, err := net.FileConn(f)
+	_ = f.Close()
 	if err != nil {
-		l.hb.pending.Add(-1)
-		_ = conn.Close()
-		a.enrollFailed(err)
+		a.notOpened(err)
 		return
 	}
-	e.patience.Reset(enrollPatience)
-	select {
-	case r := <-res:
-		e.patience.Stop()
-		a.settle(l, r, e.tok)
-	case <-e.patience.C:
-		l.hb.stuck.Add(1)
-		tok := e.tok
-		e.renew()
-		a.enrolled.Add(1)
-		go func() {
-			defer a.enrolled.Done()
-			r := <-res
-			l.hb.stuck.Add(-1)
-			a.settle(l, r, tok)
-		}()
-	}
-}
-
-// settle accounts for a loop's answer to an enrolled socket.
-func (a *acceptor) settle(l *loop, r gnet.RegisteredResult, tok *enrollToken) {
-	l.hb.progress.Store(a.s.clock())
-	l.hb.pending.Add(-1)
-	err := r.Err
-	if err == nil && !tok.opened.Load() {
-		err = errNotOpened
-	}
+	tok := new(enrollToken)
+	res, err := l.el.Enroll(gnet.NewContext(context.Background(), tok), conn)
 	if err != nil {
-		a.enrollFailed(err)
+		_ = conn.Close()
+		a.notOpened(err)
+		return
 	}
+	a.slow.Add(1)
+	go func() {
+		defer a.slow.Done()
+		r := <-res
+		if err := r.Err; err != nil || !tok.opened.Load() {
+			if err == nil {
+				err = errNotOpened
+			}
+			a.notOpened(err)
+		}
+	}()
 }
 
-// enrollFailed releases the slot of a socket no loop took.
-func (a *acceptor) enrollFailed(err error) {
+// enrollToken is the gnet context of a socket handed over with Enroll:
+// OnOpen marks it.
+type enrollToken struct{ opened atomic.Bool }
+
+// notOpened releases the slot of a socket no loop opened.
+func (a *acceptor) notOpened(err error) {
 	s := a.s
 	s.sockets.Add(-1)
 	s.acceptErrors.Add(1)
@@ -353,45 +454,20 @@ func (a *acceptor) enrollFailed(err error) {
 	a.logFailure(fmt.Errorf("handing a connection to an event loop: %w", err))
 }
 
-// waitEnrolled waits until no socket is on its way to a loop, for at most
-// d, and reports whether none is.
-func (a *acceptor) waitEnrolled(d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		a.enrolled.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
-
-// close stops accepting: the listener's read side is shut down first,
-// which wakes the accept goroutine from poll(2) at once, then it is
-// closed.
+// close stops accepting: the listener's read side is shut down, which
+// wakes the accept goroutine from poll(2) at once; the accept goroutine
+// closes the descriptor on its way out.
 func (a *acceptor) close() {
-	_ = a.rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RD) })
-	_ = a.ln.Close()
-}
-
-// refuse answers 503 on a connection that was not enrolled and closes it.
-// What the client already sent is read first, so that closing sends FIN,
-// not the RST that closing with unread input would send, which can destroy
-// the response in flight.
-func refuse(conn net.Conn, scratch []byte) {
-	if sc, ok := conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			_ = rc.Control(func(fd uintptr) { answerBusy(int(fd), scratch) })
-		}
+	if a.closed.CompareAndSwap(false, true) {
+		_ = unix.Shutdown(a.lfd, unix.SHUT_RD)
 	}
-	_ = conn.Close()
 }
 
 // answerBusy reads what has arrived on a fresh, non-blocking socket and
-// writes the 503 response (it fits in an empty socket buffer).
+// writes the 503 response (it fits in an empty socket buffer). What the
+// client sent is read first, so that closing sends FIN, not the RST that
+// closing with unread input would send, which can destroy the response in
+// flight.
 func answerBusy(fd int, scratch []byte) {
 	_, _ = syscall.Read(fd, scratch)
 	_, _ = syscall.Write(fd, busyResponse)
@@ -415,18 +491,16 @@ func (a *acceptor) shed() bool {
 	a.reserve = nil
 	n := 0
 	exhausted := false
-	_ = a.rc.Control(func(lfd uintptr) {
-		for n < 1024 {
-			fd, err := acceptRaw(int(lfd))
-			if err != nil {
-				exhausted = err == syscall.EMFILE || err == syscall.ENFILE
-				return
-			}
-			answerBusy(fd, a.scratch)
-			_ = syscall.Close(fd)
-			n++
+	for n < 1024 {
+		fd, err := acceptRaw(a.lfd)
+		if err != nil {
+			exhausted = err == syscall.EMFILE || err == syscall.ENFILE
+			break
 		}
-	})
+		answerBusy(fd, a.scratch)
+		_ = syscall.Close(fd)
+		n++
+	}
 	a.s.shed.Add(uint64(n))
 	a.reserve, _ = os.Open(os.DevNull)
 	if a.reserve == nil || exhausted {
@@ -449,15 +523,12 @@ func (a *acceptor) shed() bool {
 // gave 10,000 to 12,100 upgrades/s at a median of 11 to 15 ms with 200
 // connects in flight; waiting in poll(2), 15,200 to 15,600 at 6.9 to
 // 7.6 ms (benchmarks/RESULTS.md). poll(2) also needs no descriptor, which
-// matters when none is left.
+// matters when none is left. It is called only once accept4 has found the
+// queue empty.
 func (a *acceptor) waitReadable(ms int) bool {
-	ready := false
-	_ = a.rc.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, _ := unix.Poll(fds, ms)
-		ready = n > 0
-	})
-	return ready
+	fds := []unix.PollFd{{Fd: int32(a.lfd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, ms)
+	return n > 0
 }
 
 // logFailure logs an accept failure at error level, at most once a second.

@@ -2,7 +2,10 @@
 
 package engine
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // acceptRaw accepts one connection from a non-blocking listener, as a
 // non-blocking, close-on-exec descriptor, without Go's poller. (Not every
@@ -22,4 +25,24 @@ func acceptRaw(lfd int) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// acceptPeer is acceptRaw that also returns the peer's address (nil for a
+// Unix socket's peer).
+func acceptPeer(lfd int) (int, net.Addr, error) {
+	fd, err := acceptRaw(lfd)
+	if err != nil {
+		return -1, nil, err
+	}
+	sa, err := syscall.Getpeername(fd)
+	if err != nil {
+		return fd, nil, nil
+	}
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return fd, &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}, nil
+	case *syscall.SockaddrInet6:
+		return fd, &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}, nil
+	}
+	return fd, nil, nil
 }

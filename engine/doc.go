@@ -332,9 +332,10 @@
 //	    what the rows below let it hold. 3,000 connects against a cap of 300, each sending a request head just
 //	    short of WithMaxHeaderBytes: 300 held, the heap grew by 4 MiB (the test's own 3,000 sockets included).
 //	accepted sockets waiting for a loop           WithMaxConnections                    TestBoundsEnrollQueue
-//	    They count against the cap while they wait, a descriptor and a net.Conn each; at most 2 goroutines per
-//	    loop hand them over. A stalled loop lets them pile up to the cap; the excess is still answered with 503 at
-//	    once.
+//	    They count against the cap while they wait in their loop's queue, a descriptor and 24 bytes each; the
+//	    loop takes its whole queue in one task. Sockets queued for a loop that stalls are taken back and given
+//	    to the live loops; when every loop is stalled they pile up to the cap, and the excess is still answered
+//	    with 503 at once.
 //	the request head (request line and headers)   WithMaxHeaderBytes [8 KiB]            TestBoundsHeaderFlood
 //	    It waits in gnet's buffer, scanned once as it arrives, for at most WithHandshakeTimeout [5 s]. At the
 //	    bound: 431, and the socket closes once the answer has left; what follows is discarded as it arrives, a

@@ -21,12 +21,14 @@ type events struct {
 var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n" +
 	"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nRetry-After: 1\r\n\r\nserver at capacity\r\n")
 
-// OnOpen runs on the loop for every socket the acceptor enrolled; the
-// acceptor has counted it against the socket cap.
+// OnOpen runs on the loop for every socket the acceptor gave it (or
+// net/http handed over); it was counted against the socket cap.
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
 	var h *handoff
 	switch tok := gc.Context().(type) {
+	case nil: // registered by the acceptor's task (accept.go)
+		s.loopFor(gc.EventLoop()).opening = true
 	case *enrollToken:
 		tok.opened.Store(true)
 	case *handoff: // from net/http, upgraded (mount.go)

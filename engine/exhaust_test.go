@@ -482,11 +482,7 @@ func TestListenerFailure(t *testing.T) {
 	rec := newRecorder()
 	srv, errc := serve(t, rec, "127.0.0.1:0")
 	c := upgradeRaw(t, srv.Addr().String())
-	rc, err := srv.ln.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RD) })
+	_ = syscall.Shutdown(srv.acc.lfd, syscall.SHUT_RD)
 	expectClose(t, c, 1001)
 	select {
 	case err := <-errc:

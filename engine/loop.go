@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -18,14 +19,18 @@ const wheelSlots = 512
 // loop is wsloop's state for one gnet event loop. Everything in it is owned
 // by that loop's goroutine: no locks.
 type loop struct {
-	srv   *Server
-	el    gnet.EventLoop
-	idx   int       // its place in Server.loops
-	hb    heartbeat // shared with the acceptor and the watchdog (stall.go)
-	wheel *timerwheel.Wheel[*Conn]
-	epoch time.Time
-	now   int64 // coarse clock: nanoseconds since epoch, read once per tick
-	stamp int64 // now + one tick: an upper bound of the time of any read before the next tick
+	srv *Server
+	el  gnet.EventLoop
+	idx int            // its place in Server.loops
+	hb  heartbeat      // shared with the acceptor and the watchdog (stall.go)
+	elp unsafe.Pointer // el's *gnet.eventloop, for gnetlink.go (nil if el is not one)
+
+	accq    acceptQueue // sockets the acceptor gave the loop (accept.go)
+	opening bool        // OnOpen ran for the socket the accept task registers
+	wheel   *timerwheel.Wheel[*Conn]
+	epoch   time.Time
+	now     int64 // coarse clock: nanoseconds since epoch, read once per tick
+	stamp   int64 // now + one tick: an upper bound of the time of any read before the next tick
 
 	head    Conn // sentinel of the list of connections (handshaking or upgraded)
 	count   int
@@ -59,7 +64,7 @@ type loop struct {
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
-	l := &loop{srv: s, el: el, epoch: time.Now(), stamp: int64(s.opts.tick), scratch: make([]byte, 0, 16<<10)}
+	l := &loop{srv: s, el: el, elp: eventLoopPtr(el), epoch: time.Now(), stamp: int64(s.opts.tick), scratch: make([]byte, 0, 16<<10)}
 	l.hb.beat.Store(s.clock())
 	l.hb.gid.Store(goroutineID()) // newLoop runs on the loop (OnOpen)
 	l.hreq.srv = s

@@ -75,6 +75,7 @@ type options struct {
 	rateLimit        *RateLimit // WithRateLimit, compiled into limiter by validate
 	limiter          *limiter
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
+	enrollOnly       bool // tests: hand accepted sockets to the loops with gnet's Enroll (gnetlink.go)
 }
 
 // SlowConsumerPolicy says what happens to a message that would push a

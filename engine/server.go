@@ -23,7 +23,6 @@ type Server struct {
 	opts  options
 	epoch time.Time // Server.clock counts from here
 
-	ln        net.Listener
 	socketCap atomic.Int64  // WithMaxConnections, or derived from RLIMIT_NOFILE
 	ready     chan struct{} // closed once listening
 	stop      chan struct{} // closed when ListenAndServe must stop (Shutdown drained, or a failure)
@@ -175,11 +174,10 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	var acc *acceptor
 	if ln != nil {
 		if acc, err = newAcceptor(s, ln); err != nil {
-			closeLn()
 			_ = cli.Stop()
 			return err
 		}
-		s.ln, s.addr = ln, ln.Addr()
+		s.addr = acc.laddr
 		s.acc = acc
 	}
 	close(s.ready)
@@ -215,12 +213,10 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.stopAccepting()
 	<-accepted
-	// Sockets on their way to a loop get there, unless the loop is dead:
-	// then gnet never answers, and they are abandoned (at most
-	// maxEnrolling goroutines and twice as many descriptors, in a server
-	// that is stopping on an error anyway).
-	if acc != nil && !acc.waitEnrolled(s.opts.closeTimeout) && s.opts.logger != nil {
-		s.opts.logger.Error("wsloop: sockets handed to a dead event loop were abandoned")
+	if acc != nil {
+		// Sockets still queued for a loop: only a dead loop leaves them.
+		acc.abandon()
+		acc.slow.Wait()
 	}
 	s.mounted.wait(s.opts.closeTimeout)
 	_ = cli.Stop() // closes what is left; OnClose runs for each
@@ -289,8 +285,8 @@ func (s *Server) gnetOptions() []gnet.Option {
 		gnet.WithNumEventLoop(o.eventLoops),
 		gnet.WithReadBufferCap(o.readBufferCap),
 		gnet.WithWriteBufferCap(o.writeBufferCap),
-		// The accepted socket already has TCP_NODELAY (Go sets it), and the
-		// descriptor gnet uses shares it: TCPDelay only spares gnet a
+		// Accepted sockets inherit TCP_NODELAY from the listener (accept.go),
+		// and hijacked ones have it from Go: TCPDelay only spares gnet a
 		// second setsockopt.
 		gnet.WithTCPNoDelay(gnet.TCPDelay),
 		gnet.WithTicker(true),

@@ -24,21 +24,21 @@ import (
 //     counting sockets on their way to it), rather than leaving it to
 //     gnet's balancer, which counts only registered connections: a
 //     stalled loop registers none, looks least loaded, and would draw
-//     every new socket and every enrolling goroutine to itself. A loop is
-//     live while its heartbeat (the tick task, which the loop runs once it
-//     is back at its poller) is recent, and while no socket handed to it
-//     has waited longer than enrollPatience; an enrolling goroutine waits
-//     no longer than that and leaves the socket to the stalled loop (it
-//     gets it when it comes back: the stalled loop loses only its share).
+//     every new socket to itself. A loop is live while its heartbeat (the
+//     tick task, which the loop runs once it is back at its poller) is
+//     recent, and while no socket queued for it has waited longer than
+//     enrollPatience; once one has, the acceptor takes back the sockets
+//     the loop has not taken and gives them to the live loops (accept.go:
+//     rescue), so that the stalled loop loses none but its own.
 //   - A watchdog on the ticker's goroutine finds a loop whose heartbeat is
 //     older than WithStallThreshold, counts it (Stats.LoopStalls) and logs
 //     it at error level, once per stall, with the loop goroutine's stack:
 //     the callback that blocks is on it. When the loop comes back, that is
 //     logged too, with how long it was away.
 
-// enrollPatience is how long an enrolling goroutine waits for a loop to
-// take a socket before it counts the loop as stalled (registering a socket
-// takes microseconds on a live loop; a long fan-out, milliseconds).
+// enrollPatience is how long a socket may wait for its loop to take it
+// before the loop counts as stalled (registering a socket takes
+// microseconds on a live loop; a long fan-out, milliseconds).
 const enrollPatience = 50 * time.Millisecond
 
 // WithStallThreshold sets how long an event loop may go without coming
@@ -54,7 +54,6 @@ func WithStallThreshold(d time.Duration) Option { return func(o *options) { o.st
 type heartbeat struct {
 	beat     atomic.Int64  // server clock (Server.clock) at the loop's last tick
 	queued   atomic.Bool   // a tick task is queued and has not run yet
-	stuck    atomic.Int32  // sockets handed to the loop that waited past enrollPatience and are not registered yet
 	pending  atomic.Int32  // sockets on their way to the loop
 	progress atomic.Int64  // server clock when the loop last took a socket, or when one set off to it with none on the way
 	gid      atomic.Uint64 // the loop goroutine's id, for its stack (set when the loop is created, on it)
@@ -81,7 +80,9 @@ func (l *loop) tick() {
 // that last test fails (it may just be busy), 2 when it is stalled.
 func (l *loop) health(now int64) int64 {
 	switch {
-	case l.hb.stuck.Load() > 0 || now-l.hb.beat.Load() > l.srv.routeStall():
+	case now-l.hb.beat.Load() > l.srv.routeStall():
+		return 2
+	case l.hb.pending.Load() > 0 && now-l.hb.progress.Load() > int64(enrollPatience):
 		return 2
 	case l.hb.pending.Load() > 0 && now-l.hb.progress.Load() > int64(enrollPatience/10):
 		return 1
