@@ -19,7 +19,9 @@ import (
 // comes 375 to 625 ms after the close, so 100,000 clients would arrive
 // within a quarter of a second. Spread over a window, the arrivals follow
 // the closes: TestDrainSpreadsReconnects (examples/chat) drains 3,000 chat
-// clients over 6 s and counts them arriving at a second server.
+// clients over 6 s and counts them arriving at a second server: at most
+// 630 in a second against an average of 500 (with Shutdown instead, 1,661
+// in one second: on a loaded 2-core machine the burst itself took two).
 //
 // The pace is set by the clock, not by the ticker: at each tick the drain
 // closes the connections whose turn has come (connection i of n at
