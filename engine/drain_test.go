@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -383,4 +384,67 @@ func TestDrainFromHandler(t *testing.T) {
 			t.Errorf("client %d: close %d, want 1012", c.idx, c.code)
 		}
 	}
+}
+
+// TestDrainHTTPSockets: sockets that have not upgraded are not left open
+// for the next server's clients to queue behind: during a drain a plain
+// request is answered and its socket closed, an upgrade gets 503, and an
+// idle keep-alive socket is closed at the end of the window.
+func TestDrainHTTPSockets(t *testing.T) {
+	srv, errc := serve(t, echoHandler{}, "127.0.0.1:0", WithLoopHTTPHandler(func(*Request) HTTPResponse {
+		return HTTPResponse{Body: []byte("ok")}
+	}))
+	addr := srv.Addr().String()
+	get := "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	socks := make([]net.Conn, 3) // plain, upgrade, idle
+	for i := range socks {
+		socks[i] = dialTCP(t, addr)
+		if _, err := socks[i].Write([]byte(get)); err != nil {
+			t.Fatal(err)
+		}
+		if head := readHTTPHead(t, socks[i]); !strings.HasPrefix(string(head), "HTTP/1.1 200 ") || strings.Contains(string(head), "Connection: close") {
+			t.Fatalf("before the drain: %s", head)
+		}
+		body := make([]byte, 2)
+		if _, err := io.ReadFull(socks[i], body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := dialDrainClients(t, addr, 1) // keeps the drain going for its window
+	waitFor(t, 5*time.Second, "the connection open", func() bool { return srv.Connections() == 1 })
+	const window = 600 * time.Millisecond
+	drained := make(chan error, 1)
+	start := time.Now()
+	go func() { drained <- srv.Drain(context.Background(), window) }()
+	waitFor(t, 2*time.Second, "the drain to start", func() bool { return srv.Stats().Draining })
+
+	if _, err := socks[0].Write([]byte(get)); err != nil {
+		t.Fatal(err)
+	}
+	if head := readHTTPHead(t, socks[0]); !strings.HasPrefix(string(head), "HTTP/1.1 200 ") || !strings.Contains(string(head), "Connection: close") {
+		t.Errorf("a plain request during the drain: %s, want 200 with Connection: close", head)
+	}
+	if _, err := socks[1].Write([]byte(upgradeReq)); err != nil {
+		t.Fatal(err)
+	}
+	if head := readHTTPHead(t, socks[1]); !strings.HasPrefix(string(head), "HTTP/1.1 503 ") {
+		t.Errorf("an upgrade during the drain: %s, want 503", head)
+	}
+	for i, c := range socks {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := io.Copy(io.Discard, c) // the rest of the answer, then EOF
+		if err != nil {
+			t.Errorf("socket %d: %v after %d bytes, want EOF", i, err, n)
+		}
+		if i == 2 && time.Since(start) < window*3/4 {
+			t.Errorf("the idle keep-alive socket was closed %v into a %v drain, want at its end", time.Since(start), window)
+		}
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	waitClients(t, cs, 5*time.Second)
 }
