@@ -29,6 +29,11 @@ var (
 	// ErrServerShutdown is the cause of the 1001 close sent by Shutdown.
 	ErrServerShutdown = errors.New("wsloop: server shutting down")
 
+	// ErrServerRestart is the cause of the 1012 (service restart) close
+	// sent by Drain: the client may reconnect, to another server or to
+	// this one's successor.
+	ErrServerRestart = errors.New("wsloop: server restarting (drain)")
+
 	// ErrServerClosed is returned by ListenAndServe after Shutdown, and by
 	// ListenAndServe called twice.
 	ErrServerClosed = errors.New("wsloop: server closed")

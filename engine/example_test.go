@@ -260,6 +260,35 @@ func ExampleServer_Shutdown() {
 	// wsloop: server closed
 }
 
+// A deploy: the old process drains its clients over a window (here
+// 200 ms; 30 s is usual for 100,000 connections) so that they reconnect to
+// the new one a few at a time, each told why with 1012.
+func ExampleServer_Drain() {
+	srv, err := engine.New(echo{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
+	<-srv.Ready()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr().String()+"/", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// On SIGTERM, say. Give ctx the window plus time for the last close
+	// handshakes.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _ = srv.Drain(ctx, 200*time.Millisecond, engine.DrainReason("deploy: reconnect")) }()
+	fmt.Println(read(c))
+	fmt.Println(<-done)
+	// Output:
+	// websocket: close 1012: deploy: reconnect
+	// wsloop: server closed
+}
+
 // trustedProxy reports whether a peer is our own reverse proxy (here:
 // one on the same host), whose X-Forwarded-For can be believed.
 func trustedProxy(a netip.Addr) bool { return a.IsLoopback() }

@@ -40,7 +40,7 @@ const (
 	pubConns                   // the listed connections (all on this loop)
 	pubSend                    // one connection, a frame in the queue's arena
 	pubClose                   // close one connection
-	pubShutdown                // close every connection of the loop (Shutdown)
+	pubShutdown                // close every connection of the loop (Shutdown, the end of a Drain)
 	pubJoin
 	pubLeave
 )
@@ -58,14 +58,14 @@ const spareItems = 1024
 // pubItem is one queued operation.
 type pubItem struct {
 	kind   pubKind
-	code   uint16 // pubClose
+	code   uint16 // pubClose, pubShutdown
 	off, n int    // pubSend: the frame's place in the arena
-	room   string // pubRoom, pubJoin, pubLeave; pubClose: the reason
+	room   string // pubRoom, pubJoin, pubLeave; pubClose, pubShutdown: the reason
 	frame  []byte // shared, read-only
 	zframe []byte // frame's message compressed (RSV1), shared; nil when it goes plain to everyone
 	conns  []*Conn
 	conn   *Conn
-	cause  error // pubClose
+	cause  error // pubClose, pubShutdown
 }
 
 // pubQueue is a loop's inbox; producers are any goroutines, the consumer
@@ -256,7 +256,7 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 				l.closeSocket(c)
 				return
 			}
-			c.closeNow(1001, "server shutting down", ErrServerShutdown)
+			c.closeNow(ws.StatusCode(it.code), it.room, it.cause)
 		})
 	case pubJoin:
 		l.roomsMu.Lock()

@@ -284,7 +284,7 @@ func (w *responseWriter) appendHead(out []byte, final bool) []byte {
 	default:
 		w.chunked = true
 	}
-	if w.ex.c.loop.srv.draining.Load() {
+	if w.ex.c.loop.srv.refusing() {
 		w.closeAfter = true // Shutdown: this answer is the last
 	}
 	keep := w.ex.keep && !w.closeAfter

@@ -149,7 +149,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.refusing() {
 		s.rejected.Add(1)
-		mountRefuse(w, 503, "server shutting down")
+		mountRefuse(w, 503, s.refusal())
 		return
 	}
 	req := &Request{srv: s, r: &creq, remote: addrOf(r.RemoteAddr), hr: r}
@@ -335,7 +335,7 @@ func (c *Conn) adopt(h *handoff) gnet.Action {
 	c.pmd, c.win = h.pmd, h.win
 	c.beginDispatch()
 	if s.refusing() {
-		c.refuse(503, "server shutting down")
+		c.refuse(503, s.refusal())
 	} else {
 		c.openConn(h.key, h.proto, h.value, h.ext, h.header, 0)
 		s.mounted.upgrades.Add(1)

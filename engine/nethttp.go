@@ -191,7 +191,7 @@ func (c *Conn) runExchange(ex *exchange) (again bool) {
 	ex.cancel()
 	c.dropExchange()
 	s.httpBusy.Add(1)
-	keep := ex.keep && !s.draining.Load()
+	keep := ex.keep && !s.refusing()
 	extra := append(l.hdrs[:0], retryAfterField)
 	// ex's own request, not l.req: when the body came in a later read,
 	// l.req holds whatever request the loop parsed last.
@@ -284,7 +284,7 @@ func (t *exchangeDone) Run(context.Context) error {
 		l.closeSocket(c)
 		return nil
 	}
-	if c.keepOrEnd(ex.keepAfter && !ex.lx.overflow && !l.srv.draining.Load()) && c.gc.InboundBuffered() > 0 {
+	if c.keepOrEnd(ex.keepAfter && !ex.lx.overflow && !l.srv.refusing()) && c.gc.InboundBuffered() > 0 {
 		c.readHandshake()
 	}
 	c.endDispatch()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/wsloop/wsloop/shard"
@@ -31,7 +32,8 @@ type Server struct {
 	failure   atomic.Pointer[error] // why the server stopped on its own, if it did
 	addr      net.Addr
 	started   atomic.Bool
-	draining  atomic.Bool
+	draining  atomic.Bool // Shutdown (or the end of a Drain) has sent every connection its close frame
+	drainSt   drainState  // Drain (drain.go)
 
 	acc         *acceptor // nil for Run; set before ready closes
 	accStopOnce sync.Once
@@ -259,9 +261,20 @@ func (s *Server) stopping() bool {
 	}
 }
 
-// refusing reports whether new sockets are refused: while draining, or
-// once the server has failed.
-func (s *Server) refusing() bool { return s.draining.Load() || s.failure.Load() != nil }
+// refusing reports whether new sockets and upgrades are refused, and
+// plain HTTP answers end their connections: once Shutdown or Drain has
+// begun, or once the server has failed.
+func (s *Server) refusing() bool {
+	return s.draining.Load() || s.drainSt.begun.Load() || s.failure.Load() != nil
+}
+
+// refusal is the reason given with the 503 that refuses an upgrade.
+func (s *Server) refusal() string {
+	if s.drainSt.begun.Load() && !s.draining.Load() {
+		return "server restarting"
+	}
+	return "server shutting down"
+}
 
 func (s *Server) gnetOptions() []gnet.Option {
 	o := &s.opts
@@ -316,7 +329,10 @@ func (s *Server) Connections() int { return int(s.upgraded.Load()) }
 // closed when its peer answers; at ctx's deadline whatever remains is closed.
 // Shutdown returns after every OnClose has run and ListenAndServe has
 // returned: nil, or ctx.Err() if ctx ended first (the shutdown then goes
-// on: ListenAndServe returns once every socket is closed).
+// on: ListenAndServe returns once every socket is closed). Called during
+// a Drain, it sends 1001 at once to the connections the drain has not
+// closed yet. For a restart behind a load balancer, Drain spreads the
+// closes (and the clients' reconnects) over a window instead.
 //
 // Called from a callback on an event loop (a handler that stops the server
 // on an admin's message), Shutdown cannot wait: the loop it runs on is
@@ -373,12 +389,24 @@ func (s *Server) onLoop() bool {
 // drain sends 1001 to every connection and waits until every socket is
 // closed or ctx is done. Only the first call does anything.
 func (s *Server) drain(ctx context.Context) error {
+	_, err := s.closeAll(ctx, ws.StatusGoingAway, "server shutting down", ErrServerShutdown)
+	return err
+}
+
+// closeAll sends every connection a close frame with code and reason
+// (cause for OnClose), closes idle sockets that have not upgraded, and
+// waits until every socket is closed or ctx is done. Only the first call
+// (of Shutdown's, or the one that ends a Drain) does anything; the others
+// report first false and return nil at once.
+func (s *Server) closeAll(ctx context.Context, code ws.StatusCode, reason string, cause error) (first bool, err error) {
 	if !s.draining.CompareAndSwap(false, true) {
-		return nil
+		return false, nil
 	}
 	// Through each loop's queue, behind what was published before.
-	s.eachLoop(func(l *loop) { _ = l.enqueue(pubItem{kind: pubShutdown}) })
-	return s.waitDrained(ctx)
+	s.eachLoop(func(l *loop) {
+		_ = l.enqueue(pubItem{kind: pubShutdown, code: uint16(code), room: reason, cause: cause})
+	})
+	return true, s.waitDrained(ctx)
 }
 
 // waitDrained polls until every socket is closed and every http.Handler

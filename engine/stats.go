@@ -36,6 +36,9 @@ type Stats struct {
 	HTTPBusy              uint64      // requests answered with 503 because every HTTP worker was busy (WithHTTPWorkers)
 	HTTPTooLarge          uint64      // requests answered with 413: a body past WithMaxRequestBody
 	HTTPInProgress        int         // WithHTTPHandler calls running now, each on a worker goroutine
+	Draining              bool        // a Drain is under way: from its start until it returns
+	DrainClosed           uint64      // connections a Drain sent 1012 at their turn (not those that closed on their own first)
+	DrainRemaining        int         // connections open when the Drain began whose turn has not come yet (0 once it ends)
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -80,6 +83,9 @@ func (s *Server) Stats() Stats {
 		HTTPBusy:              s.httpBusy.Load(),
 		HTTPTooLarge:          s.httpTooLarge.Load(),
 		HTTPInProgress:        s.httpInProgress(),
+		Draining:              s.drainSt.active.Load(),
+		DrainClosed:           s.drainSt.closed.Load(),
+		DrainRemaining:        int(s.drainSt.remaining.Load()),
 	}
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {

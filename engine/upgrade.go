@@ -55,8 +55,8 @@ func (c *Conn) readRequest() (again bool) {
 	case err != nil:
 		c.refuse(400, err.Error())
 		return false
-	case l.srv.draining.Load():
-		c.refuse(503, "server shutting down")
+	case l.srv.refusing():
+		c.refuse(503, l.srv.refusal())
 		return false
 	}
 	if !c.checkOrigin() {
@@ -190,7 +190,7 @@ func (c *Conn) loopHTTPAnswer(end int, resp HTTPResponse) (kept bool) {
 	// informational (not a final answer), or the responses the client has
 	// not read yet reach the outbound cap: a client that pipelines requests
 	// and never reads cannot grow the server.
-	keep := l.req.KeepAlive() && !l.srv.draining.Load() && resp.Status >= 200 && !closeRequested(resp.Header)
+	keep := l.req.KeepAlive() && !l.srv.refusing() && resp.Status >= 200 && !closeRequested(resp.Header)
 	head := string(l.req.Method) == "HEAD"
 	extra := append(append(l.hdrs[:0], resp.Header...), l.hreq.respHeaders...)
 	c.mu.Lock()

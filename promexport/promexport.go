@@ -41,7 +41,9 @@
 // HTTP served by an http.Handler wsloop_http_requests_total,
 // wsloop_http_busy_total (503s) and wsloop_http_too_large_total (413s);
 // gauges wsloop_tls_handshakes, wsloop_tls_handshakes_waiting and
-// wsloop_http_in_progress. Each is the engine.Stats field of the same
+// wsloop_http_in_progress. A restart's drain (Server.Drain): gauges
+// wsloop_draining (1 or 0) and wsloop_drain_remaining, counter
+// wsloop_drain_closes_total. Each is the engine.Stats field of the same
 // meaning; see its documentation. Every field of engine.Stats is exported
 // (TestCollectorExportsEveryStat fails on one that is not).
 //
@@ -115,6 +117,14 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("http_in_progress", "http.Handler calls running now, each on a worker goroutine.", gauge, func(s *engine.Stats) float64 { return float64(s.HTTPInProgress) })
 	add("nethttp_upgrades_total", "Connections upgraded through ServeHTTP (mounted on net/http) and handed to a loop; they count in wsloop_connections too.", counter, func(s *engine.Stats) float64 { return float64(s.NetHTTPUpgrades) })
 	add("loop_stalls_total", "Times an event loop went without coming back to its poller for WithStallThreshold (a callback that blocks).", counter, func(s *engine.Stats) float64 { return float64(s.LoopStalls) })
+	add("draining", "1 while a Drain is under way.", gauge, func(s *engine.Stats) float64 {
+		if s.Draining {
+			return 1
+		}
+		return 0
+	})
+	add("drain_closes_total", "Connections a Drain closed with 1012 at their turn.", counter, func(s *engine.Stats) float64 { return float64(s.DrainClosed) })
+	add("drain_remaining", "Connections open when the Drain began whose turn has not come yet.", gauge, func(s *engine.Stats) float64 { return float64(s.DrainRemaining) })
 	// A cluster's broker (engine.WithBroker); zero without one.
 	add("broker_connected", "1 while the broker is connected to its bus.", gauge, func(s *engine.Stats) float64 {
 		if s.Broker.Connected {

@@ -6,6 +6,11 @@
 //
 //	go run ./examples/chat            # then open http://127.0.0.1:8080 (and /dashboard)
 //	go run ./examples/chat -tls       # https://127.0.0.1:8080, self-signed: the browser warns once
+//
+// On SIGTERM or SIGINT the chat stops accepting and drains its members
+// over -drain (5 s by default; 0 closes them all at once): each gets close
+// code 1012 at its turn and its page reconnects, to the next process on
+// the same address during a restart. A second signal stops it at once.
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
@@ -24,6 +30,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address (host:port, or unix:///path)")
 	rate := flag.Float64("rate", 1, "messages a second a member may send, sustained")
 	burst := flag.Float64("burst", 5, "messages a member may send at once")
+	drain := flag.Duration("drain", 5*time.Second, "on SIGTERM/SIGINT, close the members a few at a time over this window (0: all at once)")
 	tlsFlags := devcert.Flags()
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -40,7 +47,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := chatroom.Run(ctx, srv, *addr, log); err != nil {
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process, drain or not
+	}()
+	if err := chatroom.RunDrain(ctx, srv, *addr, *drain, log); err != nil {
 		log.Error("server failed", "err", err)
 		os.Exit(1)
 	}

@@ -281,6 +281,35 @@ func New(rate, burst float64, log *slog.Logger, opts ...engine.Option) (*engine.
 	}, opts...)...)
 }
 
+// RunDrain is Run, except that when ctx ends it drains srv over window
+// (engine.Server.Drain) instead of shutting it down: the listening socket
+// closes at once, so that the next server can take the address, and the
+// members are closed with 1012 a few at a time, in a random order, while
+// the others go on chatting. The page reconnects 0.5 s after a close
+// (jittered by a quarter either way), so the members reach the next
+// server at the pace of the drain, not all at once
+// (TestDrainSpreadsReconnects). A window of 0 shuts down at once (1001)
+// as Run does. It returns nil after a clean drain.
+func RunDrain(ctx context.Context, srv *engine.Server, addr string, window time.Duration, log *slog.Logger) error {
+	if window <= 0 {
+		return Run(ctx, srv, addr, log)
+	}
+	served := make(chan error, 1)
+	go func() { served <- Run(context.WithoutCancel(ctx), srv, addr, log) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("chat draining: members are sent to the next server a few at a time", "window", window)
+	dctx, cancel := context.WithTimeout(context.Background(), window+10*time.Second)
+	defer cancel()
+	if err := srv.Drain(dctx, window); err != nil {
+		log.Warn("chat drain cut short", "err", err)
+	}
+	return <-served
+}
+
 // Run serves srv on addr until ctx is done, logging where to point a
 // browser; it returns nil after a clean shutdown.
 func Run(ctx context.Context, srv *engine.Server, addr string, log *slog.Logger) error {
