@@ -112,6 +112,9 @@ type acceptor struct {
 	proto  string   // "tcp" or "unix", for gnet
 	unlink string   // a Unix socket's path, removed on close
 	closed atomic.Bool
+	// handedOver: another process serves the listening socket now.
+	handedOver atomic.Bool
+	exited     chan struct{} // closed when run returns
 
 	reserve *os.File // one descriptor kept free for shedding
 	scratch []byte   // the request of a refused socket, discarded
@@ -172,7 +175,7 @@ func newAcceptor(s *Server, ln net.Listener) (*acceptor, error) {
 // newAcceptorFD makes an acceptor of a non-blocking listening descriptor,
 // which it owns from then on.
 func newAcceptorFD(s *Server, lfd int, laddr net.Addr) *acceptor {
-	a := &acceptor{s: s, lfd: lfd, laddr: laddr, proto: "tcp", scratch: make([]byte, 4096),
+	a := &acceptor{s: s, lfd: lfd, laddr: laddr, proto: "tcp", scratch: make([]byte, 4096), exited: make(chan struct{}),
 		noReserve: s.opts.noReserve}
 	if ua, ok := laddr.(*net.UnixAddr); ok {
 		a.proto, a.unlink = "unix", ua.Name
@@ -190,13 +193,14 @@ const maxBurst = 64
 // run accepts until the listener is closed (nil) or fails for good (the
 // error).
 func (a *acceptor) run(closing func() bool) error {
+	defer close(a.exited)
 	defer func() {
 		a.flush()
 		if a.reserve != nil {
 			a.reserve.Close()
 		}
 		_ = unix.Close(a.lfd)
-		if a.unlink != "" {
+		if a.unlink != "" && !a.handedOver.Load() {
 			_ = os.Remove(a.unlink)
 		}
 	}()
@@ -204,6 +208,9 @@ func (a *acceptor) run(closing func() bool) error {
 	n := 0
 	yielded := false
 	for {
+		if n == 0 && closing() {
+			return nil
+		}
 		fd, remote, err := acceptPeer(a.lfd)
 		if err == nil {
 			delay = 0
@@ -396,7 +403,10 @@ func (t *acceptTask) Run(context.Context) error {
 	for i := range items {
 		it := items[i]
 		items[i] = accepted{}
-		if s.refusing() { // Shutdown has begun, or the server failed
+		if s.draining.Load() || s.failure.Load() != nil {
+			// Shutdown has begun, or the server failed. (A socket accepted
+			// before a Drain began is served, and closed with the drain's
+			// stragglers at the end of its window.)
 			s.sockets.Add(-1)
 			s.rejected.Add(1)
 			answerBusy(it.fd, l.scratch[:cap(l.scratch)])
@@ -472,9 +482,12 @@ func (a *acceptor) notOpened(err error) {
 
 // close stops accepting: the listener's read side is shut down, which
 // wakes the accept goroutine from poll(2) at once; the accept goroutine
-// closes the descriptor on its way out.
+// closes the descriptor on its way out. A listener handed to another
+// process (restart.go) is not shut down, since shutdown(2) acts on the
+// socket, which that process now serves: the accept goroutine notices
+// within one wait (250 ms) and only closes its own descriptor.
 func (a *acceptor) close() {
-	if a.closed.CompareAndSwap(false, true) {
+	if a.closed.CompareAndSwap(false, true) && !a.handedOver.Load() {
 		_ = unix.Shutdown(a.lfd, unix.SHUT_RD)
 	}
 }

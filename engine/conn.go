@@ -17,14 +17,16 @@ import (
 
 // Conn.lflags, owned by the event loop.
 const (
-	lfFinPending uint8 = 1 << iota // failed: the write side is shut down once the close frame has left
-	lfBatched                      // in the loop's list of connections with batched fan-out frames
-	lfBacklogged                   // in the loop's list of connections with bytes in gnet's buffer
-	lfKeptAlive                    // answered a plain HTTP request and stayed open for the next
-	lfProxyWait                    // from a trusted balancer: its PROXY header has not been read yet
-	lfProxyCheck                   // from elsewhere: its first bytes must not be a PROXY header
-	lfLinger                       // failed after an HTTP answer that ends the connection: waiting for the client's EOF
-	lfRateExempt                   // SetRateLimited(false): WithRateLimit does not apply
+	lfFinPending uint16 = 1 << iota // failed: the write side is shut down once the close frame has left
+	lfBatched                       // in the loop's list of connections with batched fan-out frames
+	lfBacklogged                    // in the loop's list of connections with bytes in gnet's buffer
+	lfKeptAlive                     // answered a plain HTTP request and stayed open for the next
+	lfProxyWait                     // from a trusted balancer: its PROXY header has not been read yet
+	lfProxyCheck                    // from elsewhere: its first bytes must not be a PROXY header
+	lfLinger                        // failed after an HTTP answer that ends the connection: waiting for the client's EOF
+	lfRateExempt                    // SetRateLimited(false): WithRateLimit does not apply
+	lfServedHTTP                    // answered a plain HTTP request (a Drain refuses its upgrade)
+	lfOpened                        // OnOpen was called: OnClose is owed
 )
 
 // Connection states; engine/doc.go draws the diagram. Only the event loop
@@ -68,11 +70,10 @@ type Conn struct {
 
 	// owned by the event loop (here, not below, to pack the struct into a
 	// smaller allocation class)
-	opened bool  // OnOpen was called: OnClose is owed
-	lflags uint8 // lf* flags
-	proto  uint8 // the negotiated subprotocol: 1 + its index in WithSubprotocols, 0 for none
-	pmd    uint8 // permessage-deflate: pmd* flags (deflate.go), 0 when not negotiated
-	win    uint8 // permessage-deflate: the server's LZ77 window bits | the client's << 4
+	proto  uint8  // the negotiated subprotocol: 1 + its index in WithSubprotocols, 0 for none
+	lflags uint16 // lf* flags
+	pmd    uint8  // permessage-deflate: pmd* flags (deflate.go), 0 when not negotiated
+	win    uint8  // permessage-deflate: the server's LZ77 window bits | the client's << 4
 
 	key          string       // guarded by mu: bound with Bind
 	sockBuffered atomic.Int64 // bytes in gnet's outbound buffer, as of the loop's last look (an upper bound: only the loop adds to it)

@@ -178,7 +178,7 @@ func (c *Conn) closed(err error) {
 	c.dropOut()
 	c.sockBuffered.Store(0)
 	l.srv.sockets.Add(-1)
-	if !c.opened {
+	if c.lflags&lfOpened == 0 {
 		return
 	}
 	if ce == nil {

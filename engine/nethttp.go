@@ -223,7 +223,7 @@ func (c *Conn) keepOrEnd(keep bool) bool {
 		return false
 	}
 	c.rd.scanned = 0
-	c.lflags |= lfKeptAlive
+	c.lflags |= lfKeptAlive | lfServedHTTP
 	c.loop.arm(c, c.loop.srv.opts.handshakeTimeout)
 	return true
 }

@@ -37,7 +37,10 @@ type Server struct {
 
 	acc         *acceptor // nil for Run; set before ready closes
 	accStopOnce sync.Once
-	accStopped  atomic.Bool // stopAccepting was called
+	accStopped  atomic.Bool   // stopAccepting was called
+	restarting  atomic.Bool   // Restart is handing the listener over (restart.go)
+	handoff     *net.UnixConn // the socket to the process that took over, once it serves
+	inherit     *inheritance  // what this process got from the one it replaced, if any
 
 	loopsMu  sync.Mutex
 	loops    []*loop
@@ -118,11 +121,29 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 		return ErrServerClosed
 	}
 	defer close(s.done)
-	ln, err := listen(ctx, addr)
+	in, err := takeInheritance()
 	if err != nil {
 		return err
 	}
-	return s.serve(ctx, ln)
+	var ln net.Listener
+	if in != nil {
+		// A restarted process: the listener is the old process's (restart.go).
+		s.inherit, ln = in, in.ln
+	} else if ln, err = listen(ctx, addr); err != nil {
+		return err
+	}
+	err = s.serve(ctx, ln)
+	if s.inherit != nil {
+		select {
+		case <-s.ready:
+		default:
+			s.inherit.failed(err) // the old process keeps serving
+		}
+	}
+	if s.handoff != nil {
+		s.handoff.Close()
+	}
+	return err
 }
 
 // Run runs the server's event loops without a listener of its own, for a
@@ -183,6 +204,9 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		s.acc = acc
 	}
 	close(s.ready)
+	if s.inherit != nil {
+		s.inherit.served() // the acceptor starts below; the kernel queues meanwhile
+	}
 
 	// The accept goroutine ends when the listener closes; an error before
 	// that makes the server fail.
@@ -266,6 +290,19 @@ func (s *Server) stopping() bool {
 // begun, or once the server has failed.
 func (s *Server) refusing() bool {
 	return s.draining.Load() || s.drainSt.begun.Load() || s.failure.Load() != nil
+}
+
+// refusingUpgrade reports whether c's upgrade request is refused with 503:
+// while Shutdown runs or after a failure, always; during a Drain, only on a
+// socket kept alive after plain HTTP requests. A fresh socket the server
+// accepted before the drain began is upgraded, and closed with the drain's
+// stragglers at the end of its window: refusing it would fail a client
+// that dialed before the restart (TestRestartKeepsListener).
+func (s *Server) refusingUpgrade(c *Conn) bool {
+	if s.draining.Load() || s.failure.Load() != nil {
+		return true
+	}
+	return s.drainSt.begun.Load() && c.lflags&lfServedHTTP != 0
 }
 
 // refusal is the reason given with the 503 that refuses an upgrade.

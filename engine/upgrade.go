@@ -55,7 +55,7 @@ func (c *Conn) readRequest() (again bool) {
 	case err != nil:
 		c.refuse(400, err.Error())
 		return false
-	case l.srv.refusing():
+	case l.srv.refusingUpgrade(c):
 		c.refuse(503, l.srv.refusal())
 		return false
 	}
@@ -109,7 +109,7 @@ func (c *Conn) openConn(key []byte, proto uint8, value any, ext []byte, extra []
 	c.mu.Unlock()
 	_, _ = c.gc.Discard(end)
 	c.rd.scanned = 0
-	c.opened = true
+	c.lflags |= lfOpened
 	c.lastRead, c.lastPing = l.stamp, l.stamp
 	l.schedule(c, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
 	s.upgraded.Add(1)
