@@ -11,6 +11,12 @@
 // over -drain (5 s by default; 0 closes them all at once): each gets close
 // code 1012 at its turn and its page reconnects, to the next process on
 // the same address during a restart. A second signal stops it at once.
+//
+// On SIGHUP it restarts in place (after a new build, say): it starts a new
+// copy of itself, hands it the listening socket (engine's Restart), and
+// once the copy serves, drains its members over -drain into it. No
+// connection attempt is refused meanwhile. If the copy fails to start,
+// this process serves on.
 package main
 
 import (
@@ -23,6 +29,7 @@ import (
 	"time"
 
 	"github.com/wsloop/wsloop/devcert"
+	"github.com/wsloop/wsloop/engine"
 	"github.com/wsloop/wsloop/examples/chat/chatroom"
 )
 
@@ -50,6 +57,18 @@ func main() {
 	go func() {
 		<-ctx.Done()
 		stop() // a second signal kills the process, drain or not
+	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			log.Info("chat restarting in place")
+			err := srv.Restart(context.Background(), engine.RestartDrain(*drain),
+				engine.RestartStarted(func(pid int) { log.Info("chat restarted: the new process serves", "pid", pid) }))
+			if err != nil {
+				log.Error("restart", "err", err) // still serving
+			}
+		}
 	}()
 	if err := chatroom.RunDrain(ctx, srv, *addr, *drain, log); err != nil {
 		log.Error("server failed", "err", err)
