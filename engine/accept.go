@@ -114,6 +114,7 @@ type acceptor struct {
 	closed atomic.Bool
 	// handedOver: another process serves the listening socket now.
 	handedOver atomic.Bool
+	paused     atomic.Bool   // a hand-off runs: the other process accepts (handoff.go)
 	exited     chan struct{} // closed when run returns
 
 	reserve *os.File // one descriptor kept free for shedding
@@ -211,6 +212,10 @@ func (a *acceptor) run(closing func() bool) error {
 		if n == 0 && closing() {
 			return nil
 		}
+		if a.paused.Load() {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
 		fd, remote, err := acceptPeer(a.lfd)
 		if err == nil {
 			delay = 0
@@ -284,6 +289,7 @@ func (a *acceptor) admit(fd int, remote net.Addr) {
 type accepted struct {
 	fd     int
 	remote net.Addr
+	adopt  *adoption // handed over by the old process (handoff.go)
 }
 
 // acceptQueue is a loop's queue of accepted sockets: the acceptor appends
@@ -311,6 +317,27 @@ func (a *acceptor) queue(l *loop, it accepted) {
 	q.mu.Unlock()
 	if wake {
 		a.burst = append(a.burst, l)
+	}
+}
+
+// queueNow adds a socket to l's queue from a goroutine other than the
+// accept goroutine, and wakes the loop unless a wake-up is on its way.
+func (a *acceptor) queueNow(l *loop, it accepted) {
+	q := &l.accq
+	if l.hb.pending.Add(1) == 1 {
+		l.hb.progress.Store(a.s.clock())
+	}
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	wake := !q.scheduled && !q.flushing
+	if wake {
+		q.scheduled = true
+	}
+	q.mu.Unlock()
+	if wake && l.el.Execute(context.Background(), l.runAccepted()) != nil {
+		q.mu.Lock()
+		q.scheduled = false
+		q.mu.Unlock()
 	}
 }
 
@@ -417,7 +444,7 @@ func (t *acceptTask) Run(context.Context) error {
 			a.enroll(l, it)
 			continue
 		}
-		l.opening = false
+		l.opening, l.adoptNext = false, it.adopt
 		err := gnetRegister0(l.elp, gnetNewStreamConn(a.proto, it.fd, l.elp, nil, a.laddr, it.remote))
 		if !l.opening {
 			// gnet closed the socket (its poller refused it) without OnOpen.
@@ -447,7 +474,7 @@ func (a *acceptor) enroll(l *loop, it accepted) {
 		a.notOpened(err)
 		return
 	}
-	tok := new(enrollToken)
+	tok := &enrollToken{adopt: it.adopt}
 	res, err := l.el.Enroll(gnet.NewContext(context.Background(), tok), conn)
 	if err != nil {
 		_ = conn.Close()
@@ -469,7 +496,10 @@ func (a *acceptor) enroll(l *loop, it accepted) {
 
 // enrollToken is the gnet context of a socket handed over with Enroll:
 // OnOpen marks it.
-type enrollToken struct{ opened atomic.Bool }
+type enrollToken struct {
+	opened atomic.Bool
+	adopt  *adoption // handed over by the old process (handoff.go)
+}
 
 // notOpened releases the slot of a socket no loop opened.
 func (a *acceptor) notOpened(err error) {

@@ -27,6 +27,8 @@ const (
 	lfRateExempt                    // SetRateLimited(false): WithRateLimit does not apply
 	lfServedHTTP                    // answered a plain HTTP request (a Drain refuses its upgrade)
 	lfOpened                        // OnOpen was called: OnClose is owed
+	lfFrozen                        // handed over from the old process: input waits until the hand-off ends
+	lfHandedOver                    // sent to the new process: it ends here without OnClose
 )
 
 // Connection states; engine/doc.go draws the diagram. Only the event loop

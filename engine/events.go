@@ -28,9 +28,17 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	var h *handoff
 	switch tok := gc.Context().(type) {
 	case nil: // registered by the acceptor's task (accept.go)
-		s.loopFor(gc.EventLoop()).opening = true
+		l := s.loopFor(gc.EventLoop())
+		l.opening = true
+		if a := l.adoptNext; a != nil {
+			l.adoptNext = nil
+			return nil, s.openAdopted(gc, a)
+		}
 	case *enrollToken:
 		tok.opened.Store(true)
+		if tok.adopt != nil {
+			return nil, s.openAdopted(gc, tok.adopt)
+		}
 	case *handoff: // from net/http, upgraded (mount.go)
 		tok.opened.Store(true)
 		h = tok
@@ -72,6 +80,9 @@ func remoteAddr(gc gnet.Conn) net.Addr {
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*Conn)
 	c.stampRead()
+	if c.lflags&lfFrozen != 0 {
+		return gnet.None // handed over: parsed once the hand-off ends (handoff.go)
+	}
 	if c.lflags&(lfProxyWait|lfProxyCheck) != 0 {
 		if proceed, refuse := c.readProxy(gc); refuse {
 			return gnet.Close
@@ -189,6 +200,14 @@ func (c *Conn) closed(err error) {
 		ce = &CloseError{Code: 1006, Err: cause}
 	}
 	l.srv.upgraded.Add(-1)
+	if c.lflags&lfHandedOver != 0 {
+		if c.pmd != 0 {
+			l.srv.pmdConns.Add(-1)
+			delete(l.clientHist, c)
+		}
+		l.srv.unregister(c)
+		return // alive in the new process: no OnClose
+	}
 	if c.pmd != 0 {
 		l.srv.pmdConns.Add(-1)
 		delete(l.clientHist, c)

@@ -43,6 +43,7 @@ const (
 	pubShutdown                // close every connection of the loop (Shutdown, the end of a Drain)
 	pubJoin
 	pubLeave
+	pubTask // run task on the loop, in order with what was queued before (handoff.go)
 )
 
 // itemCost is what an item counts against the queue bound besides its
@@ -65,7 +66,8 @@ type pubItem struct {
 	zframe []byte // frame's message compressed (RSV1), shared; nil when it goes plain to everyone
 	conns  []*Conn
 	conn   *Conn
-	cause  error // pubClose, pubShutdown
+	cause  error       // pubClose, pubShutdown
+	task   func(*loop) // pubTask
 }
 
 // pubQueue is a loop's inbox; producers are any goroutines, the consumer
@@ -95,7 +97,7 @@ func (l *loop) enqueue(it pubItem) error {
 	q := &l.pub
 	cost := itemCost + len(it.frame) + len(it.zframe)
 	q.mu.Lock()
-	if it.kind != pubClose && it.kind != pubShutdown && q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
+	if it.kind != pubClose && it.kind != pubShutdown && it.kind != pubTask && q.bytes > 0 && q.bytes+cost > l.srv.opts.maxQueued {
 		q.mu.Unlock()
 		l.srv.queueFull.Add(1)
 		return ErrQueueFull
@@ -258,6 +260,8 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 			}
 			c.closeNow(ws.StatusCode(it.code), it.room, it.cause)
 		})
+	case pubTask:
+		it.task(l)
 	case pubJoin:
 		l.roomsMu.Lock()
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {

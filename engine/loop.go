@@ -25,12 +25,14 @@ type loop struct {
 	hb  heartbeat      // shared with the acceptor and the watchdog (stall.go)
 	elp unsafe.Pointer // el's *gnet.eventloop, for gnetlink.go (nil if el is not one)
 
-	accq    acceptQueue // sockets the acceptor gave the loop (accept.go)
-	opening bool        // OnOpen ran for the socket the accept task registers
-	wheel   *timerwheel.Wheel[*Conn]
-	epoch   time.Time
-	now     int64 // coarse clock: nanoseconds since epoch, read once per tick
-	stamp   int64 // now + one tick: an upper bound of the time of any read before the next tick
+	accq       acceptQueue // sockets the acceptor gave the loop (accept.go)
+	opening    bool        // OnOpen ran for the socket the accept task registers
+	adoptNext  *adoption   // the state of the handed-over socket the accept task registers (handoff.go)
+	handingOff bool        // Restart is handing the loop's connections over: input is frozen at message boundaries
+	wheel      *timerwheel.Wheel[*Conn]
+	epoch      time.Time
+	now        int64 // coarse clock: nanoseconds since epoch, read once per tick
+	stamp      int64 // now + one tick: an upper bound of the time of any read before the next tick
 
 	head    Conn // sentinel of the list of connections (handshaking or upgraded)
 	count   int

@@ -75,6 +75,9 @@ func (c *Conn) readFrames() {
 		if avail == 0 {
 			return
 		}
+		if c.loop.handingOff && c.rd.msgOp == 0 && !c.rd.inFrame {
+			return // frozen at a message boundary for the hand-off (handoff.go)
+		}
 		var more bool
 		if c.rd.inFrame {
 			more = c.readPayload(avail)

@@ -65,15 +65,17 @@ const (
 type RestartOption func(*restartConfig)
 
 type restartConfig struct {
-	path         string
-	args         []string
-	env          []string
-	readyTimeout time.Duration
-	window       time.Duration
-	drainOpts    []DrainOption
-	started      func(pid int)
-	stdout       io.Writer
-	stderr       io.Writer
+	path           string
+	args           []string
+	env            []string
+	readyTimeout   time.Duration
+	window         time.Duration
+	drainOpts      []DrainOption
+	keep           bool
+	handOffTimeout time.Duration
+	started        func(pid int)
+	stdout         io.Writer
+	stderr         io.Writer
 }
 
 // RestartCommand sets the program Restart starts and its arguments.
@@ -143,7 +145,7 @@ var ErrRestartFailed = errors.New("wsloop: restart failed; this process keeps se
 // returns nil at once.
 func (s *Server) Restart(ctx context.Context, opts ...RestartOption) error {
 	cfg := restartConfig{readyTimeout: 30 * time.Second, window: 10 * time.Second,
-		stdout: os.Stdout, stderr: os.Stderr}
+		handOffTimeout: 10 * time.Second, stdout: os.Stdout, stderr: os.Stderr}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -158,6 +160,9 @@ func (s *Server) Restart(ctx context.Context, opts ...RestartOption) error {
 	}
 	if s.acc == nil {
 		return fmt.Errorf("%w: the server has no listener of its own", ErrRestartFailed)
+	}
+	if _, ok := s.h.(HandOffHandler); cfg.keep && !ok {
+		return fmt.Errorf("%w: RestartKeep needs a Handler that implements HandOffHandler", ErrRestartFailed)
 	}
 	if s.refusing() || s.accStopped.Load() {
 		return fmt.Errorf("%w: the server is stopping", ErrRestartFailed)
@@ -178,6 +183,9 @@ func (s *Server) Restart(ctx context.Context, opts ...RestartOption) error {
 	}
 	if cfg.started != nil {
 		cfg.started(pid)
+	}
+	if cfg.keep {
+		return s.keepConnections(ctx, &cfg)
 	}
 	s.acc.handedOver.Store(true) // neither shut down nor unlinked: the new process's now
 	s.stopAccepting()
@@ -268,6 +276,11 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 		return fail(fmt.Errorf("the new process could not serve: %s", strings.TrimSpace(string(reply[len(msgFailed):]))))
 	case len(reply) == 0:
 		uc.Close()
+		select {
+		case err := <-exited:
+			return 0, fmt.Errorf("the new process exited before it served: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
 		return fail(errors.New("the new process did not report that it serves in time"))
 	}
 	uc.Close()
@@ -365,23 +378,16 @@ func receiveListener(v string) (*inheritance, error) {
 	return &inheritance{conn: uc, ln: ln}, nil
 }
 
-// served tells the old process that this one accepts, and then keeps the
-// hand-off socket until the old process closes it.
-func (in *inheritance) served() {
+// served tells the old process that this one accepts, and then adopts the
+// connections it hands over (handoff.go) until it closes its side.
+func (in *inheritance) served(s *Server) {
 	msg := fmt.Sprintf("%s %d", msgReady, os.Getpid())
 	if _, err := in.conn.Write([]byte(msg)); err != nil {
 		in.conn.Close()
+		s.adoptionsDone()
 		return
 	}
-	go func() {
-		defer in.conn.Close()
-		buf := make([]byte, 512)
-		for {
-			if _, err := in.conn.Read(buf); err != nil {
-				return // the old process has ended, or closed its side
-			}
-		}
-	}()
+	go s.receiveConnections(in)
 }
 
 // failed tells the old process that this one cannot serve.

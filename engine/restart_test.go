@@ -22,15 +22,43 @@ import (
 
 const restartChildEnv = "WSLOOP_RESTART_CHILD"
 
-// pidHandler answers "who" with the process's pid and echoes the rest.
+// dying is the child's server, for a successor told to die mid-hand-off.
+var dying atomic.Pointer[Server]
+
+// pidHandler answers "who" with the process's pid, "sub" by joining the
+// room "live" (and answering "subbed"), "pub:..." by publishing the
+// message to "live", "len" with "len <RoomLen> <pid> <Stats.Adopted>",
+// and echoes the rest. Its connections can be handed over: the role
+// ("sub") travels as the hand-off state.
 type pidHandler struct{ echoHandler }
 
 func (pidHandler) OnMessage(c *Conn, op ws.OpCode, p []byte) {
-	if string(p) == "who" {
+	switch {
+	case string(p) == "who":
 		_ = c.WriteMessage(op, []byte(strconv.Itoa(os.Getpid())))
-		return
+	case string(p) == "sub":
+		_ = c.Join("live")
+		c.SetValue("sub")
+		_ = c.WriteMessage(op, []byte("subbed"))
+	case strings.HasPrefix(string(p), "pub:"):
+		_ = c.Server().Publish("live", op, p[4:])
+	case string(p) == "len":
+		s := c.Server()
+		_ = c.WriteMessage(op, fmt.Appendf(nil, "len %d %d %d", s.RoomLen("live"), os.Getpid(), s.Stats().Adopted))
+	default:
+		_ = c.WriteMessage(op, p)
 	}
-	_ = c.WriteMessage(op, p)
+}
+
+func (pidHandler) OnHandOff(c *Conn) []byte {
+	v, _ := c.Value().(string)
+	return []byte(v)
+}
+
+func (pidHandler) OnAdopt(c *Conn, state []byte) {
+	if len(state) > 0 {
+		c.SetValue(string(state))
+	}
 }
 
 // TestRestartChild is a server process for the restart tests; it does
@@ -47,6 +75,18 @@ func TestRestartChild(t *testing.T) {
 		t.Skip("runs only as a child of the restart tests")
 	}
 	successor := os.Getenv(inheritEnv) != ""
+	if n, _ := strconv.Atoi(os.Getenv("WSLOOP_RESTART_DIE_AFTER")); n > 0 && successor {
+		// A successor that dies during the hand-off, once it has adopted n.
+		go func() {
+			for {
+				if s := dying.Load(); s != nil && s.Stats().Adopted >= uint64(n) {
+					fmt.Println("DYING", os.Getpid())
+					os.Exit(9)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
 	switch mode {
 	case "exit":
 		os.Exit(7)
@@ -60,6 +100,7 @@ func TestRestartChild(t *testing.T) {
 		fmt.Println("ERR", err)
 		os.Exit(2)
 	}
+	dying.Store(srv)
 	exited := make(chan error, 1)
 	go func() { exited <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
 	select {
@@ -85,6 +126,15 @@ func TestRestartChild(t *testing.T) {
 					err = srv.Restart(context.Background(), append(self, RestartEnv(restartChildEnv+"=exit"))...)
 				case "restart-hang":
 					err = srv.Restart(context.Background(), append(self, RestartEnv(restartChildEnv+"=hang"))...)
+				case "restart-keep":
+					start := time.Now()
+					err = srv.Restart(context.Background(), append(self, RestartKeep(),
+						RestartStarted(func(int) { start = time.Now() }))...)
+					fmt.Println("HANDOFF", srv.Stats().HandedOver, time.Since(start))
+				case "restart-keep-die":
+					err = srv.Restart(context.Background(), append(self, RestartKeep(),
+						RestartEnv("WSLOOP_RESTART_DIE_AFTER=50"))...)
+					fmt.Println("HANDOFF", srv.Stats().HandedOver)
 				}
 				fmt.Println("RESTARTED", os.Getpid(), err)
 				restarting.Done()
@@ -345,5 +395,278 @@ func TestRestartFailedSuccessor(t *testing.T) {
 	ch.expect(t, "READY")
 	if line := ch.expect(t, "RESTARTED"); !strings.HasSuffix(line, "<nil>") {
 		t.Errorf("the restart after the failures: %s", line)
+	}
+}
+
+// subscriber is a client in the room "live" that checks every message:
+// "<seq> <seq's bytes>", seq growing by one.
+type subscriber struct {
+	c        *websocket.Conn
+	last     atomic.Int64 // last seq seen, -1 before the first
+	err      atomic.Pointer[error]
+	maxPause atomic.Int64 // the longest time between two messages, ns
+	done     chan struct{}
+}
+
+func payloadFor(seq int) string {
+	return fmt.Sprintf("%d %s", seq, strings.Repeat(strconv.Itoa(seq%10), 40+seq%23))
+}
+
+func subscribe(t *testing.T, addr string) *subscriber {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteMessage(websocket.TextMessage, []byte("sub")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, p, err := c.ReadMessage(); err != nil || string(p) != "subbed" {
+		t.Fatalf("sub: %q %v", p, err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	s := &subscriber{c: c, done: make(chan struct{})}
+	s.last.Store(-1)
+	go func() {
+		defer close(s.done)
+		var prev time.Time
+		for {
+			_, p, err := c.ReadMessage()
+			if err != nil {
+				s.err.CompareAndSwap(nil, &err)
+				return
+			}
+			now := time.Now()
+			if !prev.IsZero() {
+				if d := now.Sub(prev); d > time.Duration(s.maxPause.Load()) {
+					s.maxPause.Store(int64(d))
+				}
+			}
+			prev = now
+			seqStr, _, _ := strings.Cut(string(p), " ")
+			seq, _ := strconv.Atoi(seqStr)
+			if string(p) != payloadFor(seq) {
+				err := fmt.Errorf("corrupt message %.60q", p)
+				s.err.CompareAndSwap(nil, &err)
+				return
+			}
+			if last := s.last.Load(); last >= 0 && int64(seq) != last+1 {
+				err := fmt.Errorf("message %d after %d", seq, last)
+				s.err.CompareAndSwap(nil, &err)
+				return
+			}
+			s.last.Store(int64(seq))
+		}
+	}()
+	return s
+}
+
+// TestRestartKeepsConnections: Restart with RestartKeep hands every open
+// connection to the new process while a publisher (itself a client) keeps
+// publishing to a room: no subscriber sees a close, a lost, duplicated or
+// reordered message; afterwards the new process holds them all, with the
+// room's count right; and a client in the middle of a large fragmented
+// message during the hand-off gets it echoed whole.
+func TestRestartKeepsConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs server processes")
+	}
+	n := 5000
+	if raceEnabled {
+		n = 1000
+	}
+	ch := startRestartChild(t)
+	subs := make([]*subscriber, n)
+	var wg sync.WaitGroup
+	for i := range subs {
+		wg.Add(1)
+		go func() { defer wg.Done(); subs[i] = subscribe(t, ch.addr) }()
+		if i%200 == 199 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	pub, _, err := websocket.DefaultDialer.Dial("ws://"+ch.addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var mu sync.Mutex // the publisher's writes
+	var seq atomic.Int64
+	stopPub := make(chan struct{})
+	pubDone := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopPub:
+				pubDone <- nil
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			err := pub.WriteMessage(websocket.TextMessage, []byte("pub:"+payloadFor(int(seq.Load()))))
+			mu.Unlock()
+			if err != nil {
+				pubDone <- err
+				return
+			}
+			seq.Add(1)
+		}
+	}()
+	// A large message, sent in fragments across the hand-off.
+	big, _, err := websocket.DefaultDialer.Dial("ws://"+ch.addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	bigMsg := []byte(strings.Repeat("0123456789abcdef", 1<<16)) // 1 MiB
+	bigErr := make(chan error, 1)
+	time.Sleep(500 * time.Millisecond)
+	go func() {
+		w, err := big.NextWriter(websocket.BinaryMessage)
+		if err != nil {
+			bigErr <- err
+			return
+		}
+		for off := 0; off < len(bigMsg); off += 64 << 10 {
+			if _, err := w.Write(bigMsg[off : off+64<<10]); err != nil { // one fragment per write (gorilla's buffer is 4 KiB: it flushes)
+				bigErr <- err
+				return
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+		bigErr <- w.Close()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := io.WriteString(ch.stdin, "restart-keep\n"); err != nil {
+		t.Fatal(err)
+	}
+	newPid := strings.Fields(ch.expect(t, "READY"))[2]
+	handoff := ch.expect(t, "HANDOFF")
+	t.Logf("%s (connections, time from the new process serving to the old one's end)", handoff)
+	if line := ch.expect(t, "RESTARTED"); !strings.HasSuffix(line, "<nil>") {
+		t.Fatalf("Restart: %s", line)
+	}
+	if line := ch.expect(t, "EXIT "+strconv.Itoa(ch.pid)); !strings.Contains(line, ErrServerClosed.Error()) {
+		t.Errorf("the old process: %s", line)
+	}
+	time.Sleep(time.Second)
+	close(stopPub)
+	if err := <-pubDone; err != nil {
+		t.Fatalf("the publisher: %v", err)
+	}
+	final := seq.Load() - 1
+	if err := <-bigErr; err != nil {
+		t.Fatalf("the large message: %v", err)
+	}
+	_ = big.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if op, p, err := big.ReadMessage(); err != nil || op != websocket.BinaryMessage || string(p) != string(bigMsg) {
+		t.Errorf("the large message's echo: %d bytes, %v", len(p), err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	var maxPause time.Duration
+	for i, s := range subs {
+		for s.last.Load() < final && s.err.Load() == nil && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if p := s.err.Load(); p != nil {
+			t.Fatalf("subscriber %d: %v", i, *p)
+		}
+		if got := s.last.Load(); got != final {
+			t.Fatalf("subscriber %d got up to message %d, want %d", i, got, final)
+		}
+		maxPause = max(maxPause, time.Duration(s.maxPause.Load()))
+	}
+	t.Logf("%d subscribers got every one of %d messages in order; longest pause any saw: %v (publishes every 50 ms)", n, final+1, maxPause)
+	mu.Lock()
+	_ = pub.SetReadDeadline(time.Now().Add(5 * time.Second))
+	err = pub.WriteMessage(websocket.TextMessage, []byte("len"))
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p, err := pub.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(p))
+	if len(f) != 4 || f[1] != strconv.Itoa(n) || f[2] != newPid {
+		t.Errorf("the new process says %q, want RoomLen %d in pid %s", p, n, newPid)
+	}
+	if adopted, _ := strconv.Atoi(f[3]); adopted < n+2 {
+		t.Errorf("the new process adopted %d connections, want at least %d", adopted, n+2)
+	}
+}
+
+// TestRestartKeepSuccessorDies: the new process dies after adopting 50
+// connections; the old one keeps the others, serves them, and accepts
+// again.
+func TestRestartKeepSuccessorDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs server processes")
+	}
+	const n = 600
+	ch := startRestartChild(t)
+	subs := make([]*subscriber, n)
+	for i := range subs {
+		subs[i] = subscribe(t, ch.addr)
+	}
+	if _, err := io.WriteString(ch.stdin, "restart-keep-die\n"); err != nil {
+		t.Fatal(err)
+	}
+	line := ch.expect(t, "RESTARTED")
+	if !strings.Contains(line, ErrRestartFailed.Error()) {
+		t.Fatalf("Restart: %s, want ErrRestartFailed", line)
+	}
+	t.Log(line)
+	time.Sleep(200 * time.Millisecond)
+	// The survivors are served: one publishes, every survivor gets it.
+	var alive []*subscriber
+	for _, s := range subs {
+		if s.err.Load() == nil {
+			alive = append(alive, s)
+		}
+	}
+	if len(alive) > 0 {
+		if err := alive[0].c.WriteMessage(websocket.TextMessage, []byte("pub:"+payloadFor(0))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "every survivor to get the publish", func() bool {
+			for _, s := range alive {
+				if s.last.Load() != 0 && s.err.Load() == nil {
+					return false
+				}
+			}
+			return true
+		})
+		for i, s := range alive {
+			if p := s.err.Load(); p != nil {
+				t.Errorf("survivor %d: %v", i, *p)
+			}
+		}
+	}
+	t.Logf("%d of %d connections still served by the old process", len(alive), n)
+	// Those sent are lost with the new process; every other one stays.
+	var sent int
+	if _, after, ok := strings.Cut(line, "after "); ok {
+		sent, _ = strconv.Atoi(strings.Fields(after)[0])
+	}
+	if sent == 0 || sent >= n || len(alive) != n-sent {
+		t.Errorf("%d of %d connections still served after %d were sent to a new process that died: want %d", len(alive), n, sent, n-sent)
+	}
+	// It accepts again, and its pid answers.
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+ch.addr+"/", nil)
+	if err != nil {
+		t.Fatalf("after the failed hand-off: %v", err)
+	}
+	defer c.Close()
+	_ = c.WriteMessage(websocket.TextMessage, []byte("who"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, p, err := c.ReadMessage(); err != nil || string(p) != strconv.Itoa(ch.pid) {
+		t.Errorf("after the failed hand-off: %q %v, want the old pid %d", p, err, ch.pid)
 	}
 }

@@ -37,10 +37,14 @@ type Server struct {
 
 	acc         *acceptor // nil for Run; set before ready closes
 	accStopOnce sync.Once
-	accStopped  atomic.Bool   // stopAccepting was called
-	restarting  atomic.Bool   // Restart is handing the listener over (restart.go)
-	handoff     *net.UnixConn // the socket to the process that took over, once it serves
-	inherit     *inheritance  // what this process got from the one it replaced, if any
+	accStopped  atomic.Bool                  // stopAccepting was called
+	restarting  atomic.Bool                  // Restart is handing the listener over (restart.go)
+	handoff     *net.UnixConn                // the socket to the process that took over, once it serves
+	inherit     *inheritance                 // what this process got from the one it replaced, if any
+	handing     atomic.Pointer[handOffState] // Restart is handing connections over (handoff.go)
+	adopting    atomic.Bool                  // connections from the old process may still come (handoff.go)
+	handOffs    atomic.Uint64
+	adopted     atomic.Uint64
 
 	loopsMu  sync.Mutex
 	loops    []*loop
@@ -205,7 +209,8 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	close(s.ready)
 	if s.inherit != nil {
-		s.inherit.served() // the acceptor starts below; the kernel queues meanwhile
+		s.adopting.Store(true)
+		s.inherit.served(s) // the acceptor starts below; the kernel queues meanwhile
 	}
 
 	// The accept goroutine ends when the listener closes; an error before

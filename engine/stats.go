@@ -39,6 +39,8 @@ type Stats struct {
 	Draining              bool        // a Drain is under way: from its start until it returns
 	DrainClosed           uint64      // connections a Drain sent 1012 at their turn (not those that closed on their own first)
 	DrainRemaining        int         // connections open when the Drain began whose turn has not come yet (0 once it ends)
+	HandedOver            uint64      // connections handed to a new process by Restart(RestartKeep), alive there
+	Adopted               uint64      // connections this process took over from the one it replaced
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -86,6 +88,8 @@ func (s *Server) Stats() Stats {
 		Draining:              s.drainSt.active.Load(),
 		DrainClosed:           s.drainSt.closed.Load(),
 		DrainRemaining:        int(s.drainSt.remaining.Load()),
+		HandedOver:            s.handOffs.Load(),
+		Adopted:               s.adopted.Load(),
 	}
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {
