@@ -14,9 +14,12 @@
 //
 // On SIGHUP it restarts in place (after a new build, say): it starts a new
 // copy of itself, hands it the listening socket (engine's Restart), and
-// once the copy serves, drains its members over -drain into it. No
-// connection attempt is refused meanwhile. If the copy fails to start,
-// this process serves on.
+// once the copy serves, hands it its members' connections too
+// (engine.RestartKeep): the pages stay connected, in their rooms, and
+// miss no message. Over TLS (-tls) the connections cannot move (crypto/tls
+// cannot export a session) and are drained over -drain into the copy
+// instead. No connection attempt is refused meanwhile. If the copy fails
+// to start, this process serves on.
 package main
 
 import (
@@ -63,7 +66,7 @@ func main() {
 	go func() {
 		for range hup {
 			log.Info("chat restarting in place")
-			err := srv.Restart(context.Background(), engine.RestartDrain(*drain),
+			err := srv.Restart(context.Background(), engine.RestartKeep(), engine.RestartDrain(*drain),
 				engine.RestartStarted(func(pid int) { log.Info("chat restarted: the new process serves", "pid", pid) }))
 			if err != nil {
 				log.Error("restart", "err", err) // still serving

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -21,9 +22,10 @@ import (
 
 // TestChatRestartInPlace builds the chat, runs it, and sends it SIGHUP
 // while clients join in a tight loop: a new chat process takes the
-// listening socket over, the old one drains its members with 1012 into
-// it and exits, no join fails, and a drained member rejoins the new
-// process.
+// listening socket over, and no join fails. Over ws:// the members'
+// connections move to the new process: a member stays connected and gets
+// what another member says afterwards, with no leave or join announced.
+// Over wss:// they are drained with 1012 and rejoin the new process.
 func TestChatRestartInPlace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the chat")
@@ -32,13 +34,39 @@ func TestChatRestartInPlace(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	for _, tlsOn := range []bool{false, true} {
+		name := "ws"
+		if tlsOn {
+			name = "wss"
+		}
+		t.Run(name, func(t *testing.T) { restartChat(t, bin, tlsOn) })
+	}
+}
+
+func restartChat(t *testing.T, bin string, tlsOn bool) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-drain", "1s")
+	args := []string{"-addr", addr, "-drain", "1s"}
+	scheme, origin := "ws://", "http://"
+	if tlsOn {
+		args = append(args, "-tls")
+		scheme, origin = "wss://", "https://"
+	}
+	dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	join := func(room, name string) *websocket.Conn {
+		t.Helper()
+		c, resp, err := dialer.Dial(scheme+addr+"/ws?room="+room+"&name="+name, http.Header{"Origin": {origin + addr}})
+		if err != nil {
+			t.Fatalf("dial: %v (%v)", err, resp)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +104,20 @@ func TestChatRestartInPlace(t *testing.T) {
 		}
 	}
 
-	member := join(t, addr, "r", "held")
+	member := join("r", "held")
 	if m := next(t, member); m.Type != "welcome" {
 		t.Fatalf("first message %+v, want welcome", m)
+	}
+	talker := join("r", "talker")
+	if m := next(t, talker); m.Type != "welcome" {
+		t.Fatalf("first message %+v, want welcome", m)
+	}
+	// Everything announced so far is read: what the member gets next is
+	// what the restart brings.
+	say(t, talker, "before the restart")
+	for m := next(t, member); m.Type != "chat"; m = next(t, member) {
+	}
+	for m := next(t, talker); m.Type != "chat"; m = next(t, talker) {
 	}
 	var ok, failed atomic.Int64
 	var firstErr atomic.Pointer[error]
@@ -88,8 +127,8 @@ func TestChatRestartInPlace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h := http.Header{"Origin": {"http://" + addr}}
-			d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+			h := http.Header{"Origin": {origin + addr}}
+			d := dialer
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -97,7 +136,7 @@ func TestChatRestartInPlace(t *testing.T) {
 				default:
 				}
 				err := func() error {
-					c, _, err := d.Dial("ws://"+addr+"/ws?room=r"+strconv.Itoa(g*1000000+i)+"&name=d", h) // a room each: the welcome comes first
+					c, _, err := d.Dial(scheme+addr+"/ws?room=r"+strconv.Itoa(g*1000000+i)+"&name=d", h) // a room each: the welcome comes first
 					if err != nil {
 						return err
 					}
@@ -125,18 +164,20 @@ func TestChatRestartInPlace(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	// The member is drained with 1012 and rejoins: the new process welcomes it.
-	_ = member.SetReadDeadline(time.Now().Add(15 * time.Second))
-	for {
-		_, _, err := member.ReadMessage()
-		if err == nil {
-			continue // joins of the dialling clients
+	if tlsOn {
+		// The member is drained with 1012 and rejoins: the new process welcomes it.
+		_ = member.SetReadDeadline(time.Now().Add(15 * time.Second))
+		for {
+			_, _, err := member.ReadMessage()
+			if err == nil {
+				continue
+			}
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != 1012 {
+				t.Fatalf("the member got %v, want close 1012", err)
+			}
+			break
 		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != 1012 {
-			t.Fatalf("the member got %v, want close 1012", err)
-		}
-		break
 	}
 	select {
 	case err := <-exited:
@@ -149,9 +190,27 @@ func TestChatRestartInPlace(t *testing.T) {
 	if newPid.Load() == 0 {
 		t.Fatal("the old chat did not log the new process's pid")
 	}
-	again := join(t, addr, "r", "held")
-	if m := next(t, again); m.Type != "welcome" {
-		t.Fatalf("after the restart: %+v, want welcome", m)
+	if tlsOn {
+		member = join("r", "held")
+		if m := next(t, member); m.Type != "welcome" {
+			t.Fatalf("after the restart: %+v, want welcome", m)
+		}
+		talker = join("r", "talker")
+	}
+	// The new process serves the member: what the talker says reaches it,
+	// and over ws:// nothing came between (no leave, no join, no close).
+	say(t, talker, "after the restart")
+	for {
+		m := next(t, member)
+		if m.Type == "chat" {
+			if m.Name != "talker" || m.Text != "after the restart" {
+				t.Fatalf("the member got %+v", m)
+			}
+			break
+		}
+		if !tlsOn {
+			t.Fatalf("the member got %+v across a restart that keeps connections", m)
+		}
 	}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)

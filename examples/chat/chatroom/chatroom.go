@@ -160,6 +160,22 @@ func (h *chat) OnMessage(c *engine.Conn, op ws.OpCode, p []byte) {
 	publish(c.Server(), m.room, chatMsg{Type: "chat", Name: m.name, Text: text})
 }
 
+// OnHandOff and OnAdopt carry a member across a restart in place
+// (engine.RestartKeep): the page stays connected, in its room, and no
+// leave or join is announced. The member travels as "room\x00name".
+func (h *chat) OnHandOff(c *engine.Conn) []byte {
+	m, ok := c.Value().(*member)
+	if !ok {
+		return nil
+	}
+	return []byte(m.room + "\x00" + m.name)
+}
+
+func (h *chat) OnAdopt(c *engine.Conn, state []byte) {
+	room, name, _ := strings.Cut(string(state), "\x00")
+	c.SetValue(&member{room: room, name: name})
+}
+
 func (h *chat) OnClose(c *engine.Conn, err error) {
 	m, ok := c.Value().(*member)
 	if !ok {
