@@ -66,9 +66,13 @@ type pubItem struct {
 	zframe []byte // frame's message compressed (RSV1), shared; nil when it goes plain to everyone
 	conns  []*Conn
 	conn   *Conn
-	cause  error       // pubClose, pubShutdown
-	task   func(*loop) // pubTask
+	cause  error // pubClose, pubShutdown; pubTask: a loopTask (which keeps the item as small as it was)
 }
+
+// loopTask is a pubTask's function, carried in pubItem.cause.
+type loopTask func(*loop)
+
+func (loopTask) Error() string { return "wsloop: a loop task" }
 
 // pubQueue is a loop's inbox; producers are any goroutines, the consumer
 // is the loop.
@@ -261,7 +265,7 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 			c.closeNow(ws.StatusCode(it.code), it.room, it.cause)
 		})
 	case pubTask:
-		it.task(l)
+		it.cause.(loopTask)(l)
 	case pubJoin:
 		l.roomsMu.Lock()
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {

@@ -88,11 +88,21 @@ const (
 	msgMore = "wsloop/1 more" // old -> new: "\n" and more of the input of the connection just sent
 	msgDone = "wsloop/1 done" // old -> new: every connection that could be handed over was
 	msgAck  = "wsloop/1 ack"  // new -> old: " <n>": it has adopted n connections
+	msgSync = "wsloop/1 sync" // old -> new: acknowledge now
 )
 
 // handOffWindow is how many connections may be sent and not yet adopted:
 // those are lost if the new process dies, the rest stay with the old one.
-const handOffWindow = 256
+// The new process acknowledges every ackEvery connections, and when asked.
+const (
+	handOffWindow = 1024
+	ackEvery      = 64
+)
+
+// handshakeGrace is how long the hand-off waits for sockets in their
+// upgrade handshake to open, so that they move too; those that have not
+// are drained with the rest.
+const handshakeGrace = 300 * time.Millisecond
 
 // handOffChunk is the most a record carries: records are datagrams, which
 // the socket pair's default send buffer (about 208 KiB) must hold. Input
@@ -106,14 +116,31 @@ const maxHandOffInput = 16 << 20
 // handOffState is the old process's side of a hand-off, shared by its
 // loops.
 type handOffState struct {
-	mu     sync.Mutex // one connection's records at a time
-	fd     int        // the hand-off socket, a duplicate used for non-blocking sends
-	sent   atomic.Int64
-	acked  atomic.Int64 // adopted by the new process, as it last said
-	failed atomic.Pointer[error]
+	mu      sync.Mutex // one connection's records at a time
+	fd      int        // the hand-off socket, a duplicate used for non-blocking sends
+	sent    atomic.Int64
+	acked   atomic.Int64 // adopted by the new process, as it last said
+	wantAck atomic.Bool  // the window is full: ask for an acknowledgement
+	failed  atomic.Pointer[error]
 }
 
 func (h *handOffState) fail(err error) { h.failed.CompareAndSwap(nil, &err) }
+
+// sync asks the new process to acknowledge what it has adopted.
+func (h *handOffState) sync() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		err := unix.Sendmsg(h.fd, []byte(msgSync), nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		if !errors.Is(err, unix.EAGAIN) {
+			if err != nil {
+				h.fail(err)
+			}
+			return
+		}
+		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(h.fd), Events: unix.POLLOUT}}, 100)
+	}
+}
 
 // keepConnections runs the old process's hand-off once the new process
 // serves, and then drains what is left (cfg.window).
@@ -181,17 +208,22 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	})
 	for {
 		var remaining atomic.Int64
-		s.onEveryLoop(func(l *loop) { remaining.Add(int64(l.handOffRound(ho))) })
+		early := time.Since(start) < handshakeGrace
+		s.onEveryLoop(func(l *loop) { remaining.Add(int64(l.handOffRound(ho, early))) })
 		if p := ho.failed.Load(); p != nil {
 			return s.abortHandOff(ho, *p)
 		}
 		if remaining.Load() == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		if ho.wantAck.Swap(false) {
+			ho.sync()
+		}
+		time.Sleep(time.Millisecond)
 	}
 	// Every connection sent must be adopted before the end: until then the
 	// new process may still die with them.
+	ho.sync()
 	for ho.acked.Load() < ho.sent.Load() && ho.failed.Load() == nil && time.Now().Before(deadline.Add(5*time.Second)) {
 		time.Sleep(time.Millisecond)
 	}
@@ -247,7 +279,7 @@ func (s *Server) onEveryLoop(fn func(*loop)) {
 	var wg sync.WaitGroup
 	s.eachLoop(func(l *loop) {
 		wg.Add(1)
-		if l.enqueue(pubItem{kind: pubTask, task: func(l *loop) { defer wg.Done(); fn(l) }}) != nil {
+		if l.enqueue(pubItem{kind: pubTask, cause: loopTask(func(l *loop) { defer wg.Done(); fn(l) })}) != nil {
 			wg.Done() // the loop is gone
 		}
 	})
@@ -255,15 +287,19 @@ func (s *Server) onEveryLoop(fn func(*loop)) {
 }
 
 // handOffRound hands over the loop's connections that are at rest and
-// returns how many are left that may come to rest.
-func (l *loop) handOffRound(ho *handOffState) int {
+// returns how many are left that may come to rest. Connections go in
+// batches: one record, and one sendmsg, for up to handOffBatch of them.
+func (l *loop) handOffRound(ho *handOffState, early bool) int {
 	l.handingOff = true
 	left := 0
+	b := &l.hoBatch
 	l.each(func(c *Conn) {
 		switch c.state.Load() {
 		case stateHandshake:
-			if c.lflags&lfServedHTTP == 0 {
-				left++ // an upgrade may be on its way: it is handed over once open
+			if early && c.lflags&lfServedHTTP == 0 {
+				// An upgrade may be on its way: it is handed over once open.
+				// (Not for long: a browser opens sockets it may never use.)
+				left++
 			}
 			return
 		case stateOpen:
@@ -277,21 +313,113 @@ func (l *loop) handOffRound(ho *handOffState) int {
 			left++
 			return
 		}
-		if ho.sent.Load()-ho.acked.Load() >= handOffWindow {
+		if ho.sent.Load()+int64(len(b.conns))-ho.acked.Load() >= handOffWindow {
 			left++ // the new process has enough in hand: next round
+			ho.wantAck.Store(true)
 			return
 		}
-		switch err := l.handOver(c, ho); {
-		case err == nil:
-		case errors.Is(err, unix.EAGAIN):
-			left++ // the socket pair is full: next round
-		case errors.Is(err, unix.EMSGSIZE), errors.Is(err, errRecordTooLarge):
-			// drained at the end
-		default:
-			ho.fail(err)
+		var blob []byte
+		if hh, ok := l.srv.h.(HandOffHandler); ok {
+			func() {
+				defer c.recoverCallback()
+				blob = hh.OnHandOff(c)
+			}()
 		}
+		if c.state.Load() != stateOpen { // OnHandOff closed it
+			return
+		}
+		entry, input := l.encodeEntry(c, blob, b.scratch[:0])
+		b.scratch = entry[:0]
+		switch {
+		case len(input) > maxHandOffInput || len(entry) > handOffChunk/2:
+			return // drained at the end
+		case len(entry)+len(input) > handOffChunk/4:
+			// Alone, its input in as many records as it takes.
+			left += l.sendBatch(ho)
+			b.add(c, entry, input)
+			left += l.sendBatch(ho)
+			return
+		case len(b.body)+len(entry)+len(input) > handOffChunk-32 || len(b.conns) == handOffBatch:
+			left += l.sendBatch(ho)
+		}
+		b.add(c, entry, input)
 	})
-	return left
+	return left + l.sendBatch(ho)
+}
+
+// handOffBatch is the most connections one record carries (SCM_RIGHTS
+// takes at most 253 descriptors).
+const handOffBatch = 128
+
+// hoBatch is a loop's batch of connections on their way out.
+type hoBatch struct {
+	conns   []*Conn
+	fds     []int
+	body    []byte // the entries, each with its input
+	input   []byte // a lone connection's input beyond the record
+	scratch []byte
+}
+
+func (b *hoBatch) add(c *Conn, entry, input []byte) {
+	b.conns = append(b.conns, c)
+	b.fds = append(b.fds, c.socket().Fd())
+	b.body = append(b.body, entry...)
+	room := handOffChunk - 32 - len(b.body)
+	if len(input) > room { // a lone connection: the rest follows in msgMore records
+		b.body = append(b.body, input[:room]...)
+		b.input = append(b.input[:0], input[room:]...)
+		return
+	}
+	b.body = append(b.body, input...)
+}
+
+// sendBatch sends the loop's batch and forgets its connections here; it
+// returns how many stay for the next round (the socket pair was full).
+func (l *loop) sendBatch(ho *handOffState) int {
+	b := &l.hoBatch
+	n := len(b.conns)
+	if n == 0 {
+		return 0
+	}
+	defer func() {
+		clear(b.conns)
+		b.conns, b.fds, b.body, b.input = b.conns[:0], b.fds[:0], b.body[:0], b.input[:0]
+	}()
+	rec := binary.AppendUvarint(append(make([]byte, 0, len(msgConn)+8+len(b.body)), msgConn+"\n"...), uint64(n))
+	rec = append(rec, b.body...)
+	ho.mu.Lock()
+	defer ho.mu.Unlock()
+	err := unix.Sendmsg(ho.fd, rec, unix.UnixRights(b.fds...), nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return n // the socket pair is full: next round
+	case errors.Is(err, unix.EMSGSIZE):
+		return 0 // drained at the end
+	case err != nil:
+		ho.fail(err)
+		return 0
+	}
+	// The rest of a lone connection's input: the new process waits for
+	// it, so these sends wait for room too.
+	for off := 0; off < len(b.input); {
+		k := min(len(b.input)-off, handOffChunk-len(msgMore)-1)
+		more := append(append(append(make([]byte, 0, k+len(msgMore)+1), msgMore...), '\n'), b.input[off:off+k]...)
+		if err := unix.Sendmsg(ho.fd, more, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL); err != nil {
+			if errors.Is(err, unix.EAGAIN) {
+				_, _ = unix.Poll([]unix.PollFd{{Fd: int32(ho.fd), Events: unix.POLLOUT}}, 100)
+				continue
+			}
+			ho.fail(err)
+			break // the connection is lost with the new process
+		}
+		off += k
+	}
+	ho.sent.Add(int64(n))
+	for _, c := range b.conns {
+		c.lflags |= lfHandedOver
+		l.closeSocket(c) // our descriptor only: the socket is the new process's
+	}
+	return 0
 }
 
 // atRest reports whether c can be handed over now: no message in
@@ -306,61 +434,12 @@ func (c *Conn) atRest() bool {
 	return empty && c.socket().OutboundBuffered() == 0
 }
 
-var errRecordTooLarge = errors.New("the connection's state is too large to hand over")
-
-// handOver sends c to the new process and forgets it here.
-func (l *loop) handOver(c *Conn, ho *handOffState) error {
-	var blob []byte
-	if hh, ok := l.srv.h.(HandOffHandler); ok {
-		func() {
-			defer c.recoverCallback()
-			blob = hh.OnHandOff(c)
-		}()
-	}
-	if c.state.Load() != stateOpen { // OnHandOff closed it
-		return nil
-	}
-	rec, input := l.encodeHandOff(c, blob)
-	if len(input) > maxHandOffInput || len(rec) > handOffChunk {
-		return errRecordTooLarge
-	}
-	first := min(len(input), handOffChunk-len(rec))
-	rec = append(rec, input[:first]...)
-	ho.mu.Lock()
-	defer ho.mu.Unlock()
-	err := unix.Sendmsg(ho.fd, rec, unix.UnixRights(c.socket().Fd()), nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	if err != nil {
-		return err
-	}
-	// The rest of the input: the new process waits for it, so these sends
-	// wait for room too.
-	for off := first; off < len(input); {
-		n := min(len(input)-off, handOffChunk-len(msgMore)-1)
-		more := append(append(append(make([]byte, 0, n+len(msgMore)+1), msgMore...), '\n'), input[off:off+n]...)
-		if err := unix.Sendmsg(ho.fd, more, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL); err != nil {
-			if errors.Is(err, unix.EAGAIN) {
-				_, _ = unix.Poll([]unix.PollFd{{Fd: int32(ho.fd), Events: unix.POLLOUT}}, 100)
-				continue
-			}
-			ho.fail(err)
-			return nil // the connection is lost with the new process
-		}
-		off += n
-	}
-	ho.sent.Add(1)
-	c.lflags |= lfHandedOver
-	_, _ = c.gc.Discard(-1) // it went with the record
-	l.closeSocket(c)        // our descriptor only: the socket is the new process's
-	return nil
-}
-
-// encodeHandOff encodes c's state: msgConn, a newline, uvarint-prefixed
-// fields, and last the length of c's input; it returns the record and the
-// input, which follows (handOver).
-func (l *loop) encodeHandOff(c *Conn, blob []byte) ([]byte, []byte) {
+// encodeEntry appends c's entry to dst: uvarint-prefixed fields, and last
+// the length of c's input, which follows it in the record; it returns the
+// entry and the input.
+func (l *loop) encodeEntry(c *Conn, blob, dst []byte) ([]byte, []byte) {
 	field := func(b, p []byte) []byte { return append(binary.AppendUvarint(b, uint64(len(p))), p...) }
-	b := append(make([]byte, 0, 256), msgConn+"\n"...)
-	b = field(b, []byte(c.Subprotocol()))
+	b := field(dst, []byte(c.Subprotocol()))
 	b = append(b, c.pmd, c.win)
 	c.mu.Lock()
 	key := c.key
@@ -401,59 +480,83 @@ type adoption struct {
 	blob        []byte
 }
 
-func decodeHandOff(rec []byte) (*adoption, error) {
+// decodeHandOff decodes a record of connections; the input of the last
+// one may continue in msgMore records (len(input) < cap(input)).
+func decodeHandOff(rec []byte) ([]*adoption, error) {
 	rest, ok := cutPrefix(rec, msgConn+"\n")
 	if !ok {
 		return nil, fmt.Errorf("not a connection record: %.40q", rec)
 	}
 	bad := errors.New("a truncated connection record")
-	field := func() ([]byte, bool) {
+	uv := func() (uint64, bool) {
 		n, k := binary.Uvarint(rest)
-		if k <= 0 || uint64(len(rest)-k) < n {
+		if k <= 0 {
+			return 0, false
+		}
+		rest = rest[k:]
+		return n, true
+	}
+	field := func() ([]byte, bool) {
+		n, ok := uv()
+		if !ok || uint64(len(rest)) < n {
 			return nil, false
 		}
-		p := rest[k : k+int(n)]
-		rest = rest[k+int(n):]
+		p := rest[:n]
+		rest = rest[n:]
 		return p, true
 	}
-	a := new(adoption)
-	p, ok := field()
-	if !ok || len(rest) < 2 {
+	count, ok := uv()
+	if !ok || count == 0 || count > handOffBatch {
 		return nil, bad
 	}
-	a.subprotocol = string(p)
-	a.pmd, a.win = rest[0], rest[1]
-	rest = rest[2:]
-	if p, ok = field(); !ok {
-		return nil, bad
-	}
-	a.key = string(p)
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n > uint64(len(rest)) {
-		return nil, bad
-	}
-	rest = rest[k:]
-	for range n {
+	as := make([]*adoption, 0, count)
+	for i := range count {
+		a := new(adoption)
+		p, ok := field()
+		if !ok || len(rest) < 2 {
+			return nil, bad
+		}
+		a.subprotocol = string(p)
+		a.pmd, a.win = rest[0], rest[1]
+		rest = rest[2:]
 		if p, ok = field(); !ok {
 			return nil, bad
 		}
-		a.rooms = append(a.rooms, string(p))
+		a.key = string(p)
+		nr, ok := uv()
+		if !ok || nr > uint64(len(rest)) {
+			return nil, bad
+		}
+		for range nr {
+			if p, ok = field(); !ok {
+				return nil, bad
+			}
+			a.rooms = append(a.rooms, string(p))
+		}
+		hist, ok := field()
+		if !ok {
+			return nil, bad
+		}
+		blob, ok := field()
+		if !ok {
+			return nil, bad
+		}
+		total, ok := uv()
+		if !ok || total > maxHandOffInput {
+			return nil, bad
+		}
+		inline := min(total, uint64(len(rest)))
+		if inline < total && i != count-1 {
+			return nil, bad // only the last one's input may continue
+		}
+		// The record's buffer is the receiver's: keep copies.
+		a.hist = append([]byte(nil), hist...)
+		a.blob = append([]byte(nil), blob...)
+		a.input = append(make([]byte, 0, total), rest[:inline]...)
+		rest = rest[inline:]
+		as = append(as, a)
 	}
-	if a.hist, ok = field(); !ok {
-		return nil, bad
-	}
-	if a.blob, ok = field(); !ok {
-		return nil, bad
-	}
-	total, k := binary.Uvarint(rest)
-	if k <= 0 || total > maxHandOffInput || uint64(len(rest)-k) > total {
-		return nil, bad
-	}
-	// The record's buffer is the receiver's: keep copies.
-	a.hist = append([]byte(nil), a.hist...)
-	a.blob = append([]byte(nil), a.blob...)
-	a.input = append(make([]byte, 0, total), rest[k:]...)
-	return a, nil
+	return as, nil
 }
 
 func cutPrefix(b []byte, prefix string) ([]byte, bool) {
@@ -471,7 +574,7 @@ func (s *Server) receiveConnections(in *inheritance) {
 	defer s.adoptionsDone()
 	buf := make([]byte, handOffChunk+1024)
 	adopted := 0
-	oob := make([]byte, unix.CmsgSpace(4*8))
+	oob := make([]byte, unix.CmsgSpace(4*handOffBatch))
 	for {
 		n, oobn, _, _, err := in.conn.ReadMsgUnix(buf, oob)
 		if err != nil || n == 0 {
@@ -486,23 +589,32 @@ func (s *Server) receiveConnections(in *inheritance) {
 			}
 		}
 		rec := buf[:n]
+		if string(rec) == msgSync {
+			if _, err := in.conn.Write(fmt.Appendf(nil, "%s %d", msgAck, adopted)); err != nil {
+				return
+			}
+			continue
+		}
 		if string(rec) == msgDone {
 			for _, fd := range fds {
 				_ = unix.Close(fd)
 			}
 			return
 		}
-		a, err := decodeHandOff(rec)
-		for err == nil && len(a.input) < cap(a.input) { // the rest of its input
-			n, _, _, _, rerr := in.conn.ReadMsgUnix(buf, nil)
-			more, ok := cutPrefix(buf[:n], msgMore+"\n")
-			if rerr != nil || !ok || len(a.input)+len(more) > cap(a.input) {
-				err = fmt.Errorf("the input of a connection handed over was cut short: %v", rerr)
-				break
+		as, err := decodeHandOff(rec)
+		if err == nil {
+			last := as[len(as)-1]
+			for len(last.input) < cap(last.input) { // the rest of its input
+				n, _, _, _, rerr := in.conn.ReadMsgUnix(buf, nil)
+				more, ok := cutPrefix(buf[:n], msgMore+"\n")
+				if rerr != nil || !ok || len(last.input)+len(more) > cap(last.input) {
+					err = fmt.Errorf("the input of a connection handed over was cut short: %v", rerr)
+					break
+				}
+				last.input = append(last.input, more...)
 			}
-			a.input = append(a.input, more...)
 		}
-		if err != nil || len(fds) != 1 {
+		if err != nil || len(fds) != len(as) {
 			for _, fd := range fds {
 				_ = unix.Close(fd)
 			}
@@ -511,10 +623,13 @@ func (s *Server) receiveConnections(in *inheritance) {
 			}
 			continue
 		}
-		s.adopt(fds[0], a)
-		adopted++
-		if _, err := in.conn.Write(fmt.Appendf(nil, "%s %d", msgAck, adopted)); err != nil {
-			return
+		for i, a := range as {
+			s.adopt(fds[i], a)
+			if adopted++; adopted%ackEvery == 0 {
+				if _, err := in.conn.Write(fmt.Appendf(nil, "%s %d", msgAck, adopted)); err != nil {
+					return
+				}
+			}
 		}
 	}
 }
@@ -556,7 +671,7 @@ func (s *Server) adoptionsDone() {
 	}
 	s.adopting.Store(false)
 	s.eachLoop(func(l *loop) {
-		_ = l.enqueue(pubItem{kind: pubTask, task: func(l *loop) {
+		_ = l.enqueue(pubItem{kind: pubTask, cause: loopTask(func(l *loop) {
 			l.each(func(c *Conn) {
 				if c.lflags&lfFrozen == 0 {
 					return
@@ -566,7 +681,7 @@ func (s *Server) adoptionsDone() {
 					_ = c.socket().Wake(nil)
 				}
 			})
-		}})
+		})})
 	})
 }
 

@@ -29,6 +29,7 @@ type loop struct {
 	opening    bool        // OnOpen ran for the socket the accept task registers
 	adoptNext  *adoption   // the state of the handed-over socket the accept task registers (handoff.go)
 	handingOff bool        // Restart is handing the loop's connections over: input is frozen at message boundaries
+	hoBatch    hoBatch     // connections on their way to the new process (handoff.go)
 	wheel      *timerwheel.Wheel[*Conn]
 	epoch      time.Time
 	now        int64 // coarse clock: nanoseconds since epoch, read once per tick

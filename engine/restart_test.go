@@ -609,7 +609,7 @@ func TestRestartKeepSuccessorDies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs server processes")
 	}
-	const n = 600
+	const n = 1600 // more than the hand-off window (handOffWindow) plus the 50 the new process adopts
 	ch := startRestartChild(t)
 	subs := make([]*subscriber, n)
 	for i := range subs {
