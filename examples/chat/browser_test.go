@@ -2,12 +2,19 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,4 +144,190 @@ func TestNodeClient(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "OK" {
 		t.Fatalf("chat_client.js: %v\n%s", err, out)
 	}
+}
+
+// restartSteps is how many steps restart.js passes when all is well:
+// with the connections kept (plain HTTP) it checks the messages and states
+// in two steps, drained (TLS) in one.
+func restartSteps(scheme string) int {
+	if scheme == "http" {
+		return 6
+	}
+	return 5
+}
+
+// TestBrowserRestartInPlace builds the chat and runs it, opens a room in
+// two tabs of headless Chromium (restart.js), and sends the chat SIGHUP
+// while one tab sends a message every 100 ms: the chat restarts in place
+// (a new process of it takes the listening socket and, over plain HTTP,
+// the connections). Over plain HTTP neither page ever leaves the connected
+// state, and the other tab shows every message, in order, once each, and
+// no leave, join or welcome; over TLS (connections drained with 1012) both
+// pages show they are reconnecting and recover, in the room. Either way
+// the tabs chat afterwards, through the new process (the old one has
+// exited by then).
+func TestBrowserRestartInPlace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the chat")
+	}
+	node := wstest.Tool(t, "node")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = wstest.Tool(t, "chromium", "chromium-browser")
+	}
+	dir := nodeDir(t)
+	bin := filepath.Join(t.TempDir(), "chat")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			// -rate: the page sends 10 messages a second.
+			args := []string{"-rate", "50", "-burst", "50", "-drain", "1s"}
+			if scheme == "https" {
+				args = append(args, "-tls")
+			}
+			chat := runChat(t, bin, args...)
+
+			cmd := exec.Command(node, "restart.js", chromium, scheme+"://"+chat.addr+"/restart-room")
+			cmd.Dir = dir
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+			defer timer.Stop()
+
+			var oks []string
+			restarted := false
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				line := sc.Text()
+				t.Log("restart.js:", line)
+				switch {
+				case line == "RESTART":
+					if err := chat.restart(); err != nil {
+						t.Error(err)
+						fmt.Fprintln(stdin, "FAILED")
+						break
+					}
+					restarted = true
+					fmt.Fprintln(stdin, "RESTARTED")
+				case strings.HasPrefix(line, "OK "):
+					oks = append(oks, line[3:])
+				}
+			}
+			io.Copy(io.Discard, stdout)
+			err := cmd.Wait()
+			if err != nil || len(oks) != restartSteps(scheme) || !restarted {
+				t.Fatalf("restart.js: %v, %d of %d steps passed, restarted %v\n%s\nchat's log:\n%s",
+					err, len(oks), restartSteps(scheme), restarted, stderr.String(), chat.log())
+			}
+		})
+	}
+}
+
+// chatProcess is the chat binary running, and the process it restarts
+// into.
+type chatProcess struct {
+	addr   string
+	cmd    *exec.Cmd
+	exited chan error // the first process's exit
+	newPid atomic.Int64
+
+	mu  sync.Mutex
+	out strings.Builder // both processes' log
+}
+
+// runChat runs the chat binary bin with args on a free local port, waits
+// until it listens, and kills it (and the process it restarted into) when
+// the test ends.
+func runChat(t *testing.T, bin string, args ...string) *chatProcess {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &chatProcess{addr: ln.Addr().String(), exited: make(chan error, 1)}
+	ln.Close()
+	c.cmd = exec.Command(bin, append([]string{"-addr", c.addr}, args...)...)
+	// A pipe of our own, not cmd's: the new process writes its log there too,
+	// after the first has exited and cmd.Wait would have closed cmd's.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stderr = w
+	err = c.cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	pidRx := regexp.MustCompile(`new process serves.* pid=(\d+)`)
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if m := pidRx.FindStringSubmatch(sc.Text()); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				c.newPid.Store(int64(n))
+			}
+			c.mu.Lock()
+			c.out.WriteString(sc.Text() + "\n")
+			c.mu.Unlock()
+		}
+	}()
+	go func() { c.exited <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p := c.newPid.Load(); p > 0 {
+			_ = syscall.Kill(int(p), syscall.SIGKILL)
+		}
+		_ = c.cmd.Process.Kill()
+		select {
+		case <-logged: // both processes are gone
+		case <-time.After(5 * time.Second):
+		}
+		r.Close()
+	})
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if conn, err := net.Dial("tcp", c.addr); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("the chat did not listen within 20 s\n%s", c.log())
+		}
+	}
+	return c
+}
+
+// restart sends the chat SIGHUP and waits until the first process has
+// exited, having logged the new process's pid.
+func (c *chatProcess) restart() error {
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return err
+	}
+	select {
+	case err := <-c.exited:
+		if err != nil {
+			return fmt.Errorf("the old chat exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		return errors.New("the old chat did not exit within 15 s of SIGHUP")
+	}
+	if c.newPid.Load() == 0 {
+		return errors.New("the old chat did not log the new process's pid")
+	}
+	return nil
+}
+
+// log returns what the chat processes have logged so far.
+func (c *chatProcess) log() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
 }
