@@ -223,9 +223,9 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	}
 	// Every connection sent must be adopted before the end: until then the
 	// new process may still die with them.
-	ho.sync()
 	for ho.acked.Load() < ho.sent.Load() && ho.failed.Load() == nil && time.Now().Before(deadline.Add(5*time.Second)) {
-		time.Sleep(time.Millisecond)
+		ho.sync()
+		time.Sleep(2 * time.Millisecond)
 	}
 	if p := ho.failed.Load(); p != nil {
 		return s.abortHandOff(ho, *p)
@@ -573,7 +573,12 @@ func (s *Server) receiveConnections(in *inheritance) {
 	defer in.conn.Close()
 	defer s.adoptionsDone()
 	buf := make([]byte, handOffChunk+1024)
-	adopted := 0
+	received := 0
+	// Acknowledgements count the connections registered on a loop (Stats.Adopted), not those received.
+	ack := func() error {
+		_, err := in.conn.Write(fmt.Appendf(nil, "%s %d", msgAck, s.adopted.Load()))
+		return err
+	}
 	oob := make([]byte, unix.CmsgSpace(4*handOffBatch))
 	for {
 		n, oobn, _, _, err := in.conn.ReadMsgUnix(buf, oob)
@@ -590,7 +595,7 @@ func (s *Server) receiveConnections(in *inheritance) {
 		}
 		rec := buf[:n]
 		if string(rec) == msgSync {
-			if _, err := in.conn.Write(fmt.Appendf(nil, "%s %d", msgAck, adopted)); err != nil {
+			if ack() != nil {
 				return
 			}
 			continue
@@ -625,14 +630,19 @@ func (s *Server) receiveConnections(in *inheritance) {
 		}
 		for i, a := range as {
 			s.adopt(fds[i], a)
-			if adopted++; adopted%ackEvery == 0 {
-				if _, err := in.conn.Write(fmt.Appendf(nil, "%s %d", msgAck, adopted)); err != nil {
-					return
-				}
+			if received++; received%ackEvery == 0 && ack() != nil {
+				return
+			}
+			if testHookReceived != nil {
+				testHookReceived(received)
 			}
 		}
 	}
 }
+
+// testHookReceived, when set (tests), runs after each connection the new
+// process receives, with how many it has received.
+var testHookReceived func(n int)
 
 // adopt queues a handed-over socket for a loop.
 func (s *Server) adopt(fd int, a *adoption) {

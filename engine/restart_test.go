@@ -22,8 +22,6 @@ import (
 
 const restartChildEnv = "WSLOOP_RESTART_CHILD"
 
-// dying is the child's server, for a successor told to die mid-hand-off.
-var dying atomic.Pointer[Server]
 
 // pidHandler answers "who" with the process's pid, "sub" by joining the
 // room "live" (and answering "subbed"), "pub:..." by publishing the
@@ -76,16 +74,13 @@ func TestRestartChild(t *testing.T) {
 	}
 	successor := os.Getenv(inheritEnv) != ""
 	if n, _ := strconv.Atoi(os.Getenv("WSLOOP_RESTART_DIE_AFTER")); n > 0 && successor {
-		// A successor that dies during the hand-off, once it has adopted n.
-		go func() {
-			for {
-				if s := dying.Load(); s != nil && s.Stats().Adopted >= uint64(n) {
-					fmt.Println("DYING", os.Getpid())
-					os.Exit(9)
-				}
-				time.Sleep(time.Millisecond)
+		// A successor that dies during the hand-off, once it has received n.
+		testHookReceived = func(got int) {
+			if got >= n {
+				fmt.Println("DYING", os.Getpid())
+				os.Exit(9)
 			}
-		}()
+		}
 	}
 	switch mode {
 	case "exit":
@@ -100,7 +95,6 @@ func TestRestartChild(t *testing.T) {
 		fmt.Println("ERR", err)
 		os.Exit(2)
 	}
-	dying.Store(srv)
 	exited := make(chan error, 1)
 	go func() { exited <- srv.ListenAndServe(context.Background(), "127.0.0.1:0") }()
 	select {
