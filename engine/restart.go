@@ -270,7 +270,7 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 	case bytes.HasPrefix(reply, []byte(msgReady+" ")):
 		pid, _ := strconv.Atoi(string(reply[len(msgReady)+1:]))
 		_ = uc.SetReadDeadline(time.Time{}) // the hand-off reads acknowledgements for as long as it takes
-		s.handoff = uc // kept open until this process ends (the new one reads it to EOF)
+		s.handoff = uc                      // kept open until this process ends (the new one reads it to EOF)
 		return pid, nil
 	case bytes.HasPrefix(reply, []byte(msgFailed)):
 		uc.Close()

@@ -22,7 +22,6 @@ import (
 
 const restartChildEnv = "WSLOOP_RESTART_CHILD"
 
-
 // pidHandler answers "who" with the process's pid, "sub" by joining the
 // room "live" (and answering "subbed"), "pub:..." by publishing the
 // message to "live", "len" with "len <RoomLen> <pid> <Stats.Adopted>",
