@@ -47,14 +47,16 @@ var (
 	out        = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
 	quick      = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
 	serverArg  = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
-	scenArg    = flag.String("scenarios", "idle,echo,pipeline,connect,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
+	scenArg    = flag.String("scenarios", "idle,echo,pipeline,connect,churn,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
 	duration   = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
 	warmup     = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
 	serverCPU  = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
 	loadCPUs   = flag.String("load-cpus", "1", "taskset CPU list for the load generators (empty: no pinning)")
 	nprocs     = flag.Int("procs", 4, "load generator processes for more than 5,000 connections")
 	renderFile = flag.String("render", "", "print the report of a run saved by -out (its .json) instead of running; with -out, write it there")
-	rounds     = flag.Int("rounds", 3, "runs of each echo and pipeline configuration per server, servers interleaved; the report shows medians (quick: 1)")
+	rounds     = flag.Int("rounds", 3, "runs of each echo, pipeline, connect and churn configuration per server, servers interleaved; the report shows medians (quick: 1)")
+	before     = flag.String("before", "", "an older wsloop tree (e.g. made with git worktree add --detach /tmp/wsold 069d9f7): the server named -before-name in -servers is the benchmark's wsloop echo server built against that tree's engine")
+	beforeName = flag.String("before-name", "wsloop-before", "the name -servers and the report give the server built from -before")
 )
 
 // splitAbove is the connection count above which a scenario's connections
@@ -63,6 +65,9 @@ const splitAbove = 5000
 
 // dialConcurrency is the number of dials in flight over all load generators.
 const dialConcurrency = 200
+
+// churnCycles is the churn scenario's connect/upgrade/echo/close cycles.
+const churnCycles = 20000
 
 var (
 	echoServers   = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
@@ -76,7 +81,7 @@ var (
 	// stdflateSuffix marks a wsloop server built with -tags wsloop_stdflate:
 	// compress/flate instead of klauspost/compress, to compare the two.
 	stdflateSuffix = "-stdflate"
-	allScenarios   = []string{"idle", "echo", "pipeline", "connect", "fanout", "deflate", "deflate-idle", "deflate-fanout"}
+	allScenarios   = []string{"idle", "echo", "pipeline", "connect", "churn", "fanout", "deflate", "deflate-idle", "deflate-fanout"}
 )
 
 // bins maps a program name to its built binary.
@@ -103,6 +108,12 @@ func build(mod, dir string, servers []string, wantFanout bool) (bool, error) {
 	pkgs := []string{"./cmd/loadgen"}
 	var std []string
 	for _, s := range servers {
+		if s == *beforeName && *before != "" {
+			if err := buildBefore(mod, dir, s); err != nil {
+				return false, err
+			}
+			continue
+		}
 		if base, ok := strings.CutSuffix(s, stdflateSuffix); ok {
 			std = append(std, base)
 			continue
@@ -180,11 +191,11 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	idle := []int{10000, 19000}
 	echo := []sz{{100, 64}, {1000, 64}, {100, 4096}, {1000, 4096}}
 	pipe := []int{200}
-	connect := 10000
+	connect, churn := 10000, churnCycles
 	fan, fanSizes, fanInflight := 10000, []int{64, 1024}, []int{1, 16}
 	deflateEcho, deflateIdle := sz{100, 1024}, 10000
 	if quick {
-		idle, echo, pipe, connect = []int{500}, []sz{{50, 64}}, []int{20}, 500
+		idle, echo, pipe, connect, churn = []int{500}, []sz{{50, 64}}, []int{20}, 500, 1000
 		fan, fanSizes = 200, []int{64}
 		deflateEcho, deflateIdle = sz{20, 1024}, 200
 	}
@@ -218,7 +229,10 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 		}
 	}
 	if has("connect") {
-		each(job{scenario: "connect", mode: "connect", conns: connect, size: 64})
+		eachRound(job{scenario: "connect", mode: "connect", conns: connect, size: 64})
+	}
+	if has("churn") {
+		eachRound(job{scenario: "churn", mode: "churn", conns: churn, size: 64})
 	}
 	// The compression scenarios run wsloop and gws only, each plain (the
 	// same JSON, not compressed) and compressed.

@@ -70,6 +70,7 @@ func fold(rs []Run) Run {
 	m.DurationS = med(func(r Run) float64 { return r.DurationS })
 	m.Messages = uint64(med(func(r Run) float64 { return float64(r.Messages) }))
 	m.MsgsPerS = med(func(r Run) float64 { return r.MsgsPerS })
+	m.ConnectsPerS = med(func(r Run) float64 { return r.ConnectsPerS })
 	m.P50us = med(func(r Run) float64 { return r.P50us })
 	m.P99us = med(func(r Run) float64 { return r.P99us })
 	m.P999us = med(func(r Run) float64 { return r.P999us })
@@ -83,7 +84,12 @@ func fold(rs []Run) Run {
 	m.LoadgenCPUS = med(func(r Run) float64 { return r.LoadgenCPUS })
 	m.LoadgenCores = med(func(r Run) float64 { return r.LoadgenCores })
 	m.P99Min, m.P99Max = rs[0].P99us, rs[0].P99us
+	m.CPUMin, m.CPUMax = rs[0].CPUPerMsgUs, rs[0].CPUPerMsgUs
+	m.RateMin, m.RateMax = rs[0].ConnectsPerS, rs[0].ConnectsPerS
 	for _, r := range rs[1:] {
+		m.CPUMin, m.CPUMax = min(m.CPUMin, r.CPUPerMsgUs), max(m.CPUMax, r.CPUPerMsgUs)
+		m.RateMin, m.RateMax = min(m.RateMin, r.ConnectsPerS), max(m.RateMax, r.ConnectsPerS)
+		m.FDsAfter = max(m.FDsAfter, r.FDsAfter)
 		m.P99Min = min(m.P99Min, r.P99us)
 		m.P99Max = max(m.P99Max, r.P99us)
 	}

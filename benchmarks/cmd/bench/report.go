@@ -99,11 +99,20 @@ func render(sv *saved) string {
 		case "connect":
 			cpuUp := func(r Run) float64 { return r.CPUPerMsgUs }
 			p("### Connect rate: %s new connections, %d dials in flight\n\n", thousands(g.conns), dialConcurrency)
-			p("Latency: socket() to the checked 101. Server CPU per upgrade includes one echo that checks each new connection (connections are closed after the measurement).\n\n")
-			p("| server | upgrades/s | p50 µs | p99 µs | server CPU/upgrade µs | × wsloop | × floor | server allocs/upgrade | server cores | loadgen cores | dial retries |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+			p("Latency: socket() to the checked 101. Server CPU per upgrade includes one echo that checks each new connection (connections are closed after the measurement).%s\n\n", roundsNote(rs))
+			p("| server | upgrades/s | range | p50 µs | p99 µs | server CPU/upgrade µs | range | × wsloop | × floor | server allocs/upgrade | server cores | loadgen cores | dial retries |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
-				p("| %s%s | %.0f | %.0f | %.0f | %.1f | %s | %s | %.1f | %.2f | %.2f | %d |\n", r.Server, status(r), r.ConnectsPerS, r.P50us, r.P99us, r.CPUPerMsgUs,
-					ratio(r, w, cpuUp), ratio(r, f, cpuUp), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores, r.DialRetries)
+				p("| %s%s | %.0f | %s | %.0f | %.0f | %.1f | %s | %s | %s | %.1f | %.2f | %.2f | %d |\n", r.Server, status(r), r.ConnectsPerS, span(r, r.RateMin, r.RateMax, "%.0f"), r.P50us, r.P99us, r.CPUPerMsgUs,
+					span(r, r.CPUMin, r.CPUMax, "%.1f"), ratio(r, w, cpuUp), ratio(r, f, cpuUp), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores, r.DialRetries)
+			}
+		case "churn":
+			cpuCycle := func(r Run) float64 { return r.CPUPerMsgUs }
+			p("### Churn: %s connect/upgrade/echo/close cycles, %d in flight\n\n", thousands(g.conns), dialConcurrency)
+			p("Each cycle dials, upgrades (the 101 checked), echoes one checked 64 B message and closes: even cycles with a close frame, waiting for the server's close frame and its FIN (the floor only echoes the close frame, and the client then closes); odd cycles close the socket at once without a close frame. Latency: socket() to the end of the close. \"server fds\" counts the server's descriptors before the first cycle and after the last (within 5 s): every cycle's socket must be closed.%s\n\n", roundsNote(rs))
+			p("| server | cycles/s | range | p50 µs | p99 µs | server CPU/cycle µs | range | × wsloop | × floor | server allocs/cycle | server cores | loadgen cores | dial retries | server fds |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, r := range rs {
+				p("| %s%s | %.0f | %s | %.0f | %.0f | %.1f | %s | %s | %s | %.1f | %.2f | %.2f | %d | %d→%d |\n", r.Server, status(r), r.ConnectsPerS, span(r, r.RateMin, r.RateMax, "%.0f"), r.P50us, r.P99us, r.CPUPerMsgUs,
+					span(r, r.CPUMin, r.CPUMax, "%.1f"), ratio(r, w, cpuCycle), ratio(r, f, cpuCycle), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores, r.DialRetries, r.FDsBefore, r.FDsAfter)
 			}
 		case "fanout":
 			p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
@@ -209,7 +218,7 @@ func groupRuns(runs []Run) []*group {
 	var gs []*group
 	for _, r := range runs {
 		k := group{scenario: r.Scenario, conns: r.Conns, size: r.Size, depth: r.Depth}
-		if r.Scenario == "idle" || r.Scenario == "connect" {
+		if r.Scenario == "idle" || r.Scenario == "connect" || r.Scenario == "churn" {
 			k.size = 0
 		}
 		var g *group
@@ -314,6 +323,9 @@ func targets(runs []Run, quick bool) string {
 		if f := get("idle", "floor", n, 0); f != nil {
 			r := w.BytesPerConn / f.BytesPerConn
 			line(r <= 2, "idle bytes/conn at %s: wsloop %.0f, floor %.0f: %.2f× the floor (target ≤ 2×)", thousands(n), w.BytesPerConn, f.BytesPerConn, r)
+			if n == 10000 {
+				line(w.BytesPerConn <= f.BytesPerConn+250, "idle bytes/conn at %s: wsloop %.0f, floor %.0f: %+.0f B (target ≤ floor + 250 B)", thousands(n), w.BytesPerConn, f.BytesPerConn, w.BytesPerConn-f.BytesPerConn)
+			}
 		} else {
 			missing(fmt.Sprintf("idle bytes/conn at %s ≤ 2× floor", thousands(n)))
 		}
@@ -329,6 +341,40 @@ func targets(runs []Run, quick bool) string {
 				thousands(n), w.BytesPerConn, best.Server, best.BytesPerConn, w.BytesPerConn/best.BytesPerConn)
 		} else {
 			missing(fmt.Sprintf("idle bytes/conn at %s ≤ the best event-loop peer (gws, nbio)", thousands(n)))
+		}
+	}
+
+	// Connection setup (issue 24): within 10% of gnet's own acceptor, the
+	// floor's and, when the run has one, an older wsloop build's.
+	if c := pick("connect", 10000, 0); c > 0 {
+		if w := get("connect", "wsloop", c, 0); w == nil {
+			missing(fmt.Sprintf("connect at %s", thousands(c)))
+		} else {
+			for _, base := range runs {
+				if base.Scenario != "connect" || base.Conns != c || base.Errors > 0 || (base.Server != "floor" && !strings.HasPrefix(base.Server, "wsloop-")) {
+					continue
+				}
+				r := w.CPUPerMsgUs / base.CPUPerMsgUs
+				line(r <= 1.1, "server CPU per upgrade, %s connects: wsloop %.1f µs, %s %.1f µs: %.2f× (target ≤ 1.10×)", thousands(c), w.CPUPerMsgUs, base.Server, base.CPUPerMsgUs, r)
+				r = w.ConnectsPerS / base.ConnectsPerS
+				line(r >= 0.9, "upgrades/s, %s connects: wsloop %.0f, %s %.0f: %.2f× (target ≥ 0.90×)", thousands(c), w.ConnectsPerS, base.Server, base.ConnectsPerS, r)
+			}
+		}
+	}
+	if c := pick("churn", churnCycles, 0); c > 0 {
+		w := get("churn", "wsloop", c, 0)
+		var best *Run
+		for i := range runs {
+			r := &runs[i]
+			if r.Scenario == "churn" && r.Conns == c && r.Errors == 0 && slices.Contains(peers, r.Server) && (best == nil || r.ConnectsPerS > best.ConnectsPerS) {
+				best = r
+			}
+		}
+		if w == nil || best == nil {
+			missing(fmt.Sprintf("churn cycles/s at %s above every peer", thousands(c)))
+		} else {
+			line(w.ConnectsPerS > best.ConnectsPerS, "churn, %s cycles: wsloop %.0f cycles/s, fastest peer %s %.0f: %.2f× (target > 1×, above every peer)",
+				thousands(c), w.ConnectsPerS, best.Server, best.ConnectsPerS, w.ConnectsPerS/best.ConnectsPerS)
 		}
 	}
 
@@ -431,4 +477,24 @@ func oneLine(s string) string {
 		s = s[:400] + "…"
 	}
 	return s
+}
+
+// roundsNote says over how many rounds a table's figures are medians.
+func roundsNote(rs []Run) string {
+	n := 0
+	for _, r := range rs {
+		n = max(n, r.Rounds)
+	}
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" Figures are the median of %d rounds, the servers interleaved in each; \"range\" is the lowest and highest round.", n)
+}
+
+// span is a median's range over its rounds, or "-" for a single run.
+func span(r Run, lo, hi float64, format string) string {
+	if r.Rounds < 2 {
+		return "-"
+	}
+	return fmt.Sprintf(format+"–"+format, lo, hi)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ type Run struct {
 	Rounds       int               `json:"rounds,omitempty"` // a median over this many rounds (report only)
 	P99Min       float64           `json:"p99_min_us,omitempty"`
 	P99Max       float64           `json:"p99_max_us,omitempty"`
+	CPUMin       float64           `json:"-"` // a median's range over its rounds (report only): server CPU per message
+	CPUMax       float64           `json:"-"`
+	RateMin      float64           `json:"-"` // and connects (cycles) per second
+	RateMax      float64           `json:"-"`
 	Procs        int               `json:"loadgen_procs"`
 	DurationS    float64           `json:"duration_s"`
 	Messages     uint64            `json:"messages"`
@@ -165,6 +170,8 @@ type Run struct {
 	ConnectsPerS float64           `json:"connects_per_s,omitempty"`
 	Publishes    uint64            `json:"publishes,omitempty"`
 	DialRetries  int64             `json:"dial_retries,omitempty"`
+	FDsBefore    int               `json:"server_fds_before,omitempty"` // churn: the server's descriptors before GO
+	FDsAfter     int               `json:"server_fds_after,omitempty"`  // churn: and after the last cycle (once back at FDsBefore, or after 5 s)
 	Errors       int64             `json:"errors"`
 	Failure      string            `json:"failure,omitempty"`
 	Raw          []json.RawMessage `json:"raw,omitempty"` // every client's RESULT
@@ -180,6 +187,8 @@ func (r Run) summary() string {
 		s += fmt.Sprintf(" bytes/conn=%.0f threads=%d alive=%d", r.BytesPerConn, r.Threads, r.Alive)
 	case "connect":
 		s += fmt.Sprintf(" upgrades/s=%.0f cpu/upgrade=%.1fµs p99=%.0fµs", r.ConnectsPerS, r.CPUPerMsgUs, r.P99us)
+	case "churn":
+		s += fmt.Sprintf(" cycles/s=%.0f cpu/cycle=%.1fµs p99=%.0fµs fds=%d→%d", r.ConnectsPerS, r.CPUPerMsgUs, r.P99us, r.FDsBefore, r.FDsAfter)
 	case "fanout":
 		s += fmt.Sprintf(" inflight=%d delivered/s=%.0f cpu/delivered=%.3fµs p99=%.0fµs", r.Inflight, r.MsgsPerS, r.CPUPerMsgUs, r.P99us)
 	default:
@@ -225,17 +234,30 @@ func runJob(j job) (r Run) {
 	}
 
 	// Start the clients.
-	procs := 1
+	// A churn run keeps at most 200 sockets open: one load generator,
+	// with -procs source addresses for the TIME_WAIT sockets its cycles
+	// leave behind.
+	procs, srcsPer := 1, 1
 	if j.conns > splitAbove && j.mode != "fanout" && *nprocs > 1 {
 		procs = *nprocs
+		if j.mode == "churn" {
+			procs, srcsPer = 1, *nprocs
+		}
 	}
 	r.Procs = procs
 	// Each job's clients bind source addresses of their own (127.0.0.2 up
 	// to 127.0.0.254, rotating from job to job), so that the TIME_WAIT
 	// sockets a run leaves behind never take the ephemeral ports the next
 	// run needs.
-	srcBase := int(jobSeq.Add(uint32(procs)) - uint32(procs))
-	src := func(p int) string { return fmt.Sprintf("127.0.0.%d", 2+(srcBase+p)%253) }
+	nsrc := uint32(procs * srcsPer)
+	srcBase := int(jobSeq.Add(nsrc) - nsrc)
+	src := func(p int) string {
+		var as []string
+		for i := 0; i < srcsPer; i++ {
+			as = append(as, fmt.Sprintf("127.0.0.%d", 2+(srcBase+p*srcsPer+i)%253))
+		}
+		return strings.Join(as, ",")
+	}
 	for p := 0; p < procs; p++ {
 		var c *child
 		if j.mode == "fanout" {
@@ -303,6 +325,12 @@ func runJob(j job) (r Run) {
 			return r
 		}
 	}
+	if j.mode == "churn" {
+		if r.FDsBefore, err = openFDs(srv.Pid()); err != nil {
+			failf("counting the server's descriptors: %v", err)
+			return r
+		}
+	}
 	cpu0, err := proc.CPU(srv.Pid())
 	if err != nil {
 		failf("reading the server's CPU time: %v", err)
@@ -340,6 +368,22 @@ func runJob(j job) (r Run) {
 		if j.mode != "idle" {
 			if m1, err = serverMallocs(srv); err != nil {
 				failf("%v", err)
+			}
+		}
+		if j.mode == "churn" {
+			// Every cycle's socket must be closed on the server too.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				r.FDsAfter, err = openFDs(srv.Pid())
+				if err != nil || r.FDsAfter <= r.FDsBefore || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err != nil {
+				failf("counting the server's descriptors: %v", err)
+			} else if r.FDsAfter > r.FDsBefore {
+				failf("the server holds %d descriptors 5 s after the last cycle, %d before the first", r.FDsAfter, r.FDsBefore)
 			}
 		}
 	}
@@ -390,7 +434,7 @@ func runJob(j job) (r Run) {
 		r.SpreadCV = spread.CV()
 	}
 	units := r.Messages // what the server's CPU is divided by
-	if j.mode == "connect" {
+	if j.mode == "connect" || j.mode == "churn" {
 		units = uint64(j.conns)
 		if r.DurationS > 0 {
 			r.ConnectsPerS = float64(j.conns) / r.DurationS
@@ -414,6 +458,9 @@ func runJob(j job) (r Run) {
 	}
 	if (j.mode == "idle" || j.mode == "connect") && r.Alive != j.conns {
 		failf("%d of %d connections verified alive at the end", r.Alive, j.conns)
+	}
+	if j.mode == "churn" && r.Alive != j.conns {
+		failf("%d of %d cycles completed", r.Alive, j.conns)
 	}
 	if j.mode == "fanout" && r.Alive != j.conns {
 		failf("fanout reports %d subscribers, want %d", r.Alive, j.conns)
@@ -451,3 +498,9 @@ func firstLines(s string, n int) string {
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+// openFDs counts the entries of /proc/PID/fd.
+func openFDs(pid int) (int, error) {
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(es), err
+}

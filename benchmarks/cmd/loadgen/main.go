@@ -33,7 +33,12 @@
 // flight per connection for -duration), pipeline (-depth frames in one
 // write, then all their echoes), connect (after GO, dial -conns with
 // -dial-concurrency in flight; upgrades/s and per-upgrade latency, each
-// new connection checked with one echo).
+// new connection checked with one echo), churn (after GO, -conns
+// connect/upgrade/echo/close cycles with -dial-concurrency in flight: even
+// cycles close with a close frame and wait for the server's close frame
+// and its FIN, odd ones close the socket without a close frame; cycles/s
+// and per-cycle latency, socket() to the end of the close; connects_per_s
+// and alive then count cycles).
 //
 // -json sends chat-like JSON instead of random characters; -deflate also
 // offers permessage-deflate as a browser does, sends every message
@@ -61,7 +66,7 @@ import (
 
 var (
 	addrFlag = flag.String("addr", "127.0.0.1:9001", "server address (127.0.0.0/8 only)")
-	mode     = flag.String("mode", "echo", "idle, echo, pipeline or connect")
+	mode     = flag.String("mode", "echo", "idle, echo, pipeline, connect or churn")
 	conns    = flag.Int("conns", 100, "connections")
 	size     = flag.Int("size", 64, "payload bytes")
 	depth    = flag.Int("depth", 16, "pipeline: frames written at once per connection")
@@ -156,7 +161,7 @@ func main() {
 		srcs = append(srcs, a)
 	}
 	switch *mode {
-	case "idle", "echo", "pipeline", "connect":
+	case "idle", "echo", "pipeline", "connect", "churn":
 	default:
 		die("unknown -mode %q", *mode)
 	}
@@ -193,6 +198,8 @@ func main() {
 		runEcho(e, in, &res)
 	case "connect":
 		runConnect(e, in, &res)
+	case "churn":
+		runChurn(e, in, &res)
 	}
 	st := e.Stats()
 	res.Messages = st.Messages
@@ -230,6 +237,8 @@ func main() {
 		what = fmt.Sprintf("alive=%d/%d check p99=%.0fµs", res.Alive, res.Conns, res.P99us)
 	case "connect":
 		what = fmt.Sprintf("%.0f upgrades/s, upgrade p50=%.0fµs p99=%.0fµs, alive=%d/%d", res.ConnectsPerS, res.P50us, res.P99us, res.Alive, res.Conns)
+	case "churn":
+		what = fmt.Sprintf("%.0f cycles/s, cycle p50=%.0fµs p99=%.0fµs, completed=%d/%d, open=%d", res.ConnectsPerS, res.P50us, res.P99us, res.Alive, res.Conns, res.Open)
 	}
 	logf("%s conns=%d size=%d %s cpu=%.2fs (%.2f cores) dial=%.2fs retries=%d errors=%d",
 		res.Mode, res.Conns, res.Size, what, res.LoadgenCPUS, cores(res), res.DialS, res.DialRetries, res.Errors)
@@ -304,4 +313,18 @@ func runConnect(e *wsload.Engine, in <-chan string, res *Result) {
 		res.ConnectsPerS = float64(dr.Upgrades) / dr.LastUpgrade.Seconds()
 	}
 	res.Alive = dr.Alive
+}
+
+func runChurn(e *wsload.Engine, in <-chan string, res *Result) {
+	connected(0, 0)
+	waitFor(in, "GO")
+	cpu0 := proc.SelfCPU()
+	cr := e.Churn(*conns)
+	res.LoadgenCPUS = (proc.SelfCPU() - cpu0).Seconds()
+	res.DialS = cr.Elapsed.Seconds()
+	res.DurationS = cr.LastCycle.Seconds()
+	if cr.LastCycle > 0 {
+		res.ConnectsPerS = float64(cr.Cycles) / cr.LastCycle.Seconds()
+	}
+	res.Alive = cr.Cycles
 }

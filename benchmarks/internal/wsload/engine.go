@@ -170,6 +170,7 @@ type command struct {
 	kind   int
 	record bool  // record latencies and count messages
 	verify bool  // dial: echo one message on each new connection
+	churn  bool  // dial: after the echo, close the connection (Churn)
 	until  int64 // run: no new batch after this (mono ns)
 	wg     sync.WaitGroup
 }
@@ -236,6 +237,42 @@ func (e *Engine) Dial(n int, measure, verify bool) DialResult {
 		r.Alive += p.alive
 		if d := time.Duration(p.lastUpgrade - start); d > r.LastUpgrade {
 			r.LastUpgrade = d
+		}
+	}
+	return r
+}
+
+// ChurnResult describes a Churn.
+type ChurnResult struct {
+	Cycles    int           // cycles completed without an error
+	Elapsed   time.Duration // until the last cycle finished
+	LastCycle time.Duration // until the last completed cycle finished
+	Open      int           // connections still open at the end (0 unless a cycle failed midway)
+}
+
+// Churn runs n connect/upgrade/echo/close cycles, DialConcurrency in
+// flight. Each cycle dials, upgrades (the 101 checked), echoes one checked
+// message, then closes: an even cycle sends a close frame (status 1000)
+// and waits for the server's close frame and then for the server to close
+// the TCP connection (read returns 0); an odd cycle closes its socket at
+// once, without a close frame. A server that echoes the client's masked
+// close frame back instead of answering it (the floor, which does not
+// parse frames) never closes: on its masked close frame the client closes
+// instead. Each cycle's time, socket() to the end of the close, goes to
+// the histogram.
+func (e *Engine) Churn(n int) ChurnResult {
+	e.nextDial.Store(0)
+	e.dialN = int64(n)
+	start := e.mono()
+	cmd := &command{kind: cmdDial, record: true, verify: true, churn: true}
+	limit := time.Duration(e.cfg.DialAttempts)*e.cfg.Timeout + time.Duration(n)*time.Millisecond + 30*time.Second
+	e.do(cmd, limit)
+	r := ChurnResult{Elapsed: time.Duration(e.mono() - start)}
+	for _, p := range e.ps {
+		r.Cycles += p.cycles
+		r.Open += p.open
+		if d := time.Duration(p.lastUpgrade - start); d > r.LastCycle {
+			r.LastCycle = d
 		}
 	}
 	return r
@@ -323,6 +360,8 @@ const (
 	stOpen
 	stRetry
 	stDead
+	stClosing // churn: close frame sent, waiting for the server's close frame and its FIN
+	stDone    // churn: the cycle ended; the slot may be reused
 )
 
 type conn struct {
@@ -334,6 +373,8 @@ type conn struct {
 	busy     bool // a batch is in flight
 	dialing  bool // counted in poller.dialing
 	verify   bool // echo once after the upgrade, then stop dialing
+	churn    bool // after that echo, close (Churn)
+	gotClose bool // churn: the server's close frame has been read
 	record   bool // record the upgrade latency
 	attempts int
 	mask     [4]byte
@@ -355,6 +396,7 @@ type poller struct {
 	sa        unix.SockaddrInet4
 	srcs      []unix.SockaddrInet4
 	conns     []*conn
+	free      []int32 // churn: slots of conns whose cycle ended
 	rbuf      []byte
 	wbuf      []byte
 	retryQ    []*conn
@@ -384,6 +426,7 @@ type poller struct {
 	zd          Deflater
 	alive       int
 	upgrades    int
+	cycles      int
 	lastUpgrade int64
 	lastDone    int64
 }
@@ -561,18 +604,32 @@ func (p *poller) scan(now int64) {
 			if c.busy && now-c.t0 > int64(t) {
 				p.fail(c, fmt.Errorf("no echo within %v (%d messages unanswered)", t, c.tx-c.rx))
 			}
+		case stClosing:
+			if now-c.t0 > int64(t) {
+				what := "close frame"
+				if c.gotClose {
+					what = "TCP close after its close frame"
+				}
+				p.fail(c, fmt.Errorf("no %s from the server within %v of the client's close frame", what, t))
+			}
 		}
 	}
 }
 
 func (p *poller) newConn(id uint32) {
-	c := &conn{fd: -1, idx: int32(len(p.conns)), id: id, dialing: true, verify: p.cur.verify, record: p.cur.record}
+	c := &conn{fd: -1, idx: int32(len(p.conns)), id: id, dialing: true, verify: p.cur.verify, churn: p.cur.churn, record: p.cur.record}
 	c.v = Verifier{P: p.e.payload, Op: p.e.op, ID: id}
 	if p.e.cfg.Deflate {
 		c.v.Inf = &p.inf
 	}
 	_, _ = rand.Read(c.mask[:])
-	p.conns = append(p.conns, c)
+	if k := len(p.free); k > 0 {
+		c.idx = p.free[k-1]
+		p.free = p.free[:k-1]
+		p.conns[c.idx] = c
+	} else {
+		p.conns = append(p.conns, c)
+	}
 	p.dialing++
 	c.dialT0 = p.e.mono()
 	p.startDial(c)
@@ -640,7 +697,7 @@ func (p *poller) fail(c *conn, err error) {
 		unix.Close(c.fd)
 		c.fd = -1
 	}
-	if c.state == stOpen {
+	if c.state == stOpen || c.state == stClosing {
 		p.open--
 	}
 	c.state = stDead
@@ -752,13 +809,103 @@ func (p *poller) handle(c *conn, ev uint32) {
 			}
 			p.feed(c, p.rbuf[:n], p.e.mono())
 		}
+	case stClosing:
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+			return
+		}
+		n, err := rawRead(c.fd, p.rbuf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+		case err != nil:
+			p.fail(c, fmt.Errorf("read while closing: %w", err))
+		case n == 0:
+			if !c.gotClose {
+				p.fail(c, errors.New("server closed the TCP connection without answering the close frame"))
+				return
+			}
+			p.cycleDone(c)
+		default:
+			p.closeFrame(c, p.rbuf[:n])
+		}
 	}
+}
+
+// closeFrame reads the server's answer to the client's close frame: one
+// close frame, nothing else.
+func (p *poller) closeFrame(c *conn, data []byte) {
+	if c.gotClose {
+		p.fail(c, fmt.Errorf("%d bytes after the server's close frame", len(data)))
+		return
+	}
+	c.hs = append(c.hs, data...)
+	b := c.hs
+	if len(b) < 2 {
+		return
+	}
+	masked := b[1]&0x80 != 0
+	need := 2 + int(b[1]&0x7f)
+	if masked {
+		need += 4
+	}
+	switch {
+	case b[0] != 0x88 || b[1]&0x7f > 125:
+		p.fail(c, fmt.Errorf("server answered the close frame with a frame starting %#02x %#02x", b[0], b[1]))
+		return
+	case len(b) < need:
+		return
+	case len(b) > need:
+		p.fail(c, fmt.Errorf("%d bytes after the server's close frame", len(b)-need))
+		return
+	}
+	c.gotClose, c.hs = true, nil
+	if masked {
+		// The floor echoing the client's own close frame: it never
+		// closes, so the client does.
+		p.cycleDone(c)
+	}
+}
+
+// closeCycle ends a churn cycle once its echo is checked: a close frame
+// on even cycles, the socket closed at once on odd ones.
+func (p *poller) closeCycle(c *conn) {
+	if c.id%2 == 1 {
+		p.cycleDone(c)
+		return
+	}
+	// Close frame, status 1000, masked.
+	b := append(p.wbuf[:0], 0x88, 0x80|2)
+	b = append(b, c.mask[:]...)
+	off := len(b)
+	b = append(b, 0x03, 0xe8)
+	ws.Cipher(b[off:], c.mask, 0)
+	p.wbuf = b[:0]
+	c.state = stClosing
+	c.t0 = p.e.mono()
+	if n, err := rawWrite(c.fd, b); err != nil || n < len(b) {
+		p.fail(c, fmt.Errorf("writing the close frame: %d of %d bytes: %v", n, len(b), err))
+	}
+}
+
+// cycleDone closes c's socket and ends its cycle.
+func (p *poller) cycleDone(c *conn) {
+	unix.Close(c.fd)
+	c.fd = -1
+	now := p.e.mono()
+	p.open--
+	c.state = stDone
+	c.dialing = false
+	p.dialing--
+	p.alive++
+	p.cycles++
+	p.hist.Record(now - c.dialT0)
+	p.lastUpgrade = now
+	p.free = append(p.free, c.idx)
 }
 
 // upgraded runs when c's 101 has been checked.
 func (p *poller) upgraded(c *conn) {
 	now := p.e.mono()
-	if c.record {
+	if c.record && !c.churn {
 		p.hist.Record(now - c.dialT0)
 		p.upgrades++
 		p.lastUpgrade = now
@@ -863,6 +1010,8 @@ func (p *poller) batchDone(c *conn, now int64) {
 	p.busy--
 	rtt := now - c.t0
 	switch {
+	case c.churn && c.dialing: // the echo of a churn cycle
+		p.closeCycle(c)
 	case c.dialing: // the echo after a measured upgrade
 		c.dialing = false
 		p.dialing--
