@@ -137,3 +137,60 @@ func TestIdleProtocol(t *testing.T) {
 		t.Fatalf("exit: %v\n%s", err, errb.String())
 	}
 }
+
+// closingServer upgrades with gobwas/ws and echoes data frames unmasked;
+// on a close frame it answers with a close frame and, unless stay is set,
+// closes the connection, as RFC 6455 has a server do.
+func closingServer(t *testing.T, stay bool) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := ws.Upgrade(c); err != nil {
+					return
+				}
+				r := bufio.NewReader(c)
+				for {
+					f, err := ws.ReadFrame(r)
+					if err != nil {
+						return
+					}
+					f = ws.UnmaskFrameInPlace(f)
+					if ws.WriteFrame(c, f) != nil {
+						return
+					}
+					if f.Header.OpCode == ws.OpClose && !stay {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestChurn runs churn cycles against a server that closes after its
+// close frame (no errors, every cycle completed) and against one that
+// answers the close frame but keeps the connection open (the even
+// cycles fail on the timeout).
+func TestChurn(t *testing.T) {
+	args := []string{"-mode", "churn", "-conns", "200", "-dial-concurrency", "20", "-go", "-timeout", "500ms"}
+	res, err, stderr := run(t, append(args, "-addr", closingServer(t, false))...)
+	if err != nil || res.Errors != 0 || res.Alive != 200 || res.Open != 0 || res.ConnectsPerS <= 0 || res.Hist == nil || res.Hist.Count() != 200 {
+		t.Fatalf("honest server: %v, %+v\n%s", err, res, stderr)
+	}
+	res, err, stderr = run(t, append(args, "-conns", "10", "-addr", closingServer(t, true))...)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || res.Errors != 5 || res.Alive != 5 || !strings.Contains(stderr, "no TCP close after its close frame from the server") {
+		t.Fatalf("server that stays open: exit %v, %+v\n%s", err, res, stderr)
+	}
+}
