@@ -337,6 +337,12 @@
 //	    loop takes its whole queue in one task. Sockets queued for a loop that stalls are taken back and given
 //	    to the live loops; when every loop is stalled they pile up to the cap, and the excess is still answered
 //	    with 503 at once.
+//	input held during a hand-off (RestartKeep)    WithMaxMessageSize [1 MiB] + 1/64     TestRestartKeepsConnections
+//	                                              + 64 KiB
+//	    While connections move to a new process their input waits unparsed in gnet's buffer, in the old process
+//	    and then in the new. A client that sends more than one message of the largest size (a flood during the
+//	    hand-off) is closed with 1012 (Stats.HandOffFloods) and reconnects; the test's flooder sends 1 KiB
+//	    messages without pause through the hand-off and gets its 1012, while 5,000 others miss nothing.
 //	the request head (request line and headers)   WithMaxHeaderBytes [8 KiB]            TestBoundsHeaderFlood
 //	    It waits in gnet's buffer, scanned once as it arrives, for at most WithHandshakeTimeout [5 s]. At the
 //	    bound: 431, and the socket closes once the answer has left; what follows is discarded as it arrives, a

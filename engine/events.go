@@ -81,7 +81,8 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	c := gc.Context().(*Conn)
 	c.stampRead()
 	if c.lflags&lfFrozen != 0 {
-		return gnet.None // handed over: parsed once the hand-off ends (handoff.go)
+		c.checkFrozen() // handed over: parsed once the hand-off ends (handoff.go)
+		return gnet.None
 	}
 	if c.lflags&(lfProxyWait|lfProxyCheck) != 0 {
 		if proceed, refuse := c.readProxy(gc); refuse {

@@ -640,6 +640,24 @@ func (s *Server) receiveConnections(in *inheritance) {
 	}
 }
 
+// maxFrozen is the most input a connection may pile up while the hand-off
+// holds it unparsed: one message of the largest size the server takes
+// (WithMaxMessageSize), its frame headers and 64 KiB. A client that sends
+// more (it floods while the hand-off runs) is closed with 1012, and
+// reconnects; its input is discarded.
+func (s *Server) maxFrozen() int { return s.opts.maxMessageSize + s.opts.maxMessageSize/64 + 64<<10 }
+
+// checkFrozen enforces maxFrozen on the loop.
+func (c *Conn) checkFrozen() {
+	if c.gc.InboundBuffered() <= c.loop.srv.maxFrozen() || c.state.Load() != stateOpen {
+		return
+	}
+	c.lflags &^= lfFrozen
+	c.loop.srv.frozenFloods.Add(1)
+	c.closeNow(statusServiceRestart, "server restarting, reconnect", ErrServerRestart)
+	_, _ = c.gc.Discard(-1)
+}
+
 // testHookReceived, when set (tests), runs after each connection the new
 // process receives, with how many it has received.
 var testHookReceived func(n int)

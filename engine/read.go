@@ -75,8 +75,9 @@ func (c *Conn) readFrames() {
 		if avail == 0 {
 			return
 		}
-		if c.loop.handingOff && c.rd.msgOp == 0 && !c.rd.inFrame {
-			return // frozen at a message boundary for the hand-off (handoff.go)
+		if c.loop.handingOff && c.rd.msgOp == 0 && !c.rd.inFrame && c.state.Load() == stateOpen {
+			c.checkFrozen() // frozen at a message boundary for the hand-off (handoff.go)
+			return
 		}
 		var more bool
 		if c.rd.inFrame {

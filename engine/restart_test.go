@@ -39,6 +39,7 @@ func (pidHandler) OnMessage(c *Conn, op ws.OpCode, p []byte) {
 		_ = c.WriteMessage(op, []byte("subbed"))
 	case strings.HasPrefix(string(p), "pub:"):
 		_ = c.Server().Publish("live", op, p[4:])
+	case strings.HasPrefix(string(p), "sink:"): // dropped
 	case string(p) == "len":
 		s := c.Server()
 		_ = c.WriteMessage(op, fmt.Appendf(nil, "len %d %d %d", s.RoomLen("live"), os.Getpid(), s.Stats().Adopted))
@@ -534,10 +535,33 @@ func TestRestartKeepsConnections(t *testing.T) {
 		}
 		bigErr <- w.Close()
 	}()
+	// A client that floods while the hand-off holds its input unparsed.
+	flooder, _, err := websocket.DefaultDialer.Dial("ws://"+ch.addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flooder.Close()
+	floodClose := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := flooder.ReadMessage(); err != nil {
+				floodClose <- err
+				return
+			}
+		}
+	}()
 	time.Sleep(100 * time.Millisecond)
 	if _, err := io.WriteString(ch.stdin, "restart-keep\n"); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		sink := []byte("sink:" + strings.Repeat("x", 1<<10))
+		for range 64 << 10 { // 64 MiB at most
+			if flooder.WriteMessage(websocket.BinaryMessage, sink) != nil {
+				return
+			}
+		}
+	}()
 	newPid := strings.Fields(ch.expect(t, "READY"))[2]
 	handoff := ch.expect(t, "HANDOFF")
 	t.Logf("%s (connections, time from the new process serving to the old one's end)", handoff)
@@ -555,6 +579,15 @@ func TestRestartKeepsConnections(t *testing.T) {
 	final := seq.Load() - 1
 	if err := <-bigErr; err != nil {
 		t.Fatalf("the large message: %v", err)
+	}
+	select {
+	case err := <-floodClose:
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != 1012 {
+			t.Errorf("the flooder got %v, want close 1012", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the flooder was not closed: the input held during the hand-off has no bound")
 	}
 	_ = big.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if op, p, err := big.ReadMessage(); err != nil || op != websocket.BinaryMessage || string(p) != string(bigMsg) {
@@ -591,7 +624,7 @@ func TestRestartKeepsConnections(t *testing.T) {
 		t.Errorf("the new process says %q, want RoomLen %d in pid %s", p, n, newPid)
 	}
 	if adopted, _ := strconv.Atoi(f[3]); adopted < n+2 {
-		t.Errorf("the new process adopted %d connections, want at least %d", adopted, n+2)
+		t.Errorf("the new process adopted %d connections, want at least %d (the subscribers, the publisher, the large message's)", adopted, n+2)
 	}
 }
 

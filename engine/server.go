@@ -35,16 +35,17 @@ type Server struct {
 	draining  atomic.Bool // Shutdown (or the end of a Drain) has sent every connection its close frame
 	drainSt   drainState  // Drain (drain.go)
 
-	acc         *acceptor // nil for Run; set before ready closes
-	accStopOnce sync.Once
-	accStopped  atomic.Bool                  // stopAccepting was called
-	restarting  atomic.Bool                  // Restart is handing the listener over (restart.go)
-	handoff     *net.UnixConn                // the socket to the process that took over, once it serves
-	inherit     *inheritance                 // what this process got from the one it replaced, if any
-	handing     atomic.Pointer[handOffState] // Restart is handing connections over (handoff.go)
-	adopting    atomic.Bool                  // connections from the old process may still come (handoff.go)
-	handOffs    atomic.Uint64
-	adopted     atomic.Uint64
+	acc          *acceptor // nil for Run; set before ready closes
+	accStopOnce  sync.Once
+	accStopped   atomic.Bool                  // stopAccepting was called
+	restarting   atomic.Bool                  // Restart is handing the listener over (restart.go)
+	handoff      *net.UnixConn                // the socket to the process that took over, once it serves
+	inherit      *inheritance                 // what this process got from the one it replaced, if any
+	handing      atomic.Pointer[handOffState] // Restart is handing connections over (handoff.go)
+	adopting     atomic.Bool                  // connections from the old process may still come (handoff.go)
+	handOffs     atomic.Uint64
+	frozenFloods atomic.Uint64 // connections closed past maxFrozen (handoff.go)
+	adopted      atomic.Uint64
 
 	loopsMu  sync.Mutex
 	loops    []*loop

@@ -41,6 +41,7 @@ type Stats struct {
 	DrainRemaining        int         // connections open when the Drain began whose turn has not come yet (0 once it ends)
 	HandedOver            uint64      // connections handed to a new process by Restart(RestartKeep), alive there
 	Adopted               uint64      // connections this process took over from the one it replaced
+	HandOffFloods         uint64      // connections closed with 1012 for sending more than a hand-off holds unparsed
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -90,6 +91,7 @@ func (s *Server) Stats() Stats {
 		DrainRemaining:        int(s.drainSt.remaining.Load()),
 		HandedOver:            s.handOffs.Load(),
 		Adopted:               s.adopted.Load(),
+		HandOffFloods:         s.frozenFloods.Load(),
 	}
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {

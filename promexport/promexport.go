@@ -124,6 +124,7 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 		return 0
 	})
 	add("handed_over_total", "Connections handed to a new process by Restart (RestartKeep).", counter, func(s *engine.Stats) float64 { return float64(s.HandedOver) })
+	add("handoff_floods_total", "Connections closed for sending more than a hand-off holds unparsed.", counter, func(s *engine.Stats) float64 { return float64(s.HandOffFloods) })
 	add("adopted_total", "Connections taken over from the process this one replaced.", counter, func(s *engine.Stats) float64 { return float64(s.Adopted) })
 	add("drain_closes_total", "Connections a Drain closed with 1012 at their turn.", counter, func(s *engine.Stats) float64 { return float64(s.DrainClosed) })
 	add("drain_remaining", "Connections open when the Drain began whose turn has not come yet.", gauge, func(s *engine.Stats) float64 { return float64(s.DrainRemaining) })
