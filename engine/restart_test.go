@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cws "github.com/coder/websocket"
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 )
@@ -40,6 +41,14 @@ func (pidHandler) OnMessage(c *Conn, op ws.OpCode, p []byte) {
 	case strings.HasPrefix(string(p), "pub:"):
 		_ = c.Server().Publish("live", op, p[4:])
 	case strings.HasPrefix(string(p), "sink:"): // dropped
+	case strings.HasPrefix(string(p), "bind:"):
+		_ = c.Bind(string(p[5:]))
+		_ = c.WriteMessage(op, []byte("bound"))
+	case strings.HasPrefix(string(p), "has:"):
+		_, ok := c.Server().ConnByKey(string(p[4:]))
+		_ = c.WriteMessage(op, fmt.Appendf(nil, "has %v %d", ok, os.Getpid()))
+	case string(p) == "proto":
+		_ = c.WriteMessage(op, []byte("proto "+c.Subprotocol()))
 	case string(p) == "len":
 		s := c.Server()
 		_ = c.WriteMessage(op, fmt.Appendf(nil, "len %d %d %d", s.RoomLen("live"), os.Getpid(), s.Stats().Adopted))
@@ -90,7 +99,8 @@ func TestRestartChild(t *testing.T) {
 		fmt.Println("HANG", os.Getpid(), in != nil, err)
 		time.Sleep(time.Hour)
 	}
-	srv, err := New(pidHandler{}, WithEventLoops(2), WithCloseTimeout(time.Second))
+	srv, err := New(pidHandler{}, WithEventLoops(2), WithCloseTimeout(time.Second),
+		WithSubprotocols("v1.test"), WithContextTakeover(true, 15))
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(2)
@@ -694,5 +704,72 @@ func TestRestartKeepSuccessorDies(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, p, err := c.ReadMessage(); err != nil || string(p) != strconv.Itoa(ch.pid) {
 		t.Errorf("after the failed hand-off: %q %v, want the old pid %d", p, err, ch.pid)
+	}
+}
+
+// TestRestartKeepsState: a connection handed over keeps its negotiated
+// subprotocol, its bound key, and permessage-deflate with the client's
+// context takeover: the new process inflates the client's next messages,
+// which refer back to the ones the old process saw, because the client's
+// window moved with the connection (coder/websocket, which keeps its
+// context).
+func TestRestartKeepsState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs server processes")
+	}
+	ch := startRestartChild(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, resp, err := cws.Dial(ctx, "ws://"+ch.addr+"/", &cws.DialOptions{Subprotocols: []string{"v1.test"},
+		CompressionMode: cws.CompressionContextTakeover, CompressionThreshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") || strings.Contains(ext, "client_no_context_takeover") {
+		t.Fatalf("extension %q: want permessage-deflate with the client's context takeover", ext)
+	}
+	ask := func(msg string) string {
+		t.Helper()
+		if err := c.Write(ctx, cws.MessageText, []byte(msg)); err != nil {
+			t.Fatalf("write %q: %v", msg, err)
+		}
+		_, p, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("after %q: %v", msg, err)
+		}
+		return string(p)
+	}
+	chat := func(i int) string {
+		return fmt.Sprintf(`{"type":"chat","room":"lobby","name":"viewer-%d","text":"the same words again and again, message %d: %s"}`,
+			i%7, i, strings.Repeat("a chat line that repeats what the others said before it ", 4))
+	}
+	if got := ask("bind:k1"); got != "bound" {
+		t.Fatalf("bind: %q", got)
+	}
+	for i := range 20 { // the client's window fills with these
+		if got := ask(chat(i)); got != chat(i) {
+			t.Fatalf("echo %d: %q", i, got)
+		}
+	}
+	if _, err := io.WriteString(ch.stdin, "restart-keep\n"); err != nil {
+		t.Fatal(err)
+	}
+	newPid := strings.Fields(ch.expect(t, "READY"))[2]
+	if line := ch.expect(t, "RESTARTED"); !strings.HasSuffix(line, "<nil>") {
+		t.Fatalf("Restart: %s", line)
+	}
+	ch.expect(t, "EXIT "+strconv.Itoa(ch.pid))
+	// The same connection, now served by the new process.
+	for i := 20; i < 40; i++ { // compressed against the window the old process kept
+		if got := ask(chat(i)); got != chat(i) {
+			t.Fatalf("echo %d after the hand-off: %q", i, got)
+		}
+	}
+	if got := ask("proto"); got != "proto v1.test" {
+		t.Errorf("after the hand-off: %q, want the subprotocol v1.test", got)
+	}
+	if got := ask("has:k1"); got != "has true "+newPid {
+		t.Errorf("after the hand-off: %q, want the key bound in the new process %s", got, newPid)
 	}
 }
