@@ -84,8 +84,9 @@ func defaultSocketCap() int {
 }
 
 // listen opens the listening socket for addr: "host:port", or gnet style
-// "tcp://host:port", "tcp4://", "tcp6://", "unix:///path/to/socket".
-func listen(ctx context.Context, addr string) (net.Listener, error) {
+// "tcp://host:port", "tcp4://", "tcp6://", "unix:///path/to/socket";
+// with SO_REUSEPORT when reusePort is set (TCP only).
+func listen(ctx context.Context, addr string, reusePort bool) (net.Listener, error) {
 	network, address := "tcp", addr
 	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
 		network, address = scheme, rest
@@ -101,6 +102,17 @@ func listen(ctx context.Context, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("wsloop: ListenAndServe(%q): unsupported network %q (tcp, tcp4, tcp6 or unix)", addr, network)
 	}
 	lc := net.ListenConfig{}
+	if reusePort && network != "unix" {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	return lc.Listen(ctx, network, address)
 }
 

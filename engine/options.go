@@ -76,6 +76,7 @@ type options struct {
 	limiter          *limiter
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 	enrollOnly       bool // tests: hand accepted sockets to the loops with gnet's Enroll (gnetlink.go)
+	reusePort        bool
 }
 
 // SlowConsumerPolicy says what happens to a message that would push a
@@ -130,6 +131,16 @@ func defaultOptions() options {
 
 // WithEventLoops sets the number of event loops. Default: runtime.NumCPU().
 func WithEventLoops(n int) Option { return func(o *options) { o.eventLoops = n } }
+
+// WithReusePort sets SO_REUSEPORT on the listening socket, so that several
+// servers (in one process or in several, as nginx workers do) can listen
+// on the same address and port: the kernel spreads new connections over
+// them by a hash of the client's address and port. Every server that
+// shares the port must set it (and run as the same user). For running
+// more nodes than one process's descriptor limit allows on one machine
+// behind one address; a restart in place does not need it (Restart hands
+// the listener itself over). TCP only. Default: off.
+func WithReusePort(on bool) Option { return func(o *options) { o.reusePort = on } }
 
 // WithMaxMessageSize caps a message's payload in bytes, summed over its
 // fragments; a peer that sends more is closed with 1009. Default: 1 MiB.

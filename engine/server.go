@@ -134,7 +134,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	if in != nil {
 		// A restarted process: the listener is the old process's (restart.go).
 		s.inherit, ln = in, in.ln
-	} else if ln, err = listen(ctx, addr); err != nil {
+	} else if ln, err = listen(ctx, addr, s.opts.reusePort); err != nil {
 		return err
 	}
 	err = s.serve(ctx, ln)
