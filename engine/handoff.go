@@ -78,7 +78,11 @@ type HandOffHandler interface {
 func RestartKeep() RestartOption { return func(c *restartConfig) { c.keep = true } }
 
 // RestartHandOffTimeout bounds how long the hand-off waits for connections
-// to come to rest (RestartKeep). Default: 10 s.
+// to come to rest (RestartKeep): half of it for messages in progress to
+// end, all of it for output to drain. Every client's input waits meanwhile,
+// so one that does not read (its output never drains) must not hold the
+// others for long: past the bound it is drained with 1012 instead. Default:
+// 2 s.
 func RestartHandOffTimeout(d time.Duration) RestartOption {
 	return func(c *restartConfig) { c.handOffTimeout = d }
 }

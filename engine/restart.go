@@ -145,7 +145,7 @@ var ErrRestartFailed = errors.New("wsloop: restart failed; this process keeps se
 // returns nil at once.
 func (s *Server) Restart(ctx context.Context, opts ...RestartOption) error {
 	cfg := restartConfig{readyTimeout: 30 * time.Second, window: 10 * time.Second,
-		handOffTimeout: 10 * time.Second, stdout: os.Stdout, stderr: os.Stderr}
+		handOffTimeout: 2 * time.Second, stdout: os.Stdout, stderr: os.Stderr}
 	for _, o := range opts {
 		o(&cfg)
 	}

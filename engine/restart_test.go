@@ -773,3 +773,91 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Errorf("after the hand-off: %q, want the key bound in the new process %s", got, newPid)
 	}
 }
+
+// TestRestartKeepSlowConsumer: a client that does not read, with megabytes
+// of output waiting for it, never comes to rest; the hand-off gives up on it
+// at RestartHandOffTimeout (2 s) and drains it with 1012, and the others
+// move, missing nothing, their pause bounded by that timeout.
+func TestRestartKeepSlowConsumer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs server processes")
+	}
+	ch := startRestartChild(t)
+	subs := make([]*subscriber, 50)
+	for i := range subs {
+		subs[i] = subscribe(t, ch.addr)
+	}
+	slow, _, err := websocket.DefaultDialer.Dial("ws://"+ch.addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	big := []byte(strings.Repeat("z", 1<<20))
+	for range 16 { // 16 MiB of echoes it does not read
+		if err := slow.WriteMessage(websocket.BinaryMessage, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, _, err := websocket.DefaultDialer.Dial("ws://"+ch.addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var seq int
+	publish := func() {
+		t.Helper()
+		if err := pub.WriteMessage(websocket.TextMessage, []byte("pub:"+payloadFor(seq))); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	publish()
+	start := time.Now()
+	if _, err := io.WriteString(ch.stdin, "restart-keep\n"); err != nil {
+		t.Fatal(err)
+	}
+	ch.expect(t, "READY")
+	for range 10 {
+		publish()
+		time.Sleep(50 * time.Millisecond)
+	}
+	handoff := ch.expect(t, "HANDOFF")
+	took := time.Since(start)
+	t.Logf("%s; %v from the restart to its end", handoff, took)
+	if f := strings.Fields(handoff); len(f) < 2 || f[1] != "51" {
+		t.Errorf("%s: want the 50 subscribers and the publisher handed over, the slow client not", handoff)
+	}
+	if took > 8*time.Second {
+		t.Errorf("the restart took %v: the slow client held it past RestartHandOffTimeout", took)
+	}
+	publish()
+	waitFor(t, 10*time.Second, "every subscriber to get every message", func() bool {
+		for _, s := range subs {
+			if s.last.Load() != int64(seq-1) && s.err.Load() == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for i, s := range subs {
+		if p := s.err.Load(); p != nil {
+			t.Fatalf("subscriber %d: %v", i, *p)
+		}
+	}
+	// The slow client, reading at last, finds what got out and then the end
+	// of its connection: the close frame, 1012, if it got out within the
+	// old process's close timeout, else just the end of the stream.
+	_ = slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		_, _, err := slow.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || (ce.Code != 1012 && ce.Code != websocket.CloseAbnormalClosure) {
+			t.Errorf("the slow client got %v, want its connection ended by the old process", err)
+		}
+		t.Logf("the slow client: %v", err)
+		break
+	}
+}
