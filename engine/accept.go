@@ -297,6 +297,12 @@ func (a *acceptor) admit(fd int, remote net.Addr) {
 	a.queue(s.pickLoop(), accepted{fd: fd, remote: remote})
 }
 
+// tcpPeer is a *net.TCPAddr and the bytes of its IP in one block.
+type tcpPeer struct {
+	addr net.TCPAddr
+	ip   [16]byte
+}
+
 // accepted is a socket on its way to a loop.
 type accepted struct {
 	fd     int

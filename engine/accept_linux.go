@@ -27,11 +27,6 @@ func acceptPeer(lfd int) (int, net.Addr, error) {
 	return int(r), peerAddr(&rsa), nil
 }
 
-// tcpPeer is a *net.TCPAddr and the bytes of its IP in one block.
-type tcpPeer struct {
-	addr net.TCPAddr
-	ip   [16]byte
-}
 
 func peerAddr(rsa *syscall.RawSockaddrAny) net.Addr {
 	switch rsa.Addr.Family {

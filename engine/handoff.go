@@ -445,6 +445,15 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte) ([]byte, []byte) {
 	field := func(b, p []byte) []byte { return append(binary.AppendUvarint(b, uint64(len(p))), p...) }
 	b := field(dst, []byte(c.Subprotocol()))
 	b = append(b, c.pmd, c.win)
+	// The peer's address, so that the new process need not ask the kernel:
+	// its IP's length (0, 4 or 16), the IP, the port.
+	if ta, ok := c.remote.(*net.TCPAddr); ok && (len(ta.IP) == 4 || len(ta.IP) == 16) {
+		b = append(b, byte(len(ta.IP)))
+		b = append(b, ta.IP...)
+		b = append(b, byte(ta.Port>>8), byte(ta.Port))
+	} else {
+		b = append(b, 0)
+	}
 	c.mu.Lock()
 	key := c.key
 	c.mu.Unlock()
@@ -475,6 +484,7 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte) ([]byte, []byte) {
 
 // adoption is a connection the new process got from the old one.
 type adoption struct {
+	remote      net.Addr // nil: ask the kernel
 	subprotocol string
 	pmd, win    uint8
 	key         string
@@ -523,6 +533,18 @@ func decodeHandOff(rec []byte) ([]*adoption, error) {
 		a.subprotocol = string(p)
 		a.pmd, a.win = rest[0], rest[1]
 		rest = rest[2:]
+		if len(rest) < 1 || (rest[0] != 0 && rest[0] != 4 && rest[0] != 16) || len(rest) < 1+int(rest[0])+2 {
+			return nil, bad
+		}
+		if n := int(rest[0]); n > 0 {
+			p := new(tcpPeer)
+			copy(p.ip[:], rest[1:1+n])
+			p.addr.IP, p.addr.Port = p.ip[:n:n], int(rest[1+n])<<8|int(rest[2+n])
+			a.remote = &p.addr
+			rest = rest[3+n:]
+		} else {
+			rest = rest[1:]
+		}
 		if p, ok = field(); !ok {
 			return nil, bad
 		}
@@ -584,9 +606,18 @@ func (s *Server) receiveConnections(in *inheritance) {
 		return err
 	}
 	oob := make([]byte, unix.CmsgSpace(4*handOffBatch))
+	rc, err := in.conn.SyscallConn()
+	if err != nil {
+		return
+	}
 	for {
-		n, oobn, _, _, err := in.conn.ReadMsgUnix(buf, oob)
-		if err != nil || n == 0 {
+		var n, oobn int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			return rerr != unix.EAGAIN
+		})
+		if err != nil || rerr != nil || n == 0 {
 			return // the old process ended, or closed its side
 		}
 		var fds []int
@@ -668,15 +699,17 @@ var testHookReceived func(n int)
 
 // adopt queues a handed-over socket for a loop.
 func (s *Server) adopt(fd int, a *adoption) {
-	unix.CloseOnExec(fd)
-	_ = unix.SetNonblock(fd, true)
-	var remote net.Addr
-	if sa, err := unix.Getpeername(fd); err == nil {
-		switch sa := sa.(type) {
-		case *unix.SockaddrInet4:
-			remote = &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
-		case *unix.SockaddrInet6:
-			remote = &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
+	// The descriptor came close-on-exec (MSG_CMSG_CLOEXEC) and
+	// non-blocking (a file status flag, shared with the old process's).
+	remote := a.remote
+	if remote == nil {
+		if sa, err := unix.Getpeername(fd); err == nil {
+			switch sa := sa.(type) {
+			case *unix.SockaddrInet4:
+				remote = &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
+			case *unix.SockaddrInet6:
+				remote = &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
+			}
 		}
 	}
 	if !s.takeSocket() {
