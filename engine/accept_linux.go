@@ -27,7 +27,6 @@ func acceptPeer(lfd int) (int, net.Addr, error) {
 	return int(r), peerAddr(&rsa), nil
 }
 
-
 func peerAddr(rsa *syscall.RawSockaddrAny) net.Addr {
 	switch rsa.Addr.Family {
 	case syscall.AF_INET:
