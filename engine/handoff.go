@@ -48,7 +48,10 @@ import (
 // RestartHandOffTimeout runs out (a peer in the middle of a message that
 // never ends, output that never drains) are drained with 1012; so are
 // plain HTTP sockets. Sockets still in their upgrade handshake finish it in
-// the old process and are handed over in a later round. If the new
+// the old process and are handed over in a later round, if their request
+// comes within handshakeGrace (300 ms) of the start; a socket that stays
+// silent longer (a browser's preconnect) is closed at the end, and its
+// client dials again, reaching the new process. If the new
 // process dies during the hand-off, the old one takes its connections that
 // had not left back into service (their frozen input is parsed), accepts
 // again, and Restart returns ErrRestartFailed; the connections already
