@@ -42,6 +42,7 @@ type Engine struct {
 
 	errs    atomic.Int64
 	retries atomic.Int64
+	upgrd   atomic.Int64 // upgrades so far, for progress reports
 	mu      sync.Mutex
 	samples []string
 	broken  bool
@@ -62,7 +63,15 @@ type Config struct {
 	Seed            uint64         // payload pool seed (0: random)
 	JSON            bool           // chat-like JSON payloads (compressible) instead of random characters
 	Deflate         bool           // offer permessage-deflate, send every message compressed, accept compressed echoes
-	Logf            func(format string, args ...any)
+	// Viewers > 0 makes every connection a viewer (Dial with neither
+	// measure nor verify): it sends nothing, answers the server's pings
+	// with pongs as browsers do, and expects the messages of one
+	// publisher, Payload id ViewerID, in sequence from 0, at most Viewers
+	// of them; every one is checked byte for byte, and the CLOCK_MONOTONIC
+	// time it completed is kept for Await.
+	Viewers  int
+	ViewerID uint32
+	Logf     func(format string, args ...any)
 }
 
 // IsLoopback4 reports whether a is in 127.0.0.0/8, the only range the
@@ -164,6 +173,7 @@ const (
 	cmdDial = iota
 	cmdRun
 	cmdCheck
+	cmdAwait
 )
 
 type command struct {
@@ -171,7 +181,8 @@ type command struct {
 	record bool  // record latencies and count messages
 	verify bool  // dial: echo one message on each new connection
 	churn  bool  // dial: after the echo, close the connection (Churn)
-	until  int64 // run: no new batch after this (mono ns)
+	until  int64 // run: no new batch after this (mono ns); await: give up after this
+	seq    int   // await: the message every open viewer must have
 	wg     sync.WaitGroup
 }
 
@@ -311,6 +322,29 @@ func (e *Engine) Check() int {
 	return alive
 }
 
+// Upgraded is the number of upgrades so far; safe at any time (progress
+// reports during a Dial).
+func (e *Engine) Upgraded() int64 { return e.upgrd.Load() }
+
+// Await waits (at most limit) until every open viewer has message seq
+// (Config.Viewers), and returns the CLOCK_MONOTONIC times, in ns, at which
+// each viewer that has it completed it, and how many viewers are open.
+func (e *Engine) Await(seq int, limit time.Duration) (arrivals []int64, open int) {
+	if seq < 0 || seq >= e.cfg.Viewers {
+		return nil, 0
+	}
+	cmd := &command{kind: cmdAwait, seq: seq, until: e.mono() + int64(limit)}
+	e.do(cmd, limit+10*time.Second)
+	if e.broken {
+		return nil, 0
+	}
+	for _, p := range e.ps {
+		arrivals = append(arrivals, p.arrived[seq]...)
+		open += p.open
+	}
+	return arrivals, open
+}
+
 // Stats are the recorded figures so far.
 type Stats struct {
 	Messages uint64    // echoes checked while recording
@@ -429,12 +463,20 @@ type poller struct {
 	cycles      int
 	lastUpgrade int64
 	lastDone    int64
+
+	// Viewers: arrived[seq] holds the CLOCK_MONOTONIC time each viewer
+	// completed message seq (len Config.Viewers, allocated up front so
+	// that Await's reader never races a growing slice).
+	arrived [][]int64
 }
 
 const wakeIdx = -1
 
 func newPoller(e *Engine) (*poller, error) {
 	p := &poller{e: e, epfd: -1, wakefd: -1, exited: make(chan struct{}), rbuf: make([]byte, 64<<10)}
+	if e.cfg.Viewers > 0 {
+		p.arrived = make([][]int64, e.cfg.Viewers)
+	}
 	p.sa.Port = int(e.cfg.Addr.Port())
 	p.sa.Addr = e.cfg.Addr.Addr().As4()
 	for _, s := range e.cfg.Srcs {
@@ -586,6 +628,8 @@ func (p *poller) finished(now int64) bool {
 		return p.exhausted && p.dialing == 0
 	case cmdRun:
 		return now >= p.cur.until && p.busy == 0
+	case cmdAwait:
+		return len(p.arrived[p.cur.seq]) >= p.open || now >= p.cur.until
 	default:
 		return p.busy == 0
 	}
@@ -619,6 +663,10 @@ func (p *poller) scan(now int64) {
 func (p *poller) newConn(id uint32) {
 	c := &conn{fd: -1, idx: int32(len(p.conns)), id: id, dialing: true, verify: p.cur.verify, churn: p.cur.churn, record: p.cur.record}
 	c.v = Verifier{P: p.e.payload, Op: p.e.op, ID: id}
+	if p.e.cfg.Viewers > 0 {
+		c.v.ID = p.e.cfg.ViewerID
+		c.v.Pongs = true
+	}
 	if p.e.cfg.Deflate {
 		c.v.Inf = &p.inf
 	}
@@ -905,6 +953,7 @@ func (p *poller) cycleDone(c *conn) {
 // upgraded runs when c's 101 has been checked.
 func (p *poller) upgraded(c *conn) {
 	now := p.e.mono()
+	p.e.upgrd.Add(1)
 	if c.record && !c.churn {
 		p.hist.Record(now - c.dialT0)
 		p.upgrades++
@@ -986,6 +1035,10 @@ func (p *poller) flush(c *conn) {
 
 // feed checks bytes read from c.
 func (p *poller) feed(c *conn, data []byte, now int64) {
+	if p.e.cfg.Viewers > 0 {
+		p.feedViewer(c, data)
+		return
+	}
 	inflight := int(c.tx - c.rx)
 	done, err := c.v.Feed(data, c.rx, inflight)
 	if done > 0 {
@@ -1028,6 +1081,50 @@ func (p *poller) batchDone(c *conn, now int64) {
 		}
 		if now < p.cur.until {
 			p.send(c, p.e.cfg.Depth)
+		}
+	}
+}
+
+// feedViewer checks bytes read by a viewer: broadcast messages, in
+// sequence, and pings, answered with a pong carrying the last ping's
+// payload (RFC 6455 5.5.3 lets a pong answer only the most recent ping).
+func (p *poller) feedViewer(c *conn, data []byte) {
+	done, err := c.v.Feed(data, c.rx, p.e.cfg.Viewers-int(c.rx))
+	if done > 0 {
+		var ts unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		t := ts.Nano()
+		for i := range done {
+			p.arrived[int(c.rx)+i] = append(p.arrived[int(c.rx)+i], t)
+		}
+		c.rx += uint64(done)
+	}
+	if err != nil {
+		p.fail(c, err)
+		return
+	}
+	if ping, ok := c.v.TakePing(); ok && c.state == stOpen {
+		b := append(p.wbuf[:0], 0x80|byte(ws.OpPong), 0x80|byte(len(ping)))
+		b = append(b, c.mask[:]...)
+		off := len(b)
+		b = append(b, ping...)
+		ws.Cipher(b[off:], c.mask, 0)
+		p.wbuf = b[:0]
+		if len(c.pend) > 0 {
+			c.pend = append(c.pend, b...)
+			return
+		}
+		n, err := rawWrite(c.fd, b)
+		if errors.Is(err, unix.EAGAIN) {
+			n, err = 0, nil
+		}
+		if err != nil {
+			p.fail(c, fmt.Errorf("writing a pong: %w", err))
+			return
+		}
+		if n < len(b) {
+			c.pend = append(c.pend[:0], b[n:]...)
+			p.setOut(c, true)
 		}
 	}
 }

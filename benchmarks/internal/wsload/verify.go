@@ -19,6 +19,12 @@ type Verifier struct {
 	P  *Payload
 	Op ws.OpCode // the data opcode every message must carry
 	ID uint32    // connection id, as given to Payload
+	// Pongs keeps the payload of the last complete ping for TakePing
+	// (viewers answer pings); otherwise pings are skipped.
+	Pongs  bool
+	ping   []byte
+	pingd  bool // a ping completed and TakePing has not taken it
+	isPing bool
 
 	hdr   [14]byte
 	hn    int // header bytes held
@@ -45,8 +51,8 @@ type Verifier struct {
 
 // Reset forgets any partial frame.
 func (v *Verifier) Reset() {
-	p, op, id, inf := v.P, v.Op, v.ID, v.Inf
-	*v = Verifier{P: p, Op: op, ID: id, Inf: inf}
+	p, op, id, inf, pongs := v.P, v.Op, v.ID, v.Inf, v.Pongs
+	*v = Verifier{P: p, Op: op, ID: id, Inf: inf, Pongs: pongs}
 }
 
 // Feed consumes data, the next bytes from the server; it unmasks in place.
@@ -108,6 +114,9 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 				}
 				continue
 			case v.ctrl:
+				if v.isPing {
+					v.ping = append(v.ping, chunk...)
+				}
 			case v.deflated:
 				v.z = append(v.z, chunk...)
 			default:
@@ -123,6 +132,9 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 			}
 		}
 		// The frame is complete.
+		if v.ctrl && v.isPing {
+			v.pingd = true
+		}
 		if !v.ctrl && v.fin && v.deflated {
 			seq := next + uint64(done)
 			p, err := v.Inf.Inflate(v.z, v.P.size)
@@ -178,6 +190,10 @@ func (v *Verifier) header(seq uint64, expected bool) error {
 		if !v.fin || n > 125 {
 			return fmt.Errorf("bad control frame (opcode %d, %d bytes, fin %v)", op, n, v.fin)
 		}
+		v.isPing = op == ws.OpPing && v.Pongs
+		if v.isPing {
+			v.ping = v.ping[:0]
+		}
 		switch op {
 		case ws.OpPing, ws.OpPong:
 		case ws.OpClose:
@@ -216,6 +232,16 @@ func (v *Verifier) header(seq uint64, expected bool) error {
 	}
 	v.rem = int(n)
 	return nil
+}
+
+// TakePing returns the payload of the last ping completed since the last
+// call (Pongs), valid until the next Feed.
+func (v *Verifier) TakePing() ([]byte, bool) {
+	if !v.pingd {
+		return nil, false
+	}
+	v.pingd = false
+	return v.ping, true
 }
 
 func (v *Verifier) closeErr() error {

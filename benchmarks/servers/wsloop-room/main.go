@@ -7,7 +7,11 @@
 // 500 ms close timeout that bounds shutdown), plus the outbound cap per
 // connection. With -nats URL it is one node of a cluster (broker/nats):
 // the room spans every node, and a message published here is put on the
-// bus once for the other nodes (cmd/cluster runs three).
+// bus once for the other nodes (cmd/cluster runs three). With -reuseport
+// several nodes share one port (SO_REUSEPORT, the kernel spreading new
+// connections over them), and -heartbeat keeps the engine's default ping
+// interval and idle timeout instead of the benchmarks' hour (cmd/million
+// runs both).
 package main
 
 import (
@@ -47,6 +51,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
 	natsURL := flag.String("nats", "", "join a cluster through the NATS server at this URL (empty: a single node)")
+	reuse := flag.Bool("reuseport", false, "set SO_REUSEPORT on the listener, so that several nodes share the port")
+	heartbeat := flag.Bool("heartbeat", false, "ping at the engine's default interval and evict at its default idle timeout (else: an hour, two)")
 	flag.Parse()
 
 	h := &fanout{}
@@ -54,12 +60,14 @@ func main() {
 	if *natsURL != "" {
 		cluster = append(cluster, engine.WithBroker(natsbroker.New(*natsURL)))
 	}
+	if !*heartbeat {
+		cluster = append(cluster, engine.WithPingInterval(time.Hour), engine.WithIdleTimeout(2*time.Hour))
+	}
 	srv, err := engine.New(h, append(cluster,
 		engine.WithEventLoops(*loops),
 		engine.WithMaxMessageSize(1<<20),
 		engine.WithCheckOrigin(engine.AnyOrigin),
-		engine.WithPingInterval(time.Hour),
-		engine.WithIdleTimeout(2*time.Hour),
+		engine.WithReusePort(*reuse),
 		engine.WithCloseTimeout(500*time.Millisecond),
 		engine.WithMaxOutboundBytes(4<<20),
 	)...)
