@@ -43,6 +43,7 @@ type clientResult struct {
 	Errors  int64    `json:"errors"`
 	Samples []string `json:"samples,omitempty"`
 	CPUS    float64  `json:"cpu_s"`
+	Pongs   int64    `json:"pongs"` // pings answered
 }
 
 func clientMain() error {
@@ -105,7 +106,7 @@ func clientMain() error {
 			}
 			printJSON("GOT", &g)
 		case l == "STOP":
-			r := clientResult{Open: e.Stats().Open, Errors: e.Errors(), Samples: e.ErrorSamples(), CPUS: proc.SelfCPU().Seconds()}
+			r := clientResult{Open: e.Stats().Open, Errors: e.Errors(), Samples: e.ErrorSamples(), CPUS: proc.SelfCPU().Seconds(), Pongs: e.Pongs()}
 			printJSON("RESULT", r)
 			return nil
 		}

@@ -36,6 +36,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -71,6 +72,9 @@ var (
 	dialConc   = flag.Int("dial-concurrency", 256, "dials in flight a client process")
 	timeout    = flag.Duration("timeout", 30*time.Minute, "bound on the whole run: past it every process is killed and the run fails")
 	awaitLimit = flag.Duration("await", 30*time.Second, "bound on one broadcast reaching every viewer")
+	hold       = flag.Duration("hold", 0, "hold every viewer idle this long after the ramp, before the broadcasts (past the idle timeout, a viewer that does not answer pings is evicted)")
+	pingIv     = flag.Duration("ping", 0, "the nodes' ping interval (0: the engine's default, 25 s)")
+	idleTO     = flag.Duration("idle", 0, "the nodes' idle timeout (0: the engine's default, 60 s)")
 	jsonOut    = flag.String("json", "", "also write the run's figures to this file")
 
 	// Client mode (the orchestrator re-executes this binary).
@@ -95,6 +99,7 @@ const (
 type plan struct {
 	Conns, Nodes, Clients, Srcs, Broadcasts, Size int
 	Timeout                                       time.Duration
+	Hold, Ping, Idle                              time.Duration
 }
 
 func main() {
@@ -106,9 +111,12 @@ func main() {
 		}
 		return
 	}
-	p := plan{Conns: *conns, Nodes: *nodes, Clients: *clients, Srcs: *srcsFlag, Broadcasts: *broadcasts, Size: *size, Timeout: *timeout}
+	p := plan{Conns: *conns, Nodes: *nodes, Clients: *clients, Srcs: *srcsFlag, Broadcasts: *broadcasts, Size: *size, Timeout: *timeout,
+		Hold: *hold, Ping: *pingIv, Idle: *idleTO}
 	if *quick {
-		p.Conns, p.Nodes, p.Clients, p.Timeout = 20000, 2, 2, 2*time.Minute
+		// Held past the default idle timeout (60 s): every viewer is
+		// pinged at least once and must have answered to stay.
+		p.Conns, p.Nodes, p.Clients, p.Timeout, p.Hold = 20000, 2, 2, 2*time.Minute, 65*time.Second
 	}
 	if p.Nodes == 0 {
 		p.Nodes = ceilDiv(p.Conns, nodeShare)
@@ -220,6 +228,7 @@ type result struct {
 	Broadcasts   []broadcast   `json:"broadcasts"`
 	All          summary       `json:"all"` // over every delivery of every broadcast
 	Errors       int64         `json:"errors"`
+	Pongs        int64         `json:"pongs"` // pings the viewers answered
 	Took         time.Duration `json:"took_ns"`
 }
 
@@ -299,7 +308,8 @@ func (r *runner) run(p plan) (res *result, err error) {
 	var nodeProcs []*proc.Child
 	var nodeFDs []int
 	for i := range p.Nodes {
-		n, err := r.start(fmt.Sprintf("node%d", i+1), bin("wsloop-room"), "-addr", addr, "-loops", "1", "-reuseport", "-heartbeat", "-nats", natsURL)
+		n, err := r.start(fmt.Sprintf("node%d", i+1), bin("wsloop-room"), "-addr", addr, "-loops", "1", "-reuseport", "-heartbeat",
+			"-ping", p.Ping.String(), "-idle", p.Idle.String(), "-nats", natsURL)
 		if err != nil {
 			return nil, err
 		}
@@ -362,6 +372,13 @@ func (r *runner) run(p plan) (res *result, err error) {
 	last, lastT := int64(0), ramp0
 	pending := len(cls)
 	var conn []connected
+	progress := func(up int64) {
+		now := time.Now()
+		rate := float64(up-last) / now.Sub(lastT).Seconds()
+		res.PeakPerS = max(res.PeakPerS, rate)
+		last, lastT = up, now
+		r.logf("%7d/%d viewers  %6.0f/s  nodes' RSS %s", up, p.Conns, rate, mib(rssOf(nodeProcs)))
+	}
 	for pending > 0 {
 		select {
 		case <-tick.C:
@@ -369,11 +386,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 			for _, c := range cls {
 				up += c.up.Load()
 			}
-			now := time.Now()
-			rate := float64(up-last) / now.Sub(lastT).Seconds()
-			res.PeakPerS = max(res.PeakPerS, rate)
-			last, lastT = up, now
-			r.logf("%7d/%d viewers  %6.0f/s  nodes' RSS %s", up, p.Conns, rate, mib(rssOf(nodeProcs)))
+			progress(up)
 		case ev := <-events:
 			if ev.err != nil {
 				return nil, ev.err
@@ -392,6 +405,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 		res.Viewers += c.Open
 		res.Errors += c.Errors
 	}
+	progress(int64(res.Viewers))
 	res.RampPerS = float64(res.Viewers) / res.RampS
 	r.logf("%d viewers connected in %.1f s (%.0f/s), %d errors", res.Viewers, res.RampS, res.RampPerS, res.Errors)
 	if res.Viewers != p.Conns {
@@ -417,6 +431,20 @@ func (r *runner) run(p plan) (res *result, err error) {
 			return nil, err
 		}
 		res.ClientRSS = append(res.ClientRSS, rss)
+	}
+
+	if p.Hold > 0 {
+		r.logf("holding %d viewers for %v (pings at the nodes' interval)", res.Viewers, p.Hold)
+		for end := time.Now().Add(p.Hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if why, ok := r.aborted.Load().(string); ok {
+				return res, errors.New(why)
+			}
+			for _, c := range cls {
+				if !c.Alive() {
+					return res, fmt.Errorf("%s ended while holding (%v):\n%s", c.Name, c.Err, c.Tail())
+				}
+			}
+		}
 	}
 
 	// The broadcasts.
@@ -474,6 +502,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 			return res, err
 		}
 		res.ClientCPUS += cr.CPUS
+		res.Pongs += cr.Pongs
 		if cr.Errors > 0 || cr.Open != c.n {
 			return res, fmt.Errorf("%s: %d errors, %d of %d viewers open at the end: %s", c.Name, cr.Errors, cr.Open, c.n, strings.Join(cr.Samples, "; "))
 		}
@@ -684,6 +713,7 @@ func (r *result) text() string {
 		fmt.Fprintf(&b, "broadcast %d: %d viewers, every copy checked; publish to viewer p50 %.1f ms, p99 %.1f ms, last %.1f ms\n",
 			x.Seq, x.Delivered, x.P50ms, x.P99ms, x.MaxMs)
 	}
+	fmt.Fprintf(&b, "heartbeats: viewers held %v after the ramp, %d pings answered, none evicted (every viewer open to the end)\n", p.Hold, r.Pongs)
 	fmt.Fprintf(&b, "all %d broadcasts: p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %d; run took %.1f s\n",
 		len(r.Broadcasts), r.All.P50ms, r.All.P99ms, r.All.MaxMs, r.Errors, r.Took.Seconds())
 	return b.String()

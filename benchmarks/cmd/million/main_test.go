@@ -15,7 +15,10 @@ func TestSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts NATS, two nodes and a client process")
 	}
-	p := plan{Conns: 2000, Nodes: 2, Clients: 1, Srcs: 2, Broadcasts: 5, Size: 64, Timeout: 90 * time.Second}
+	// Pings every second, eviction after 3 s of silence, 4 s held: every
+	// viewer answers pings or is gone before the broadcasts.
+	p := plan{Conns: 2000, Nodes: 2, Clients: 1, Srcs: 2, Broadcasts: 5, Size: 64, Timeout: 90 * time.Second,
+		Hold: 4 * time.Second, Ping: time.Second, Idle: 3 * time.Second}
 	r := &runner{logf: t.Logf}
 	res, err := r.run(p)
 	if err != nil {
@@ -27,6 +30,9 @@ func TestSmall(t *testing.T) {
 	}
 	if len(res.NodeConns) != 2 || res.NodeConns[0] < 100 || res.NodeConns[1] < 100 || res.NodeConns[0]+res.NodeConns[1] != p.Conns {
 		t.Fatalf("viewers a node: %v (SO_REUSEPORT should spread %d over both)", res.NodeConns, p.Conns)
+	}
+	if res.Pongs < int64(p.Conns) {
+		t.Fatalf("%d pings answered by %d viewers held %v with pings every %v", res.Pongs, p.Conns, p.Hold, p.Ping)
 	}
 	if len(res.Broadcasts) != p.Broadcasts {
 		t.Fatalf("%d broadcasts", len(res.Broadcasts))

@@ -43,6 +43,7 @@ type Engine struct {
 	errs    atomic.Int64
 	retries atomic.Int64
 	upgrd   atomic.Int64 // upgrades so far, for progress reports
+	pongs   atomic.Int64 // viewers: pings answered
 	mu      sync.Mutex
 	samples []string
 	broken  bool
@@ -325,6 +326,9 @@ func (e *Engine) Check() int {
 // Upgraded is the number of upgrades so far; safe at any time (progress
 // reports during a Dial).
 func (e *Engine) Upgraded() int64 { return e.upgrd.Load() }
+
+// Pongs is the number of pings viewers have answered so far.
+func (e *Engine) Pongs() int64 { return e.pongs.Load() }
 
 // Await waits (at most limit) until every open viewer has message seq
 // (Config.Viewers), and returns the CLOCK_MONOTONIC times, in ns, at which
@@ -1104,6 +1108,7 @@ func (p *poller) feedViewer(c *conn, data []byte) {
 		return
 	}
 	if ping, ok := c.v.TakePing(); ok && c.state == stOpen {
+		p.e.pongs.Add(1)
 		b := append(p.wbuf[:0], 0x80|byte(ws.OpPong), 0x80|byte(len(ping)))
 		b = append(b, c.mask[:]...)
 		off := len(b)

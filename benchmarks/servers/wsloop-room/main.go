@@ -53,6 +53,8 @@ func main() {
 	natsURL := flag.String("nats", "", "join a cluster through the NATS server at this URL (empty: a single node)")
 	reuse := flag.Bool("reuseport", false, "set SO_REUSEPORT on the listener, so that several nodes share the port")
 	heartbeat := flag.Bool("heartbeat", false, "ping at the engine's default interval and evict at its default idle timeout (else: an hour, two)")
+	ping := flag.Duration("ping", 0, "with -heartbeat: this ping interval instead of the engine's default (0)")
+	idle := flag.Duration("idle", 0, "with -heartbeat: this idle timeout instead of the engine's default (0)")
 	flag.Parse()
 
 	h := &fanout{}
@@ -62,6 +64,13 @@ func main() {
 	}
 	if !*heartbeat {
 		cluster = append(cluster, engine.WithPingInterval(time.Hour), engine.WithIdleTimeout(2*time.Hour))
+	} else {
+		if *ping > 0 {
+			cluster = append(cluster, engine.WithPingInterval(*ping))
+		}
+		if *idle > 0 {
+			cluster = append(cluster, engine.WithIdleTimeout(*idle))
+		}
 	}
 	srv, err := engine.New(h, append(cluster,
 		engine.WithEventLoops(*loops),
