@@ -436,8 +436,8 @@ func (r *runner) run(p plan) (res *result, err error) {
 	if p.Hold > 0 {
 		r.logf("holding %d viewers for %v (pings at the nodes' interval)", res.Viewers, p.Hold)
 		for end := time.Now().Add(p.Hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-			if why, ok := r.aborted.Load().(string); ok {
-				return res, errors.New(why)
+			if _, ok := r.aborted.Load().(string); ok {
+				return res, errors.New("stopped while holding the viewers")
 			}
 			for _, c := range cls {
 				if !c.Alive() {
