@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -326,7 +325,7 @@ func runJob(j job) (r Run) {
 		}
 	}
 	if j.mode == "churn" {
-		if r.FDsBefore, err = openFDs(srv.Pid()); err != nil {
+		if r.FDsBefore, err = proc.FDs(srv.Pid()); err != nil {
 			failf("counting the server's descriptors: %v", err)
 			return r
 		}
@@ -374,7 +373,7 @@ func runJob(j job) (r Run) {
 			// Every cycle's socket must be closed on the server too.
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				r.FDsAfter, err = openFDs(srv.Pid())
+				r.FDsAfter, err = proc.FDs(srv.Pid())
 				if err != nil || r.FDsAfter <= r.FDsBefore || time.Now().After(deadline) {
 					break
 				}
@@ -498,9 +497,3 @@ func firstLines(s string, n int) string {
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
-
-// openFDs counts the entries of /proc/PID/fd.
-func openFDs(pid int) (int, error) {
-	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	return len(es), err
-}

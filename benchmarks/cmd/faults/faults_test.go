@@ -70,24 +70,6 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
-func TestCountFDs(t *testing.T) {
-	n0, err := countFDs(os.Getpid())
-	if err != nil || n0 < 3 {
-		t.Fatalf("%d, %v", n0, err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if n1, _ := countFDs(os.Getpid()); n1 != n0+1 {
-		t.Fatalf("%d descriptors after opening one more than %d", n1, n0)
-	}
-	if _, err := countFDs(1 << 30); err == nil {
-		t.Fatal("no error for a PID that does not exist")
-	}
-}
-
 func TestStatusLine(t *testing.T) {
 	for line, want := range map[string]int{
 		"HTTP/1.1 101 Switching Protocols": 101,

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 )
 
 // fdResult is one server's row of the descriptor flood table.
@@ -49,7 +51,7 @@ func sampleFDs(pid int, every time.Duration) *fdSampler {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if n, err := countFDs(pid); err == nil {
+			if n, err := proc.FDs(pid); err == nil {
 				s.mu.Lock()
 				s.peak = max(s.peak, n)
 				s.mu.Unlock()
@@ -104,7 +106,7 @@ func runFDFlood(spec serverSpec) (r fdResult) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	r.FDsBefore, _ = countFDs(srv.Pid())
+	r.FDsBefore, _ = proc.FDs(srv.Pid())
 	sampler := sampleFDs(srv.Pid(), 100*time.Millisecond)
 	sampling := true
 	defer func() {

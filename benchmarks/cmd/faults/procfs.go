@@ -9,21 +9,6 @@ import (
 	"strconv"
 )
 
-// countFDs returns the number of open descriptors of pid: the entries of
-// /proc/PID/fd.
-func countFDs(pid int) (int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return 0, err
-	}
-	return len(names), nil
-}
-
 // vmRSS returns pid's resident set size in bytes, from /proc/PID/status.
 func vmRSS(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

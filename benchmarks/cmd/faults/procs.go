@@ -86,7 +86,7 @@ func launch(spec serverSpec, extra ...string) (*server, string) {
 // limit set to nofile (sh's ulimit, then exec, so that the PID is the
 // server's) and waits until it accepts connections.
 func startServer(name, bin string, args []string, nofile int) (*server, error) {
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -114,14 +114,4 @@ func startServer(name, bin string, args []string, nofile int) (*server, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

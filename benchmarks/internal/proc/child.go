@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,6 +22,36 @@ type Child struct {
 	Out    *Tail
 	Exited chan struct{} // closed once reaped; Err is set then
 	Err    error
+
+	mu       sync.Mutex
+	diverted map[string]chan string // Divert's prefixes
+}
+
+// Divert sends the stdout lines starting with prefix, from now on, whole,
+// to the channel it returns (buffered by buf) instead of Lines: a child's
+// frequent reports (progress) kept apart from what Expect waits for. The
+// channel is closed when stdout ends; like Lines, it must be read.
+func (c *Child) Divert(prefix string, buf int) <-chan string {
+	ch := make(chan string, buf)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.diverted == nil {
+		c.diverted = map[string]chan string{}
+	}
+	c.diverted[prefix] = ch
+	return ch
+}
+
+// divert returns the channel of line's prefix, if Divert set one.
+func (c *Child) divert(line string) chan string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, ch := range c.diverted {
+		if strings.HasPrefix(line, p) {
+			return ch
+		}
+	}
+	return nil
 }
 
 // Start starts cmd, tracked in children until it has been reaped.
@@ -53,9 +84,19 @@ func Start(name string, cmd *exec.Cmd, children *Children, lines bool) (*Child, 
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 64<<20)
 		for sc.Scan() {
+			if ch := c.divert(sc.Text()); ch != nil {
+				ch <- sc.Text()
+				continue
+			}
 			c.Lines <- sc.Text()
 		}
 		close(c.Lines)
+		c.mu.Lock()
+		for p, ch := range c.diverted {
+			close(ch)
+			delete(c.diverted, p)
+		}
+		c.mu.Unlock()
 		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	go func() {

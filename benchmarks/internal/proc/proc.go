@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -92,6 +93,23 @@ func Status(pid int) (rss int64, threads int, err error) {
 		return 0, threads, fmt.Errorf("proc: no VmRSS in /proc/%d/status", pid)
 	}
 	return rss, threads, nil
+}
+
+// FDs returns the number of pid's open descriptors: the entries of
+// /proc/PID/fd.
+func FDs(pid int) (int, error) {
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(es), err
+}
+
+// FreePort asks the kernel for a loopback port free now.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // RSS returns pid's resident set size in bytes.

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -79,4 +80,52 @@ func TestSelf(t *testing.T) {
 	if _, err := CPU(1 << 30); err == nil {
 		t.Fatal("CPU of a missing process: no error")
 	}
+}
+
+func TestFDs(t *testing.T) {
+	n0, err := FDs(os.Getpid())
+	if err != nil || n0 < 3 {
+		t.Fatalf("%d, %v", n0, err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n1, _ := FDs(os.Getpid()); n1 != n0+1 {
+		t.Fatalf("%d descriptors after opening one more than %d", n1, n0)
+	}
+	if _, err := FDs(1 << 30); err == nil {
+		t.Fatal("no error for a PID that does not exist")
+	}
+}
+
+func TestFreePort(t *testing.T) {
+	p, err := FreePort()
+	if err != nil || p <= 0 || p > 65535 {
+		t.Fatalf("%d, %v", p, err)
+	}
+}
+
+func TestDivert(t *testing.T) {
+	var ch Children
+	c, err := Start("sh", exec.Command("sh", "-c", "read x; echo UP 1; echo A; echo UP 2; echo B"), &ch, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := c.Divert("UP ", 4)
+	c.Send("go")
+	for _, want := range []string{"A", "B"} {
+		if _, err := c.Expect(want, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for l := range ups {
+		got = append(got, l)
+	}
+	if len(got) != 2 || got[0] != "UP 1" || got[1] != "UP 2" {
+		t.Fatalf("diverted %q", got)
+	}
+	<-c.Exited
 }
