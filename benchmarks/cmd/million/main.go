@@ -300,7 +300,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 		return nil, err
 	}
 	natsURL := "nats://" + strings.Fields(line)[0]
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -321,13 +321,8 @@ func (r *runner) run(p plan) (res *result, err error) {
 	// Let the nodes' brokers settle (subscriptions on the bus) before
 	// anyone joins; then their baselines.
 	time.Sleep(500 * time.Millisecond)
-	for _, n := range nodeProcs {
-		rss, err := proc.RSS(n.Pid())
-		if err != nil {
-			return nil, err
-		}
-		res.NodeBaseRSS = append(res.NodeBaseRSS, rss)
-		nodeFDs = append(nodeFDs, countFDs(n.Pid()))
+	if res.NodeBaseRSS, nodeFDs, err = rssFDs(nodeProcs); err != nil {
+		return nil, err
 	}
 
 	// The client processes, each with its share and its source addresses.
@@ -416,21 +411,20 @@ func (r *runner) run(p plan) (res *result, err error) {
 	if res.KernelAfter, err = readKmem(); err != nil {
 		return nil, err
 	}
-	for i, n := range nodeProcs {
-		rss, err := proc.RSS(n.Pid())
-		if err != nil {
-			return nil, err
-		}
-		res.NodeRSS = append(res.NodeRSS, rss)
-		res.NodeConns = append(res.NodeConns, countFDs(n.Pid())-nodeFDs[i])
+	var fds []int
+	if res.NodeRSS, fds, err = rssFDs(nodeProcs); err != nil {
+		return nil, err
+	}
+	for i := range fds {
+		res.NodeConns = append(res.NodeConns, fds[i]-nodeFDs[i])
 	}
 	res.NATSRSS, _ = proc.RSS(ns.Pid())
+	var clientProcs []*proc.Child
 	for _, c := range cls {
-		rss, err := proc.RSS(c.Pid())
-		if err != nil {
-			return nil, err
-		}
-		res.ClientRSS = append(res.ClientRSS, rss)
+		clientProcs = append(clientProcs, c.Child)
+	}
+	if res.ClientRSS, _, err = rssFDs(clientProcs); err != nil {
+		return nil, err
 	}
 
 	if p.Hold > 0 {
@@ -466,7 +460,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 		var h hist.Hist
 		b := broadcast{Seq: seq}
 		for _, c := range cls {
-			l, err := c.expect("GOT ", *awaitLimit+30*time.Second)
+			l, err := c.Expect("GOT ", *awaitLimit+30*time.Second)
 			if err != nil {
 				return res, err
 			}
@@ -493,7 +487,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 	// Every client's own count of errors, then the end.
 	for _, c := range cls {
 		c.Send("STOP")
-		l, err := c.expect("RESULT ", 30*time.Second)
+		l, err := c.Expect("RESULT ", 30*time.Second)
 		if err != nil {
 			return res, err
 		}
@@ -512,13 +506,11 @@ func (r *runner) run(p plan) (res *result, err error) {
 }
 
 // client_ is a client process seen from the orchestrator: its UP lines
-// kept as a count, CONNECTED (or its death) sent to events, other lines
-// to expect.
+// kept as a count, CONNECTED (or its end before it) sent to events.
 type client_ struct {
 	*proc.Child
-	n     int
-	up    atomic.Int64
-	other chan string
+	n  int
+	up atomic.Int64
 }
 
 type clientEvent struct {
@@ -527,47 +519,23 @@ type clientEvent struct {
 }
 
 func newClient(c *proc.Child, n int, events chan<- clientEvent) *client_ {
-	cl := &client_{Child: c, n: n, other: make(chan string, 16)}
+	cl := &client_{Child: c, n: n}
+	ups, conn := c.Divert("UP ", 16), c.Divert("CONNECTED ", 1)
 	go func() {
-		connected := false
-		for l := range c.Lines {
-			switch {
-			case strings.HasPrefix(l, "UP "):
-				v, _ := strconv.ParseInt(l[3:], 10, 64)
-				cl.up.Store(v)
-			case strings.HasPrefix(l, "CONNECTED "):
-				connected = true
-				events <- clientEvent{rest: l[len("CONNECTED "):]}
-			default:
-				cl.other <- l
-			}
+		for l := range ups {
+			v, _ := strconv.ParseInt(l[len("UP "):], 10, 64)
+			cl.up.Store(v)
+		}
+	}()
+	go func() {
+		if l, ok := <-conn; ok {
+			events <- clientEvent{rest: l[len("CONNECTED "):]}
+			return
 		}
 		<-c.Exited
-		if !connected {
-			events <- clientEvent{err: fmt.Errorf("%s ended while dialling (%v):\n%s", c.Name, c.Err, c.Tail())}
-		}
-		close(cl.other)
+		events <- clientEvent{err: fmt.Errorf("%s ended while dialling (%v):\n%s", c.Name, c.Err, c.Tail())}
 	}()
 	return cl
-}
-
-// expect waits up to d for a line starting with prefix and returns the
-// rest of it.
-func (c *client_) expect(prefix string, d time.Duration) (string, error) {
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-c.other:
-			if !ok {
-				return "", fmt.Errorf("%s ended before printing %s (%v):\n%s", c.Name, prefix, c.Err, c.Tail())
-			}
-			if rest, ok := strings.CutPrefix(l, prefix); ok {
-				return rest, nil
-			}
-		case <-deadline:
-			return "", fmt.Errorf("%s printed no %s within %v:\n%s", c.Name, prefix, d, c.Tail())
-		}
-	}
 }
 
 // errSamples is what the clients logged last, for an error message.
@@ -592,20 +560,20 @@ func rssOf(ps []*proc.Child) (total int64) {
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// countFDs is the number of pid's open descriptors.
-func countFDs(pid int) int {
-	es, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	return len(es)
-}
-
-// freePort returns a port free on 127.0.0.1 now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// rssFDs returns the processes' RSS and open descriptors.
+func rssFDs(ps []*proc.Child) (rss []int64, fds []int, err error) {
+	for _, p := range ps {
+		r, err := proc.RSS(p.Pid())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		n, err := proc.FDs(p.Pid())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p.Name, err)
+		}
+		rss, fds = append(rss, r), append(fds, n)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return rss, fds, nil
 }
 
 // publisher is the orchestrator's own WebSocket connection, a member of

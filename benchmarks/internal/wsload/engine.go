@@ -1008,6 +1008,16 @@ func (p *poller) send(c *conn, k int) {
 	c.busy = true
 	p.busy++
 	c.t0 = p.e.mono()
+	p.write(c, b)
+}
+
+// write writes b on c, keeping what the socket does not take for EPOLLOUT
+// (after what is pending already).
+func (p *poller) write(c *conn, b []byte) {
+	if len(c.pend) > 0 {
+		c.pend = append(c.pend, b...)
+		return
+	}
 	n, err := rawWrite(c.fd, b)
 	if errors.Is(err, unix.EAGAIN) {
 		n, err = 0, nil
@@ -1115,21 +1125,6 @@ func (p *poller) feedViewer(c *conn, data []byte) {
 		b = append(b, ping...)
 		ws.Cipher(b[off:], c.mask, 0)
 		p.wbuf = b[:0]
-		if len(c.pend) > 0 {
-			c.pend = append(c.pend, b...)
-			return
-		}
-		n, err := rawWrite(c.fd, b)
-		if errors.Is(err, unix.EAGAIN) {
-			n, err = 0, nil
-		}
-		if err != nil {
-			p.fail(c, fmt.Errorf("writing a pong: %w", err))
-			return
-		}
-		if n < len(b) {
-			c.pend = append(c.pend[:0], b[n:]...)
-			p.setOut(c, true)
-		}
+		p.write(c, b)
 	}
 }
