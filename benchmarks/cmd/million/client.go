@@ -106,7 +106,7 @@ func clientMain() error {
 			}
 			printJSON("GOT", &g)
 		case l == "STOP":
-			r := clientResult{Open: e.Stats().Open, Errors: e.Errors(), Samples: e.ErrorSamples(), CPUS: proc.SelfCPU().Seconds(), Pongs: e.Pongs()}
+			r := clientResult{Open: e.Open(), Errors: e.Errors(), Samples: e.ErrorSamples(), CPUS: proc.SelfCPU().Seconds(), Pongs: e.Pongs()}
 			printJSON("RESULT", r)
 			return nil
 		}

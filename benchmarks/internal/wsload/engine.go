@@ -175,6 +175,7 @@ const (
 	cmdRun
 	cmdCheck
 	cmdAwait
+	cmdCount
 )
 
 type command struct {
@@ -185,6 +186,13 @@ type command struct {
 	until  int64 // run: no new batch after this (mono ns); await: give up after this
 	seq    int   // await: the message every open viewer must have
 	wg     sync.WaitGroup
+
+	// What each loop reports as it finishes the command: read once every
+	// loop has (viewers keep a loop busy between commands, so that its
+	// own fields are not the main goroutine's to read).
+	mu       sync.Mutex
+	open     int
+	arrivals []int64 // await: times of the viewers' copies of message seq
 }
 
 // do hands cmd to every loop and waits until all have finished it. On
@@ -242,9 +250,8 @@ func (e *Engine) Dial(n int, measure, verify bool) DialResult {
 	cmd := &command{kind: cmdDial, record: measure, verify: verify}
 	limit := time.Duration(e.cfg.DialAttempts)*e.cfg.Timeout + time.Duration(n)*time.Millisecond + 30*time.Second
 	e.do(cmd, limit)
-	r := DialResult{Elapsed: time.Duration(e.mono() - start)}
+	r := DialResult{Elapsed: time.Duration(e.mono() - start), Open: cmd.open}
 	for _, p := range e.ps {
-		r.Open += p.open
 		r.Upgrades += p.upgrades
 		r.Alive += p.alive
 		if d := time.Duration(p.lastUpgrade - start); d > r.LastUpgrade {
@@ -338,15 +345,19 @@ func (e *Engine) Await(seq int, limit time.Duration) (arrivals []int64, open int
 		return nil, 0
 	}
 	cmd := &command{kind: cmdAwait, seq: seq, until: e.mono() + int64(limit)}
-	e.do(cmd, limit+10*time.Second)
-	if e.broken {
+	if !e.do(cmd, limit+10*time.Second) {
 		return nil, 0
 	}
-	for _, p := range e.ps {
-		arrivals = append(arrivals, p.arrived[seq]...)
-		open += p.open
+	return cmd.arrivals, cmd.open
+}
+
+// Open is the number of connections open now (at any time, unlike Stats).
+func (e *Engine) Open() int {
+	cmd := &command{kind: cmdCount}
+	if !e.do(cmd, 10*time.Second) {
+		return 0
 	}
-	return arrivals, open
+	return cmd.open
 }
 
 // Stats are the recorded figures so far.
@@ -596,6 +607,12 @@ func (p *poller) after() {
 		p.nextScan = now + int64(100*time.Millisecond)
 	}
 	if p.cur != nil && p.finished(now) {
+		p.cur.mu.Lock()
+		p.cur.open += p.open
+		if p.cur.kind == cmdAwait {
+			p.cur.arrivals = append(p.cur.arrivals, p.arrived[p.cur.seq]...)
+		}
+		p.cur.mu.Unlock()
 		p.cur.wg.Done()
 		p.cur = nil
 		p.counting = false
@@ -633,7 +650,15 @@ func (p *poller) finished(now int64) bool {
 	case cmdRun:
 		return now >= p.cur.until && p.busy == 0
 	case cmdAwait:
-		return len(p.arrived[p.cur.seq]) >= p.open || now >= p.cur.until
+		if now >= p.cur.until || len(p.arrived[p.cur.seq]) < p.open {
+			return now >= p.cur.until
+		}
+		for _, c := range p.conns { // every open viewer has it (not only as many)
+			if c.state == stOpen && c.rx <= uint64(p.cur.seq) {
+				return false
+			}
+		}
+		return true
 	default:
 		return p.busy == 0
 	}

@@ -452,3 +452,78 @@ func TestVerifierDeflate(t *testing.T) {
 		t.Errorf("compressed echo without compression negotiated: %v", err)
 	}
 }
+
+// TestEngineViewers: viewers answer a ping with a masked pong carrying its
+// payload, then take a publisher's messages in sequence, each checked; a
+// duplicate, a gap or a stranger's message is an error.
+func TestEngineViewers(t *testing.T) {
+	const size, seed, pub = 100, 42, 7
+	pl := NewPayload(size, seed)
+	msg := func(id uint32, seq uint64) []byte {
+		p := make([]byte, size)
+		pl.Fill(p, id, seq)
+		return frame(ws.OpBinary, true, p, nil)
+	}
+	serve := func(frames ...[]byte) func(net.Conn, *bufio.Reader) {
+		return func(c net.Conn, r *bufio.Reader) {
+			if _, err := c.Write(frame(ws.OpPing, true, []byte("hb"), nil)); err != nil {
+				return
+			}
+			h, err := ws.ReadHeader(r)
+			if err != nil {
+				return
+			}
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(r, p); err != nil {
+				return
+			}
+			ws.Cipher(p, h.Mask, 0)
+			if h.OpCode != ws.OpPong || !h.Masked || string(p) != "hb" {
+				return // closing: the viewer fails
+			}
+			for _, f := range frames {
+				if _, err := c.Write(f); err != nil {
+					return
+				}
+			}
+			_, _ = io.Copy(io.Discard, r)
+		}
+	}
+	viewers := func(addr netip.AddrPort) *Engine {
+		e, err := New(Config{Addr: addr, Size: size, Seed: seed, DialConcurrency: 4, Timeout: 3 * time.Second, Viewers: 3, ViewerID: pub, Logf: t.Logf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		if r := e.Dial(4, false, false); r.Open != 4 || e.Upgraded() != 4 {
+			t.Fatalf("%d open, %d upgraded", r.Open, e.Upgraded())
+		}
+		return e
+	}
+
+	e := viewers(server(t, serve(msg(pub, 0), msg(pub, 1), msg(pub, 2))))
+	for seq := range 3 {
+		if arr, open := e.Await(seq, 3*time.Second); len(arr) != 4 || open != 4 {
+			t.Fatalf("message %d: %d arrivals, %d open, errors %v", seq, len(arr), open, e.ErrorSamples())
+		}
+	}
+	if e.Pongs() != 4 || e.Errors() != 0 {
+		t.Fatalf("%d pongs, errors %v", e.Pongs(), e.ErrorSamples())
+	}
+
+	for name, frames := range map[string][][]byte{
+		"duplicate": {msg(pub, 0), msg(pub, 0)},
+		"gap":       {msg(pub, 0), msg(pub, 2)},
+		"stranger":  {msg(pub+1, 0)},
+		"too many":  {msg(pub, 0), msg(pub, 1), msg(pub, 2), msg(pub, 3)},
+	} {
+		e := viewers(server(t, serve(frames...)))
+		deadline := time.Now().Add(3 * time.Second)
+		for e.Errors() < 4 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if e.Errors() != 4 {
+			t.Fatalf("%s: %d errors for 4 viewers", name, e.Errors())
+		}
+	}
+}
