@@ -495,13 +495,18 @@ func TestEngineViewers(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(e.Close)
-		if r := e.Dial(4, false, false); r.Open != 4 || e.Upgraded() != 4 {
-			t.Fatalf("%d open, %d upgraded", r.Open, e.Upgraded())
+		// A viewer sent a bad message may fail before the others are up:
+		// only the upgrades are certain here.
+		if e.Dial(4, false, false); e.Upgraded() != 4 {
+			t.Fatalf("%d upgraded, errors %v", e.Upgraded(), e.ErrorSamples())
 		}
 		return e
 	}
 
 	e := viewers(server(t, serve(msg(pub, 0), msg(pub, 1), msg(pub, 2))))
+	if n := e.Open(); n != 4 {
+		t.Fatalf("%d open, errors %v", n, e.ErrorSamples())
+	}
 	for seq := range 3 {
 		if arr, open := e.Await(seq, 3*time.Second); len(arr) != 4 || open != 4 {
 			t.Fatalf("message %d: %d arrivals, %d open, errors %v", seq, len(arr), open, e.ErrorSamples())
