@@ -75,6 +75,7 @@ var (
 	hold       = flag.Duration("hold", 0, "hold every viewer idle this long after the ramp, before the broadcasts (past the idle timeout, a viewer that does not answer pings is evicted)")
 	pingIv     = flag.Duration("ping", 0, "the nodes' ping interval (0: the engine's default, 25 s)")
 	idleTO     = flag.Duration("idle", 0, "the nodes' idle timeout (0: the engine's default, 60 s)")
+	dry        = flag.Bool("plan", false, "print the run's shape and whether this machine can hold it, and start nothing")
 	jsonOut    = flag.String("json", "", "also write the run's figures to this file")
 
 	// Client mode (the orchestrator re-executes this binary).
@@ -124,6 +125,19 @@ func main() {
 	if p.Clients == 0 {
 		p.Clients = ceilDiv(p.Conns, clientCap)
 	}
+	if *dry {
+		fmt.Println(p.describe())
+		if err := p.validate(); err != nil {
+			fmt.Fprintln(os.Stderr, "million:", err)
+			os.Exit(1)
+		}
+		if err := preflight(p); err != nil {
+			fmt.Fprintln(os.Stderr, "million:", err)
+			os.Exit(1)
+		}
+		fmt.Println("this machine can hold it")
+		return
+	}
 	r := &runner{logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "million: "+f+"\n", a...) }}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -144,6 +158,13 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// describe says what the plan starts and what it should cost.
+func (p plan) describe() string {
+	est := int64(p.Conns)*(kernelPerConn+nodePerConn+clientPerConn) + int64(p.Nodes+p.Clients+1)*perProcess
+	return fmt.Sprintf("%d viewers: NATS, %d nodes (about %d viewers each), %d client processes (up to %d each, %d source addresses each); about %.1f GiB of memory; %d broadcasts of %d bytes; held %v; bounded by %v",
+		p.Conns, p.Nodes, ceilDiv(p.Conns, p.Nodes), p.Clients, ceilDiv(p.Conns, p.Clients), p.Srcs, gib(est), p.Broadcasts, p.Size, p.Hold, p.Timeout)
 }
 
 // validate checks the plan's bounds.
