@@ -132,6 +132,7 @@ type acceptor struct {
 	reserve *os.File // one descriptor kept free for shedding
 	scratch []byte   // the request of a refused socket, discarded
 	burst   []*loop  // loops given sockets since the last flush
+	pollFD  [1]unix.PollFd
 
 	logMu    sync.Mutex // loops log too
 	lastLog  time.Time
@@ -320,43 +321,54 @@ type acceptQueue struct {
 	flushing  bool // the acceptor has the loop in its burst
 }
 
-// queue adds a socket to l's queue; the loop is woken at the next flush.
-func (a *acceptor) queue(l *loop, it accepted) {
+// push adds a socket to l's queue and reports whether the caller must
+// wake the loop: no wake-up is on its way. It then marks one as arranged:
+// at the accept goroutine's next flush (later), or by the caller at once.
+func (a *acceptor) push(l *loop, it accepted, later bool) bool {
 	q := &l.accq
 	if l.hb.pending.Add(1) == 1 {
 		l.hb.progress.Store(a.s.clock())
 	}
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.items = append(q.items, it)
-	wake := !q.scheduled && !q.flushing
-	if wake {
-		q.flushing = true
+	if q.scheduled || q.flushing {
+		return false
 	}
-	q.mu.Unlock()
-	if wake {
+	if later {
+		q.flushing = true
+	} else {
+		q.scheduled = true
+	}
+	return true
+}
+
+// queue adds a socket to l's queue; the loop is woken at the next flush.
+// The accept goroutine.
+func (a *acceptor) queue(l *loop, it accepted) {
+	if a.push(l, it, true) {
 		a.burst = append(a.burst, l)
 	}
 }
 
-// queueNow adds a socket to l's queue from a goroutine other than the
-// accept goroutine, and wakes the loop unless a wake-up is on its way.
+// queueNow adds a socket to l's queue from another goroutine and wakes
+// the loop unless a wake-up is on its way.
 func (a *acceptor) queueNow(l *loop, it accepted) {
-	q := &l.accq
-	if l.hb.pending.Add(1) == 1 {
-		l.hb.progress.Store(a.s.clock())
+	if a.push(l, it, false) {
+		l.wakeAccepted()
 	}
-	q.mu.Lock()
-	q.items = append(q.items, it)
-	wake := !q.scheduled && !q.flushing
-	if wake {
-		q.scheduled = true
+}
+
+// wakeAccepted queues the loop's accept task, its queue marked scheduled;
+// when the loop is gone it clears the mark and reports false.
+func (l *loop) wakeAccepted() bool {
+	if l.el.Execute(context.Background(), l.runAccepted()) == nil {
+		return true
 	}
-	q.mu.Unlock()
-	if wake && l.el.Execute(context.Background(), l.runAccepted()) != nil {
-		q.mu.Lock()
-		q.scheduled = false
-		q.mu.Unlock()
-	}
+	l.accq.mu.Lock()
+	l.accq.scheduled = false
+	l.accq.mu.Unlock()
+	return false
 }
 
 // flush wakes every loop given sockets since the last flush, once, and
@@ -369,14 +381,9 @@ func (a *acceptor) flush() {
 			q.mu.Lock()
 			q.flushing = false
 			wake := !q.scheduled && len(q.items) > 0
-			if wake {
-				q.scheduled = true
-			}
+			q.scheduled = q.scheduled || wake
 			q.mu.Unlock()
-			if wake && l.el.Execute(context.Background(), l.runAccepted()) != nil {
-				q.mu.Lock()
-				q.scheduled = false
-				q.mu.Unlock()
+			if wake && !l.wakeAccepted() {
 				a.rescue(l) // the loop is gone: the others take its sockets
 			}
 		}
@@ -603,8 +610,8 @@ func (a *acceptor) shed() bool {
 // matters when none is left. It is called only once accept4 has found the
 // queue empty.
 func (a *acceptor) waitReadable(ms int) bool {
-	fds := []unix.PollFd{{Fd: int32(a.lfd), Events: unix.POLLIN}}
-	n, _ := unix.Poll(fds, ms)
+	a.pollFD[0] = unix.PollFd{Fd: int32(a.lfd), Events: unix.POLLIN}
+	n, _ := unix.Poll(a.pollFD[:], ms)
 	return n > 0
 }
 

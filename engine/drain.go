@@ -132,10 +132,7 @@ func (s *Server) Drain(ctx context.Context, window time.Duration, opts ...DrainO
 	}
 	if s.onLoop() {
 		go func() {
-			bg, cancel := context.Background(), context.CancelFunc(func() {})
-			if d, ok := ctx.Deadline(); ok {
-				bg, cancel = context.WithDeadline(bg, d)
-			}
+			bg, cancel := detach(ctx, 0)
 			defer cancel()
 			_ = s.Drain(bg, window, opts...)
 		}()

@@ -25,33 +25,30 @@ var busyResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close
 // net/http handed over); it was counted against the socket cap.
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
+	l := s.loopFor(gc.EventLoop())
 	var h *handoff
+	var adopted *adoption // handed over by the old process (handoff.go)
 	switch tok := gc.Context().(type) {
 	case nil: // registered by the acceptor's task (accept.go)
-		l := s.loopFor(gc.EventLoop())
 		l.opening = true
-		if a := l.adoptNext; a != nil {
-			l.adoptNext = nil
-			return nil, s.openAdopted(gc, a)
-		}
+		adopted, l.adoptNext = l.adoptNext, nil
 	case *enrollToken:
 		tok.opened.Store(true)
-		if tok.adopt != nil {
-			return nil, s.openAdopted(gc, tok.adopt)
-		}
+		adopted = tok.adopt
 	case *handoff: // from net/http, upgraded (mount.go)
 		tok.opened.Store(true)
 		h = tok
 	case probeToken:
-		s.loopFor(gc.EventLoop())
 		return nil, gnet.None
 	}
-	l := s.loopFor(gc.EventLoop())
 	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: remoteAddr(gc)}
 	c.timer.Owner = c
 	l.add(c)
 	gc.SetContext(c)
-	if h != nil {
+	switch {
+	case adopted != nil:
+		return nil, c.adoptConn(adopted)
+	case h != nil:
 		return nil, c.adopt(h)
 	}
 	l.arm(c, s.opts.handshakeTimeout)

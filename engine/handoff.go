@@ -128,6 +128,7 @@ type handOffState struct {
 	sent    atomic.Int64
 	acked   atomic.Int64 // adopted by the new process, as it last said
 	wantAck atomic.Bool  // the window is full: ask for an acknowledgement
+	ended   atomic.Bool  // done was sent: from here EOF is the new process ending its side
 	failed  atomic.Pointer[error]
 }
 
@@ -137,13 +138,18 @@ func (h *handOffState) fail(err error) { h.failed.CompareAndSwap(nil, &err) }
 func (h *handOffState) sync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.sendWait([]byte(msgSync)); err != nil {
+		h.fail(err)
+	}
+}
+
+// sendWait sends a record without descriptors, waiting for room in the
+// socket pair (records the new process waits for); h.mu is held.
+func (h *handOffState) sendWait(rec []byte) error {
 	for {
-		err := unix.Sendmsg(h.fd, []byte(msgSync), nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		err := unix.Sendmsg(h.fd, rec, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		if !errors.Is(err, unix.EAGAIN) {
-			if err != nil {
-				h.fail(err)
-			}
-			return
+			return err
 		}
 		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(h.fd), Events: unix.POLLOUT}}, 100)
 	}
@@ -173,7 +179,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 		for {
 			n, err := s.handoff.Read(buf)
 			if err != nil {
-				if ho.acked.Load() < 1<<62 { // not after the end
+				if !ho.ended.Load() {
 					ho.fail(fmt.Errorf("the hand-off socket: %w", err))
 				}
 				return
@@ -197,7 +203,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 		s.onEveryLoop(func(l *loop) {
 			l.handingOff = true
 			l.each(func(c *Conn) {
-				if c.state.Load() == stateOpen && (c.rd.msgOp != 0 || c.rd.inFrame) {
+				if c.state.Load() == stateOpen && c.rd.inMessage() {
 					busy.Add(1)
 				}
 			})
@@ -208,7 +214,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	}
 	s.onEveryLoop(func(l *loop) {
 		l.each(func(c *Conn) {
-			if c.state.Load() == stateOpen && (c.rd.msgOp != 0 || c.rd.inFrame) {
+			if c.state.Load() == stateOpen && c.rd.inMessage() {
 				c.closeNow(statusServiceRestart, "server restarting, reconnect", ErrServerRestart)
 			}
 		})
@@ -240,7 +246,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	if _, err := s.handoff.Write([]byte(msgDone)); err != nil {
 		return s.abortHandOff(ho, err)
 	}
-	ho.acked.Store(1 << 62) // from here EOF is the new process ending its side
+	ho.ended.Store(true)
 	took := time.Since(start)
 	s.handOffs.Add(uint64(ho.sent.Load()))
 	if l := s.opts.logger; l != nil {
@@ -411,11 +417,7 @@ func (l *loop) sendBatch(ho *handOffState) int {
 	for off := 0; off < len(b.input); {
 		k := min(len(b.input)-off, handOffChunk-len(msgMore)-1)
 		more := append(append(append(make([]byte, 0, k+len(msgMore)+1), msgMore...), '\n'), b.input[off:off+k]...)
-		if err := unix.Sendmsg(ho.fd, more, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL); err != nil {
-			if errors.Is(err, unix.EAGAIN) {
-				_, _ = unix.Poll([]unix.PollFd{{Fd: int32(ho.fd), Events: unix.POLLOUT}}, 100)
-				continue
-			}
+		if err := ho.sendWait(more); err != nil {
 			ho.fail(err)
 			break // the connection is lost with the new process
 		}
@@ -432,7 +434,7 @@ func (l *loop) sendBatch(ho *handOffState) int {
 // atRest reports whether c can be handed over now: no message in
 // progress, nothing waiting to be written, no close under way.
 func (c *Conn) atRest() bool {
-	if c.rd.msgOp != 0 || c.rd.inFrame || c.pong != nil || c.closeCalled.Load() || c.queued.Load() != 0 {
+	if c.rd.inMessage() || c.pong != nil || c.closeCalled.Load() || c.queued.Load() != 0 {
 		return false
 	}
 	c.mu.Lock()
@@ -753,16 +755,6 @@ func (s *Server) adoptionsDone() {
 	})
 }
 
-// openAdopted creates the Conn of a handed-over socket; OnOpen.
-func (s *Server) openAdopted(gc gnet.Conn, a *adoption) gnet.Action {
-	l := s.loopFor(gc.EventLoop())
-	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: remoteAddr(gc)}
-	c.timer.Owner = c
-	l.add(c)
-	gc.SetContext(c)
-	return c.adoptConn(a)
-}
-
 // adoptConn makes the socket just opened on the loop the connection the old
 // process handed over: open, without a 101. On the loop, in OnOpen.
 func (c *Conn) adoptConn(a *adoption) gnet.Action {
@@ -788,15 +780,8 @@ func (c *Conn) adoptConn(a *adoption) gnet.Action {
 	c.mu.Lock()
 	c.state.Store(stateOpen)
 	c.mu.Unlock()
-	c.lflags |= lfOpened
-	c.lastRead, c.lastPing = l.stamp, l.stamp
-	l.schedule(c, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
-	s.upgraded.Add(1)
+	c.opened()
 	s.adopted.Add(1)
-	if c.pmd != 0 {
-		s.pmdConns.Add(1)
-	}
-	s.register(c)
 	for _, r := range a.rooms {
 		_ = c.Join(r)
 	}

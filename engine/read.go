@@ -47,6 +47,9 @@ type reader struct {
 // close deadline.
 const skipAll = math.MaxInt64
 
+// inMessage reports whether a message has begun and not ended.
+func (rd *reader) inMessage() bool { return rd.msgOp != 0 || rd.inFrame }
+
 // release returns the reassembly buffer to the loop's pool.
 func (rd *reader) release(l *loop) {
 	if rd.msg != nil {
@@ -75,7 +78,7 @@ func (c *Conn) readFrames() {
 		if avail == 0 {
 			return
 		}
-		if c.loop.handingOff && c.rd.msgOp == 0 && !c.rd.inFrame && c.state.Load() == stateOpen {
+		if c.loop.handingOff && !c.rd.inMessage() && c.state.Load() == stateOpen {
 			c.checkFrozen() // frozen at a message boundary for the hand-off (handoff.go)
 			return
 		}

@@ -11,7 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -150,7 +150,11 @@ func (s *Server) Restart(ctx context.Context, opts ...RestartOption) error {
 		o(&cfg)
 	}
 	if s.onLoop() {
-		go func() { _ = s.Restart(context.WithoutCancel(ctx), opts...) }()
+		go func() {
+			bg, cancel := detach(ctx, 0)
+			defer cancel()
+			_ = s.Restart(bg, opts...)
+		}()
 		return nil
 	}
 	select {
@@ -294,38 +298,21 @@ type inheritance struct {
 	ln   net.Listener
 }
 
-var (
-	inheritOnce  sync.Once
-	inherited    *inheritance
-	inheritErr   error
-	errNoInherit = errors.New("no inheritance")
-)
+var inheritTaken atomic.Bool
 
 // inheritWait is how long a new process waits for the old one to send the
 // listener.
 const inheritWait = 10 * time.Second
 
 // takeInheritance returns the listener handed over by the process this one
-// replaces, once per process, or nil when there is none.
+// replaces, to the first caller in the process, or nil when there is none.
 func takeInheritance() (*inheritance, error) {
-	inheritOnce.Do(func() {
-		v, ok := os.LookupEnv(inheritEnv)
-		if !ok {
-			inheritErr = errNoInherit
-			return
-		}
-		_ = os.Unsetenv(inheritEnv)
-		inherited, inheritErr = receiveListener(v)
-	})
-	if inheritErr == errNoInherit {
+	v, ok := os.LookupEnv(inheritEnv)
+	if !ok || !inheritTaken.CompareAndSwap(false, true) {
 		return nil, nil
 	}
-	in := inherited
-	inherited = nil // the first ListenAndServe takes it
-	if in == nil && inheritErr == nil {
-		return nil, nil
-	}
-	return in, inheritErr
+	_ = os.Unsetenv(inheritEnv)
+	return receiveListener(v)
 }
 
 // receiveListener reads the listener from the hand-off socket named by v.

@@ -394,12 +394,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	if s.onLoop() {
-		deadline, ok := ctx.Deadline()
-		if !ok {
-			deadline = time.Now().Add(s.opts.closeTimeout)
-		}
 		go func() {
-			bg, cancel := context.WithDeadline(context.Background(), deadline)
+			bg, cancel := detach(ctx, s.opts.closeTimeout)
 			defer cancel()
 			_ = s.Shutdown(bg)
 		}()
@@ -416,6 +412,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return waitErr
+}
+
+// detach returns a context with ctx's values and deadline (or, without
+// one, a deadline of orTimeout from now, unless that is 0) but not its
+// cancellation: for what a callback on a loop starts on a goroutine of its
+// own, since a handler's ctx usually ends when the handler returns.
+func detach(ctx context.Context, orTimeout time.Duration) (context.Context, context.CancelFunc) {
+	bg := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(bg, d)
+	}
+	if orTimeout > 0 {
+		return context.WithTimeout(bg, orTimeout)
+	}
+	return bg, func() {}
 }
 
 // onLoop reports whether the caller runs on one of s's event loops.

@@ -82,9 +82,13 @@ func (l *loop) health(now int64) int64 {
 	switch {
 	case now-l.hb.beat.Load() > l.srv.routeStall():
 		return 2
-	case l.hb.pending.Load() > 0 && now-l.hb.progress.Load() > int64(enrollPatience):
+	case l.hb.pending.Load() == 0:
+		return 0
+	}
+	switch waited := now - l.hb.progress.Load(); {
+	case waited > int64(enrollPatience):
 		return 2
-	case l.hb.pending.Load() > 0 && now-l.hb.progress.Load() > int64(enrollPatience/10):
+	case waited > int64(enrollPatience/10):
 		return 1
 	}
 	return 0

@@ -109,6 +109,16 @@ func (c *Conn) openConn(key []byte, proto uint8, value any, ext []byte, extra []
 	c.mu.Unlock()
 	_, _ = c.gc.Discard(end)
 	c.rd.scanned = 0
+	c.opened()
+	c.callOnOpen()
+}
+
+// opened does the bookkeeping of a connection that has just become open
+// (upgraded here, or handed over by the old process): its heartbeat, the
+// counts, the registry. OnOpen (or OnAdopt) is owed from now on.
+func (c *Conn) opened() {
+	l := c.loop
+	s := l.srv
 	c.lflags |= lfOpened
 	c.lastRead, c.lastPing = l.stamp, l.stamp
 	l.schedule(c, time.Duration(c.lastRead+int64(s.opts.pingInterval)-l.now))
@@ -117,7 +127,6 @@ func (c *Conn) openConn(key []byte, proto uint8, value any, ext []byte, extra []
 		s.pmdConns.Add(1)
 	}
 	s.register(c)
-	c.callOnOpen()
 }
 
 // refuse answers the request with an error status; the socket closes after
