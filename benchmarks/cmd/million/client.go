@@ -16,10 +16,13 @@ import (
 
 // The client mode: this binary re-executed with -client holds -n viewers
 // on one epoll loop (internal/wsload, Config.Viewers), talking to the
-// orchestrator by lines. It prints READY, dials on DIAL (UP n every
-// second while dialling, CONNECTED once done), answers AWAIT SEQ T0
-// (T0: the publish's CLOCK_MONOTONIC time in ns) with GOT and the
-// latencies of message SEQ, and STOP with RESULT.
+// orchestrator by lines. It prints READY, dials on DIAL (CONNECTED once
+// done; from then on UP every second: upgrades, drops, reconnects, pongs
+// and skipped messages so far), answers AWAIT SEQ T0 (T0: the publish's
+// CLOCK_MONOTONIC time in ns) with GOT and the latencies of message SEQ,
+// GAPS 1 or 0 at once (every viewer may, or may not, skip messages: the
+// bus is restarted), and STOP with RESULT. With -reconnect, a viewer
+// whose node dies dials again after a jittered backoff (-jitter).
 
 // connected is the CONNECTED line.
 type connected struct {
@@ -31,10 +34,17 @@ type connected struct {
 
 // got is the GOT line: one broadcast as this process's viewers saw it.
 type got struct {
-	Seq  int       `json:"seq"`
-	Got  int       `json:"got"`  // viewers that have the message, checked
-	Open int       `json:"open"` // viewers open
-	Lat  hist.Hist `json:"lat"`  // publish to each viewer's copy
+	Seq     int       `json:"seq"`
+	Got     int       `json:"got"`     // viewers that have the message, checked
+	Open    int       `json:"open"`    // viewers open
+	Skipped int       `json:"skipped"` // open viewers that passed over it (back from a reconnect, or the bus lost it)
+	Fresh   int       `json:"fresh"`   // open viewers back from a reconnect with no message yet
+	Lat     hist.Hist `json:"lat"`     // publish to each viewer's copy
+}
+
+// up is the UP line.
+type up struct {
+	Upgraded, Drops, Reconnects, Pongs, Skips int64
 }
 
 // clientResult is the RESULT line.
@@ -44,6 +54,8 @@ type clientResult struct {
 	Samples []string `json:"samples,omitempty"`
 	CPUS    float64  `json:"cpu_s"`
 	Pongs   int64    `json:"pongs"` // pings answered
+	Drops   int64    `json:"drops"`
+	Skips   int64    `json:"skips"`
 }
 
 func clientMain() error {
@@ -61,8 +73,8 @@ func clientMain() error {
 	}
 	e, err := wsload.New(wsload.Config{
 		Addr: dst, Srcs: srcs, Size: *size, Seed: *seed, Pollers: 1,
-		DialConcurrency: *dialConc, Timeout: 10 * time.Second,
-		Viewers: *broadcasts, ViewerID: publisherID,
+		DialConcurrency: *dialConc, Timeout: 10 * time.Second, DialLimit: *cDialLimit,
+		Viewers: *cMessages, ViewerID: publisherID, Reconnect: *cReconnect, ReconnectJitter: *jitter,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 	})
 	if err != nil {
@@ -74,23 +86,28 @@ func clientMain() error {
 	if l, ok := <-in; !ok || l != "DIAL" {
 		return fmt.Errorf("expected DIAL, got %q", l)
 	}
-	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Println("UP", e.Upgraded())
-			}
+		for range time.Tick(time.Second) {
+			printJSON("UP", up{e.Upgraded(), e.Drops(), e.Reconnects(), e.Pongs(), e.Skips()})
 		}
 	}()
 	r := e.Dial(*cN, false, false)
-	close(done)
 	printJSON("CONNECTED", connected{Open: r.Open, Errors: e.Errors(), Retries: e.Retries(), ElapsedS: r.Elapsed.Seconds()})
-	for l := range in {
+	// GAPS takes effect at once, even while an AWAIT waits: the
+	// orchestrator sends it just before it kills the bus.
+	cmds := make(chan string, 1024)
+	go func() {
+		defer close(cmds)
+		for l := range in {
+			switch l {
+			case "GAPS 1", "GAPS 0":
+				e.SetGaps(l == "GAPS 1")
+			default:
+				cmds <- l
+			}
+		}
+	}()
+	for l := range cmds {
 		f := strings.Fields(l)
 		switch {
 		case len(f) == 3 && f[0] == "AWAIT":
@@ -99,14 +116,15 @@ func clientMain() error {
 			if err1 != nil || err2 != nil {
 				return fmt.Errorf("bad line %q", l)
 			}
-			arr, open := e.Await(seq, *awaitLimit)
-			g := got{Seq: seq, Got: len(arr), Open: open}
-			for _, t := range arr {
+			a := e.Await(seq, *awaitLimit)
+			g := got{Seq: seq, Got: len(a.Arrivals), Open: a.Open, Skipped: a.Skipped, Fresh: a.Fresh}
+			for _, t := range a.Arrivals {
 				g.Lat.Record(t - t0)
 			}
 			printJSON("GOT", &g)
 		case l == "STOP":
-			r := clientResult{Open: e.Open(), Errors: e.Errors(), Samples: e.ErrorSamples(), CPUS: proc.SelfCPU().Seconds(), Pongs: e.Pongs()}
+			r := clientResult{Open: e.Open(), Errors: e.Errors(), Samples: e.ErrorSamples(), CPUS: proc.SelfCPU().Seconds(), Pongs: e.Pongs(),
+				Drops: e.Drops(), Skips: e.Skips()}
 			printJSON("RESULT", r)
 			return nil
 		}

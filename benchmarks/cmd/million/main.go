@@ -36,7 +36,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,8 +43,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,17 +59,22 @@ import (
 )
 
 var (
-	quick      = flag.Bool("quick", false, "20,000 viewers over 2 nodes and 2 client processes, bounded by 2 minutes")
+	quick      = flag.Bool("quick", false, "20,000 viewers over 3 nodes and 2 client processes, heartbeats every 2 s, 10 s of danmaku and the faults, bounded by 3 minutes")
 	conns      = flag.Int("conns", 20000, "viewers in all")
 	nodes      = flag.Int("nodes", 0, "node processes (0: enough for 18,000 viewers each)")
 	clients    = flag.Int("clients", 0, "client processes (0: enough for 19,500 viewers each)")
 	srcsFlag   = flag.Int("srcs", 4, "loopback source addresses a client process")
 	broadcasts = flag.Int("broadcasts", 5, "messages published to all viewers, one at a time")
 	size       = flag.Int("size", 64, "message bytes")
-	dialConc   = flag.Int("dial-concurrency", 256, "dials in flight a client process")
-	timeout    = flag.Duration("timeout", 30*time.Minute, "bound on the whole run: past it every process is killed and the run fails")
-	awaitLimit = flag.Duration("await", 30*time.Second, "bound on one broadcast reaching every viewer")
-	hold       = flag.Duration("hold", 0, "hold every viewer idle this long after the ramp, before the broadcasts (past the idle timeout, a viewer that does not answer pings is evicted)")
+	dialConc   = flag.Int("dial-concurrency", 0, "dials in flight a client process (0: 2,048 over all of them, 8 to 256 each)")
+	timeout    = flag.Duration("timeout", 45*time.Minute, "bound on the whole run: past it every process is killed and the run fails")
+	awaitLimit = flag.Duration("await", 2*time.Minute, "bound on one message reaching every viewer")
+	hold       = flag.Duration("hold", 10*time.Minute, "hold every viewer idle this long after the ramp, before the broadcasts, measuring the heartbeats' CPU (past the idle timeout, a viewer that does not answer pings is evicted)")
+	danmakuD   = flag.Duration("danmaku", time.Minute, "after the broadcasts, one message a second into the room for this long (0: none)")
+	faultsOn   = flag.Bool("faults", true, "after the danmaku, with one message a second going on: SIGKILL one node (its viewers reconnect to the others) and restart NATS")
+	window     = flag.Int("window", 2, "danmaku and faults: messages published and not yet at every viewer, at most (past it the next publish waits)")
+	natsDown   = flag.Duration("nats-down", 3*time.Second, "the faults phase keeps NATS down this long before starting it again")
+	jitter     = flag.Duration("jitter", 2*time.Second, "viewers' reconnect backoff: the first attempt after a uniform random delay below this, doubling on each failure")
 	pingIv     = flag.Duration("ping", 0, "the nodes' ping interval (0: the engine's default, 25 s)")
 	idleTO     = flag.Duration("idle", 0, "the nodes' idle timeout (0: the engine's default, 60 s)")
 	dry        = flag.Bool("plan", false, "print the run's shape and whether this machine can hold it, and start nothing")
@@ -84,6 +86,10 @@ var (
 	cSrcs  = flag.String("src", "", "client mode: source addresses, comma-separated")
 	cN     = flag.Int("n", 0, "client mode: viewers")
 	seed   = flag.Uint64("seed", 1, "payload seed (client mode: the orchestrator's)")
+
+	cMessages  = flag.Int("messages", 0, "client mode: messages the run may publish in all")
+	cReconnect = flag.Bool("reconnect", false, "client mode: viewers whose node dies reconnect (-jitter)")
+	cDialLimit = flag.Duration("dial-limit", 0, "client mode: bound on dialling every viewer")
 )
 
 // publisherID is the Payload id of the publisher's messages.
@@ -101,6 +107,11 @@ type plan struct {
 	Conns, Nodes, Clients, Srcs, Broadcasts, Size int
 	Timeout                                       time.Duration
 	Hold, Ping, Idle                              time.Duration
+	Danmaku                                       time.Duration
+	Faults                                        bool
+	Jitter                                        time.Duration
+	NATSDown                                      time.Duration
+	Window                                        int
 }
 
 func main() {
@@ -113,11 +124,13 @@ func main() {
 		return
 	}
 	p := plan{Conns: *conns, Nodes: *nodes, Clients: *clients, Srcs: *srcsFlag, Broadcasts: *broadcasts, Size: *size, Timeout: *timeout,
-		Hold: *hold, Ping: *pingIv, Idle: *idleTO}
+		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window}
 	if *quick {
-		// Held past the default idle timeout (60 s): every viewer is
-		// pinged at least once and must have answered to stay.
-		p.Conns, p.Nodes, p.Clients, p.Timeout, p.Hold = 20000, 2, 2, 2*time.Minute, 65*time.Second
+		// Pings every 2 s, eviction after 5 s of silence, held 8 s: every
+		// viewer is pinged and must answer to stay. Three nodes, so that
+		// one can die and the other two hold its viewers.
+		p.Conns, p.Nodes, p.Clients, p.Timeout = 20000, 3, 2, 3*time.Minute
+		p.Hold, p.Ping, p.Idle, p.Danmaku = 8*time.Second, 2*time.Second, 5*time.Second, 10*time.Second
 	}
 	if p.Nodes == 0 {
 		p.Nodes = ceilDiv(p.Conns, nodeShare)
@@ -163,8 +176,8 @@ func main() {
 // describe says what the plan starts and what it should cost.
 func (p plan) describe() string {
 	est := int64(p.Conns)*(kernelPerConn+nodePerConn+clientPerConn) + int64(p.Nodes+p.Clients+1)*perProcess
-	return fmt.Sprintf("%d viewers: NATS, %d nodes (about %d viewers each), %d client processes (up to %d each, %d source addresses each); about %.1f GiB of memory; %d broadcasts of %d bytes; held %v; bounded by %v",
-		p.Conns, p.Nodes, ceilDiv(p.Conns, p.Nodes), p.Clients, ceilDiv(p.Conns, p.Clients), p.Srcs, gib(est), p.Broadcasts, p.Size, p.Hold, p.Timeout)
+	return fmt.Sprintf("%d viewers: NATS, %d nodes (about %d viewers each), %d client processes (up to %d each, %d source addresses each); about %.1f GiB of memory; held %v; %d broadcasts of %d bytes; danmaku for %v; faults %v; bounded by %v",
+		p.Conns, p.Nodes, ceilDiv(p.Conns, p.Nodes), p.Clients, ceilDiv(p.Conns, p.Clients), p.Srcs, gib(est), p.Hold, p.Broadcasts, p.Size, p.Danmaku, p.Faults, p.Timeout)
 }
 
 // validate checks the plan's bounds.
@@ -178,8 +191,16 @@ func (p plan) validate() error {
 		return fmt.Errorf("%d viewers a client process: at most %d (more -clients)", ceilDiv(p.Conns, p.Clients), clientCap)
 	case p.Broadcasts < 1 || p.Broadcasts > 1000:
 		return fmt.Errorf("-broadcasts %d: between 1 and 1000", p.Broadcasts)
-	case p.Size < 1 || p.Size > 64<<10:
-		return fmt.Errorf("-size %d: between 1 and 65536", p.Size)
+	case p.Size < 16 || p.Size > 64<<10:
+		return fmt.Errorf("-size %d: between 16 and 65536 (a viewer back from a reconnect reads where it is from the first 16)", p.Size)
+	case p.Faults && p.Nodes < 2:
+		return fmt.Errorf("-faults needs 2 nodes or more (one is killed)")
+	case p.Window < 1 || p.Window > 60:
+		return fmt.Errorf("-window %d: between 1 and 60", p.Window)
+	case p.NATSDown < 0 || p.NATSDown > 30*time.Second:
+		return fmt.Errorf("-nats-down %v: at most 30 s", p.NATSDown)
+	case p.Danmaku < 0 || p.Danmaku > time.Hour:
+		return fmt.Errorf("-danmaku %v: at most an hour", p.Danmaku)
 	}
 	return nil
 }
@@ -191,6 +212,17 @@ type runner struct {
 	children []*proc.Child
 	tracked  proc.Children
 	aborted  atomic.Value // string: why the run was cut short
+
+	bin      func(name string) string // the built binaries
+	nats     *proc.Child
+	natsAddr string
+	natsURL  string
+	nodes    []*proc.Child
+	pubNode  int // the publisher's node (index)
+	killed   int // the node the faults killed (index), or -1
+	cls      []*client_
+	bus      []busEvent  // the nodes' BUS lines
+	gaps     atomic.Bool // the viewers may miss messages (the bus is restarted): the publisher's window is off
 }
 
 // start starts bin in a process group of its own, which killAll kills
@@ -231,32 +263,52 @@ func (r *runner) abort(why string) {
 
 // result is a run's figures.
 type result struct {
-	Plan         plan          `json:"plan"`
-	Date         time.Time     `json:"date"`
-	Viewers      int           `json:"viewers"` // connected at the end of the ramp
-	RampS        float64       `json:"ramp_s"`  // from DIAL to the last client's CONNECTED
-	RampPerS     float64       `json:"ramp_per_s"`
-	PeakPerS     float64       `json:"peak_per_s"` // over one progress interval
-	NodeConns    []int         `json:"node_conns"` // sockets each node holds (its open descriptors less its baseline)
-	NodeBaseRSS  []int64       `json:"node_base_rss"`
-	NodeRSS      []int64       `json:"node_rss"`
-	NATSRSS      int64         `json:"nats_rss"`
-	ClientBase   []int64       `json:"client_base_rss"`
-	ClientRSS    []int64       `json:"client_rss"`
-	ClientCPUS   float64       `json:"client_cpu_s"`
-	KernelBefore kmem          `json:"kernel_before"`
-	KernelAfter  kmem          `json:"kernel_after"`
-	Broadcasts   []broadcast   `json:"broadcasts"`
-	All          summary       `json:"all"` // over every delivery of every broadcast
-	Errors       int64         `json:"errors"`
-	Pongs        int64         `json:"pongs"` // pings the viewers answered
-	Took         time.Duration `json:"took_ns"`
+	Plan           plan          `json:"plan"`
+	Date           time.Time     `json:"date"`
+	Viewers        int           `json:"viewers"` // connected at the end of the ramp
+	RampS          float64       `json:"ramp_s"`  // from DIAL to the last client's CONNECTED
+	RampPerS       float64       `json:"ramp_per_s"`
+	PeakPerS       float64       `json:"peak_per_s"` // over one progress interval
+	NodeConns      []int         `json:"node_conns"` // sockets each node holds (its open descriptors less its baseline)
+	NodeBaseRSS    []int64       `json:"node_base_rss"`
+	NodeRSS        []int64       `json:"node_rss"`
+	NATSRSS        int64         `json:"nats_rss"`
+	ClientBase     []int64       `json:"client_base_rss"`
+	ClientRSS      []int64       `json:"client_rss"`
+	ClientCPUS     float64       `json:"client_cpu_s"`
+	KernelBefore   kmem          `json:"kernel_before"`
+	KernelAfter    kmem          `json:"kernel_after"`
+	PublisherNode  int           `json:"publisher_node"` // 1-based
+	HoldS          float64       `json:"hold_s"`
+	HoldCPUS       float64       `json:"hold_cpu_s"` // the nodes', over the hold
+	HoldPongs      int64         `json:"hold_pongs"`
+	Broadcasts     []message     `json:"broadcasts"`
+	All            summary       `json:"all"`              // over every delivery of every broadcast
+	BroadcastCPUus float64       `json:"broadcast_cpu_us"` // the nodes' CPU a delivery, heartbeats set apart
+	Danmaku        []message     `json:"danmaku"`
+	DanmakuS       float64       `json:"danmaku_s"`
+	DanmakuCPUus   float64       `json:"danmaku_cpu_us"`
+	Faults         faultResult   `json:"faults"`
+	Errors         int64         `json:"errors"`
+	Pongs          int64         `json:"pongs"` // pings the viewers answered
+	Took           time.Duration `json:"took_ns"`
 }
 
-type broadcast struct {
-	Seq       int `json:"seq"`
-	Delivered int `json:"delivered"`
-	summary
+// faultResult is what the faults phase measured.
+type faultResult struct {
+	KilledNode         int       `json:"killed_node"` // 1-based
+	KilledViewers      int       `json:"killed_viewers"`
+	Dropped            int64     `json:"dropped"`
+	ReconnectS         float64   `json:"reconnect_s"` // from the SIGKILL until every dropped viewer was back (1 s resolution)
+	PeakReconnectsPerS float64   `json:"peak_reconnects_per_s"`
+	MissedWhileAway    int64     `json:"missed_while_away"` // deliveries the dropped viewers missed while away
+	NATSDownS          float64   `json:"nats_down_s"`       // from its SIGKILL until the new one was ready
+	BusBackS           float64   `json:"bus_back_s"`        // from its SIGKILL until every live node's broker was connected again (20 ms polling)
+	LostMessages       int       `json:"lost_messages"`     // messages some viewer missed while the bus was down
+	LostOnBus          int       `json:"lost_deliveries"`
+	LastLostT          float64   `json:"last_lost_s"`   // the last such message, published this long after the bus was killed
+	FirstWholeT        float64   `json:"first_whole_s"` // the first message every viewer had again, published this long after
+	Messages           []message `json:"messages"`
 }
 
 type summary struct {
@@ -277,261 +329,19 @@ func sum(v []int64) (s int64) {
 	return s
 }
 
-// run runs plan p: preflight, build, processes, ramp, broadcasts,
-// figures. Every process it started is dead when it returns.
-func (r *runner) run(p plan) (res *result, err error) {
-	if err := p.validate(); err != nil {
-		return nil, err
-	}
-	if err := preflight(p); err != nil {
-		return nil, err
-	}
-	res = &result{Plan: p, Date: time.Now().UTC()}
-	t0 := time.Now()
-	bound := time.AfterFunc(p.Timeout, func() { r.abort(fmt.Sprintf("time bound of %v reached", p.Timeout)) })
-	defer bound.Stop()
-	defer r.killAll()
-	defer func() {
-		if why, ok := r.aborted.Load().(string); ok && err != nil {
-			err = fmt.Errorf("%s: %w", why, err)
-		}
-	}()
-
-	tmp, err := os.MkdirTemp("", "wsloop-million-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	r.logf("building")
-	const mod = "github.com/wsloop/wsloop/benchmarks/"
-	build := exec.Command("go", "build", "-o", tmp+string(filepath.Separator), mod+"servers/nats", mod+"servers/wsloop-room", mod+"cmd/million")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	bin := func(name string) string { return filepath.Join(tmp, name) }
-
-	// NATS, then the nodes on one port.
-	ns, err := r.start("nats", bin("nats"), "-addr", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	line, err := ns.Expect("READY ", 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	natsURL := "nats://" + strings.Fields(line)[0]
-	port, err := proc.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var nodeProcs []*proc.Child
-	var nodeFDs []int
-	for i := range p.Nodes {
-		n, err := r.start(fmt.Sprintf("node%d", i+1), bin("wsloop-room"), "-addr", addr, "-loops", "1", "-reuseport", "-heartbeat",
-			"-ping", p.Ping.String(), "-idle", p.Idle.String(), "-nats", natsURL)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := n.Expect("READY ", 10*time.Second); err != nil {
-			return nil, err
-		}
-		nodeProcs = append(nodeProcs, n)
-	}
-	// Let the nodes' brokers settle (subscriptions on the bus) before
-	// anyone joins; then their baselines.
-	time.Sleep(500 * time.Millisecond)
-	if res.NodeBaseRSS, nodeFDs, err = rssFDs(nodeProcs); err != nil {
-		return nil, err
-	}
-
-	// The client processes, each with its share and its source addresses.
-	var cls []*client_
-	events := make(chan clientEvent, 2*p.Clients)
-	for i := range p.Clients {
-		n := p.Conns / p.Clients
-		if i < p.Conns%p.Clients {
-			n++
-		}
-		var srcs []string
-		for j := range p.Srcs {
-			srcs = append(srcs, fmt.Sprintf("127.1.%d.%d", i+1, j+1))
-		}
-		c, err := r.start(fmt.Sprintf("client%d", i+1), bin("million"), "-client", "-addr", addr, "-src", strings.Join(srcs, ","),
-			"-n", fmt.Sprint(n), "-size", fmt.Sprint(p.Size), "-seed", fmt.Sprint(*seed), "-broadcasts", fmt.Sprint(p.Broadcasts),
-			"-dial-concurrency", fmt.Sprint(*dialConc), "-await", awaitLimit.String())
-		if err != nil {
-			return nil, err
-		}
-		if _, err := c.Expect("READY", 10*time.Second); err != nil {
-			return nil, err
-		}
-		rss, err := proc.RSS(c.Pid())
-		if err != nil {
-			return nil, err
-		}
-		res.ClientBase = append(res.ClientBase, rss)
-		cls = append(cls, newClient(c, n, events))
-	}
-	if res.KernelBefore, err = readKmem(); err != nil {
-		return nil, err
-	}
-
-	// The ramp.
-	r.logf("%d nodes on %s, %d client processes: ramping to %d viewers", p.Nodes, addr, p.Clients, p.Conns)
-	ramp0 := time.Now()
-	for _, c := range cls {
-		c.Send("DIAL")
-	}
-	tick := time.NewTicker(progressIv)
-	last, lastT := int64(0), ramp0
-	pending := len(cls)
-	var conn []connected
-	progress := func(up int64) {
-		now := time.Now()
-		rate := float64(up-last) / now.Sub(lastT).Seconds()
-		res.PeakPerS = max(res.PeakPerS, rate)
-		last, lastT = up, now
-		r.logf("%7d/%d viewers  %6.0f/s  nodes' RSS %s", up, p.Conns, rate, mib(rssOf(nodeProcs)))
-	}
-	for pending > 0 {
-		select {
-		case <-tick.C:
-			up := int64(0)
-			for _, c := range cls {
-				up += c.up.Load()
-			}
-			progress(up)
-		case ev := <-events:
-			if ev.err != nil {
-				return nil, ev.err
-			}
-			var c connected
-			if err := json.Unmarshal([]byte(ev.rest), &c); err != nil {
-				return nil, err
-			}
-			conn = append(conn, c)
-			pending--
-		}
-	}
-	tick.Stop()
-	res.RampS = time.Since(ramp0).Seconds()
-	for _, c := range conn {
-		res.Viewers += c.Open
-		res.Errors += c.Errors
-	}
-	progress(int64(res.Viewers))
-	res.RampPerS = float64(res.Viewers) / res.RampS
-	r.logf("%d viewers connected in %.1f s (%.0f/s), %d errors", res.Viewers, res.RampS, res.RampPerS, res.Errors)
-	if res.Viewers != p.Conns {
-		return res, fmt.Errorf("%d of %d viewers connected (%d errors); %s", res.Viewers, p.Conns, res.Errors, errSamples(cls))
-	}
-	// Memory with every viewer connected and idle.
-	time.Sleep(time.Second)
-	if res.KernelAfter, err = readKmem(); err != nil {
-		return nil, err
-	}
-	var fds []int
-	if res.NodeRSS, fds, err = rssFDs(nodeProcs); err != nil {
-		return nil, err
-	}
-	for i := range fds {
-		res.NodeConns = append(res.NodeConns, fds[i]-nodeFDs[i])
-	}
-	res.NATSRSS, _ = proc.RSS(ns.Pid())
-	var clientProcs []*proc.Child
-	for _, c := range cls {
-		clientProcs = append(clientProcs, c.Child)
-	}
-	if res.ClientRSS, _, err = rssFDs(clientProcs); err != nil {
-		return nil, err
-	}
-
-	if p.Hold > 0 {
-		r.logf("holding %d viewers for %v (pings at the nodes' interval)", res.Viewers, p.Hold)
-		for end := time.Now().Add(p.Hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-			if _, ok := r.aborted.Load().(string); ok {
-				return res, errors.New("stopped while holding the viewers")
-			}
-			for _, c := range cls {
-				if !c.Alive() {
-					return res, fmt.Errorf("%s ended while holding (%v):\n%s", c.Name, c.Err, c.Tail())
-				}
-			}
-		}
-	}
-
-	// The broadcasts.
-	pub, err := dialPublisher(addr, p.Size)
-	if err != nil {
-		return nil, err
-	}
-	defer pub.close()
-	var all hist.Hist
-	for seq := range p.Broadcasts {
-		time.Sleep(200 * time.Millisecond)
-		t0, err := pub.publish(seq)
-		if err != nil {
-			return res, err
-		}
-		for _, c := range cls {
-			c.Send(fmt.Sprintf("AWAIT %d %d", seq, t0))
-		}
-		var h hist.Hist
-		b := broadcast{Seq: seq}
-		for _, c := range cls {
-			l, err := c.Expect("GOT ", *awaitLimit+30*time.Second)
-			if err != nil {
-				return res, err
-			}
-			var g got
-			if err := json.Unmarshal([]byte(l), &g); err != nil {
-				return res, err
-			}
-			if g.Got < c.n {
-				return res, fmt.Errorf("broadcast %d: %s's viewers: %d of %d have it (%d open); %s", seq, c.Name, g.Got, c.n, g.Open, errSamples(cls))
-			}
-			b.Delivered += g.Got
-			h.Merge(&g.Lat)
-		}
-		if err := pub.await(seq, *awaitLimit); err != nil {
-			return res, err
-		}
-		b.summary = summarize(&h)
-		all.Merge(&h)
-		res.Broadcasts = append(res.Broadcasts, b)
-		r.logf("broadcast %d: %d viewers, p50 %.1f ms, p99 %.1f ms, last %.1f ms", seq, b.Delivered, b.P50ms, b.P99ms, b.MaxMs)
-	}
-	res.All = summarize(&all)
-
-	// Every client's own count of errors, then the end.
-	for _, c := range cls {
-		c.Send("STOP")
-		l, err := c.Expect("RESULT ", 30*time.Second)
-		if err != nil {
-			return res, err
-		}
-		var cr clientResult
-		if err := json.Unmarshal([]byte(l), &cr); err != nil {
-			return res, err
-		}
-		res.ClientCPUS += cr.CPUS
-		res.Pongs += cr.Pongs
-		if cr.Errors > 0 || cr.Open != c.n {
-			return res, fmt.Errorf("%s: %d errors, %d of %d viewers open at the end: %s", c.Name, cr.Errors, cr.Open, c.n, strings.Join(cr.Samples, "; "))
-		}
-	}
-	res.Took = time.Since(t0)
-	return res, nil
-}
-
-// client_ is a client process seen from the orchestrator: its UP lines
-// kept as a count, CONNECTED (or its end before it) sent to events.
+// client_ is a client process seen from the orchestrator: its last UP
+// line kept, CONNECTED (or its end before it) sent to events.
 type client_ struct {
 	*proc.Child
 	n  int
-	up atomic.Int64
+	mu sync.Mutex
+	up up
+}
+
+func (c *client_) last() up {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
 }
 
 type clientEvent struct {
@@ -544,8 +354,12 @@ func newClient(c *proc.Child, n int, events chan<- clientEvent) *client_ {
 	ups, conn := c.Divert("UP ", 16), c.Divert("CONNECTED ", 1)
 	go func() {
 		for l := range ups {
-			v, _ := strconv.ParseInt(l[len("UP "):], 10, 64)
-			cl.up.Store(v)
+			var u up
+			if json.Unmarshal([]byte(l[len("UP "):]), &u) == nil {
+				cl.mu.Lock()
+				cl.up = u
+				cl.mu.Unlock()
+			}
 		}
 	}()
 	go func() {
@@ -559,17 +373,6 @@ func newClient(c *proc.Child, n int, events chan<- clientEvent) *client_ {
 	return cl
 }
 
-// errSamples is what the clients logged last, for an error message.
-func errSamples(cls []*client_) string {
-	var b strings.Builder
-	for _, c := range cls {
-		if t := c.Tail(); t != "" {
-			fmt.Fprintf(&b, "\n%s:\n%s", c.Name, t)
-		}
-	}
-	return b.String()
-}
-
 func rssOf(ps []*proc.Child) (total int64) {
 	for _, p := range ps {
 		if rss, err := proc.RSS(p.Pid()); err == nil {
@@ -577,6 +380,13 @@ func rssOf(ps []*proc.Child) (total int64) {
 		}
 	}
 	return total
+}
+
+func orDefault(d time.Duration, def string) string {
+	if d == 0 {
+		return def
+	}
+	return d.String()
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -698,12 +508,51 @@ func (r *result) text() string {
 		float64(ka.SUnreclaimKB-kb.SUnreclaimKB)*1024/n, kb.TCPInuse, ka.TCPInuse, ka.TCPMemPages-kb.TCPMemPages)
 	fmt.Fprintf(&b, "clients (apart): RSS %s in all, %.0f B a viewer over their baselines, %.1f s CPU\n",
 		mib(cRSS), float64(cRSS-cBase)/n, r.ClientCPUS)
+	fmt.Fprintf(&b, "heartbeats: %d viewers held %.0f s with pings every %v, %d pings answered (%.0f/s), none evicted; the nodes' CPU %.1f ms/s in all, %.2f µs a ping and its pong\n",
+		r.Viewers, r.HoldS, orDefault(p.Ping, "25s"), r.HoldPongs, float64(r.HoldPongs)/max(r.HoldS, 1e-9), 1e3*r.idleCPU(), 1e6*r.HoldCPUS/max(float64(r.HoldPongs), 1))
 	for _, x := range r.Broadcasts {
 		fmt.Fprintf(&b, "broadcast %d: %d viewers, every copy checked; publish to viewer p50 %.1f ms, p99 %.1f ms, last %.1f ms\n",
 			x.Seq, x.Delivered, x.P50ms, x.P99ms, x.MaxMs)
 	}
-	fmt.Fprintf(&b, "heartbeats: viewers held %v after the ramp, %d pings answered, none evicted (every viewer open to the end)\n", p.Hold, r.Pongs)
-	fmt.Fprintf(&b, "all %d broadcasts: p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %d; run took %.1f s\n",
-		len(r.Broadcasts), r.All.P50ms, r.All.P99ms, r.All.MaxMs, r.Errors, r.Took.Seconds())
+	fmt.Fprintf(&b, "all %d broadcasts: p50 %.1f ms, p99 %.1f ms, max %.1f ms; the nodes' CPU %.3f µs a delivery (heartbeats set apart)\n",
+		len(r.Broadcasts), r.All.P50ms, r.All.P99ms, r.All.MaxMs, r.BroadcastCPUus)
+	if len(r.Danmaku) > 0 {
+		first, last := lagTrend(r.Danmaku)
+		verdict := "steady"
+		if last > 2*first+50 {
+			verdict = "GREW"
+		}
+		var worst message
+		for _, m := range r.Danmaku {
+			if m.MaxMs > worst.MaxMs {
+				worst = m
+			}
+		}
+		ds := r.Danmaku
+		rate := 1.0
+		if k := len(ds); k > 1 {
+			rate = float64(k-1) / (float64(ds[k-1].T0-ds[0].T0) / 1e9)
+		}
+		fmt.Fprintf(&b, "danmaku: %d messages over %.0f s, published at %.2f a second (one asked, at most %d not yet at every viewer), %.0f deliveries/s, every copy checked; lag p99 %.1f ms over the first third, %.1f ms over the last (%s); worst message %d: p50 %.1f, p99 %.1f, last %.1f ms; the nodes' CPU %.3f µs a delivery\n",
+			len(ds), r.DanmakuS, rate, p.Window, rate*float64(r.Viewers), first, last, verdict, worst.Seq, worst.P50ms, worst.P99ms, worst.MaxMs, r.DanmakuCPUus)
+		fmt.Fprintf(&b, "danmaku lag p99 a message, ms:")
+		for _, m := range r.Danmaku {
+			fmt.Fprintf(&b, " %.0f", m.P99ms)
+		}
+		b.WriteString("\n")
+	}
+	if f := r.Faults; f.KilledNode > 0 {
+		var steady hist.Hist
+		for _, m := range f.Messages {
+			if m.Phase == "kill" {
+				steady.Record(int64(m.P99ms * 1e6))
+			}
+		}
+		fmt.Fprintf(&b, "faults: SIGKILL node%d (%d viewers): %d dropped, all back on the other nodes %.0f s later (1 s resolution), at most %.0f reconnects/s; they missed %d deliveries while away; every other viewer had every message (lag p99 at most %.1f ms meanwhile)\n",
+			f.KilledNode, f.KilledViewers, f.Dropped, f.ReconnectS, f.PeakReconnectsPerS, f.MissedWhileAway, float64(steady.Max())/1e6)
+		fmt.Fprintf(&b, "faults: NATS killed and started again %.2f s later; every node's broker back on it %.2f s after the kill, so delivery across nodes stopped for %.2f s after NATS was up; %d messages missed by the viewers on other nodes (%d deliveries), the last published %.1f s after the kill; every viewer had every message again from one published %.1f s after it (messages one a second)\n",
+			f.NATSDownS, f.BusBackS, f.BusBackS-f.NATSDownS, f.LostMessages, f.LostOnBus, f.LastLostT, f.FirstWholeT)
+	}
+	fmt.Fprintf(&b, "errors %d; run took %.1f s\n", r.Errors, r.Took.Seconds())
 	return b.String()
 }

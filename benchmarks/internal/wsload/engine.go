@@ -2,6 +2,7 @@ package wsload
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -44,6 +45,10 @@ type Engine struct {
 	retries atomic.Int64
 	upgrd   atomic.Int64 // upgrades so far, for progress reports
 	pongs   atomic.Int64 // viewers: pings answered
+	drops   atomic.Int64 // viewers (Reconnect): connections the server ended
+	reconns atomic.Int64 // viewers (Reconnect): upgraded again after a drop
+	skips   atomic.Int64 // viewers: messages passed over (Jump, JumpAll)
+	gaps    atomic.Bool  // viewers: every message may skip ahead (SetGaps)
 	mu      sync.Mutex
 	samples []string
 	broken  bool
@@ -72,7 +77,21 @@ type Config struct {
 	// time it completed is kept for Await.
 	Viewers  int
 	ViewerID uint32
-	Logf     func(format string, args ...any)
+	// Reconnect (viewers) makes a viewer whose connection the server ends
+	// (a close frame, a reset, end of file) dial again, as a page does:
+	// the first attempt after a uniform random delay in [0,
+	// ReconnectJitter) (0: 2 s), the span doubling on each failed attempt
+	// up to 8 times, giving up (an error) after ReconnectFor (0: 2 min).
+	// Its first message after the new upgrade may be any later one (it
+	// missed what was published while away; the messages passed over are
+	// counted, Skips), then strict again.
+	Reconnect       bool
+	ReconnectJitter time.Duration
+	ReconnectFor    time.Duration
+	// DialLimit bounds Dial as a whole (0: attempts × Timeout + 1 ms a
+	// connection + 30 s); a client process among many dials more slowly.
+	DialLimit time.Duration
+	Logf      func(format string, args ...any)
 }
 
 // IsLoopback4 reports whether a is in 127.0.0.0/8, the only range the
@@ -106,6 +125,15 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.DialAttempts < 1 {
 		cfg.DialAttempts = 3
+	}
+	if cfg.ReconnectJitter <= 0 {
+		cfg.ReconnectJitter = 2 * time.Second
+	}
+	if cfg.ReconnectFor <= 0 {
+		cfg.ReconnectFor = 2 * time.Minute
+	}
+	if cfg.Reconnect && (cfg.Viewers == 0 || cfg.Size < 16 || cfg.Deflate) {
+		return nil, fmt.Errorf("wsload: Reconnect needs viewers, uncompressed, of 16 bytes or more")
 	}
 	if cfg.Seed == 0 {
 		var b [8]byte
@@ -170,6 +198,20 @@ func (e *Engine) ErrorSamples() []string {
 // Retries is the number of dial attempts repeated after a connect error.
 func (e *Engine) Retries() int64 { return e.retries.Load() }
 
+// Drops is the number of viewer connections the server ended (Reconnect).
+func (e *Engine) Drops() int64 { return e.drops.Load() }
+
+// Reconnects is the number of viewers upgraded again after a drop.
+func (e *Engine) Reconnects() int64 { return e.reconns.Load() }
+
+// Skips is the number of messages viewers passed over (after a
+// reconnect, or any while SetGaps is on).
+func (e *Engine) Skips() int64 { return e.skips.Load() }
+
+// SetGaps lets every viewer's messages skip ahead (on) or not (off): a
+// bus that lost messages. Duplicates and wrong bytes stay errors.
+func (e *Engine) SetGaps(on bool) { e.gaps.Store(on) }
+
 const (
 	cmdDial = iota
 	cmdRun
@@ -193,6 +235,8 @@ type command struct {
 	mu       sync.Mutex
 	open     int
 	arrivals []int64 // await: times of the viewers' copies of message seq
+	skipped  int     // await: open viewers that passed over message seq
+	fresh    int     // await: open viewers back from a reconnect with no message since
 }
 
 // do hands cmd to every loop and waits until all have finished it. On
@@ -249,6 +293,9 @@ func (e *Engine) Dial(n int, measure, verify bool) DialResult {
 	start := e.mono()
 	cmd := &command{kind: cmdDial, record: measure, verify: verify}
 	limit := time.Duration(e.cfg.DialAttempts)*e.cfg.Timeout + time.Duration(n)*time.Millisecond + 30*time.Second
+	if e.cfg.DialLimit > 0 {
+		limit = e.cfg.DialLimit
+	}
 	e.do(cmd, limit)
 	r := DialResult{Elapsed: time.Duration(e.mono() - start), Open: cmd.open}
 	for _, p := range e.ps {
@@ -337,18 +384,27 @@ func (e *Engine) Upgraded() int64 { return e.upgrd.Load() }
 // Pongs is the number of pings viewers have answered so far.
 func (e *Engine) Pongs() int64 { return e.pongs.Load() }
 
+// Awaited is what Await returns.
+type Awaited struct {
+	Arrivals []int64 // CLOCK_MONOTONIC times, in ns, of the viewers' copies
+	Open     int     // viewers open
+	Skipped  int     // open viewers that passed over the message
+	Fresh    int     // open viewers back from a reconnect with no message since
+}
+
 // Await waits (at most limit) until every open viewer has message seq
-// (Config.Viewers), and returns the CLOCK_MONOTONIC times, in ns, at which
-// each viewer that has it completed it, and how many viewers are open.
-func (e *Engine) Await(seq int, limit time.Duration) (arrivals []int64, open int) {
+// (Config.Viewers) or has passed over it (Reconnect, SetGaps), and returns
+// the times at which each viewer that has it completed it. Viewers back
+// from a reconnect that have had no message since are not waited for.
+func (e *Engine) Await(seq int, limit time.Duration) Awaited {
 	if seq < 0 || seq >= e.cfg.Viewers {
-		return nil, 0
+		return Awaited{}
 	}
 	cmd := &command{kind: cmdAwait, seq: seq, until: e.mono() + int64(limit)}
 	if !e.do(cmd, limit+10*time.Second) {
-		return nil, 0
+		return Awaited{}
 	}
-	return cmd.arrivals, cmd.open
+	return Awaited{cmd.arrivals, cmd.open, cmd.skipped, cmd.fresh}
 }
 
 // Open is the number of connections open now (at any time, unlike Stats).
@@ -409,6 +465,7 @@ const (
 	stOpen
 	stRetry
 	stDead
+	stWait    // viewer (Reconnect): waiting out its backoff before the next dial
 	stClosing // churn: close frame sent, waiting for the server's close frame and its FIN
 	stDone    // churn: the cycle ended; the slot may be reused
 )
@@ -425,6 +482,10 @@ type conn struct {
 	churn    bool // after that echo, close (Churn)
 	gotClose bool // churn: the server's close frame has been read
 	record   bool // record the upgrade latency
+	reconn   bool // viewer (Reconnect): dialling again after a drop
+	fresh    bool // viewer (Reconnect): upgraded again, no message since
+	due      int64
+	giveUp   int64
 	attempts int
 	mask     [4]byte
 	key      string
@@ -481,8 +542,15 @@ type poller struct {
 
 	// Viewers: arrived[seq] holds the CLOCK_MONOTONIC time each viewer
 	// completed message seq (len Config.Viewers, allocated up front so
-	// that Await's reader never races a growing slice).
+	// that Await's reader never races a growing slice); skipped[seq] how
+	// many passed over it; fresh the viewers back from a reconnect with
+	// no message since; waitQ those waiting out a backoff.
 	arrived [][]int64
+	skipped []int32
+	fresh   int
+	waitQ   []*conn
+	now     int64  // Feed's Sink: the clock at the read
+	fseq    uint64 // Feed's Sink: the next message of the viewer being fed
 }
 
 const wakeIdx = -1
@@ -491,6 +559,7 @@ func newPoller(e *Engine) (*poller, error) {
 	p := &poller{e: e, epfd: -1, wakefd: -1, exited: make(chan struct{}), rbuf: make([]byte, 64<<10)}
 	if e.cfg.Viewers > 0 {
 		p.arrived = make([][]int64, e.cfg.Viewers)
+		p.skipped = make([]int32, e.cfg.Viewers)
 	}
 	p.sa.Port = int(e.cfg.Addr.Port())
 	p.sa.Addr = e.cfg.Addr.Addr().As4()
@@ -611,6 +680,9 @@ func (p *poller) after() {
 		p.cur.open += p.open
 		if p.cur.kind == cmdAwait {
 			p.cur.arrivals = append(p.cur.arrivals, p.arrived[p.cur.seq]...)
+			p.cur.skipped += int(p.skipped[p.cur.seq])
+			p.cur.fresh += p.fresh
+			p.arrived[p.cur.seq] = nil
 		}
 		p.cur.mu.Unlock()
 		p.cur.wg.Done()
@@ -650,11 +722,11 @@ func (p *poller) finished(now int64) bool {
 	case cmdRun:
 		return now >= p.cur.until && p.busy == 0
 	case cmdAwait:
-		if now >= p.cur.until || len(p.arrived[p.cur.seq]) < p.open {
+		if now >= p.cur.until || len(p.arrived[p.cur.seq])+int(p.skipped[p.cur.seq])+p.fresh < p.open {
 			return now >= p.cur.until
 		}
 		for _, c := range p.conns { // every open viewer has it (not only as many)
-			if c.state == stOpen && c.rx <= uint64(p.cur.seq) {
+			if c.state == stOpen && !c.fresh && c.rx <= uint64(p.cur.seq) {
 				return false
 			}
 		}
@@ -666,6 +738,22 @@ func (p *poller) finished(now int64) bool {
 
 // scan fails the connections whose dial or round trip takes too long.
 func (p *poller) scan(now int64) {
+	if len(p.waitQ) > 0 {
+		q := p.waitQ[:0]
+		for _, c := range p.waitQ {
+			if c.state != stWait {
+				continue
+			}
+			if now < c.due {
+				q = append(q, c)
+				continue
+			}
+			p.dialing++
+			c.dialing = true
+			p.startDial(c)
+		}
+		p.waitQ = q
+	}
 	t := p.e.cfg.Timeout
 	for _, c := range p.conns {
 		switch c.state {
@@ -695,6 +783,7 @@ func (p *poller) newConn(id uint32) {
 	if p.e.cfg.Viewers > 0 {
 		c.v.ID = p.e.cfg.ViewerID
 		c.v.Pongs = true
+		c.v.Sink = p
 	}
 	if p.e.cfg.Deflate {
 		c.v.Inf = &p.inf
@@ -748,6 +837,10 @@ func (p *poller) startDial(c *conn) {
 
 // dialFailed closes the socket and tries again, or fails the connection.
 func (p *poller) dialFailed(c *conn, err error, retry bool) {
+	if c.reconn && p.e.mono() < c.giveUp {
+		p.backoff(c)
+		return
+	}
 	if !retry || c.attempts >= p.e.cfg.DialAttempts {
 		if c.attempts > 1 {
 			err = fmt.Errorf("%w (attempt %d)", err, c.attempts)
@@ -764,10 +857,53 @@ func (p *poller) dialFailed(c *conn, err error, retry bool) {
 	p.retryQ = append(p.retryQ, c)
 }
 
+// dropped ends a viewer's connection that the server ended: with
+// Reconnect it dials again after a backoff, else it is an error.
+func (p *poller) dropped(c *conn, err error) {
+	if !p.e.cfg.Reconnect {
+		p.fail(c, err)
+		return
+	}
+	p.e.drops.Add(1)
+	p.open--
+	if c.fresh {
+		c.fresh = false
+		p.fresh--
+	}
+	c.reconn, c.attempts = true, 0
+	c.giveUp = p.e.mono() + int64(p.e.cfg.ReconnectFor)
+	p.backoff(c)
+}
+
+// backoff closes a reconnecting viewer's socket and schedules its next
+// dial: a uniform random delay in a span of ReconnectJitter, doubled on
+// each failed attempt up to 8 times (full jitter, as pages back off).
+func (p *poller) backoff(c *conn) {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	if c.dialing {
+		c.dialing = false
+		p.dialing--
+	}
+	span := int64(p.e.cfg.ReconnectJitter) << min(c.attempts, 3)
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	c.due = p.e.mono() + int64(binary.LittleEndian.Uint64(r[:])%uint64(span))
+	c.state = stWait
+	c.hs, c.pend, c.key = nil, nil, ""
+	p.waitQ = append(p.waitQ, c)
+}
+
 // fail counts an error and closes the connection for good.
 func (p *poller) fail(c *conn, err error) {
 	if c.state == stDead {
 		return
+	}
+	if c.fresh {
+		c.fresh = false
+		p.fresh--
 	}
 	p.e.errorf("conn %d: %v", c.id, err)
 	if c.fd >= 0 {
@@ -852,7 +988,7 @@ func (p *poller) handle(c *conn, ev uint32) {
 			return
 		}
 		if err != nil {
-			p.fail(c, err)
+			p.dialFailed(c, err, false) // a reconnecting viewer tries again (a node shedding load answers 503)
 			return
 		}
 		rest := c.hs[hl:]
@@ -877,9 +1013,9 @@ func (p *poller) handle(c *conn, ev uint32) {
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 		case err != nil:
-			p.fail(c, fmt.Errorf("read: %w", err))
+			p.dropped(c, fmt.Errorf("read: %w", err))
 		case n == 0:
-			p.fail(c, errors.New("server closed the connection"))
+			p.dropped(c, errors.New("server closed the connection"))
 		default:
 			if p.counting {
 				p.wire += uint64(n)
@@ -983,6 +1119,12 @@ func (p *poller) cycleDone(c *conn) {
 func (p *poller) upgraded(c *conn) {
 	now := p.e.mono()
 	p.e.upgrd.Add(1)
+	if c.reconn {
+		// Back after a drop: its first message may be any later one.
+		p.e.reconns.Add(1)
+		c.reconn, c.fresh, c.v.Jump = false, true, true
+		p.fresh++
+	}
 	if c.record && !c.churn {
 		p.hist.Record(now - c.dialT0)
 		p.upgrades++
@@ -1048,7 +1190,7 @@ func (p *poller) write(c *conn, b []byte) {
 		n, err = 0, nil
 	}
 	if err != nil {
-		p.fail(c, fmt.Errorf("write: %w", err))
+		p.writeFailed(c, err)
 		return
 	}
 	if n < len(b) {
@@ -1057,13 +1199,23 @@ func (p *poller) write(c *conn, b []byte) {
 	}
 }
 
+// writeFailed ends c after a failed write: a viewer's server is gone
+// (dropped: with Reconnect it dials again), anyone else's is an error.
+func (p *poller) writeFailed(c *conn, err error) {
+	if p.e.cfg.Viewers > 0 {
+		p.dropped(c, fmt.Errorf("write: %w", err))
+		return
+	}
+	p.fail(c, fmt.Errorf("write: %w", err))
+}
+
 func (p *poller) flush(c *conn) {
 	n, err := rawWrite(c.fd, c.pend)
 	if errors.Is(err, unix.EAGAIN) {
 		return
 	}
 	if err != nil {
-		p.fail(c, fmt.Errorf("write: %w", err))
+		p.writeFailed(c, err)
 		return
 	}
 	c.pend = c.pend[:copy(c.pend, c.pend[n:])]
@@ -1128,15 +1280,21 @@ func (p *poller) batchDone(c *conn, now int64) {
 // sequence, and pings, answered with a pong carrying the last ping's
 // payload (RFC 6455 5.5.3 lets a pong answer only the most recent ping).
 func (p *poller) feedViewer(c *conn, data []byte) {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	p.now, p.fseq = ts.Nano(), c.rx
+	c.v.JumpAll = p.e.gaps.Load()
 	done, err := c.v.Feed(data, c.rx, p.e.cfg.Viewers-int(c.rx))
-	if done > 0 {
-		var ts unix.Timespec
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		t := ts.Nano()
-		for i := range done {
-			p.arrived[int(c.rx)+i] = append(p.arrived[int(c.rx)+i], t)
-		}
-		c.rx += uint64(done)
+	rx := c.rx + uint64(done) + c.v.Skipped()
+	p.passOver(rx) // a jump into a message not yet complete
+	c.rx = rx
+	if c.fresh && !c.v.Jump {
+		c.fresh = false // its first message has begun, and told where it is
+		p.fresh--
+	}
+	if errors.Is(err, ErrServerClose) {
+		p.dropped(c, err)
+		return
 	}
 	if err != nil {
 		p.fail(c, err)
@@ -1151,5 +1309,25 @@ func (p *poller) feedViewer(c *conn, data []byte) {
 		ws.Cipher(b[off:], c.mask, 0)
 		p.wbuf = b[:0]
 		p.write(c, b)
+	}
+}
+
+// Message is the viewers' Verifier Sink: message seq completed, read at
+// p.now, by the viewer being fed.
+func (p *poller) Message(seq uint64) {
+	p.passOver(seq)
+	p.arrived[seq] = append(p.arrived[seq], p.now)
+	p.fseq = seq + 1
+}
+
+// passOver counts the messages before seq that the viewer being fed
+// passed over.
+func (p *poller) passOver(seq uint64) {
+	if seq > p.fseq {
+		p.e.skips.Add(int64(seq - p.fseq))
+		for s := p.fseq; s < seq; s++ {
+			p.skipped[s]++
+		}
+		p.fseq = seq
 	}
 }

@@ -2,6 +2,7 @@ package wsload
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/gobwas/ws"
@@ -47,19 +48,46 @@ type Verifier struct {
 	Inf      *Inflater
 	z        []byte
 	deflated bool // the current message is compressed
+
+	// Jump lets the next data message be any later one than expected (a
+	// viewer back after a reconnect missed what was published while it
+	// was away), JumpAll every one (a bus that lost messages): its
+	// counter, the payload's first 16 bytes, says which it is, and the
+	// messages passed over are counted in skipped. A message earlier than
+	// expected (a duplicate) is still an error, and so is every byte that
+	// differs. Uncompressed messages of at least 16 bytes only.
+	Jump    bool
+	JumpAll bool
+	jumping bool // the current message's counter is being gathered
+	cn      int
+	cnt     [16]byte
+	skipped uint64 // messages passed over in the last Feed
+	// Sink, when set, is told the sequence number of every message that
+	// completes (viewers: its arrival time).
+	Sink interface{ Message(seq uint64) }
 }
+
+// ErrServerClose is the error (wrapped) of a close frame from the server.
+var ErrServerClose = errors.New("server sent a close frame")
 
 // Reset forgets any partial frame.
 func (v *Verifier) Reset() {
-	p, op, id, inf, pongs := v.P, v.Op, v.ID, v.Inf, v.Pongs
-	*v = Verifier{P: p, Op: op, ID: id, Inf: inf, Pongs: pongs}
+	p, op, id, inf, pongs, sink := v.P, v.Op, v.ID, v.Inf, v.Pongs, v.Sink
+	*v = Verifier{P: p, Op: op, ID: id, Inf: inf, Pongs: pongs, Sink: sink}
 }
+
+// Skipped is the number of messages the last Feed passed over (Jump,
+// JumpAll): the caller's next is then next+done+Skipped.
+func (v *Verifier) Skipped() uint64 { return v.skipped }
 
 // Feed consumes data, the next bytes from the server; it unmasks in place.
 // next is the sequence number of the first message that may complete and
-// limit how many may complete in all (the messages in flight). It returns
+// limit how many may complete in all (the messages in flight), counted
+// from next: no message may be numbered next+limit or later. It returns
 // how many messages completed, all checked.
 func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err error) {
+	v.skipped = 0
+	end := next + uint64(max(limit, 0))
 	for len(data) > 0 {
 		if v.hneed == 0 || v.hn < v.hneed {
 			if v.hn < 2 {
@@ -86,7 +114,8 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 			if v.hn < v.hneed {
 				return done, nil
 			}
-			if err := v.header(next+uint64(done), done < limit); err != nil {
+			seq := next + uint64(done) + v.skipped
+			if err := v.header(seq, seq < end); err != nil {
 				return done, err
 			}
 			if v.rem > 0 {
@@ -120,12 +149,27 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 			case v.deflated:
 				v.z = append(v.z, chunk...)
 			default:
-				seq := next + uint64(done)
+				seq := next + uint64(done) + v.skipped
+				if v.jumping {
+					n := copy(v.cnt[v.cn:], chunk)
+					v.cn += n
+					v.moff += n
+					chunk = chunk[n:]
+					if v.cn < len(v.cnt) {
+						break
+					}
+					v.jumping = false
+					s, err := v.jump(seq, end)
+					if err != nil {
+						return done, err
+					}
+					seq = s
+				}
 				if !v.P.Match(v.ID, seq, v.moff, chunk) {
 					at := v.P.FirstDiff(v.ID, seq, v.moff, chunk)
 					return done, fmt.Errorf("message %d: echo differs from what was sent at byte %d of %d", seq, at, v.P.size)
 				}
-				v.moff += k
+				v.moff += len(chunk)
 			}
 			if v.rem > 0 {
 				continue
@@ -136,7 +180,7 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 			v.pingd = true
 		}
 		if !v.ctrl && v.fin && v.deflated {
-			seq := next + uint64(done)
+			seq := next + uint64(done) + v.skipped
 			p, err := v.Inf.Inflate(v.z, v.P.size)
 			v.z = v.z[:0]
 			switch {
@@ -150,11 +194,15 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 			v.moff = v.P.size
 		}
 		if !v.ctrl && v.fin {
-			if v.moff != v.P.size {
-				return done, fmt.Errorf("message %d: echo has %d bytes, sent %d", next+uint64(done), v.moff, v.P.size)
+			seq := next + uint64(done) + v.skipped
+			if v.moff != v.P.size || v.jumping {
+				return done, fmt.Errorf("message %d: echo has %d bytes, sent %d", seq, v.moff, v.P.size)
 			}
 			v.inMsg = false
 			done++
+			if v.Sink != nil {
+				v.Sink.Message(seq)
+			}
 		}
 		v.hn, v.hneed = 0, 0
 	}
@@ -218,10 +266,16 @@ func (v *Verifier) header(seq uint64, expected bool) error {
 		return fmt.Errorf("message %d: new data frame inside a fragmented message", seq)
 	case op != v.Op:
 		return fmt.Errorf("message %d: echo has opcode %d, sent %d", seq, op, v.Op)
-	case !expected:
+	case !expected && !v.Jump && !v.JumpAll:
 		return fmt.Errorf("unsolicited message (opcode %d, %d bytes): nothing in flight", op, n)
 	default:
 		v.inMsg, v.moff, v.deflated = true, 0, rsv1
+		if v.Jump || v.JumpAll {
+			if rsv1 || v.P.cl < len(v.cnt) {
+				return fmt.Errorf("message %d: a viewer that may skip messages needs uncompressed messages of 16 bytes or more", seq)
+			}
+			v.Jump, v.jumping, v.cn = false, true, 0
+		}
 	}
 	if v.deflated {
 		if n > uint64(v.P.size+v.P.size/8+64-len(v.z)) {
@@ -246,7 +300,35 @@ func (v *Verifier) TakePing() ([]byte, bool) {
 
 func (v *Verifier) closeErr() error {
 	if v.csize >= 2 {
-		return fmt.Errorf("server sent a close frame (code %d)", binary.BigEndian.Uint16(v.ccode[:]))
+		return fmt.Errorf("%w (code %d)", ErrServerClose, binary.BigEndian.Uint16(v.ccode[:]))
 	}
-	return fmt.Errorf("server sent a close frame")
+	return ErrServerClose
+}
+
+// jump reads the counter gathered in v.cnt of a message expected to be
+// want or later (and before end), counts the messages passed over, and
+// returns its sequence number.
+func (v *Verifier) jump(want, end uint64) (uint64, error) {
+	var x uint64
+	for _, b := range v.cnt {
+		switch {
+		case b >= '0' && b <= '9':
+			x = x<<4 | uint64(b-'0')
+		case b >= 'a' && b <= 'f':
+			x = x<<4 | uint64(b-'a'+10)
+		default:
+			return 0, fmt.Errorf("message %d or later: counter %q is not hex", want, v.cnt[:])
+		}
+	}
+	seq := x & 0xffffffff
+	switch {
+	case uint32(x>>32) != v.ID:
+		return 0, fmt.Errorf("message %d or later: counter %q is not this publisher's (%#x)", want, v.cnt[:], v.ID)
+	case seq < want:
+		return 0, fmt.Errorf("message %d again (expected %d or later): a duplicate or out of order", seq, want)
+	case seq >= end:
+		return 0, fmt.Errorf("unsolicited message %d (at most %d expected)", seq, end)
+	}
+	v.skipped += seq - want
+	return seq, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -508,8 +509,8 @@ func TestEngineViewers(t *testing.T) {
 		t.Fatalf("%d open, errors %v", n, e.ErrorSamples())
 	}
 	for seq := range 3 {
-		if arr, open := e.Await(seq, 3*time.Second); len(arr) != 4 || open != 4 {
-			t.Fatalf("message %d: %d arrivals, %d open, errors %v", seq, len(arr), open, e.ErrorSamples())
+		if a := e.Await(seq, 3*time.Second); len(a.Arrivals) != 4 || a.Open != 4 {
+			t.Fatalf("message %d: %d arrivals, %d open, errors %v", seq, len(a.Arrivals), a.Open, e.ErrorSamples())
 		}
 	}
 	if e.Pongs() != 4 || e.Errors() != 0 {
@@ -529,6 +530,100 @@ func TestEngineViewers(t *testing.T) {
 		}
 		if e.Errors() != 4 {
 			t.Fatalf("%s: %d errors for 4 viewers", name, e.Errors())
+		}
+	}
+}
+
+// TestEngineViewersReconnect: with Reconnect, viewers whose server ends
+// their connection dial again after a backoff and may then skip ahead
+// once (counted), but a message they had already is still an error; with
+// SetGaps, viewers that stayed connected may skip ahead too.
+func TestEngineViewersReconnect(t *testing.T) {
+	const size, seed, pub = 64, 42, 7
+	pl := NewPayload(size, seed)
+	msg := func(seq uint64) []byte {
+		p := make([]byte, size)
+		pl.Fill(p, pub, seq)
+		return frame(ws.OpBinary, true, p, nil)
+	}
+	// The first 4 connections get messages 0 and 1, then the server
+	// closes them; the next 4 (the viewers back) get what second holds.
+	serve := func(second ...[]byte) func(net.Conn, *bufio.Reader) {
+		var n atomic.Int32
+		return func(c net.Conn, r *bufio.Reader) {
+			if n.Add(1) <= 4 {
+				_, _ = c.Write(append(msg(0), msg(1)...))
+				time.Sleep(100 * time.Millisecond)
+				return // the helper closes c
+			}
+			for _, f := range second {
+				_, _ = c.Write(f)
+			}
+			_, _ = io.Copy(io.Discard, r)
+		}
+	}
+	viewers := func(addr netip.AddrPort, reconnect bool) *Engine {
+		e, err := New(Config{Addr: addr, Size: size, Seed: seed, DialConcurrency: 4, Timeout: 3 * time.Second, Viewers: 5, ViewerID: pub,
+			Reconnect: reconnect, ReconnectJitter: 200 * time.Millisecond, Logf: t.Logf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		if e.Dial(4, false, false); e.Upgraded() != 4 {
+			t.Fatalf("%d upgraded, errors %v", e.Upgraded(), e.ErrorSamples())
+		}
+		return e
+	}
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		for end := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s: not within 5 s", what)
+			}
+		}
+	}
+
+	e := viewers(server(t, serve(msg(3), msg(4))), true)
+	wait("4 reconnects", func() bool { return e.Reconnects() == 4 })
+	if a := e.Await(4, 3*time.Second); len(a.Arrivals) != 4 || a.Open != 4 || a.Fresh != 0 {
+		t.Fatalf("message 4: %+v, errors %v", a, e.ErrorSamples())
+	}
+	if e.Drops() != 4 || e.Skips() != 4 || e.Errors() != 0 {
+		t.Fatalf("drops %d, skips %d (want 4: message 2 each), errors %v", e.Drops(), e.Skips(), e.ErrorSamples())
+	}
+
+	// Back after a drop, a message it had already is a duplicate.
+	e = viewers(server(t, serve(msg(1))), true)
+	wait("4 errors", func() bool { return e.Errors() == 4 })
+
+	// Without Reconnect a drop is an error.
+	e = viewers(server(t, serve()), false)
+	wait("4 errors", func() bool { return e.Errors() == 4 })
+	if e.Drops() != 0 {
+		t.Fatalf("drops %d without Reconnect", e.Drops())
+	}
+
+	// SetGaps: viewers that stay may skip ahead, never back.
+	for _, c := range []struct {
+		frames [][]byte
+		skips  int64
+		errs   int64
+	}{
+		{[][]byte{msg(0), msg(2), msg(4)}, 8, 0},
+		{[][]byte{msg(0), msg(2), msg(1)}, 4, 4},
+	} {
+		e := viewers(server(t, func(conn net.Conn, r *bufio.Reader) {
+			for _, f := range c.frames {
+				_, _ = conn.Write(f)
+				time.Sleep(20 * time.Millisecond)
+			}
+			_, _ = io.Copy(io.Discard, r)
+		}), false)
+		e.SetGaps(true)
+		wait("the messages", func() bool { return e.Skips() == c.skips && e.Errors() == c.errs })
+		time.Sleep(100 * time.Millisecond)
+		if e.Skips() != c.skips || e.Errors() != c.errs {
+			t.Fatalf("skips %d, errors %d %v", e.Skips(), e.Errors(), e.ErrorSamples())
 		}
 	}
 }

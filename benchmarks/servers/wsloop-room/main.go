@@ -11,7 +11,9 @@
 // several nodes share one port (SO_REUSEPORT, the kernel spreading new
 // connections over them), and -heartbeat keeps the engine's default ping
 // interval and idle timeout instead of the benchmarks' hour (cmd/million
-// runs both).
+// runs both), and -bus prints "BUS 1 T" or "BUS 0 T" whenever the broker's
+// connection to NATS comes or goes (T: CLOCK_MONOTONIC in ns, polled every
+// 20 ms), for cmd/million's NATS restart.
 package main
 
 import (
@@ -27,6 +29,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
 
 	natsbroker "github.com/wsloop/wsloop/broker/nats"
 	"github.com/wsloop/wsloop/engine"
@@ -55,6 +58,7 @@ func main() {
 	heartbeat := flag.Bool("heartbeat", false, "ping at the engine's default interval and evict at its default idle timeout (else: an hour, two)")
 	ping := flag.Duration("ping", 0, "with -heartbeat: this ping interval instead of the engine's default (0)")
 	idle := flag.Duration("idle", 0, "with -heartbeat: this idle timeout instead of the engine's default (0)")
+	bus := flag.Bool("bus", false, "with -nats: print BUS 1 or BUS 0 and the CLOCK_MONOTONIC time whenever the broker connects or disconnects")
 	flag.Parse()
 
 	h := &fanout{}
@@ -90,6 +94,21 @@ func main() {
 		<-srv.Ready()
 		mallocs.Report()
 		fmt.Println("READY", srv.Addr())
+		if *bus && *natsURL != "" {
+			was := srv.Stats().Broker.Connected
+			for range time.Tick(20 * time.Millisecond) {
+				if c := srv.Stats().Broker.Connected; c != was {
+					was = c
+					var ts unix.Timespec
+					_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+					n := 0
+					if c {
+						n = 1
+					}
+					fmt.Println("BUS", n, ts.Nano())
+				}
+			}
+		}
 	}()
 	if err := srv.ListenAndServe(ctx, *addr); !errors.Is(err, engine.ErrServerClosed) {
 		log.Fatal(err)
