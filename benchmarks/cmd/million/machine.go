@@ -126,9 +126,11 @@ func preflight(p plan) error {
 		missing = append(missing, fmt.Sprintf("descriptors: %d a node (%d connections over %d nodes, and %d spare for SO_REUSEPORT's uneven spread) exceed the limit of %d a process: more -nodes",
 			perNode+perNodeSlack, p.Conns, p.Nodes, perNodeSlack, rl.Cur))
 	}
-	if perNode := ceilDiv(p.Conns+1, p.Nodes-1); p.Faults && p.Nodes > 1 && uint64(perNode)+perNodeSlack > rl.Cur {
-		missing = append(missing, fmt.Sprintf("descriptors: once -faults kills a node, %d a node (%d connections over %d nodes, and %d spare) exceed the limit of %d a process: more -nodes",
-			perNode+perNodeSlack, p.Conns, p.Nodes-1, perNodeSlack, rl.Cur))
+	if p.Faults && p.Nodes > 1 {
+		if perNode := ceilDiv(p.Conns+1, p.Nodes-1); uint64(perNode)+perNodeSlack > rl.Cur {
+			missing = append(missing, fmt.Sprintf("descriptors: once -faults kills a node, %d a node (%d connections over %d nodes, and %d spare) exceed the limit of %d a process: more -nodes",
+				perNode+perNodeSlack, p.Conns, p.Nodes-1, perNodeSlack, rl.Cur))
+		}
 	}
 	if perClient := ceilDiv(p.Conns, p.Clients); uint64(perClient)+100 > rl.Cur {
 		missing = append(missing, fmt.Sprintf("descriptors: %d connections a client process exceed the limit of %d a process: more -clients", perClient, rl.Cur))

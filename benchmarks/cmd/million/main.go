@@ -72,6 +72,8 @@ var (
 	hold       = flag.Duration("hold", 10*time.Minute, "hold every viewer idle this long after the ramp, before the broadcasts, measuring the heartbeats' CPU (past the idle timeout, a viewer that does not answer pings is evicted)")
 	danmakuD   = flag.Duration("danmaku", time.Minute, "after the broadcasts, one message a second into the room for this long (0: none)")
 	faultsOn   = flag.Bool("faults", true, "after the danmaku, with one message a second going on: SIGKILL one node (its viewers reconnect to the others) and restart NATS")
+	tick       = flag.Duration("tick", 0, "the nodes' timing wheel tick (0: the engine's default, 100 ms)")
+	procs      = flag.Int("gomaxprocs", 1, "GOMAXPROCS of every node and client process (0: Go's default, the machine's cores): dozens of processes share this machine's cores")
 	window     = flag.Int("window", 2, "danmaku and faults: messages published and not yet at every viewer, at most (past it the next publish waits)")
 	natsDown   = flag.Duration("nats-down", 3*time.Second, "the faults phase keeps NATS down this long before starting it again")
 	jitter     = flag.Duration("jitter", 2*time.Second, "viewers' reconnect backoff: the first attempt after a uniform random delay below this, doubling on each failure")
@@ -112,6 +114,7 @@ type plan struct {
 	Jitter                                        time.Duration
 	NATSDown                                      time.Duration
 	Window                                        int
+	Tick                                          time.Duration
 }
 
 func main() {
@@ -124,7 +127,7 @@ func main() {
 		return
 	}
 	p := plan{Conns: *conns, Nodes: *nodes, Clients: *clients, Srcs: *srcsFlag, Broadcasts: *broadcasts, Size: *size, Timeout: *timeout,
-		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window}
+		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window, Tick: *tick}
 	if *quick {
 		// Pings every 2 s, eviction after 5 s of silence, held 8 s: every
 		// viewer is pinged and must answer to stay. Three nodes, so that
@@ -229,6 +232,9 @@ type runner struct {
 // whole; the child is also killed if this process dies first.
 func (r *runner) start(name, bin string, args ...string) (*proc.Child, error) {
 	cmd := exec.Command(bin, args...)
+	if *procs > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", *procs))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c, err := proc.Start(name, cmd, &r.tracked, true)
 	if err != nil {
@@ -281,6 +287,8 @@ type result struct {
 	PublisherNode  int           `json:"publisher_node"` // 1-based
 	HoldS          float64       `json:"hold_s"`
 	HoldCPUS       float64       `json:"hold_cpu_s"` // the nodes', over the hold
+	NodePSS        int64         `json:"node_pss"`   // the nodes' PSS in all, with every viewer connected: their shared binary counted once
+	HoldClientCPUS float64       `json:"hold_client_cpu_s"`
 	HoldPongs      int64         `json:"hold_pongs"`
 	Broadcasts     []message     `json:"broadcasts"`
 	All            summary       `json:"all"`              // over every delivery of every broadcast
@@ -500,16 +508,17 @@ func (r *result) text() string {
 		r.Viewers, p.Nodes, p.Clients, p.Size)
 	fmt.Fprintf(&b, "ramp: %.1f s, %.0f upgrades/s on average, %.0f/s at the peak (%v intervals); viewers a node: %v\n",
 		r.RampS, r.RampPerS, r.PeakPerS, progressIv, r.NodeConns)
-	fmt.Fprintf(&b, "nodes' RSS: %s in all (%s NATS apart); baseline %s a node; %.0f B a viewer over the baselines\n",
-		mib(nodeRSS), mib(r.NATSRSS), mib(nodeBase/int64(len(r.NodeBaseRSS))), float64(nodeRSS-nodeBase)/n)
+	fmt.Fprintf(&b, "nodes' RSS: %s in all (%s NATS apart); baseline %s a node; %.0f B a viewer over the baselines; PSS %s in all (the binary's shared pages counted once, not once a node)\n",
+		mib(nodeRSS), mib(r.NATSRSS), mib(nodeBase/int64(len(r.NodeBaseRSS))), float64(nodeRSS-nodeBase)/n, mib(r.NodePSS))
 	kb, ka := r.KernelBefore, r.KernelAfter
 	fmt.Fprintf(&b, "kernel: Slab %+.1f MiB (%.0f B a viewer, both its sockets), SUnreclaim %+.1f MiB (%.0f B a viewer); TCP sockets in use %d -> %d, socket buffers %+d pages\n",
 		float64(ka.SlabKB-kb.SlabKB)/1024, float64(ka.SlabKB-kb.SlabKB)*1024/n, float64(ka.SUnreclaimKB-kb.SUnreclaimKB)/1024,
 		float64(ka.SUnreclaimKB-kb.SUnreclaimKB)*1024/n, kb.TCPInuse, ka.TCPInuse, ka.TCPMemPages-kb.TCPMemPages)
 	fmt.Fprintf(&b, "clients (apart): RSS %s in all, %.0f B a viewer over their baselines, %.1f s CPU\n",
 		mib(cRSS), float64(cRSS-cBase)/n, r.ClientCPUS)
-	fmt.Fprintf(&b, "heartbeats: %d viewers held %.0f s with pings every %v, %d pings answered (%.0f/s), none evicted; the nodes' CPU %.1f ms/s in all, %.2f µs a ping and its pong\n",
-		r.Viewers, r.HoldS, orDefault(p.Ping, "25s"), r.HoldPongs, float64(r.HoldPongs)/max(r.HoldS, 1e-9), 1e3*r.idleCPU(), 1e6*r.HoldCPUS/max(float64(r.HoldPongs), 1))
+	fmt.Fprintf(&b, "heartbeats: %d viewers held %.0f s with pings every %v, %d pings answered (%.0f/s), none evicted; the nodes' CPU %.1f ms/s in all, %.2f µs a ping and its pong (the clients' apart: %.1f ms/s, %.2f µs)\n",
+		r.Viewers, r.HoldS, orDefault(p.Ping, "25s"), r.HoldPongs, float64(r.HoldPongs)/max(r.HoldS, 1e-9), 1e3*r.idleCPU(), 1e6*r.HoldCPUS/max(float64(r.HoldPongs), 1),
+		1e3*r.HoldClientCPUS/max(r.HoldS, 1e-9), 1e6*r.HoldClientCPUS/max(float64(r.HoldPongs), 1))
 	for _, x := range r.Broadcasts {
 		fmt.Fprintf(&b, "broadcast %d: %d viewers, every copy checked; publish to viewer p50 %.1f ms, p99 %.1f ms, last %.1f ms\n",
 			x.Seq, x.Delivered, x.P50ms, x.P99ms, x.MaxMs)

@@ -80,7 +80,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for i := range p.Nodes {
 		n, err := r.start(fmt.Sprintf("node%d", i+1), r.bin("wsloop-room"), "-addr", addr, "-loops", "1", "-reuseport", "-heartbeat",
-			"-ping", p.Ping.String(), "-idle", p.Idle.String(), "-nats", r.natsURL, "-bus")
+			"-ping", p.Ping.String(), "-idle", p.Idle.String(), "-nats", r.natsURL, "-bus", "-tick", p.Tick.String())
 		if err != nil {
 			return nil, err
 		}
@@ -212,6 +212,13 @@ func (r *runner) run(p plan) (res *result, err error) {
 	}
 	for i := range fds {
 		res.NodeConns = append(res.NodeConns, fds[i]-nodeFDs[i])
+	}
+	for _, n := range r.nodes {
+		pss, err := proc.PSS(n.Pid())
+		if err != nil {
+			return nil, err
+		}
+		res.NodePSS += pss
 	}
 	res.NATSRSS, _ = proc.RSS(r.nats.Pid())
 	var clientProcs []*proc.Child
@@ -353,6 +360,17 @@ func (r *runner) nodesCPU() time.Duration {
 	return t
 }
 
+// clientsCPU is the CPU time the client processes have used so far.
+func (r *runner) clientsCPU() time.Duration {
+	var t time.Duration
+	for _, c := range r.cls {
+		if d, err := proc.CPU(c.Pid()); err == nil {
+			t += d
+		}
+	}
+	return t
+}
+
 // sum adds up the clients' last UP lines.
 func (r *runner) sum() (u up) {
 	for _, c := range r.cls {
@@ -375,7 +393,7 @@ func (r *runner) heartbeats(p plan, res *result) error {
 	}
 	r.logf("holding %d viewers for %v (pings at the nodes' interval)", res.Viewers, p.Hold)
 	time.Sleep(1100 * time.Millisecond) // a fresh UP line from every client
-	u0, cpu0, t0 := r.sum(), r.nodesCPU(), time.Now()
+	u0, cpu0, ccpu0, t0 := r.sum(), r.nodesCPU(), r.clientsCPU(), time.Now()
 	next := t0.Add(time.Minute)
 	for end := t0.Add(p.Hold); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 		if _, ok := r.aborted.Load().(string); ok {
@@ -394,6 +412,7 @@ func (r *runner) heartbeats(p plan, res *result) error {
 	u, cpu := r.sum(), r.nodesCPU()
 	res.HoldS = time.Since(t0).Seconds()
 	res.HoldCPUS = (cpu - cpu0).Seconds()
+	res.HoldClientCPUS = (r.clientsCPU() - ccpu0).Seconds()
 	res.HoldPongs = u.Pongs - u0.Pongs
 	if u.Drops > 0 {
 		return fmt.Errorf("%d viewers evicted or dropped while idle for %v (each answers every ping)", u.Drops, p.Hold)
@@ -648,7 +667,7 @@ func (r *runner) faults(p plan, res *result, pub *publisher, seq int) error {
 					f.Dropped, f.ReconnectS = u.Drops, backT.Sub(killT).Seconds()
 					r.logf("faults: all %d viewers back within %.1f s, at most %.0f upgrades/s", u.Drops, f.ReconnectS, f.PeakReconnectsPerS)
 				} else if now.Sub(killT) > 60*time.Second+p.Jitter*8 {
-					return fmt.Errorf("faults: %d of %d dropped viewers back %v after the kill", u.Reconnects, u.Drops, now.Sub(killT).Round(time.Second))
+					return fmt.Errorf("faults: %d of %d dropped viewers back %v after the kill; %s", u.Reconnects, u.Drops, now.Sub(killT).Round(time.Second), r.errSamples())
 				}
 			case !backT.IsZero() && natsT.IsZero() && now.Sub(backT) >= 3*time.Second:
 				// Let every viewer skip what the bus loses, then restart it.

@@ -118,6 +118,31 @@ func RSS(pid int) (int64, error) {
 	return rss, err
 }
 
+// PSS returns pid's proportional set size in bytes (smaps_rollup): its
+// resident pages, each shared page divided among the processes sharing it.
+// Dozens of processes of one binary share its text; their RSS counts it
+// once each, their PSS once in all.
+func PSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				break
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("proc: no Pss in /proc/%d/smaps_rollup", pid)
+}
+
 // Threads returns pid's thread count.
 func Threads(pid int) (int, error) {
 	_, n, err := Status(pid)

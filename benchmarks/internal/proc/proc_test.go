@@ -129,3 +129,18 @@ func TestDivert(t *testing.T) {
 	}
 	<-c.Exited
 }
+
+// TestPSS: this process's PSS is positive and at most its RSS.
+func TestPSS(t *testing.T) {
+	pss, err := PSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss, err := RSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pss <= 0 || pss > rss {
+		t.Fatalf("PSS %d, RSS %d", pss, rss)
+	}
+}

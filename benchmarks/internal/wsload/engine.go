@@ -754,6 +754,9 @@ func (p *poller) scan(now int64) {
 		}
 		p.waitQ = q
 	}
+	if p.dialing == 0 && p.busy == 0 {
+		return // nothing has a deadline (idle viewers): no walk over every connection
+	}
 	t := p.e.cfg.Timeout
 	for _, c := range p.conns {
 		switch c.state {
@@ -864,7 +867,9 @@ func (p *poller) dropped(c *conn, err error) {
 		p.fail(c, err)
 		return
 	}
-	p.e.drops.Add(1)
+	if p.e.drops.Add(1) <= 3 {
+		p.e.cfg.Logf("viewer %d dropped: %v", c.id, err) // the first few, for the record
+	}
 	p.open--
 	if c.fresh {
 		c.fresh = false
@@ -1280,9 +1285,7 @@ func (p *poller) batchDone(c *conn, now int64) {
 // sequence, and pings, answered with a pong carrying the last ping's
 // payload (RFC 6455 5.5.3 lets a pong answer only the most recent ping).
 func (p *poller) feedViewer(c *conn, data []byte) {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	p.now, p.fseq = ts.Nano(), c.rx
+	p.now, p.fseq = 0, c.rx // the clock is read once a message completes (not for a ping)
 	c.v.JumpAll = p.e.gaps.Load()
 	done, err := c.v.Feed(data, c.rx, p.e.cfg.Viewers-int(c.rx))
 	rx := c.rx + uint64(done) + c.v.Skipped()
@@ -1315,6 +1318,11 @@ func (p *poller) feedViewer(c *conn, data []byte) {
 // Message is the viewers' Verifier Sink: message seq completed, read at
 // p.now, by the viewer being fed.
 func (p *poller) Message(seq uint64) {
+	if p.now == 0 {
+		var ts unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		p.now = ts.Nano()
+	}
 	p.passOver(seq)
 	p.arrived[seq] = append(p.arrived[seq], p.now)
 	p.fseq = seq + 1

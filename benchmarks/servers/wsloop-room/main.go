@@ -58,6 +58,7 @@ func main() {
 	heartbeat := flag.Bool("heartbeat", false, "ping at the engine's default interval and evict at its default idle timeout (else: an hour, two)")
 	ping := flag.Duration("ping", 0, "with -heartbeat: this ping interval instead of the engine's default (0)")
 	idle := flag.Duration("idle", 0, "with -heartbeat: this idle timeout instead of the engine's default (0)")
+	tick := flag.Duration("tick", 0, "the timing wheel's tick (0: the engine's default, 100 ms)")
 	bus := flag.Bool("bus", false, "with -nats: print BUS 1 or BUS 0 and the CLOCK_MONOTONIC time whenever the broker connects or disconnects")
 	flag.Parse()
 
@@ -65,6 +66,9 @@ func main() {
 	var cluster []engine.Option
 	if *natsURL != "" {
 		cluster = append(cluster, engine.WithBroker(natsbroker.New(*natsURL)))
+	}
+	if *tick > 0 {
+		cluster = append(cluster, engine.WithTick(*tick))
 	}
 	if !*heartbeat {
 		cluster = append(cluster, engine.WithPingInterval(time.Hour), engine.WithIdleTimeout(2*time.Hour))
