@@ -51,6 +51,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/wsloop/wsloop/engine"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/hist"
@@ -72,6 +74,7 @@ var (
 	hold       = flag.Duration("hold", 10*time.Minute, "hold every viewer idle this long after the ramp, before the broadcasts, measuring the heartbeats' CPU (past the idle timeout, a viewer that does not answer pings is evicted)")
 	danmakuD   = flag.Duration("danmaku", time.Minute, "after the broadcasts, one message a second into the room for this long (0: none)")
 	faultsOn   = flag.Bool("faults", true, "after the danmaku, with one message a second going on: SIGKILL one node (its viewers reconnect to the others) and restart NATS")
+	reconnLim  = flag.Duration("reconnect-limit", 2*time.Minute, "faults: bound on the killed node's viewers all being back")
 	tick       = flag.Duration("tick", 0, "the nodes' timing wheel tick (0: the engine's default, 100 ms)")
 	procs      = flag.Int("gomaxprocs", 1, "GOMAXPROCS of every node and client process (0: Go's default, the machine's cores): dozens of processes share this machine's cores")
 	window     = flag.Int("window", 2, "danmaku and faults: messages published and not yet at every viewer, at most (past it the next publish waits)")
@@ -115,6 +118,7 @@ type plan struct {
 	NATSDown                                      time.Duration
 	Window                                        int
 	Tick                                          time.Duration
+	ReconnectLimit                                time.Duration
 }
 
 func main() {
@@ -127,7 +131,7 @@ func main() {
 		return
 	}
 	p := plan{Conns: *conns, Nodes: *nodes, Clients: *clients, Srcs: *srcsFlag, Broadcasts: *broadcasts, Size: *size, Timeout: *timeout,
-		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window, Tick: *tick}
+		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window, Tick: *tick, ReconnectLimit: *reconnLim}
 	if *quick {
 		// Pings every 2 s, eviction after 5 s of silence, held 8 s: every
 		// viewer is pinged and must answer to stay. Three nodes, so that
@@ -224,8 +228,9 @@ type runner struct {
 	pubNode  int // the publisher's node (index)
 	killed   int // the node the faults killed (index), or -1
 	cls      []*client_
-	bus      []busEvent  // the nodes' BUS lines
-	gaps     atomic.Bool // the viewers may miss messages (the bus is restarted): the publisher's window is off
+	bus      []busEvent     // the nodes' BUS lines
+	stats    []engine.Stats // each node's last STATS line
+	gaps     atomic.Bool    // the viewers may miss messages (the bus is restarted): the publisher's window is off
 }
 
 // start starts bin in a process group of its own, which killAll kills
@@ -288,6 +293,7 @@ type result struct {
 	HoldS          float64       `json:"hold_s"`
 	HoldCPUS       float64       `json:"hold_cpu_s"` // the nodes', over the hold
 	NodePSS        int64         `json:"node_pss"`   // the nodes' PSS in all, with every viewer connected: their shared binary counted once
+	FloorCPU       float64       `json:"floor_cpu"`  // the nodes' CPU a second before any viewer (timers, runtime, bus), in all
 	HoldClientCPUS float64       `json:"hold_client_cpu_s"`
 	HoldPongs      int64         `json:"hold_pongs"`
 	Broadcasts     []message     `json:"broadcasts"`
@@ -297,6 +303,7 @@ type result struct {
 	DanmakuS       float64       `json:"danmaku_s"`
 	DanmakuCPUus   float64       `json:"danmaku_cpu_us"`
 	Faults         faultResult   `json:"faults"`
+	Losses         string        `json:"losses"` // the nodes' drop and refusal counters at the end
 	Errors         int64         `json:"errors"`
 	Pongs          int64         `json:"pongs"` // pings the viewers answered
 	Took           time.Duration `json:"took_ns"`
@@ -519,6 +526,8 @@ func (r *result) text() string {
 	fmt.Fprintf(&b, "heartbeats: %d viewers held %.0f s with pings every %v, %d pings answered (%.0f/s), none evicted; the nodes' CPU %.1f ms/s in all, %.2f µs a ping and its pong (the clients' apart: %.1f ms/s, %.2f µs)\n",
 		r.Viewers, r.HoldS, orDefault(p.Ping, "25s"), r.HoldPongs, float64(r.HoldPongs)/max(r.HoldS, 1e-9), 1e3*r.idleCPU(), 1e6*r.HoldCPUS/max(float64(r.HoldPongs), 1),
 		1e3*r.HoldClientCPUS/max(r.HoldS, 1e-9), 1e6*r.HoldClientCPUS/max(float64(r.HoldPongs), 1))
+	fmt.Fprintf(&b, "heartbeats, the nodes' floor set apart: %.1f ms/s with no viewer (%d processes' timers, runtime and bus), so %.2f µs a ping and its pong over it\n",
+		1e3*r.FloorCPU, p.Nodes, 1e6*(r.HoldCPUS-r.FloorCPU*r.HoldS)/max(float64(r.HoldPongs), 1))
 	for _, x := range r.Broadcasts {
 		fmt.Fprintf(&b, "broadcast %d: %d viewers, every copy checked; publish to viewer p50 %.1f ms, p99 %.1f ms, last %.1f ms\n",
 			x.Seq, x.Delivered, x.P50ms, x.P99ms, x.MaxMs)
@@ -562,6 +571,7 @@ func (r *result) text() string {
 		fmt.Fprintf(&b, "faults: NATS killed and started again %.2f s later; every node's broker back on it %.2f s after the kill, so delivery across nodes stopped for %.2f s after NATS was up; %d messages missed by the viewers on other nodes (%d deliveries), the last published %.1f s after the kill; every viewer had every message again from one published %.1f s after it (messages one a second)\n",
 			f.NATSDownS, f.BusBackS, f.BusBackS-f.NATSDownS, f.LostMessages, f.LostOnBus, f.LastLostT, f.FirstWholeT)
 	}
+	fmt.Fprintf(&b, "%s\n", r.Losses)
 	fmt.Fprintf(&b, "errors %d; run took %.1f s\n", r.Errors, r.Took.Seconds())
 	return b.String()
 }

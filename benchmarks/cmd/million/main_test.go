@@ -18,7 +18,7 @@ func TestSmall(t *testing.T) {
 	// Pings every second, eviction after 3 s of silence, 4 s held: every
 	// viewer answers pings or is gone before the broadcasts.
 	p := plan{Conns: 2000, Nodes: 3, Clients: 1, Srcs: 2, Broadcasts: 5, Size: 64, Timeout: 2 * time.Minute,
-		Hold: 4 * time.Second, Ping: time.Second, Idle: 3 * time.Second, Danmaku: 3 * time.Second, Faults: true, Jitter: 500 * time.Millisecond, NATSDown: 1500 * time.Millisecond, Window: 2}
+		Hold: 4 * time.Second, Ping: time.Second, Idle: 3 * time.Second, Danmaku: 3 * time.Second, Faults: true, Jitter: 500 * time.Millisecond, NATSDown: 1500 * time.Millisecond, Window: 2, ReconnectLimit: time.Minute}
 	r := &runner{logf: t.Logf}
 	res, err := r.run(p)
 	if err != nil {

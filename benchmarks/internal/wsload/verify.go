@@ -167,7 +167,11 @@ func (v *Verifier) Feed(data []byte, next uint64, limit int) (done int, err erro
 				}
 				if !v.P.Match(v.ID, seq, v.moff, chunk) {
 					at := v.P.FirstDiff(v.ID, seq, v.moff, chunk)
-					return done, fmt.Errorf("message %d: echo differs from what was sent at byte %d of %d", seq, at, v.P.size)
+					got := ""
+					if v.moff == 0 && len(chunk) >= 16 {
+						got = fmt.Sprintf(" (its counter: %q)", chunk[:16]) // which message came instead
+					}
+					return done, fmt.Errorf("message %d: echo differs from what was sent at byte %d of %d%s", seq, at, v.P.size, got)
 				}
 				v.moff += len(chunk)
 			}

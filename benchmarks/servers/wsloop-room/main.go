@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,6 +59,7 @@ func main() {
 	heartbeat := flag.Bool("heartbeat", false, "ping at the engine's default interval and evict at its default idle timeout (else: an hour, two)")
 	ping := flag.Duration("ping", 0, "with -heartbeat: this ping interval instead of the engine's default (0)")
 	idle := flag.Duration("idle", 0, "with -heartbeat: this idle timeout instead of the engine's default (0)")
+	statsEvery := flag.Duration("stats", 0, "print STATS and the engine's counters (JSON) at this interval (0: never)")
 	tick := flag.Duration("tick", 0, "the timing wheel's tick (0: the engine's default, 100 ms)")
 	bus := flag.Bool("bus", false, "with -nats: print BUS 1 or BUS 0 and the CLOCK_MONOTONIC time whenever the broker connects or disconnects")
 	flag.Parse()
@@ -98,6 +100,17 @@ func main() {
 		<-srv.Ready()
 		mallocs.Report()
 		fmt.Println("READY", srv.Addr())
+		if *statsEvery > 0 {
+			go func() {
+				for range time.Tick(*statsEvery) {
+					st := srv.Stats()
+					st.ConnsPerLoop = nil
+					if b, err := json.Marshal(st); err == nil {
+						fmt.Println("STATS", string(b))
+					}
+				}
+			}()
+		}
 		if *bus && *natsURL != "" {
 			was := srv.Stats().Broker.Connected
 			for range time.Tick(20 * time.Millisecond) {
