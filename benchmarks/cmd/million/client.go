@@ -22,7 +22,10 @@ import (
 // CLOCK_MONOTONIC time in ns) with GOT and the latencies of message SEQ,
 // GAPS 1 or 0 at once (every viewer may, or may not, skip messages: the
 // bus is restarted), and STOP with RESULT. With -reconnect, a viewer
-// whose node dies dials again after a jittered backoff (-jitter).
+// whose node dies dials again after a jittered backoff (-jitter). A viewer
+// whose dial fails (refused, reset, no 101 within 10 s: a node too busy to
+// finish the upgrade before its handshake timeout) tries again, 10 times
+// in all, as a page would; the retries are counted.
 
 // connected is the CONNECTED line.
 type connected struct {
@@ -73,7 +76,7 @@ func clientMain() error {
 	}
 	e, err := wsload.New(wsload.Config{
 		Addr: dst, Srcs: srcs, Size: *size, Seed: *seed, Pollers: 1,
-		DialConcurrency: *dialConc, Timeout: 10 * time.Second, DialLimit: *cDialLimit,
+		DialConcurrency: *dialConc, Timeout: 10 * time.Second, DialLimit: *cDialLimit, DialAttempts: 10,
 		Viewers: *cMessages, ViewerID: publisherID, Reconnect: *cReconnect, ReconnectJitter: *jitter,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
 	})

@@ -8,8 +8,9 @@
 // with pongs), dialling from source addresses of its own (127.1.C.1 to
 // 127.1.C.-srcs) so that no address pair runs out of ports:
 //
-//	cd benchmarks && go run ./cmd/million -quick            # 20,000 viewers, 2 nodes, 2 clients, under 2 minutes
-//	cd benchmarks && go run ./cmd/million -conns 1000000    # the full run (later: see the issue)
+//	cd benchmarks && go run ./cmd/million -quick                                  # 20,000 viewers, 3 nodes, 2 clients, every phase, under a minute
+//	cd benchmarks && go run ./cmd/million -conns 200000                           # every phase at the default heartbeat, about 15 minutes
+//	cd benchmarks && go run ./cmd/million -conns 1000000 -ping 2m -idle 5m -window 1   # a million (RESULTS.md says what 2 cores cannot carry at that size)
 //
 // One port, shared with SO_REUSEPORT (engine.WithReusePort), rather than
 // a port a node: the viewers dial one address, as browsers behind one
@@ -19,14 +20,26 @@
 // reaches the viewers on every node through NATS (broker/nats).
 //
 // It ramps to -conns, printing a progress line every 2 s (connections,
-// rate, the nodes' total RSS), then publishes -broadcasts messages, one at
-// a time, from a publisher connection of its own (landing on one of the
-// nodes), and times each from the write to the last viewer's copy (p50,
+// rate, the nodes' total RSS), holds every viewer idle for -hold (the
+// heartbeats' CPU, nodes and clients apart; no viewer may be evicted),
+// then publishes -broadcasts messages, one at a time, from a publisher
+// connection of its own (dialled first, so that its node is known), and
+// times each from the write to the last viewer's copy (p50,
 // p99, max over every viewer); every viewer checks every message (bytes,
 // sequence, so no duplicates or gaps) and every viewer must have each.
 // Memory: the nodes' RSS in all, per connection over their baseline at
 // READY; the kernel's (Slab, SUnreclaim, sockstat) before and after the
 // ramp, per connection; the clients' RSS apart.
+// Then -danmaku: one message a second, at most -window not yet at every
+// viewer (the publisher waits past that), the lag of each kept; then the
+// faults (-faults): with messages going on, SIGKILL a node that is not the
+// publisher's (its viewers reconnect with jittered backoff; every other
+// viewer must get every message), then NATS killed and started again
+// -nats-down later (viewers may then miss what the bus lost: counted, with
+// how long delivery across nodes stopped, from the nodes' BUS lines). Nodes
+// and clients run with GOMAXPROCS=1 (-gomaxprocs): dozens of processes
+// share the machine's cores. The nodes print their counters every 2 s
+// (STATS), and the report adds up their drops and refusals.
 //
 // It refuses to start when the machine lacks memory, descriptors or ports
 // for -conns (preflight), stops by itself after -timeout, and kills every
@@ -166,17 +179,25 @@ func main() {
 		r.abort(fmt.Sprintf("%v", s))
 	}()
 	res, err := r.run(p)
+	if res != nil && res.Viewers > 0 {
+		// What was measured before a failure is kept: a run at scale
+		// takes half an hour.
+		if err != nil {
+			fmt.Println("million: the run FAILED (see the end); what it measured until then:")
+			res.Losses = r.losses()
+		}
+		fmt.Print(res.text())
+		if *jsonOut != "" {
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "million:", err)
+				os.Exit(1)
+			}
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "million:", err)
 		os.Exit(1)
-	}
-	fmt.Print(res.text())
-	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "million:", err)
-			os.Exit(1)
-		}
 	}
 }
 
@@ -303,7 +324,8 @@ type result struct {
 	DanmakuS       float64       `json:"danmaku_s"`
 	DanmakuCPUus   float64       `json:"danmaku_cpu_us"`
 	Faults         faultResult   `json:"faults"`
-	Losses         string        `json:"losses"` // the nodes' drop and refusal counters at the end
+	Losses         string        `json:"losses"`  // the nodes' drop and refusal counters at the end
+	Retries        int64         `json:"retries"` // dial attempts repeated in the ramp (reset, refused, no 101 within 10 s)
 	Errors         int64         `json:"errors"`
 	Pongs          int64         `json:"pongs"` // pings the viewers answered
 	Took           time.Duration `json:"took_ns"`
@@ -318,7 +340,7 @@ type faultResult struct {
 	PeakReconnectsPerS float64   `json:"peak_reconnects_per_s"`
 	MissedWhileAway    int64     `json:"missed_while_away"` // deliveries the dropped viewers missed while away
 	NATSDownS          float64   `json:"nats_down_s"`       // from its SIGKILL until the new one was ready
-	BusBackS           float64   `json:"bus_back_s"`        // from its SIGKILL until every live node's broker was connected again (20 ms polling)
+	BusBackS           float64   `json:"bus_back_s"`        // from its SIGKILL until every live node's broker was connected again (50 ms polling)
 	LostMessages       int       `json:"lost_messages"`     // messages some viewer missed while the bus was down
 	LostOnBus          int       `json:"lost_deliveries"`
 	LastLostT          float64   `json:"last_lost_s"`   // the last such message, published this long after the bus was killed
@@ -513,8 +535,8 @@ func (r *result) text() string {
 	cRSS, cBase := sum(r.ClientRSS), sum(r.ClientBase)
 	fmt.Fprintf(&b, "million: %d viewers of one room over %d nodes (SO_REUSEPORT, one port; NATS between them) and %d client processes, %d-byte messages\n",
 		r.Viewers, p.Nodes, p.Clients, p.Size)
-	fmt.Fprintf(&b, "ramp: %.1f s, %.0f upgrades/s on average, %.0f/s at the peak (%v intervals); viewers a node: %v\n",
-		r.RampS, r.RampPerS, r.PeakPerS, progressIv, r.NodeConns)
+	fmt.Fprintf(&b, "ramp: %.1f s, %.0f upgrades/s on average, %.0f/s at the peak (%v intervals), %d dials repeated; viewers a node: %v\n",
+		r.RampS, r.RampPerS, r.PeakPerS, progressIv, r.Retries, r.NodeConns)
 	fmt.Fprintf(&b, "nodes' RSS: %s in all (%s NATS apart); baseline %s a node; %.0f B a viewer over the baselines; PSS %s in all (the binary's shared pages counted once, not once a node)\n",
 		mib(nodeRSS), mib(r.NATSRSS), mib(nodeBase/int64(len(r.NodeBaseRSS))), float64(nodeRSS-nodeBase)/n, mib(r.NodePSS))
 	kb, ka := r.KernelBefore, r.KernelAfter
@@ -568,7 +590,7 @@ func (r *result) text() string {
 		}
 		fmt.Fprintf(&b, "faults: SIGKILL node%d (%d viewers): %d dropped, all back on the other nodes %.0f s later (1 s resolution), at most %.0f reconnects/s; they missed %d deliveries while away; every other viewer had every message (lag p99 at most %.1f ms meanwhile)\n",
 			f.KilledNode, f.KilledViewers, f.Dropped, f.ReconnectS, f.PeakReconnectsPerS, f.MissedWhileAway, float64(steady.Max())/1e6)
-		fmt.Fprintf(&b, "faults: NATS killed and started again %.2f s later; every node's broker back on it %.2f s after the kill, so delivery across nodes stopped for %.2f s after NATS was up; %d messages missed by the viewers on other nodes (%d deliveries), the last published %.1f s after the kill; every viewer had every message again from one published %.1f s after it (messages one a second)\n",
+		fmt.Fprintf(&b, "faults: NATS killed and started again %.2f s later; every node's broker back on it %.2f s after the kill, so delivery across nodes stopped for %.2f s after NATS was up; %d messages missed by the viewers on other nodes (%d deliveries), the last published %+.1f s from the kill; every viewer had every message again from one published %.1f s after it (messages one a second)\n",
 			f.NATSDownS, f.BusBackS, f.BusBackS-f.NATSDownS, f.LostMessages, f.LostOnBus, f.LastLostT, f.FirstWholeT)
 	}
 	fmt.Fprintf(&b, "%s\n", r.Losses)

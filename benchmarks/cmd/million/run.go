@@ -201,6 +201,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 	for _, c := range conn {
 		res.Viewers += c.Open
 		res.Errors += c.Errors
+		res.Retries += c.Retries
 	}
 	progress(int64(res.Viewers))
 	res.RampPerS = float64(res.Viewers) / res.RampS
@@ -645,7 +646,7 @@ func (r *runner) danmaku(p plan, res *result, pub *publisher, seq int) (int, err
 	defer end.Stop()
 	for m := range r.stream(pub, seq, n, p.Window, stop) {
 		if m.err != nil {
-			return 0, m.err
+			return 0, fmt.Errorf("%w; %s", m.err, r.errSamples())
 		}
 		if m.Delivered < res.Viewers {
 			return 0, fmt.Errorf("danmaku message %d: %d of %d viewers have it (%d open); %s", m.Seq, m.Delivered, res.Viewers, m.Open, r.errSamples())
@@ -745,10 +746,13 @@ func (r *runner) faults(p plan, res *result, pub *publisher, seq int) error {
 				return fmt.Errorf("faults: %d messages published and the bus not back", faultMsgs)
 			}
 			if m.err != nil {
-				return m.err
+				return fmt.Errorf("%w; %s", m.err, r.errSamples())
 			}
 			switch {
-			case natsMono != 0 && m.T0 >= natsMono:
+			case natsMono != 0 || r.gaps.Load():
+				// Judged once the bus is being restarted: a message still in
+				// flight when NATS died may be lost too, however early it
+				// was published.
 				m.Phase = "nats"
 			case killMono != 0 && m.T0 >= killMono && (backMono == 0 || m.T0 < backMono):
 				m.Phase = "kill"
@@ -759,10 +763,13 @@ func (r *runner) faults(p plan, res *result, pub *publisher, seq int) error {
 			switch m.Phase {
 			case "nats":
 				if m.Skipped > 0 || m.Delivered+m.Fresh < m.Open {
+					if !okT.IsZero() {
+						return fmt.Errorf("faults: message %d lost to %d viewers after the bus was whole again; %s", m.Seq, m.Open-m.Delivered, r.errSamples())
+					}
 					f.LostOnBus += m.Open - m.Delivered
 					f.LostMessages++
 					f.LastLostT = float64(m.T0-natsMono) / 1e9
-				} else if okT.IsZero() {
+				} else if okT.IsZero() && natsMono != 0 && m.T0 >= natsMono {
 					okT = time.Now()
 					f.FirstWholeT = float64(m.T0-natsMono) / 1e9
 				}
@@ -809,6 +816,11 @@ func monoNow() int64 {
 func (r *runner) errSamples() string {
 	var b strings.Builder
 	b.WriteString(r.losses())
+	for i, n := range r.nodes {
+		if i != r.killed && !n.Alive() {
+			fmt.Fprintf(&b, "\n%s ended (%v):\n%s", n.Name, n.Err, n.Tail())
+		}
+	}
 	for _, c := range r.cls {
 		if t := c.Tail(); t != "" {
 			fmt.Fprintf(&b, "\n%s:\n%s", c.Name, t)

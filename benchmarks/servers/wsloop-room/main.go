@@ -13,7 +13,7 @@
 // interval and idle timeout instead of the benchmarks' hour (cmd/million
 // runs both), and -bus prints "BUS 1 T" or "BUS 0 T" whenever the broker's
 // connection to NATS comes or goes (T: CLOCK_MONOTONIC in ns, polled every
-// 20 ms), for cmd/million's NATS restart.
+// 50 ms), for cmd/million's NATS restart.
 package main
 
 import (
@@ -113,7 +113,7 @@ func main() {
 		}
 		if *bus && *natsURL != "" {
 			was := srv.Stats().Broker.Connected
-			for range time.Tick(20 * time.Millisecond) {
+			for range time.Tick(50 * time.Millisecond) {
 				if c := srv.Stats().Broker.Connected; c != was {
 					was = c
 					var ts unix.Timespec
