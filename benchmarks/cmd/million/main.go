@@ -66,7 +66,6 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/wsloop/wsloop/engine"
-	"golang.org/x/sys/unix"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/hist"
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
@@ -501,12 +500,11 @@ func dialPublisher(addr string, size int) (*publisher, error) {
 func (p *publisher) publish(seq int) (int64, error) {
 	var mask [4]byte
 	p.buf = p.pl.AppendFrame(p.buf[:0], ws.OpBinary, mask, publisherID, uint64(seq))
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	t0 := monoNow()
 	if _, err := p.Write(p.buf); err != nil {
 		return 0, fmt.Errorf("publish %d: %w", seq, err)
 	}
-	return ts.Nano(), nil
+	return t0, nil
 }
 
 // await waits for the publisher's own copy of message seq.

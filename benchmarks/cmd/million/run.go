@@ -401,10 +401,12 @@ func (r *runner) alive() []*proc.Child {
 }
 
 // nodesCPU is the CPU time the live nodes have used so far.
-func (r *runner) nodesCPU() time.Duration {
-	var t time.Duration
-	for _, n := range r.alive() {
-		if d, err := proc.CPU(n.Pid()); err == nil {
+func (r *runner) nodesCPU() time.Duration { return cpuOf(r.alive()) }
+
+// cpuOf is the CPU time the processes have used so far.
+func cpuOf(ps []*proc.Child) (t time.Duration) {
+	for _, p := range ps {
+		if d, err := proc.CPU(p.Pid()); err == nil {
 			t += d
 		}
 	}
@@ -413,13 +415,11 @@ func (r *runner) nodesCPU() time.Duration {
 
 // clientsCPU is the CPU time the client processes have used so far.
 func (r *runner) clientsCPU() time.Duration {
-	var t time.Duration
-	for _, c := range r.cls {
-		if d, err := proc.CPU(c.Pid()); err == nil {
-			t += d
-		}
+	ps := make([]*proc.Child, len(r.cls))
+	for i, c := range r.cls {
+		ps[i] = c.Child
 	}
-	return t
+	return cpuOf(ps)
 }
 
 // sum adds up the clients' last UP lines.

@@ -454,6 +454,23 @@ func TestVerifierDeflate(t *testing.T) {
 	}
 }
 
+// dialViewers starts an engine of viewers (cfg, 4 dials in flight, 3 s
+// bound) and upgrades 4 of them. A viewer sent a bad message may fail
+// before the others are up: only the upgrades are certain here.
+func dialViewers(t *testing.T, cfg Config) *Engine {
+	t.Helper()
+	cfg.DialConcurrency, cfg.Timeout, cfg.Logf = 4, 3*time.Second, t.Logf
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if e.Dial(4, false, false); e.Upgraded() != 4 {
+		t.Fatalf("%d upgraded, errors %v", e.Upgraded(), e.ErrorSamples())
+	}
+	return e
+}
+
 // TestEngineViewers: viewers answer a ping with a masked pong carrying its
 // payload, then take a publisher's messages in sequence, each checked; a
 // duplicate, a gap or a stranger's message is an error.
@@ -491,17 +508,7 @@ func TestEngineViewers(t *testing.T) {
 		}
 	}
 	viewers := func(addr netip.AddrPort) *Engine {
-		e, err := New(Config{Addr: addr, Size: size, Seed: seed, DialConcurrency: 4, Timeout: 3 * time.Second, Viewers: 3, ViewerID: pub, Logf: t.Logf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(e.Close)
-		// A viewer sent a bad message may fail before the others are up:
-		// only the upgrades are certain here.
-		if e.Dial(4, false, false); e.Upgraded() != 4 {
-			t.Fatalf("%d upgraded, errors %v", e.Upgraded(), e.ErrorSamples())
-		}
-		return e
+		return dialViewers(t, Config{Addr: addr, Size: size, Seed: seed, Viewers: 3, ViewerID: pub})
 	}
 
 	e := viewers(server(t, serve(msg(pub, 0), msg(pub, 1), msg(pub, 2))))
@@ -563,16 +570,8 @@ func TestEngineViewersReconnect(t *testing.T) {
 		}
 	}
 	viewers := func(addr netip.AddrPort, reconnect bool) *Engine {
-		e, err := New(Config{Addr: addr, Size: size, Seed: seed, DialConcurrency: 4, Timeout: 3 * time.Second, Viewers: 5, ViewerID: pub,
-			Reconnect: reconnect, ReconnectJitter: 200 * time.Millisecond, Logf: t.Logf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(e.Close)
-		if e.Dial(4, false, false); e.Upgraded() != 4 {
-			t.Fatalf("%d upgraded, errors %v", e.Upgraded(), e.ErrorSamples())
-		}
-		return e
+		return dialViewers(t, Config{Addr: addr, Size: size, Seed: seed, Viewers: 5, ViewerID: pub,
+			Reconnect: reconnect, ReconnectJitter: 200 * time.Millisecond})
 	}
 	wait := func(what string, ok func() bool) {
 		t.Helper()
