@@ -38,7 +38,8 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	case *handoff: // from net/http, upgraded (mount.go)
 		tok.opened.Store(true)
 		h = tok
-	case probeToken:
+	case *loopWaker:
+		tok.loop, l.waker = l, tok
 		return nil, gnet.None
 	}
 	c := &Conn{gc: gc, loop: l, id: s.nextID.Add(1), remote: remoteAddr(gc)}
@@ -75,7 +76,13 @@ func remoteAddr(gc gnet.Conn) net.Addr {
 }
 
 func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
-	c := gc.Context().(*Conn)
+	c, ok := gc.Context().(*Conn)
+	if !ok {
+		if w, ok := gc.Context().(*loopWaker); ok {
+			w.woken(gc)
+		}
+		return gnet.None
+	}
 	c.stampRead()
 	if c.lflags&lfFrozen != 0 {
 		c.checkFrozen() // handed over: parsed once the hand-off ends (handoff.go)

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/wsloop/wsloop/codec"
 )
@@ -18,6 +20,13 @@ import (
 // so a burst of publishes costs one hand-off per loop, and each target gets
 // one write system call per drain: the frame itself (no copy) when the
 // drain holds one message, or all of the drain's frames for it, batched.
+// A drain goes in slices of WithFanoutSlice deliveries; between two, the
+// loop polls its sockets and runs its other tasks (a byte on the loop's
+// waker socket brings the drain back after the sockets ready then), so a
+// room of tens of thousands does not hold a handshake or a pong for the
+// whole fan-out. A drain that finds the queue growing fast behind it
+// (pilingUp) goes on without pausing, so the loop's own readers cannot
+// publish faster than it fans out.
 //
 // The queue also carries what must stay in order with publishes: joins and
 // leaves (so that a publish made after Join returned reaches the
@@ -185,32 +194,69 @@ func (l *loop) enqueueClose(c *Conn, code ws.StatusCode, reason string, cause er
 
 type drainTask loop
 
-// Run drains the loop's queue: one batch per run, so that a producer that
-// keeps the queue full cannot hold the loop; a new task is queued behind
-// the loop's other work when more arrived meanwhile.
+// defaultFanSlice is WithFanoutSlice's default: about a millisecond of
+// writes on this project's machines.
+const defaultFanSlice = 512
+
+// fanState is a drain in progress: the batch taken from the queue and
+// how far the loop got through it. A drain stops after a slice of
+// deliveries (WithFanoutSlice) and goes on in a later round of the loop,
+// after its sockets and timers were served. While one is in progress the
+// queue stays active (new work queues behind it), fanning stays set (a
+// connection that closes leaves its rooms after it), so no member list it
+// walks changes under it: joins and leaves are queue items, applied after.
+type fanState struct {
+	on      bool
+	items   []pubItem
+	arena   []byte
+	at      int   // the item being applied
+	member  int   // pubRoom, pubConns: the next member; pubAll: 1 once started
+	cursor  *Conn // pubAll: the next connection (remove moves it on)
+	flushAt int   // the next entry of touched to flush, once every item is applied
+	budget  int   // deliveries left in this slice
+	bytes   int   // what the batch counts against WithMaxQueuedBytes, until it is done
+}
+
+// Run drains the loop's queue: one batch per drain, so that a producer
+// that keeps the queue full cannot hold the loop, and one slice of it per
+// run, so that a large fan-out does not hold the loop's other connections
+// either; a new task is queued behind the loop's other work when more is
+// left or more arrived meanwhile.
 func (t *drainTask) Run(context.Context) error {
 	l := (*loop)(t)
-	q := &l.pub
-	q.mu.Lock()
-	items, arena := q.items, q.arena
-	q.items, q.arena = l.pubSpare[:0], l.arenaSpare[:0]
-	q.bytes = 0
-	q.mu.Unlock()
-
-	frames := 0
-	for i := range items {
-		if items[i].frame != nil || items[i].kind == pubSend {
-			frames++
+	d := &l.fan
+	if !d.on {
+		q := &l.pub
+		q.mu.Lock()
+		d.items, d.arena = q.items, q.arena
+		q.items, q.arena = l.pubSpare[:0], l.arenaSpare[:0]
+		d.bytes = q.bytes // still counted against the bound until it is done
+		q.mu.Unlock()
+		frames := 0
+		for i := range d.items {
+			if d.items[i].frame != nil || d.items[i].kind == pubSend {
+				frames++
+			}
+		}
+		l.batching = frames > 1
+		l.fanning = true
+		d.on = true
+	}
+	for {
+		d.budget = l.srv.opts.fanSlice
+		if l.applyItems() && l.flushBatched() {
+			break
+		}
+		if !l.pilingUp() {
+			l.pauseFan()
+			return nil
 		}
 	}
-	l.batching = frames > 1
-	l.fanning = true
-	for i := range items {
-		l.apply(&items[i], arena)
-	}
 	l.fanning = false
-	l.flushBatched()
+	l.batching = false
 	l.applyDeferredLeaves()
+	items, arena, done := d.items, d.arena, d.bytes
+	*d = fanState{}
 	clear(items)
 	l.pubSpare = nil
 	if cap(items) <= spareItems {
@@ -223,31 +269,126 @@ func (t *drainTask) Run(context.Context) error {
 		l.arenaSpare = arena[:0]
 	}
 
+	q := &l.pub
 	q.mu.Lock()
+	q.bytes -= done
 	if len(q.items) == 0 {
 		q.active.Store(false)
 		q.mu.Unlock()
 		return nil
 	}
 	q.mu.Unlock()
-	if err := l.el.Execute(context.Background(), t); err != nil {
-		q.active.Store(false)
+	return l.requeueDrain()
+}
+
+// pilingUp reports whether more than a quarter of WithMaxQueuedBytes was
+// queued behind the drain since it began: the loop's readers (or other
+// goroutines) then publish faster than it fans out, and the drain goes on
+// without a pause, as it did before fan-outs were sliced, so that the
+// loop reads its sockets again only after it (TCP slows the publishers)
+// rather than filling its queue to the bound, where publishes would be
+// refused.
+func (l *loop) pilingUp() bool {
+	q := &l.pub
+	q.mu.Lock()
+	n := q.bytes - l.fan.bytes
+	q.mu.Unlock()
+	return n > l.srv.opts.maxQueued/4
+}
+
+// pauseFan makes the drain go on once the loop has served the sockets
+// that are ready now: its waker's byte arrives behind them. Without a
+// waker (Run before the loops are known) it goes on at once.
+func (l *loop) pauseFan() {
+	w := l.waker
+	if w == nil {
+		_ = l.requeueDrain()
+		return
+	}
+	if !w.armed {
+		if _, err := unix.Write(w.peer, wakeByte); err != nil {
+			_ = l.requeueDrain()
+			return
+		}
+		w.armed = true
+	}
+}
+
+// woken runs on the loop when w's byte arrives: the paused drain goes on.
+func (w *loopWaker) woken(gc gnet.Conn) {
+	_, _ = gc.Discard(-1)
+	w.armed = false
+	if w.loop.fan.on {
+		_ = (*drainTask)(w.loop).Run(context.Background())
+	}
+}
+
+func (l *loop) requeueDrain() error {
+	if err := l.el.Execute(context.Background(), (*drainTask)(l)); err != nil {
+		l.pub.active.Store(false)
 	}
 	return nil
 }
 
-func (l *loop) apply(it *pubItem, arena []byte) {
+// applyItems applies the drain's items from where it stopped; false when
+// the slice ran out first.
+func (l *loop) applyItems() bool {
+	d := &l.fan
+	for ; d.at < len(d.items); d.at++ {
+		if d.budget <= 0 && d.member == 0 {
+			return false
+		}
+		if !l.apply(&d.items[d.at], d.arena) {
+			return false
+		}
+		d.member, d.cursor = 0, nil
+	}
+	return true
+}
+
+// apply applies it, or the part of it the slice has room for; false when
+// the slice ran out first (d.member and d.cursor say where it stopped).
+// An item for one connection counts one delivery; a walk of members one
+// per member.
+func (l *loop) apply(it *pubItem, arena []byte) bool {
+	d := &l.fan
 	switch it.kind {
 	case pubAll:
-		l.each(func(c *Conn) { l.push(c, it.frameFor(c)) })
+		if d.member == 0 {
+			d.member, d.cursor = 1, l.head.next
+		}
+		for d.cursor != &l.head {
+			if d.budget <= 0 {
+				return false
+			}
+			d.budget--
+			c := d.cursor
+			d.cursor = c.next
+			l.push(c, it.frameFor(c))
+		}
+		return true
 	case pubRoom:
-		for _, c := range l.rooms.Members(it.room) {
-			l.push(c, it.frameFor(c))
+		ms := l.rooms.Members(it.room)
+		for ; d.member < len(ms); d.member++ {
+			if d.budget <= 0 {
+				return false
+			}
+			d.budget--
+			l.push(ms[d.member], it.frameFor(ms[d.member]))
 		}
+		return true
 	case pubConns:
-		for _, c := range it.conns {
-			l.push(c, it.frameFor(c))
+		for ; d.member < len(it.conns); d.member++ {
+			if d.budget <= 0 {
+				return false
+			}
+			d.budget--
+			l.push(it.conns[d.member], it.frameFor(it.conns[d.member]))
 		}
+		return true
+	}
+	d.budget--
+	switch it.kind {
 	case pubSend:
 		it.conn.queued.Add(-int64(it.n))
 		l.push(it.conn, arena[it.off:it.off+it.n])
@@ -286,6 +427,7 @@ func (l *loop) apply(it *pubItem, arena []byte) {
 		l.roomsMu.Unlock()
 		l.roomHint(it.room)
 	}
+	return true
 }
 
 // roomHint tells the broker, if any, that room's count changed: after
@@ -331,18 +473,27 @@ func (l *loop) push(c *Conn, frame []byte) {
 	c.write(frame)
 }
 
-// flushBatched writes each batched connection's frames in one system call.
-func (l *loop) flushBatched() {
-	for i, c := range l.touched {
+// flushBatched writes each batched connection's frames in one system
+// call, from where it stopped; false when the slice ran out first.
+func (l *loop) flushBatched() bool {
+	d := &l.fan
+	for ; d.flushAt < len(l.touched); d.flushAt++ {
+		if d.budget <= 0 {
+			return false
+		}
+		d.budget--
+		c := l.touched[d.flushAt]
 		c.lflags &^= lfBatched
 		if c.state.Load() != stateClosed {
 			c.flush()
 		} else {
 			c.dropOut()
 		}
-		l.touched[i] = nil
+		l.touched[d.flushAt] = nil
 	}
 	l.touched = l.touched[:0]
+	d.flushAt = 0
+	return true
 }
 
 // leaveAll removes c from every room of its loop, now or, if the loop

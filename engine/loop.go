@@ -63,6 +63,8 @@ type loop struct {
 	fanning        bool    // the loop is walking member lists
 	touched        []*Conn // connections with batched frames
 	deferredLeaves []*Conn // closed while fanning: leave their rooms after
+	fan            fanState
+	waker          *loopWaker // wakes the loop after its ready sockets (stall.go)
 	roomScratch    []string
 }
 
@@ -91,6 +93,9 @@ func (l *loop) add(c *Conn) {
 func (l *loop) remove(c *Conn) {
 	if c.next == nil {
 		return
+	}
+	if l.fan.cursor == c {
+		l.fan.cursor = c.next // a paused broadcast goes on with the next one
 	}
 	c.prev.next, c.next.prev = c.next, c.prev
 	c.prev, c.next = nil, nil

@@ -59,6 +59,7 @@ type options struct {
 	appPing, appPong string
 	maxOutbound      int
 	maxQueued        int
+	fanSlice         int
 	slowPolicy       SlowConsumerPolicy
 	shards           int
 	compress         bool
@@ -123,6 +124,7 @@ func defaultOptions() options {
 		maxRequestBody:   1 << 20,
 		maxResponseBuf:   64 << 10,
 		maxQueued:        32 << 20,
+		fanSlice:         defaultFanSlice,
 		compress:         true,
 		compressLevel:    1,
 		compressMin:      defaultCompressMin,
@@ -309,6 +311,20 @@ func WithMaxOutboundBytes(n int) Option { return func(o *options) { o.maxOutboun
 // Default: 32 MiB.
 func WithMaxQueuedBytes(n int) Option { return func(o *options) { o.maxQueued = n } }
 
+// WithFanoutSlice sets the most deliveries (writes of a queued frame to
+// one connection, or of a connection's batched frames) an event loop
+// makes for queued publishes before it serves its sockets, timers and
+// other tasks again; what remains of the fan-out continues right after.
+// A room of 20,000 members on one loop so costs its other connections a
+// wait of one slice, not of the whole fan-out: a handshake, an echo or a
+// pong is not held behind tens of milliseconds of writes (on a machine
+// whose cores are all busy, seconds). Order is kept: every member still
+// gets every message in publish order, and what is queued behind a
+// publish (joins, leaves, sends, closes) is applied after it. Smaller
+// slices cost a little more CPU per delivery; larger ones make the other
+// connections wait longer. Default: 512.
+func WithFanoutSlice(n int) Option { return func(o *options) { o.fanSlice = n } }
+
 // WithSlowConsumerPolicy sets what happens when a send would pass
 // WithMaxOutboundBytes. Default: DropMessage.
 func WithSlowConsumerPolicy(p SlowConsumerPolicy) Option {
@@ -405,6 +421,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithMaxOutboundBytes(%d): need at least 1024", o.maxOutbound)
 	case o.maxQueued < 64<<10:
 		return fmt.Errorf("wsloop: WithMaxQueuedBytes(%d): need at least 64 KiB", o.maxQueued)
+	case o.fanSlice < 1:
+		return fmt.Errorf("wsloop: WithFanoutSlice(%d): need at least 1", o.fanSlice)
 	case o.slowPolicy > CloseTryAgainLater:
 		return fmt.Errorf("wsloop: WithSlowConsumerPolicy(%d): unknown policy", o.slowPolicy)
 	case o.shards < 0:

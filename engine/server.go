@@ -49,7 +49,8 @@ type Server struct {
 
 	loopsMu  sync.Mutex
 	loops    []*loop
-	loopByEL sync.Map // gnet.EventLoop -> *loop
+	wakers   []*loopWaker // one per loop (stall.go)
+	loopByEL sync.Map     // gnet.EventLoop -> *loop
 
 	nextID          atomic.Uint64
 	sockets         atomic.Int64 // accepted sockets, from admission to close; bounded by socketCap
@@ -186,6 +187,9 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		if err = s.discoverLoops(cli); err != nil {
 			_ = cli.Stop()
 		}
+	}
+	if err == nil {
+		defer s.closeWakers() // after cli.Stop, below
 	}
 	if err != nil {
 		closeLn()

@@ -185,19 +185,30 @@ func goroutineStack(id uint64) []byte {
 	return []byte("(its stack was not found)")
 }
 
-// probeToken is the gnet context of the sockets ListenAndServe enrolls
-// once, at start, to learn the event loops (gnet has no other way to
-// enumerate a client's loops): gnet's balancer puts each on a different
-// loop, since each stays registered until all are.
-type probeToken struct{}
+// loopWaker is the gnet context of the socket pair ListenAndServe enrolls
+// for each event loop at start: first to learn the loops (gnet has no
+// other way to enumerate a client's loops; its balancer puts each on a
+// different loop, since each stays registered until all are), then to
+// wake its loop after the sockets that are ready now: a fan-out that
+// stopped after a slice writes a byte to peer and goes on when the loop
+// reads it (fanout.go). A task queued with Execute would run before the
+// loop polls again (gnet runs queued tasks until none is left).
+type loopWaker struct {
+	peer  int   // the server's end, written to
+	loop  *loop // set by OnOpen
+	armed bool  // a byte is on its way (owned by the loop)
+}
+
+// wakeByte is what a loopWaker's peer writes.
+var wakeByte = []byte{1}
 
 // discoverLoops enrolls one end of a socket pair per event loop, so that
-// every loop has opened one (OnOpen creates its state), then closes them.
-func (s *Server) discoverLoops(cli *gnet.Client) error {
-	var peers []int
+// every loop has opened one (OnOpen creates its state); the server keeps
+// them as the loops' wakers, and closes its ends once the loops stopped.
+func (s *Server) discoverLoops(cli *gnet.Client) (err error) {
 	defer func() {
-		for _, fd := range peers {
-			_ = syscall.Close(fd)
+		if err != nil {
+			s.closeWakers()
 		}
 	}()
 	for range s.opts.eventLoops {
@@ -205,14 +216,20 @@ func (s *Server) discoverLoops(cli *gnet.Client) error {
 		if err != nil {
 			return fmt.Errorf("wsloop: a socket pair to find the event loops: %w", err)
 		}
-		peers = append(peers, fds[1])
-		f := os.NewFile(uintptr(fds[0]), "wsloop-probe")
+		if err := syscall.SetNonblock(fds[1], true); err != nil {
+			_ = syscall.Close(fds[0])
+			_ = syscall.Close(fds[1])
+			return fmt.Errorf("wsloop: a socket pair to find the event loops: %w", err)
+		}
+		w := &loopWaker{peer: fds[1]}
+		s.wakers = append(s.wakers, w)
+		f := os.NewFile(uintptr(fds[0]), "wsloop-waker")
 		conn, err := net.FileConn(f)
 		_ = f.Close()
 		if err != nil {
 			return fmt.Errorf("wsloop: a socket pair to find the event loops: %w", err)
 		}
-		if _, err := cli.EnrollContext(conn, probeToken{}); err != nil {
+		if _, err := cli.EnrollContext(conn, w); err != nil {
 			return fmt.Errorf("wsloop: finding the event loops: %w", err)
 		}
 	}
@@ -220,6 +237,15 @@ func (s *Server) discoverLoops(cli *gnet.Client) error {
 		return fmt.Errorf("wsloop: found %d of %d event loops", n, s.opts.eventLoops)
 	}
 	return nil
+}
+
+// closeWakers closes the server's ends of the wakers, once the loops have
+// stopped (or never started).
+func (s *Server) closeWakers() {
+	for _, w := range s.wakers {
+		_ = syscall.Close(w.peer)
+	}
+	s.wakers = nil
 }
 
 // allLoops returns the loops known so far.

@@ -90,6 +90,7 @@ var (
 	tick       = flag.Duration("tick", 0, "the nodes' timing wheel tick (0: the engine's default, 100 ms)")
 	procs      = flag.Int("gomaxprocs", 1, "GOMAXPROCS of every node and client process (0: Go's default, the machine's cores): dozens of processes share this machine's cores")
 	window     = flag.Int("window", 2, "danmaku and faults: messages published and not yet at every viewer, at most (past it the next publish waits)")
+	busPing    = flag.Duration("bus-ping", 0, "the nodes' NATS client ping interval (0: the broker's, 2 s; it gives up after two unanswered)")
 	natsDown   = flag.Duration("nats-down", 3*time.Second, "the faults phase keeps NATS down this long before starting it again")
 	jitter     = flag.Duration("jitter", 2*time.Second, "viewers' reconnect backoff: the first attempt after a uniform random delay below this, doubling on each failure")
 	pingIv     = flag.Duration("ping", 0, "the nodes' ping interval (0: the engine's default, 25 s)")
@@ -130,6 +131,7 @@ type plan struct {
 	NATSDown                                      time.Duration
 	Window                                        int
 	Tick                                          time.Duration
+	BusPing                                       time.Duration
 	ReconnectLimit                                time.Duration
 }
 
@@ -143,7 +145,7 @@ func main() {
 		return
 	}
 	p := plan{Conns: *conns, Nodes: *nodes, Clients: *clients, Srcs: *srcsFlag, Broadcasts: *broadcasts, Size: *size, Timeout: *timeout,
-		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window, Tick: *tick, ReconnectLimit: *reconnLim}
+		Hold: *hold, Ping: *pingIv, Idle: *idleTO, Danmaku: *danmakuD, Faults: *faultsOn, Jitter: *jitter, NATSDown: *natsDown, Window: *window, Tick: *tick, BusPing: *busPing, ReconnectLimit: *reconnLim}
 	if *quick {
 		// Pings every 2 s, eviction after 5 s of silence, held 8 s: every
 		// viewer is pinged and must answer to stay. Three nodes, so that
@@ -249,6 +251,7 @@ type runner struct {
 	killed   int // the node the faults killed (index), or -1
 	cls      []*client_
 	bus      []busEvent     // the nodes' BUS lines
+	busErrs  map[string]int // the nodes' BUSERR lines: why a broker lost NATS
 	stats    []engine.Stats // each node's last STATS line
 	gaps     atomic.Bool    // the viewers may miss messages (the bus is restarted): the publisher's window is off
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -83,7 +84,7 @@ func (r *runner) run(p plan) (res *result, err error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for i := range p.Nodes {
 		n, err := r.start(fmt.Sprintf("node%d", i+1), r.bin("wsloop-room"), "-addr", addr, "-loops", "1", "-reuseport", "-heartbeat",
-			"-ping", p.Ping.String(), "-idle", p.Idle.String(), "-nats", r.natsURL, "-bus", "-tick", p.Tick.String(), "-stats", "2s")
+			"-ping", p.Ping.String(), "-idle", p.Idle.String(), "-nats", r.natsURL, "-bus", "-bus-ping", p.BusPing.String(), "-tick", p.Tick.String(), "-stats", "2s")
 		if err != nil {
 			return nil, err
 		}
@@ -313,6 +314,18 @@ func (r *runner) watchBus(i int, n *proc.Child) {
 			}
 		}
 	}()
+	errs := n.Divert("BUSERR ", 16)
+	go func() {
+		for l := range errs {
+			reason := strings.TrimSpace(l[len("BUSERR "):])
+			r.mu.Lock()
+			if r.busErrs == nil {
+				r.busErrs = map[string]int{}
+			}
+			r.busErrs[reason]++
+			r.mu.Unlock()
+		}
+	}()
 	ch := n.Divert("BUS ", 16)
 	go func() {
 		for l := range ch {
@@ -357,8 +370,17 @@ func (r *runner) losses() string {
 			downs++
 		}
 	}
-	return fmt.Sprintf("the nodes' brokers lost NATS %d times in all; the nodes' counters (every 2 s): slow-consumer drops %d, slow closes %d, evictions %d, handshake timeouts %d, queue-full refusals %d, shed %d, loop stalls %d; bus: sent %d, received %d, dropped %d, partial %d, failed %d",
-		downs, t.Dropped, t.SlowCloses, t.Evictions, t.HandshakeTimeouts, t.QueueFull, t.Shed, t.LoopStalls, t.Broker.Sent, t.Broker.Received, t.Broker.Dropped, t.Broker.Partial, t.Broker.Failed)
+	why := ""
+	if len(r.busErrs) > 0 {
+		reasons := make([]string, 0, len(r.busErrs))
+		for k, v := range r.busErrs {
+			reasons = append(reasons, fmt.Sprintf("%d× %q", v, k))
+		}
+		sort.Strings(reasons)
+		why = " (" + strings.Join(reasons, ", ") + ")"
+	}
+	return fmt.Sprintf("the nodes' brokers lost NATS %d times in all%s; the nodes' counters (every 2 s): slow-consumer drops %d, slow closes %d, evictions %d, handshake timeouts %d, queue-full refusals %d, shed %d, loop stalls %d; bus: sent %d, received %d, dropped %d, partial %d, failed %d",
+		downs, why, t.Dropped, t.SlowCloses, t.Evictions, t.HandshakeTimeouts, t.QueueFull, t.Shed, t.LoopStalls, t.Broker.Sent, t.Broker.Received, t.Broker.Dropped, t.Broker.Partial, t.Broker.Failed)
 }
 
 // busBack is when the last live node's broker was connected again after

@@ -13,7 +13,9 @@
 // interval and idle timeout instead of the benchmarks' hour (cmd/million
 // runs both), and -bus prints "BUS 1 T" or "BUS 0 T" whenever the broker's
 // connection to NATS comes or goes (T: CLOCK_MONOTONIC in ns, polled every
-// 50 ms), for cmd/million's NATS restart.
+// 50 ms), for cmd/million's NATS restart, and "BUSERR reason" whenever the
+// broker logs that it lost NATS; -bus-ping sets the NATS client's ping
+// interval (it gives up after two unanswered).
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -30,6 +33,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
 
 	natsbroker "github.com/wsloop/wsloop/broker/nats"
@@ -51,6 +55,27 @@ func (h *fanout) OnMessage(_ *engine.Conn, op ws.OpCode, p []byte) {
 	_ = h.srv.Publish(room, op, p)
 }
 
+// busErrors prints "BUSERR reason" on stdout for each record saying the
+// broker lost NATS, and passes every record on.
+type busErrors struct{ slog.Handler }
+
+func (b busErrors) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "natsbroker: disconnected from NATS" {
+		reason := ""
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" {
+				reason = a.Value.String()
+			}
+			return true
+		})
+		fmt.Println("BUSERR", reason)
+	}
+	return b.Handler.Handle(ctx, r)
+}
+
+func (b busErrors) WithAttrs(as []slog.Attr) slog.Handler { return busErrors{b.Handler.WithAttrs(as)} }
+func (b busErrors) WithGroup(g string) slog.Handler       { return busErrors{b.Handler.WithGroup(g)} }
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address; port 0 picks a free port")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
@@ -62,12 +87,20 @@ func main() {
 	statsEvery := flag.Duration("stats", 0, "print STATS and the engine's counters (JSON) at this interval (0: never)")
 	tick := flag.Duration("tick", 0, "the timing wheel's tick (0: the engine's default, 100 ms)")
 	bus := flag.Bool("bus", false, "with -nats: print BUS 1 or BUS 0 and the CLOCK_MONOTONIC time whenever the broker connects or disconnects")
+	busPing := flag.Duration("bus-ping", 0, "with -nats: the NATS client's ping interval (0: the broker's, 2 s)")
 	flag.Parse()
 
 	h := &fanout{}
 	var cluster []engine.Option
 	if *natsURL != "" {
-		cluster = append(cluster, engine.WithBroker(natsbroker.New(*natsURL)))
+		var bopts []natsbroker.Option
+		if *busPing > 0 {
+			bopts = append(bopts, natsbroker.WithNATSOptions(nats.PingInterval(*busPing)))
+		}
+		cluster = append(cluster, engine.WithBroker(natsbroker.New(*natsURL, bopts...)))
+		if *bus {
+			cluster = append(cluster, engine.WithLogger(slog.New(busErrors{slog.NewTextHandler(os.Stderr, nil)})))
+		}
 	}
 	if *tick > 0 {
 		cluster = append(cluster, engine.WithTick(*tick))
