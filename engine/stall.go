@@ -172,8 +172,17 @@ func goroutineStack(id uint64) []byte {
 	if id == 0 {
 		return []byte("(unknown goroutine)")
 	}
-	buf := make([]byte, 1<<20)
-	all := buf[:runtime.Stack(buf, true)]
+	// Start small (a server has few goroutines: the loops, the acceptor,
+	// the broker's) and grow only when the dump fills the buffer, so a
+	// stall on a busy machine does not cost every process a megabyte.
+	var all []byte
+	for size := 64 << 10; ; size *= 4 {
+		buf := make([]byte, size)
+		n := runtime.Stack(buf, true)
+		if all = buf[:n]; n < size || size >= 16<<20 {
+			break
+		}
+	}
 	head := fmt.Appendf(nil, "goroutine %d [", id)
 	for len(all) > 0 {
 		block, rest, _ := bytes.Cut(all, []byte("\n\n"))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -67,6 +68,9 @@ func (r *runner) run(p plan) (res *result, err error) {
 	r.logf("building")
 	const mod = "github.com/wsloop/wsloop/benchmarks/"
 	build := exec.Command("go", "build", "-o", tmp+string(filepath.Separator), mod+"servers/nats", mod+"servers/wsloop-room", mod+"cmd/million")
+	// Static binaries (no cgo): each of the dozens of processes then maps
+	// no libc, whose pages (1.2 MiB a process) RSS would count each time.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
@@ -238,17 +242,22 @@ func (r *runner) run(p plan) (res *result, err error) {
 		return nil, err
 	}
 
+	// The nodes' counters after each phase, so that a drop or an eviction
+	// is placed in time.
 	if err := r.heartbeats(p, res); err != nil {
 		return res, err
 	}
+	r.logf("after the hold: %s", r.losses())
 	if err := r.broadcasts(p, res, pub); err != nil {
 		return res, err
 	}
+	r.logf("after the broadcasts: %s", r.losses())
 	seq := p.Broadcasts
 	if p.Danmaku > 0 {
 		if seq, err = r.danmaku(p, res, pub, seq); err != nil {
 			return res, err
 		}
+		r.logf("after the danmaku: %s", r.losses())
 	}
 	if p.Faults {
 		if err := r.faults(p, res, pub, seq); err != nil {
@@ -301,6 +310,9 @@ type busEvent struct {
 	t    int64 // CLOCK_MONOTONIC ns
 }
 
+// busAddrs matches the addresses in a broker's reason for losing NATS.
+var busAddrs = regexp.MustCompile(` [0-9.]+:[0-9]+->[0-9.]+:[0-9]+`)
+
 // watchBus keeps node i's BUS lines, and its last STATS line.
 func (r *runner) watchBus(i int, n *proc.Child) {
 	st := n.Divert("STATS ", 4)
@@ -317,7 +329,9 @@ func (r *runner) watchBus(i int, n *proc.Child) {
 	errs := n.Divert("BUSERR ", 16)
 	go func() {
 		for l := range errs {
-			reason := strings.TrimSpace(l[len("BUSERR "):])
+			// "read tcp 127.0.0.1:45668->127.0.0.1:39963: read: connection
+			// reset by peer": the addresses apart, so that reasons add up.
+			reason := busAddrs.ReplaceAllString(strings.TrimSpace(l[len("BUSERR "):]), "")
 			r.mu.Lock()
 			if r.busErrs == nil {
 				r.busErrs = map[string]int{}
@@ -599,6 +613,7 @@ type pubEvent struct {
 func (r *runner) stream(pub *publisher, seq, n, window int, stop <-chan struct{}) <-chan message {
 	evs := make(chan pubEvent, n+1)
 	var done atomic.Int64
+	var lastWhole atomic.Int64 // ns from publish to the last viewer, of the last message that reached every viewer
 	wake := make(chan struct{}, 1)
 	go func() {
 		defer close(evs)
@@ -613,8 +628,16 @@ func (r *runner) stream(pub *publisher, seq, n, window int, stop <-chan struct{}
 			}
 			// While the bus is down (gaps), a message lost to some
 			// viewers is known lost only once they have a later one:
-			// the window would wait for them for ever.
-			for int64(i)-done.Load() >= int64(window) && !r.gaps.Load() {
+			// the window would wait for them for ever. It then waits at
+			// most one and a half times as long as the last whole
+			// delivery took (2 s at least), so that the viewers learn of
+			// a loss without the publisher outrunning the machine (at a
+			// million viewers a message takes the better part of a
+			// minute to reach them all).
+			for int64(i)-done.Load() >= int64(window) {
+				if r.gaps.Load() && time.Since(last) >= max(2*time.Second, time.Duration(lastWhole.Load())*3/2) {
+					break
+				}
 				select {
 				case <-stop:
 					return
@@ -641,6 +664,9 @@ func (r *runner) stream(pub *publisher, seq, n, window int, stop <-chan struct{}
 			m, _, err := r.awaitAll(ev.seq, ev.t0)
 			if err == nil {
 				err = pub.await(ev.seq, *awaitLimit)
+			}
+			if err == nil && m.Skipped == 0 {
+				lastWhole.Store(int64(m.MaxMs * 1e6))
 			}
 			done.Add(1)
 			select {
@@ -738,7 +764,7 @@ func (r *runner) faults(p plan, res *result, pub *publisher, seq int) error {
 				if u.Drops >= int64(f.KilledViewers) && u.Reconnects >= u.Drops {
 					backT, backMono = now, monoNow()
 					f.Dropped, f.ReconnectS = u.Drops, backT.Sub(killT).Seconds()
-					r.logf("faults: all %d viewers back within %.1f s, at most %.0f upgrades/s", u.Drops, f.ReconnectS, f.PeakReconnectsPerS)
+					r.logf("faults: all %d viewers back within %.1f s, at most %.0f upgrades/s; %s", u.Drops, f.ReconnectS, f.PeakReconnectsPerS, r.losses())
 				} else if now.Sub(killT) > p.ReconnectLimit {
 					return fmt.Errorf("faults: %d of %d dropped viewers back %v after the kill; %s", u.Reconnects, u.Drops, now.Sub(killT).Round(time.Second), r.errSamples())
 				}
