@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
 
 // env is a getenv over a map.
@@ -264,5 +267,44 @@ func TestUWSRoom(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("still running 5s after SIGTERM")
+	}
+}
+
+// TestUWSReport checks that a run with uws-room names both checkouts'
+// commits in the report's header, says what uws-room is, and keeps the
+// build in the JSON that -render reads back.
+func TestUWSReport(t *testing.T) {
+	u := &UWSBuild{
+		UWebSockets: runinfo.Tree{Dir: "/src/uWebSockets", Commit: "66dcff3dd48f0c19dd1703426365d062039321d0"},
+		USockets:    runinfo.Tree{Dir: "/src/uSockets", Commit: "86097c490263ab662d62e8e7b541390bdec7d149", Uncommitted: 2},
+		CC:          "gcc 12", CXX: "g++ 12", CFlags: uwsCFlags, CXXFlags: uwsCXXFlags,
+	}
+	sv := &saved{Args: []string{"-scenarios", "fanout"}, Date: time.Date(2026, 12, 7, 3, 40, 0, 0, time.UTC), UWS: u, Setup: setup{Duration: time.Second},
+		Runs: []Run{{Scenario: "fanout", Server: "wsloop-room", Conns: 10000, Size: 64, Inflight: 16, MsgsPerS: 900000, CPUPerMsgUs: 1.1},
+			{Scenario: "fanout", Server: "uws-room", Conns: 10000, Size: 64, Inflight: 16, MsgsPerS: 800000, CPUPerMsgUs: 1.2}}}
+	md := render(sv)
+	for _, want := range []string{
+		"- uWebSockets: uws-room built from uWebSockets `66dcff3dd48f0c19dd1703426365d062039321d0` (/src/uWebSockets) and uSockets `86097c490263ab662d62e8e7b541390bdec7d149` + 2 uncommitted paths (/src/uSockets), g++ 12, `-O3 -march=native -flto -std=c++2b -DLIBUS_NO_SSL -DUWS_NO_ZLIB`\n",
+		"uws-room is uWebSockets (C++, one thread)",
+		"| wsloop-room | 16 | 900000 |", "| uws-room | 16 | 800000 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	b, err := json.Marshal(sv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back saved
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if render(&back) != md {
+		t.Error("the report rendered from the JSON differs")
+	}
+	sv.UWS, sv.Runs = nil, sv.Runs[:1]
+	if md := render(sv); strings.Contains(md, "uWebSockets") {
+		t.Errorf("a run without uws-room mentions uWebSockets:\n%s", md)
 	}
 }
