@@ -6,10 +6,16 @@
 //
 // It builds every server it needs (./servers/<name>), the load generator
 // (./cmd/loadgen) and, when present, the fan-out client (./cmd/fanout) into
-// a temporary directory. Each scenario starts a fresh server pinned with
-// taskset to -server-cpu and one or more load generators pinned to
-// -load-cpus, then drives them through their stdin/stdout protocol
-// (CONNECTED, GO, CHECK, RESULT). The server's CPU time comes from
+// a temporary directory. The fan-out peer uws-room, uWebSockets' pub/sub,
+// is C++: it is compiled from the uWebSockets and uSockets checkouts that
+// UWS_DIR and USOCKETS_DIR name, and skipped without them (uws.go;
+// RESULTS.md, "uWebSockets as a fan-out peer"):
+//
+//	cd benchmarks && UWS_DIR=... USOCKETS_DIR=... go run ./cmd/bench -scenarios fanout -servers wsloop-room,uws-room
+//
+// Each scenario starts a fresh server pinned with taskset to -server-cpu
+// and one or more load generators pinned to -load-cpus, then drives them
+// through their stdin/stdout protocol (CONNECTED, GO, CHECK, RESULT). The server's CPU time comes from
 // /proc/PID/stat over the measured phase, its memory from VmRSS. More than
 // 5,000 connections are split over -procs load generators, each with its
 // own source address (127.0.0.2, 127.0.0.3, ...).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
@@ -187,11 +188,4 @@ func splitServers(servers []string) (echo, fan []string) {
 	return echo, fan
 }
 
-func isFanoutServer(s string) bool {
-	for _, f := range fanoutServers {
-		if s == f {
-			return true
-		}
-	}
-	return false
-}
+func isFanoutServer(s string) bool { return slices.Contains(fanoutServers, s) }
