@@ -430,6 +430,9 @@ func main() {
 		if uws == nil {
 			fmt.Fprintln(os.Stderr, uwsSkip)
 			fan = slices.DeleteFunc(fan, func(s string) bool { return s == uwsRoom })
+			if len(fan) == 0 {
+				fatalIn(tmp, fmt.Errorf("-servers %s: no fan-out server left to run", *serverArg))
+			}
 		} else {
 			fmt.Fprintf(os.Stderr, "bench: built %s\n", uws)
 		}
