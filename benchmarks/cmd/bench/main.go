@@ -6,10 +6,16 @@
 //
 // It builds every server it needs (./servers/<name>), the load generator
 // (./cmd/loadgen) and, when present, the fan-out client (./cmd/fanout) into
-// a temporary directory. Each scenario starts a fresh server pinned with
-// taskset to -server-cpu and one or more load generators pinned to
-// -load-cpus, then drives them through their stdin/stdout protocol
-// (CONNECTED, GO, CHECK, RESULT). The server's CPU time comes from
+// a temporary directory. The fan-out peer uws-room, uWebSockets' pub/sub,
+// is C++: it is compiled from the uWebSockets and uSockets checkouts that
+// UWS_DIR and USOCKETS_DIR name, and skipped without them (uws.go;
+// RESULTS.md, "uWebSockets as a fan-out peer"):
+//
+//	cd benchmarks && UWS_DIR=... USOCKETS_DIR=... go run ./cmd/bench -scenarios fanout -servers wsloop-room,uws-room
+//
+// Each scenario starts a fresh server pinned with taskset to -server-cpu
+// and one or more load generators pinned to -load-cpus, then drives them
+// through their stdin/stdout protocol (CONNECTED, GO, CHECK, RESULT). The server's CPU time comes from
 // /proc/PID/stat over the measured phase, its memory from VmRSS. More than
 // 5,000 connections are split over -procs load generators, each with its
 // own source address (127.0.0.2, 127.0.0.3, ...).
@@ -46,7 +52,7 @@ import (
 var (
 	out        = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
 	quick      = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
-	serverArg  = flag.String("servers", "", "comma-separated echo servers (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla)")
+	serverArg  = flag.String("servers", "", "comma-separated servers: echo servers for idle, echo, pipeline, connect and churn (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla), and fan-out servers for fanout (default: "+strings.Join(fanoutServers, ",")+"; uws-room needs UWS_DIR)")
 	scenArg    = flag.String("scenarios", "idle,echo,pipeline,connect,churn,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
 	duration   = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
 	warmup     = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
@@ -70,10 +76,13 @@ const dialConcurrency = 200
 const churnCycles = 20000
 
 var (
-	echoServers   = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
-	peers         = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
-	eventPeers    = []string{"gws", "nbio"}
-	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room", "centrifuge-room"}
+	echoServers = []string{"wsloop", "floor", "gorilla", "coder", "gobwas", "gws", "nbio"}
+	peers       = []string{"gorilla", "coder", "gobwas", "gws", "nbio"} // not wsloop, not the floor
+	eventPeers  = []string{"gws", "nbio"}
+	// fanoutServers are the fanout scenario's servers, which take part in
+	// no other scenario. uws-room is uWebSockets' pub/sub, built from the
+	// checkout UWS_DIR names and skipped without it (uws.go).
+	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room", "centrifuge-room", uwsRoom}
 	// fanoutProto is cmd/fanout's -proto for a fan-out server that does
 	// not send each message as its own frame.
 	fanoutProto   = map[string]string{"gorilla-hub": "newline", "centrifuge-room": "centrifuge"}
@@ -154,6 +163,17 @@ func build(mod, dir string, servers []string, wantFanout bool) (bool, error) {
 	return true, nil
 }
 
+// unique is ss without repeats, in first-seen order.
+func unique(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func list(s string) []string {
 	var out []string
 	for _, f := range strings.Split(s, ",") {
@@ -178,7 +198,8 @@ type job struct {
 	variant  string // "": the default payload; "json": chat-like JSON; "deflate": JSON, compressed (permessage-deflate)
 }
 
-// jobs lists the runs, scenario-major: every server runs a configuration
+// jobs lists the runs, scenario-major (servers run the echo scenarios,
+// fanSrv the fanout scenario): every server runs a configuration
 // before the next configuration starts, so that drift in the machine's
 // state (other tenants, heat) touches all servers alike.
 //
@@ -186,7 +207,7 @@ type job struct {
 // round before the next round: on a shared machine a closed loop's tail
 // latency moves by tens of percent from one run to the next, and a median
 // over interleaved rounds is what one server can be compared with another on.
-func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds int) []job {
+func jobs(servers, fanSrv, scenarios []string, quick bool, dur time.Duration, nrounds int) []job {
 	type sz struct{ conns, size int }
 	idle := []int{10000, 19000}
 	echo := []sz{{100, 64}, {1000, 64}, {100, 4096}, {1000, 4096}}
@@ -271,7 +292,7 @@ func jobs(servers, scenarios []string, quick bool, dur time.Duration, nrounds in
 	if has("fanout") {
 		for _, s := range fanSizes {
 			for _, k := range fanInflight {
-				for _, srv := range fanoutServers {
+				for _, srv := range fanSrv {
 					js = append(js, job{scenario: "fanout", server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur})
 				}
 			}
@@ -288,7 +309,8 @@ type saved struct {
 	Date    time.Time       `json:"date"`
 	Took    time.Duration   `json:"took_ns"`
 	Machine runinfo.Machine `json:"machine"`
-	Tree    runinfo.Tree    `json:"tree"` // the repository the servers were built from
+	Tree    runinfo.Tree    `json:"tree"`          // the repository the servers were built from
+	UWS     *UWSBuild       `json:"uws,omitempty"` // how uws-room was built, when it was
 	Setup   setup           `json:"setup"`
 	Runs    []Run           `json:"runs"`
 }
@@ -346,17 +368,27 @@ func main() {
 	if *rounds < 1 {
 		fatal(fmt.Errorf("-rounds must be at least 1"))
 	}
-	servers := list(*serverArg)
-	if len(servers) == 0 {
-		servers = echoServers
-		if *quick {
-			servers = []string{"wsloop", "gorilla"}
-		}
-	}
 	scenarios := list(*scenArg)
 	for _, s := range scenarios {
 		if !slices.Contains(allScenarios, s) {
 			fatal(fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(allScenarios, ",")))
+		}
+	}
+	echoScenarios := slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" && !strings.HasPrefix(s, "deflate") })
+	// -servers names echo servers, fan-out servers or both: the fan-out
+	// ones run the fanout scenario (all of them when it names none), the
+	// others the echo scenarios.
+	servers, fan := splitServers(list(*serverArg))
+	if len(fan) == 0 {
+		fan = slices.Clone(fanoutServers)
+	}
+	if len(servers) == 0 {
+		if *serverArg != "" && echoScenarios {
+			fatal(fmt.Errorf("-servers %s names fan-out servers only, which run the fanout scenario only: name echo servers too, or run -scenarios fanout", *serverArg))
+		}
+		servers = echoServers
+		if *quick {
+			servers = []string{"wsloop", "gorilla"}
 		}
 	}
 	mod, err := moduleDir()
@@ -371,7 +403,7 @@ func main() {
 	go onSignal(tmp)
 
 	var toBuild []string
-	if slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" && !strings.HasPrefix(s, "deflate") }) {
+	if echoScenarios {
 		toBuild = slices.Clone(servers)
 	}
 	if slices.ContainsFunc(scenarios, func(s string) bool { return s == "deflate" || s == "deflate-idle" }) {
@@ -382,11 +414,28 @@ func main() {
 		}
 	}
 	wantFanout := slices.Contains(scenarios, "fanout") || slices.Contains(scenarios, "deflate-fanout")
-	if wantFanout {
-		toBuild = append(toBuild, fanoutServers...)
+	if slices.Contains(scenarios, "fanout") {
+		toBuild = append(toBuild, fan...)
 	}
 	if slices.Contains(scenarios, "deflate-fanout") {
-		toBuild = append(toBuild, "wsloop-room"+stdflateSuffix)
+		toBuild = append(toBuild, "wsloop-room", "wsloop-room"+stdflateSuffix)
+	}
+	toBuild = unique(toBuild)
+	var uws *UWSBuild
+	if slices.Contains(toBuild, uwsRoom) {
+		toBuild = slices.DeleteFunc(toBuild, func(s string) bool { return s == uwsRoom })
+		if uws, err = buildUWS(os.Getenv, mod, tmp); err != nil {
+			fatalIn(tmp, err)
+		}
+		if uws == nil {
+			fmt.Fprintln(os.Stderr, uwsSkip)
+			fan = slices.DeleteFunc(fan, func(s string) bool { return s == uwsRoom })
+			if len(fan) == 0 {
+				fatalIn(tmp, fmt.Errorf("-servers %s: no fan-out server left to run", *serverArg))
+			}
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: built %s\n", uws)
+		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: building %s, the load generator and the fan-out client\n", strings.Join(toBuild, ", "))
 	haveFanout, err := build(mod, tmp, toBuild, wantFanout)
@@ -400,7 +449,7 @@ func main() {
 	started := time.Now()
 	var runs []Run
 	failed := 0
-	for _, j := range jobs(servers, scenarios, *quick, dur, *rounds) {
+	for _, j := range jobs(servers, fan, scenarios, *quick, dur, *rounds) {
 		r := runJob(j)
 		runs = append(runs, r)
 		if r.Errors > 0 {
@@ -408,7 +457,7 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", r.summary())
 	}
-	sv := &saved{Args: os.Args[1:], Date: started.UTC(), Took: time.Since(started), Machine: runinfo.This(), Tree: runinfo.GitTree(filepath.Dir(mod)),
+	sv := &saved{Args: os.Args[1:], Date: started.UTC(), Took: time.Since(started), Machine: runinfo.This(), Tree: runinfo.GitTree(filepath.Dir(mod)), UWS: uws,
 		Setup: setup{Quick: *quick, Duration: dur, Warmup: *warmup, IdleSettle: idleSettle(), ServerCPU: *serverCPU, LoadCPUs: *loadCPUs, Procs: *nprocs},
 		Runs:  runs}
 	report := render(sv)

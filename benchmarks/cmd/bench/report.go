@@ -26,6 +26,9 @@ func render(sv *saved) string {
 	}
 	p("\n- Go: `%s`\n", sv.Machine.Go)
 	p("- Machine: %s, %d cores, Linux %s\n", sv.Machine.CPU, sv.Machine.Cores, sv.Machine.Kernel)
+	if sv.UWS != nil {
+		p("- uWebSockets: %s\n", sv.UWS)
+	}
 	p("- Core split: server on CPU %s, load generators on CPU %s (taskset); every server runs with `-loops 1`.\n", cpuList(su.ServerCPU), cpuList(su.LoadCPUs))
 	p("- Measured phase %v per echo, pipeline and fan-out run (after %v of warm-up); a fresh server for every run; more than %d connections are spread over %d load generator processes with their own source addresses. Took %s.\n",
 		su.Duration, su.Warmup, splitAbove, su.Procs, sv.Took.Round(time.Second))
@@ -116,7 +119,11 @@ func render(sv *saved) string {
 			}
 		case "fanout":
 			p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
-			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat example (a hub goroutine, a goroutine per connection reading and one writing, a channel per client) with the example's write pump, which joins the messages queued for a client into one frame separated by newlines (the client splits them); it writes with the opcode the first message arrived with, where the example always writes text. gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue). centrifuge-room is centrifugal/centrifuge (the library behind Centrifugo) with its in-memory broker: clients speak its JSON protocol (connect, subscribe, publish) and a message arrives as a publication push, up to 16 joined into one frame, as centrifuge does by default; its size is the payload's, before the protocol's envelope and JSON string escaping. \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
+			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat example (a hub goroutine, a goroutine per connection reading and one writing, a channel per client) with the example's write pump, which joins the messages queued for a client into one frame separated by newlines (the client splits them); it writes with the opcode the first message arrived with, where the example always writes text. gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue). centrifuge-room is centrifugal/centrifuge (the library behind Centrifugo) with its in-memory broker: clients speak its JSON protocol (connect, subscribe, publish) and a message arrives as a publication push, up to 16 joined into one frame, as centrifuge does by default; its size is the payload's, before the protocol's envelope and JSON string escaping.")
+			if slices.ContainsFunc(rs, func(r Run) bool { return r.Server == uwsRoom }) {
+				p(" uws-room is uWebSockets (C++, one thread) with its own pub/sub: every connection subscribes to one topic and the App's publish sends each message to all of them, sender included; small messages are queued per subscriber and written at the end of the event loop's iteration. It is built from the checkouts named above (no TLS, no compression); its allocations are calls to malloc and its kin, counted by wrapping glibc's.")
+			}
+			p(" \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
 			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server allocs/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
 				room := findWhere(runs, func(o Run) bool {
