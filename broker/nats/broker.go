@@ -155,7 +155,13 @@ func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 // WithNATSOptions adds options to the NATS connection (credentials, TLS,
 // a name, more servers). The broker sets NoEcho, endless reconnects and no
 // reconnect buffer, and its own connection handlers; options given here
-// come after and may change all but NoEcho.
+// come after and may change all but NoEcho. The broker's client pings NATS
+// every 2 s and drops the connection after two pings unanswered, to find a
+// dead server within 4 to 6 s; on a machine whose cores are saturated (the
+// million-viewer run of benchmarks/RESULTS.md: 110 processes on 2 cores) a
+// live connection's pong can be that late, and the brokers lost NATS about
+// 200 times a run, each time losing what was published meanwhile, until
+// nats.PingInterval(10*time.Second) was given here.
 func WithNATSOptions(o ...nats.Option) Option {
 	return func(c *config) { c.natsOpts = append(c.natsOpts, o...) }
 }
