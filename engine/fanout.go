@@ -447,7 +447,7 @@ func (l *loop) push(c *Conn, frame []byte) {
 		c.mu.Unlock()
 		return
 	}
-	if c.overCapLocked(len(frame), c.gc.OutboundBuffered()) {
+	if c.overCapLocked(len(frame), c.gnetBuffered()) {
 		c.mu.Unlock()
 		c.slowConsumer()
 		return

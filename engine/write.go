@@ -274,8 +274,26 @@ func (c *Conn) write(buf []byte) {
 	if len(buf) == 0 || c.state.Load() == stateClosed {
 		return
 	}
-	_, _ = c.gc.Write(buf)
+	n, all := c.sendDirect(buf)
+	if all {
+		c.sockBuffered.Store(0) // gnet's buffer is empty (sendDirect checked)
+		return
+	}
+	_, _ = c.gc.Write(buf[n:])
 	c.noteBacklog()
+}
+
+// gnetBuffered is the number of bytes waiting in gnet's outbound buffer:
+// none while c is off the backlog list (only the loop adds to the buffer,
+// and whatever does so puts c on the list), else gnet's exact figure. On
+// the loop.
+func (c *Conn) gnetBuffered() int {
+	if c.lflags&lfBacklogged == 0 {
+		if _, tls := c.gc.(*tlsConn); !tls { // a TLS handshake writes around write
+			return 0
+		}
+	}
+	return c.gc.OutboundBuffered()
 }
 
 // noteBacklog records what waits in gnet's buffer after a write, and

@@ -60,7 +60,7 @@ var (
 	loadCPUs   = flag.String("load-cpus", "1", "taskset CPU list for the load generators (empty: no pinning)")
 	nprocs     = flag.Int("procs", 4, "load generator processes for more than 5,000 connections")
 	renderFile = flag.String("render", "", "print the report of a run saved by -out (its .json) instead of running; with -out, write it there")
-	rounds     = flag.Int("rounds", 3, "runs of each echo, pipeline, connect and churn configuration per server, servers interleaved; the report shows medians (quick: 1)")
+	rounds     = flag.Int("rounds", 3, "runs of each echo, pipeline, connect, churn and fanout configuration per server, servers interleaved; the report shows medians (quick: 1)")
 	before     = flag.String("before", "", "an older wsloop tree (e.g. made with git worktree add --detach /tmp/wsold 069d9f7): the server named -before-name in -servers is the benchmark's wsloop echo server built against that tree's engine")
 	beforeName = flag.String("before-name", "wsloop-before", "the name -servers and the report give the server built from -before")
 )
@@ -290,10 +290,18 @@ func jobs(servers, fanSrv, scenarios []string, quick bool, dur time.Duration, nr
 		}
 	}
 	if has("fanout") {
+		// Rounds, as for echo: on this machine one server's fan-out CPU
+		// moved by 40 % from one run to the next (RESULTS.md, issue 26).
 		for _, s := range fanSizes {
 			for _, k := range fanInflight {
-				for _, srv := range fanSrv {
-					js = append(js, job{scenario: "fanout", server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur})
+				for r := 1; r <= max(nrounds, 1); r++ {
+					for _, srv := range fanSrv {
+						j := job{scenario: "fanout", server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur}
+						if nrounds > 1 {
+							j.round = r
+						}
+						js = append(js, j)
+					}
 				}
 			}
 		}

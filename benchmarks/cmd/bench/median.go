@@ -69,6 +69,7 @@ func fold(rs []Run) Run {
 	}
 	m.DurationS = med(func(r Run) float64 { return r.DurationS })
 	m.Messages = uint64(med(func(r Run) float64 { return float64(r.Messages) }))
+	m.Publishes = uint64(med(func(r Run) float64 { return float64(r.Publishes) }))
 	m.MsgsPerS = med(func(r Run) float64 { return r.MsgsPerS })
 	m.ConnectsPerS = med(func(r Run) float64 { return r.ConnectsPerS })
 	m.P50us = med(func(r Run) float64 { return r.P50us })

@@ -123,8 +123,8 @@ func render(sv *saved) string {
 			if slices.ContainsFunc(rs, func(r Run) bool { return r.Server == uwsRoom }) {
 				p(" uws-room is uWebSockets (C++, one thread) with its own pub/sub: every connection subscribes to one topic and the App's publish sends each message to all of them, sender included; small messages are queued per subscriber and written at the end of the event loop's iteration. It is built from the checkouts named above (no TLS, no compression); its allocations are calls to malloc and its kin, counted by wrapping glibc's.")
 			}
-			p(" \"÷ wsloop-room\" divides a figure by wsloop-room's.\n\n")
-			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server allocs/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			p(" \"÷ wsloop-room\" divides a figure by wsloop-room's.%s\n\n", roundsNote(rs))
+			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | range | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server allocs/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
 				room := findWhere(runs, func(o Run) bool {
 					return o.Scenario == "fanout" && o.Server == "wsloop-room" && o.Conns == r.Conns && o.Size == r.Size && o.Inflight == r.Inflight
@@ -138,8 +138,8 @@ func render(sv *saved) string {
 					hubRate = ratio(r, room, func(r Run) float64 { return r.MsgsPerS })
 					hubCPU = ratio(r, room, func(r Run) float64 { return r.CPUPerMsgUs })
 				}
-				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %.3f | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
-					r.P50us, r.P99us, r.CPUPerMsgUs, hubRate, hubCPU, r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
+				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %s | %.3f | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
+					r.P50us, r.P99us, r.CPUPerMsgUs, span(r, r.CPUMin, r.CPUMax, "%.3f"), hubRate, hubCPU, r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
 			}
 		case "deflate", "deflate-idle", "deflate-fanout":
 			renderDeflate(p, g, status)
