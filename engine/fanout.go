@@ -236,6 +236,8 @@ func (t *drainTask) Run(context.Context) error {
 		for i := range d.items {
 			if d.items[i].frame != nil || d.items[i].kind == pubSend {
 				frames++
+			} else if cu, ok := d.items[i].cause.(*catchUp); ok {
+				frames += len(cu.entries) // a recovery's missed messages
 			}
 		}
 		l.batching = frames > 1
@@ -408,6 +410,9 @@ func (l *loop) apply(it *pubItem, arena []byte) bool {
 	case pubTask:
 		it.cause.(loopTask)(l)
 	case pubJoin:
+		if cu, ok := it.cause.(*catchUp); ok {
+			l.deliverCatchUp(it.conn, cu) // Recover's missed messages, before the live ones
+		}
 		l.roomsMu.Lock()
 		if st := it.conn.state.Load(); st == stateOpen || st == stateClosing {
 			l.rooms.Join(it.room, it.conn)
@@ -624,6 +629,20 @@ func (s *Server) Publish(room string, op ws.OpCode, p []byte) error {
 }
 
 func (s *Server) publishLocal(room string, op ws.OpCode, p []byte) error {
+	_, err := s.publishLocalPos(room, op, p)
+	return err
+}
+
+// publishLocalPos publishes to room's members on this node, keeping the
+// message in room's history if it has one (history.go).
+func (s *Server) publishLocalPos(room string, op ws.OpCode, p []byte) (Position, error) {
+	if h := s.history(room); h != nil {
+		return s.publishHistory(h, room, op, p)
+	}
+	return Position{}, s.publishPlain(room, op, p)
+}
+
+func (s *Server) publishPlain(room string, op ws.OpCode, p []byte) error {
 	it := pubItem{kind: pubRoom, room: room}
 	if err := s.encode(&it, op, p); err != nil {
 		return err

@@ -78,6 +78,8 @@ type options struct {
 	noReserve        bool // tests: shed no connection when descriptors run out, only back off
 	enrollOnly       bool // tests: hand accepted sockets to the loops with gnet's Enroll (gnetlink.go)
 	reusePort        bool
+	historyRule      func(room string) History
+	envelope         Envelope
 }
 
 // SlowConsumerPolicy says what happens to a message that would push a

@@ -79,6 +79,7 @@ type Server struct {
 
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key
+	hist  histories                 // rooms with history (history.go)
 
 	outPool sync.Pool // *[]byte for writes from outside the loop
 
@@ -104,6 +105,9 @@ func New(h Handler, opts ...Option) (*Server, error) {
 	s := &Server{h: h, opts: o, epoch: time.Now(), ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 		conns: shard.NewMap[uint64, *Conn](o.shards), keys: shard.NewMap[string, *Conn](o.shards)}
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
+	if o.historyRule != nil {
+		s.hist.rooms = shard.NewMap[string, *roomHistory](o.shards)
+	}
 	s.mounted.slots = make(chan struct{}, 2*o.eventLoops)
 	s.httpPool.init(o.httpWorkers)
 	return s, nil
@@ -213,6 +217,9 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 		s.acc = acc
 	}
 	close(s.ready)
+	if s.opts.historyRule != nil {
+		go s.sweepHistories(s.stop)
+	}
 	if s.inherit != nil {
 		s.adopting.Store(true)
 		s.inherit.served(s) // the acceptor starts below; the kernel queues meanwhile

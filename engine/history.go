@@ -1,0 +1,405 @@
+package engine
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/wsloop/wsloop/shard"
+)
+
+// Room history. A room whose WithHistory rule gives it a size keeps its
+// last messages, each with a Position: an offset that grows by one per
+// message within an epoch, a random name that the room's history gets
+// when it is created and that changes whenever what it held may have been
+// lost (this process restarted, or the room's history was dropped after it
+// expired). A client that stores the position of the last message it got
+// can come back, on a new connection, and Conn.Recover delivers what it
+// missed before the live messages, with no gap and no duplicate at the
+// seam.
+//
+// The seam. A publish to a room with history takes the room's lock,
+// gives the message the next offset, stores its frame and queues it on
+// every loop, in that order, before it unlocks; Recover takes the same
+// lock, copies the frames after the client's position and queues them on
+// its connection's loop together with its join. So a message is either
+// in the copy (and queued on the loop before the join, which the
+// connection is not yet a member for) or queued after the join: never both,
+// never neither, whatever other goroutines publish meanwhile.
+//
+// Memory. A message is stored once, as the frame every member was sent
+// (and its compressed form when one was made): the history shares those
+// bytes with the fan-out, and a recovery shares them with the history.
+// A room's history holds at most its Size messages; with a TTL, messages
+// older than that are dropped when the room is next published to or
+// recovered from, and by a sweep every second, which also forgets a room
+// whose history has been empty for a TTL (its epoch goes with it).
+
+// Position is a message's place in its room's history.
+type Position struct {
+	// Epoch names one unbroken run of the room's history. Positions of
+	// two epochs do not compare: a client whose stored epoch is not the
+	// room's may have missed messages that nobody can give it.
+	Epoch string
+	// Offset is 1 for the epoch's first message and one more for each
+	// after it; 0 with an epoch is its start, before any message.
+	Offset uint64
+}
+
+// History bounds a room's history (see WithHistory).
+type History struct {
+	// Size is the most messages kept; 0 keeps none (no history, no
+	// positions: the room is like any other).
+	Size int
+	// TTL is the longest a message is kept; 0 keeps it until Size newer
+	// ones push it out.
+	TTL time.Duration
+}
+
+// Envelope builds the payload that a room with history delivers, and
+// keeps, for a message published with payload p at position pos: it
+// appends it to dst and returns the result. It runs under the room's lock,
+// in publish order, on the publisher's goroutine: keep it short, and do not
+// publish from it. p is only valid during the call.
+type Envelope func(dst []byte, room string, pos Position, p []byte) []byte
+
+// WithHistory makes the rooms that rule gives a non-zero Size keep
+// history (see History and Conn.Recover). rule is called when a room with
+// no history yet is published to or recovered from, from any goroutine,
+// and must be cheap; a room keeps what it got until its history is
+// forgotten. env, if not nil, wraps every message published to such a
+// room with its position, so that the client sees where it is (the engine
+// imposes no format); nil delivers the payload as published, and the
+// position is only Server.PublishPos's to tell. Default: no history.
+func WithHistory(rule func(room string) History, env Envelope) Option {
+	return func(o *options) { o.historyRule, o.envelope = rule, env }
+}
+
+// Recovery is what Conn.Recover did.
+type Recovery struct {
+	// Recovered is true when the connection got every message published
+	// to the room after the position it gave (none, when it had missed
+	// nothing), false when that position was of another epoch (or
+	// none), older than the history holds, or ahead of the room, or the
+	// room keeps no history: the client must then reload its state. The
+	// connection joined the room's live messages either way.
+	Recovered bool
+	// Missed is how many messages were delivered from the history.
+	Missed int
+	// Top is the position of the last message published to the room
+	// before the live messages that the connection gets (its epoch's
+	// start when there was none). A client that stores it, and the
+	// position of every message after it, can recover later.
+	Top Position
+}
+
+// histEntry is one kept message.
+type histEntry struct {
+	at     int64  // when it was published, unix nanoseconds (with a TTL)
+	frame  []byte // shared with the fan-out
+	zframe []byte // its compressed form, shared, or nil
+}
+
+// roomHistory is one room's history: a ring of its last Size messages.
+type roomHistory struct {
+	mu    sync.Mutex
+	epoch string
+	cfg   History
+	ring  []histEntry // grows up to cfg.Size, then wraps
+	head  int         // the oldest entry's index in ring
+	n     int         // entries kept
+	top   uint64      // the last message's offset
+	last  int64       // the last publish, unix nanoseconds
+	gone  bool        // forgotten by the sweep: look the room up again
+	buf   []byte      // scratch for the envelope
+	bytes int         // frames kept, for Stats
+}
+
+// histories are a server's rooms with history.
+type histories struct {
+	rooms *shard.Map[string, *roomHistory]
+}
+
+// newEpoch returns a fresh epoch name.
+func newEpoch() string {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	return hex.EncodeToString(b[:])
+}
+
+// history returns room's history, creating it if its rule gives it one;
+// nil when the server keeps no history for room.
+func (s *Server) history(room string) *roomHistory {
+	if s.opts.historyRule == nil {
+		return nil
+	}
+	if h, ok := s.hist.rooms.Get(room); ok {
+		return h
+	}
+	cfg := s.opts.historyRule(room)
+	if cfg.Size <= 0 {
+		return nil
+	}
+	h, _ := s.hist.rooms.SetIfAbsent(room, &roomHistory{epoch: newEpoch(), cfg: cfg, last: time.Now().UnixNano()})
+	return h
+}
+
+// lock locks h, or returns false when the sweep forgot it meanwhile.
+func (h *roomHistory) lock() bool {
+	h.mu.Lock()
+	if h.gone {
+		h.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// trim drops the entries past the TTL; h.mu is held.
+func (h *roomHistory) trim(now int64) {
+	if h.cfg.TTL <= 0 {
+		return
+	}
+	old := now - int64(h.cfg.TTL)
+	for h.n > 0 && h.ring[h.head].at <= old {
+		h.dropOldest()
+	}
+}
+
+func (h *roomHistory) dropOldest() {
+	e := &h.ring[h.head]
+	h.bytes -= len(e.frame) + len(e.zframe)
+	*e = histEntry{}
+	h.head++
+	if h.head == len(h.ring) {
+		h.head = 0
+	}
+	h.n--
+}
+
+// add keeps a message; h.mu is held.
+func (h *roomHistory) add(e histEntry) {
+	if h.n == h.cfg.Size {
+		h.dropOldest()
+	}
+	if h.n == len(h.ring) { // not full, and the ring is: grow it in order
+		ring := make([]histEntry, min(max(2*len(h.ring), 8), h.cfg.Size))
+		for i := 0; i < h.n; i++ {
+			ring[i] = h.ring[(h.head+i)%len(h.ring)]
+		}
+		h.ring, h.head = ring, 0
+	}
+	h.ring[(h.head+h.n)%len(h.ring)] = e
+	h.n++
+	h.top++
+	h.bytes += len(e.frame) + len(e.zframe)
+}
+
+// PublishPos publishes like Publish and returns the message's position in
+// room's history; the zero Position when room keeps none (see
+// WithHistory). With an envelope, the message delivered and kept is the
+// envelope's. The message gets its position, is kept and is queued on
+// every loop under the room's lock, so that positions follow the order in
+// which members get the messages, whoever publishes them.
+func (s *Server) PublishPos(room string, op ws.OpCode, p []byte) (Position, error) {
+	pos, err := s.publishLocalPos(room, op, p)
+	if b := s.opts.broker; b != nil && err != errBadOpcode {
+		err = joinErr(err, b.Publish(room, op, p))
+	}
+	return pos, err
+}
+
+// publishHistory publishes to a room with history; the position is the
+// zero one when the encoding failed.
+func (s *Server) publishHistory(h *roomHistory, room string, op ws.OpCode, p []byte) (Position, error) {
+	for !h.lock() {
+		if h = s.history(room); h == nil {
+			return Position{}, s.publishPlain(room, op, p)
+		}
+	}
+	defer h.mu.Unlock()
+	var now int64
+	if h.cfg.TTL > 0 {
+		now = time.Now().UnixNano()
+		h.trim(now)
+	}
+	pos := Position{Epoch: h.epoch, Offset: h.top + 1}
+	if env := s.opts.envelope; env != nil {
+		h.buf = env(h.buf[:0], room, pos, p)
+		p = h.buf
+		if cap(h.buf) > scratchKeep {
+			h.buf = nil
+		}
+	}
+	it := pubItem{kind: pubRoom, room: room}
+	if err := s.encode(&it, op, p); err != nil {
+		return Position{}, err
+	}
+	h.add(histEntry{at: now, frame: it.frame, zframe: it.zframe})
+	h.last = time.Now().UnixNano()
+	return pos, s.toEachLoop(it)
+}
+
+// RoomPosition returns the position of the last message published to
+// room, and false when room keeps no history. Safe from any goroutine.
+func (s *Server) RoomPosition(room string) (Position, bool) {
+	for {
+		h := s.history(room)
+		if h == nil {
+			return Position{}, false
+		}
+		if h.lock() {
+			pos := Position{Epoch: h.epoch, Offset: h.top}
+			h.mu.Unlock()
+			return pos, true
+		}
+	}
+}
+
+// catchUp is what Recover queues for its connection with its join: the
+// missed frames, delivered before the join is applied. It travels in the
+// join's pubItem.cause (as a pubTask's function does) so that the item
+// stays as small as it is.
+type catchUp struct{ entries []histEntry }
+
+func (*catchUp) Error() string { return "wsloop: a recovery" }
+
+// Recover joins c to room, as Join does, and first delivers every message
+// of room's history after since, in order, so that a client that comes
+// back on a new connection with the position of the last message it got
+// misses none and gets none twice, even while others publish. Call it
+// instead of Join (a connection already in room would get the missed
+// messages twice), from OnOpen or a message handler, with the position the
+// client sent (in the request, see Request.Query, or in a message). The
+// Recovery says whether the client got everything it missed; when it did
+// not (since is of another epoch, older than the history, ahead of the
+// room, or room keeps no history), nothing is delivered from the history,
+// c joins the live messages all the same, and the client must reload its
+// state. A new client may pass the zero Position: it joins, and Top says
+// where it starts. The missed messages count against WithMaxOutboundBytes
+// as any others (a recovery larger than that closes a slow consumer, or
+// drops what does not fit, by WithSlowConsumerPolicy). Safe from any
+// goroutine; returns ErrClosed when c is closed or closing.
+func (c *Conn) Recover(room string, since Position) (Recovery, error) {
+	if st := c.state.Load(); st != stateOpen || c.closeCalled.Load() {
+		return Recovery{}, ErrClosed
+	}
+	s := c.loop.srv
+	for {
+		h := s.history(room)
+		if h == nil {
+			return Recovery{}, c.Join(room)
+		}
+		if !h.lock() {
+			continue
+		}
+		if h.cfg.TTL > 0 {
+			h.trim(time.Now().UnixNano())
+		}
+		r := Recovery{Top: Position{Epoch: h.epoch, Offset: h.top}}
+		first := h.top - uint64(h.n) + 1 // the oldest kept offset (top+1 when none is)
+		var cu *catchUp
+		if since.Epoch == h.epoch && since.Offset <= h.top && since.Offset+1 >= first {
+			r.Recovered = true
+			if r.Missed = int(h.top - since.Offset); r.Missed > 0 {
+				cu = &catchUp{entries: make([]histEntry, r.Missed)}
+				for i := range cu.entries {
+					cu.entries[i] = h.ring[(h.head+h.n-r.Missed+i)%len(h.ring)]
+				}
+			}
+		}
+		it := pubItem{kind: pubJoin, room: room, conn: c}
+		if cu != nil {
+			it.cause = cu
+		}
+		err := c.loop.enqueue(it)
+		h.mu.Unlock()
+		if err != nil {
+			return Recovery{}, err
+		}
+		return r, nil
+	}
+}
+
+// catchUpChunk is how much of a recovery a loop batches for its
+// connection (at most a quarter of WithMaxOutboundBytes) before it writes
+// that much: the socket takes it while the
+// rest is batched, so that a recovery larger than WithMaxOutboundBytes
+// fits when the client reads as fast as the loop writes.
+const catchUpChunk = 64 << 10
+
+// deliverCatchUp pushes a recovery's frames to c, on its loop, before its
+// join is applied.
+func (l *loop) deliverCatchUp(c *Conn, cu *catchUp) {
+	if st := c.state.Load(); st != stateOpen {
+		return
+	}
+	chunk := min(catchUpChunk, l.srv.opts.maxOutbound/4)
+	for i := range cu.entries {
+		e := &cu.entries[i]
+		f := e.frame
+		if e.zframe != nil && c.pmd != 0 && c.serverWindow() == 15 {
+			f = e.zframe
+		}
+		if l.batching && c.lflags&lfBatched != 0 {
+			c.mu.Lock()
+			full := len(c.out) >= chunk
+			c.mu.Unlock()
+			if full {
+				c.flush() // still on the batch's list: its flush writes the rest
+			}
+		}
+		l.push(c, f)
+	}
+}
+
+// sweepHistories drops expired messages every second and forgets the
+// rooms whose history has been empty for a TTL, until stop closes.
+func (s *Server) sweepHistories(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		s.hist.rooms.Range(func(room string, h *roomHistory) bool {
+			if h.cfg.TTL <= 0 {
+				return true
+			}
+			h.mu.Lock()
+			h.trim(now)
+			forget := h.n == 0 && now-h.last >= int64(h.cfg.TTL)
+			if forget {
+				h.gone = true
+				h.ring = nil
+			}
+			h.mu.Unlock()
+			if forget {
+				s.hist.rooms.DeleteIf(room, func(v *roomHistory) bool { return v == h })
+			}
+			return true
+		})
+	}
+}
+
+// historyStats counts the rooms with history and the bytes they keep.
+func (s *Server) historyStats() (rooms, msgs, bytes int) {
+	if s.opts.historyRule == nil {
+		return 0, 0, 0
+	}
+	s.hist.rooms.Range(func(_ string, h *roomHistory) bool {
+		h.mu.Lock()
+		rooms++
+		msgs += h.n
+		bytes += h.bytes
+		h.mu.Unlock()
+		return true
+	})
+	return rooms, msgs, bytes
+}
