@@ -6,12 +6,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
@@ -483,5 +485,61 @@ func TestHistoryRoomsWithout(t *testing.T) {
 	}
 	if _, b, err := conn.ReadMessage(); err != nil || string(b) != "a b c" {
 		t.Fatalf("read %q, %v", b, err)
+	}
+}
+
+// TestHistoryMemory: a room keeping 1,000 messages of 200 bytes costs
+// its frames (204 B each, in the allocator's 208 B class) and its ring (56
+// B an entry), 264 B a message, once for the room whatever its
+// number of members: a delivery and a recovery share the kept frame.
+func TestHistoryMemory(t *testing.T) {
+	const msgs, size = 1000, 200
+	srv, _ := startServer(t, histHandler{recorder: newRecorder()}, WithUpgradeHook(histHook),
+		WithHistory(func(room string) History {
+			if room == "r" {
+				return History{Size: msgs}
+			}
+			return History{}
+		}, nil))
+	payload := []byte(strings.Repeat("x", size))
+	for range msgs { // the loops' queues grow to a burst's size, and stay
+		if err := srv.Publish("warm", ws.OpBinary, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heapNow := func() uint64 {
+		waitFor(t, 5*time.Second, "the queues drained", func() bool {
+			done := true
+			srv.eachLoop(func(l *loop) { done = done && !l.pub.active.Load() })
+			return done
+		})
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	if _, err := srv.PublishPos("r", ws.OpBinary, payload); err != nil { // the room's history exists
+		t.Fatal(err)
+	}
+	before := heapNow()
+	for range msgs - 1 {
+		if _, err := srv.PublishPos("r", ws.OpBinary, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grew := int64(heapNow()) - int64(before)
+	_, kept, frames := srv.historyStats()
+	per := float64(grew) / (msgs - 1)
+	t.Logf("a room keeping %d messages of %d B: the heap grew %d B for %d of them (%.0f B a message; frames %d B)", kept, size, grew, msgs-1, per, frames)
+	if kept != msgs || frames != msgs*(size+4) {
+		t.Fatalf("kept %d messages, %d B of frames", kept, frames)
+	}
+	// What it holds by construction: each frame (204 B, in the
+	// allocator's 208 B class) and a ring entry.
+	h, _ := srv.hist.rooms.Get("r")
+	held := (208*msgs + cap(h.ring)*int(unsafe.Sizeof(histEntry{}))) / msgs
+	t.Logf("held by construction: %d B a message (ring of %d entries of %d B)", held, cap(h.ring), unsafe.Sizeof(histEntry{}))
+	if held > 280 || per > 600 { // the heap's figure moves with the GC's timing: a loose bound
+		t.Fatalf("%.0f B a message kept (%d B by construction): more than its frame and entry", per, held)
 	}
 }
