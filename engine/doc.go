@@ -47,11 +47,12 @@
 //
 // # Reads
 //
-// The loops use edge-triggered epoll and read a socket once per readiness
-// event, up to WithReadBufferCap bytes; a read that fills the buffer queues
-// the next one behind the other ready sockets. Under load, connections are
-// served in the order their data arrived, so no connection waits while
-// another is served twice.
+// The loops use level-triggered epoll and read each ready socket once per
+// round, up to WithReadBufferCap bytes; a socket with more waiting is read
+// again in the next round, after the others that were ready. A client
+// that sends faster than its loop handles its messages gets its share of
+// the loop and no more: TCP holds it back, and the other connections of
+// its loop are served meanwhile.
 //
 // # Writes
 //
@@ -442,7 +443,25 @@
 //	    twice the bound while a drain applies the previous batch, and the item array grows by doubling. A
 //	    drained array of more than 1,024 items is not kept. A peer whose messages a handler publishes fills it
 //	    only while a loop lags. 56,000 tiny publishes against a stalled loop, bound 4 MiB: 27,000 queued, the
-//	    rest refused, the heap peaked 8 to 12 MiB above its start and kept nothing once drained.
+//	    rest refused, the heap peaked 12 to 19 MiB above its start (refused calls leave garbage) and kept nothing
+//	    once drained.
+//	room history (WithHistory): each room's last  History.Size, History.TTL [none];     TestBoundsHistoryFlood
+//	messages, kept for recoveries                 WithHistoryBytes [64 MiB, all rooms]  TestHistoryMemory
+//	    A publish to a room with history keeps its frame, the one its members were sent (stored once, shared),
+//	    and drops the room's oldest past Size, past the TTL (at the next publish or recovery, and by a sweep
+//	    every second), and while all rooms together pass WithHistoryBytes: 264 B a message of 200 B. A room is
+//	    forgotten once empty for its TTL; rooms that clients name need a TTL, or each keeps its last message. A
+//	    recovery (Conn.Recover) queues the missed frames, shared, with its join; they count against
+//	    WithMaxOutboundBytes as they are written, a quarter of it at a time. 32 MiB of 1 KiB messages from 4
+//	    sockets, each published to a room keeping 100,000, bound 4 MiB: the room kept its newest 4 MiB, the heap
+//	    peaked 6.7 to 16.3 MiB above its start (the loops' queues held the rest).
+//	a socket's unread input, while its client     WithReadBufferCap [64 KiB]            TestFloodingClientDoesNotStarveItsLoop
+//	sends faster than its loop handles it
+//	    It waits in the kernel: each round of the loop reads every ready socket once, so a client that keeps
+//	    its socket full gets one read per round and TCP slows it. (Edge-triggered, as the engine ran before,
+//	    gnet queued the next read of such a socket ahead of the next poll, and the loop read it and nothing
+//	    else while it sent.) A flooder of 1 KiB messages that each cost 30 µs: a connection on its loop gets
+//	    20 echoes within a second each.
 //	what a loop keeps between messages            none [about 9 MiB]                    TestBoundsRetained
 //	    Reassembly buffers for reuse, at most 1 MiB per size class from 4 KiB to 256 KiB (7 MiB; larger ones go to
 //	    the GC), a write scratch buffer and a publish arena of at most 1 MiB each, its read buffer, gnet's buffer

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
 
@@ -530,4 +532,80 @@ func ExampleWithHTTPHandler() {
 	// 200 ok
 	// 200 you sent "hi"
 	// and a WebSocket
+}
+
+// viewer is what the upgrade hook reads from the URL: the room and the
+// position of the last message the client got, if it says.
+type viewer struct {
+	room  string
+	since engine.Position
+}
+
+func viewerHook(r *engine.Request) (any, error) {
+	off, _ := strconv.ParseUint(r.QueryValue("offset"), 10, 64)
+	return viewer{r.QueryValue("room"), engine.Position{Epoch: r.QueryValue("epoch"), Offset: off}}, nil
+}
+
+// recovering joins each connection to its room with what it missed.
+type recovering struct{ engine.BaseHandler }
+
+func (recovering) OnOpen(c *engine.Conn) {
+	v := c.Value().(viewer)                // the hook parsed ?room=R&epoch=E&offset=N
+	rec, err := c.Recover(v.room, v.since) // instead of Join
+	if err != nil {
+		return
+	}
+	// rec.Recovered: the client got every message it missed, in order,
+	// before any live one. If not, it must reload its state.
+	_ = c.SendText(fmt.Sprintf(`{"type":"welcome","recovered":%t,"epoch":%q,"offset":%d}`,
+		rec.Recovered, rec.Top.Epoch, rec.Top.Offset))
+}
+
+// envelope puts each message's position first into its JSON object:
+// {"epoch":"9f…","offset":42,…the message's own fields…}
+func envelope(dst []byte, room string, pos engine.Position, p []byte) []byte {
+	dst = fmt.Appendf(dst, `{"epoch":%q,"offset":%d,`, pos.Epoch, pos.Offset)
+	return append(dst, p[1:]...) // p is a JSON object with at least one field
+}
+
+// Room history: a client that comes back with the position of the last
+// message it got receives what it missed, then the live messages.
+func ExampleConn_Recover() {
+	srv, err := engine.New(recovering{},
+		engine.WithHistory(func(room string) engine.History {
+			return engine.History{Size: 200, TTL: 5 * time.Minute} // every room; choose by name if you like
+		}, envelope),
+		engine.WithUpgradeHook(viewerHook), // reads the client's last position from the URL
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	serveWhile(srv, func(addr string) {
+		ann, _, _ := websocket.DefaultDialer.Dial("ws://"+addr+"/?room=news", nil)
+		fmt.Println(strings.Contains(read(ann), `"recovered":false`)) // new: nothing to recover
+		var last struct {
+			Epoch  string
+			Offset uint64
+		}
+		for _, m := range []string{"one", "two"} {
+			_, _ = srv.PublishPos("news", ws.OpText, []byte(`{"text":"`+m+`"}`))
+			_ = json.Unmarshal([]byte(read(ann)), &last)
+		}
+		ann.Close() // dropped: what follows is missed
+		_, _ = srv.PublishPos("news", ws.OpText, []byte(`{"text":"three"}`))
+		_, _ = srv.PublishPos("news", ws.OpText, []byte(`{"text":"four"}`))
+
+		url := fmt.Sprintf("ws://%s/?room=news&epoch=%s&offset=%d", addr, last.Epoch, last.Offset)
+		ann, _, _ = websocket.DefaultDialer.Dial(url, nil)
+		defer ann.Close()
+		for range 3 {
+			m := read(ann)
+			fmt.Println(m[strings.Index(m, `"offset"`):])
+		}
+	})
+	// Output:
+	// true
+	// "offset":3,"text":"three"}
+	// "offset":4,"text":"four"}
+	// "offset":4}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -79,6 +80,16 @@ func WithHistory(rule func(room string) History, env Envelope) Option {
 	return func(o *options) { o.historyRule, o.envelope = rule, env }
 }
 
+// WithHistoryBytes bounds the frames that all rooms' histories keep
+// together (default 64 MiB): a publish that takes the total past it drops
+// its own room's oldest messages until the total is back under the bound
+// (or the room keeps only the new one), so that recoveries from before
+// them are not recovered. With rooms that clients name (a room per URL),
+// give the rule a TTL as well: a room with history is forgotten only once
+// empty for its TTL, so without one every such room keeps at least its
+// last message.
+func WithHistoryBytes(n int) Option { return func(o *options) { o.historyBytes = n } }
+
 // Recovery is what Conn.Recover did.
 type Recovery struct {
 	// Recovered is true when the connection got every message published
@@ -116,12 +127,14 @@ type roomHistory struct {
 	last  int64       // the last publish, unix nanoseconds
 	gone  bool        // forgotten by the sweep: look the room up again
 	buf   []byte      // scratch for the envelope
-	bytes int         // frames kept, for Stats
+	bytes int         // frames kept
+	all   *histories  // the server's, for the total
 }
 
 // histories are a server's rooms with history.
 type histories struct {
 	rooms *shard.Map[string, *roomHistory]
+	bytes atomic.Int64 // frames kept by every room, against WithHistoryBytes
 }
 
 // newEpoch returns a fresh epoch name.
@@ -144,7 +157,7 @@ func (s *Server) history(room string) *roomHistory {
 	if cfg.Size <= 0 {
 		return nil
 	}
-	h, _ := s.hist.rooms.SetIfAbsent(room, &roomHistory{epoch: newEpoch(), cfg: cfg, last: time.Now().UnixNano()})
+	h, _ := s.hist.rooms.SetIfAbsent(room, &roomHistory{epoch: newEpoch(), cfg: cfg, last: time.Now().UnixNano(), all: &s.hist})
 	return h
 }
 
@@ -171,7 +184,9 @@ func (h *roomHistory) trim(now int64) {
 
 func (h *roomHistory) dropOldest() {
 	e := &h.ring[h.head]
-	h.bytes -= len(e.frame) + len(e.zframe)
+	n := len(e.frame) + len(e.zframe)
+	h.bytes -= n
+	h.all.bytes.Add(-int64(n))
 	*e = histEntry{}
 	h.head++
 	if h.head == len(h.ring) {
@@ -180,8 +195,9 @@ func (h *roomHistory) dropOldest() {
 	h.n--
 }
 
-// add keeps a message; h.mu is held.
-func (h *roomHistory) add(e histEntry) {
+// add keeps a message, and drops the room's oldest ones while every
+// room's together pass bound; h.mu is held.
+func (h *roomHistory) add(e histEntry, bound int64) {
 	if h.n == h.cfg.Size {
 		h.dropOldest()
 	}
@@ -195,7 +211,12 @@ func (h *roomHistory) add(e histEntry) {
 	h.ring[(h.head+h.n)%len(h.ring)] = e
 	h.n++
 	h.top++
-	h.bytes += len(e.frame) + len(e.zframe)
+	n := len(e.frame) + len(e.zframe)
+	h.bytes += n
+	for h.all.bytes.Add(int64(n)) > bound && h.n > 1 {
+		n = 0
+		h.dropOldest()
+	}
 }
 
 // PublishPos publishes like Publish and returns the message's position in
@@ -238,7 +259,7 @@ func (s *Server) publishHistory(h *roomHistory, room string, op ws.OpCode, p []b
 	if err := s.encode(&it, op, p); err != nil {
 		return Position{}, err
 	}
-	h.add(histEntry{at: now, frame: it.frame, zframe: it.zframe})
+	h.add(histEntry{at: now, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
 	h.last = time.Now().UnixNano()
 	return pos, s.toEachLoop(it)
 }
@@ -377,7 +398,7 @@ func (s *Server) sweepHistories(stop <-chan struct{}) {
 			forget := h.n == 0 && now-h.last >= int64(h.cfg.TTL)
 			if forget {
 				h.gone = true
-				h.ring = nil
+				h.ring = nil // empty: its bytes are counted out already
 			}
 			h.mu.Unlock()
 			if forget {

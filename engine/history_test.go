@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -542,4 +544,59 @@ func TestHistoryMemory(t *testing.T) {
 	if held > 280 || per > 600 { // the heap's figure moves with the GC's timing: a loose bound
 		t.Fatalf("%.0f B a message kept (%d B by construction): more than its frame and entry", per, held)
 	}
+}
+
+// historyFlooder publishes every binary message it gets to room "r" and
+// echoes the rest (the probe's).
+type historyFlooder struct{ BaseHandler }
+
+func (historyFlooder) OnMessage(c *Conn, op ws.OpCode, p []byte) {
+	if op == ws.OpBinary {
+		_, _ = c.Server().PublishPos("r", op, p)
+		return
+	}
+	_ = c.WriteMessage(op, p)
+}
+
+// TestBoundsHistoryFlood: peers whose every message is published to a
+// room keeping a deep history (100,000 messages) fill it only to
+// WithHistoryBytes: 32 MiB of 1 KiB messages from 4 sockets, bound 4
+// MiB. The room then keeps its newest messages, about 4 MiB of them, and
+// the heap stays near that, while another connection is served. (The
+// flooders keep their sockets full faster than the loops publish: this
+// test is also the one that found a loop reading such a socket and
+// nothing else; see noteRead.)
+func TestBoundsHistoryFlood(t *testing.T) {
+	const bound = 4 << 20
+	srv, addr := startServer(t, historyFlooder{}, WithHistoryBytes(bound), WithMaxQueuedBytes(4<<20),
+		WithHistory(func(string) History { return History{Size: 100000} }, nil))
+	probe := startProbe(t, rawDialer(addr))
+	msg := clientFrame(ws.OpBinary, true, bytes.Repeat([]byte{'h'}, 1024))
+	batch := bytes.Repeat(msg, 64)
+	mem := startMemPeak(t)
+	f := newFlood(probe, 32<<20)
+	f.run(t, 4, func(int) {
+		c := upgradeRaw(t, addr)
+		go io.Copy(io.Discard, c)
+		for f.more() {
+			if _, err := c.Write(batch); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+			f.add(len(batch))
+		}
+	})
+	waitFor(t, 20*time.Second, "the flood published", func() bool {
+		pos, _ := srv.RoomPosition("r")
+		return pos.Offset >= uint64(f.sent.Load()/int64(len(msg)))
+	})
+	rooms, kept, frames := srv.historyStats()
+	t.Logf("%d MiB sent; %d room keeps %d messages, %s of frames", f.sent.Load()>>20, rooms, kept, mib(int64(frames)))
+	if frames > bound || frames < bound-2048 || kept > bound/1024 {
+		t.Errorf("the history keeps %d messages, %d bytes: want the newest, up to %d bytes", kept, frames, bound)
+	}
+	// The history's bound, and each loop's queue (4 MiB, and as much again
+	// in the batch it applies) holding frames refused or not yet kept.
+	mem.check(t, 6*bound, "a room's history flooded through its publishes")
+	probe.end(t)
 }

@@ -80,6 +80,7 @@ type options struct {
 	reusePort        bool
 	historyRule      func(room string) History
 	envelope         Envelope
+	historyBytes     int
 }
 
 // SlowConsumerPolicy says what happens to a message that would push a
@@ -130,6 +131,7 @@ func defaultOptions() options {
 		compress:         true,
 		compressLevel:    1,
 		compressMin:      defaultCompressMin,
+		historyBytes:     64 << 20,
 	}
 }
 
@@ -423,6 +425,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("wsloop: WithMaxOutboundBytes(%d): need at least 1024", o.maxOutbound)
 	case o.maxQueued < 64<<10:
 		return fmt.Errorf("wsloop: WithMaxQueuedBytes(%d): need at least 64 KiB", o.maxQueued)
+	case o.historyBytes < 1:
+		return fmt.Errorf("wsloop: WithHistoryBytes(%d): need at least 1", o.historyBytes)
 	case o.fanSlice < 1:
 		return fmt.Errorf("wsloop: WithFanoutSlice(%d): need at least 1", o.fanSlice)
 	case o.slowPolicy > CloseTryAgainLater:

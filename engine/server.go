@@ -333,21 +333,15 @@ func (s *Server) refusal() string {
 func (s *Server) gnetOptions() []gnet.Option {
 	o := &s.opts
 	return []gnet.Option{
-		// Edge-triggered epoll, one read per readiness event. Under load
-		// this serves connections in the order their data arrived: with
-		// level-triggered epoll the kernel puts each reported socket back
-		// on its ready list ahead of sockets that became ready while the
-		// loop worked through the batch, so a connection served recently
-		// is polled again before connections that have waited longer.
-		// With 1,000 busy connections that spread the latency of a closed
-		// loop to twice its median (benchmarks/RESULTS.md). A chunk of 1
-		// byte makes gnet read once per event instead of reading again
-		// until EAGAIN: a read that fills the read buffer is followed by
-		// another one queued behind the other ready sockets, and one that
-		// does not has drained the socket, so whatever arrives later
-		// raises a new edge. The engine always consumes what gnet reads,
-		// which is what edge-triggered I/O requires.
-		gnet.WithEdgeTriggeredIOChunk(1),
+		// Level-triggered epoll (gnet's default), one read per socket
+		// per round of the loop: a socket with more input than one read
+		// takes is reported again at the next poll, with the others that
+		// are ready. Edge-triggered (as the engine ran before) served busy
+		// connections in arrival order, but gnet queues the next read of
+		// a socket whose read filled the buffer among the tasks it runs
+		// until none is left before polling again, so a client that kept
+		// its socket full held its loop for as long as it sent
+		// (TestFloodingClientDoesNotStarveItsLoop).
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(o.eventLoops),
 		gnet.WithReadBufferCap(o.readBufferCap),

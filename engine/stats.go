@@ -42,6 +42,9 @@ type Stats struct {
 	HandedOver            uint64      // connections handed to a new process by Restart(RestartKeep), alive there
 	Adopted               uint64      // connections this process took over from the one it replaced
 	HandOffFloods         uint64      // connections closed with 1012 for sending more than a hand-off holds unparsed
+	HistoryRooms          int         // rooms keeping history now (WithHistory)
+	HistoryMessages       int         // messages the rooms' histories keep
+	HistoryBytes          int         // frame bytes the rooms' histories keep (bounded by WithHistoryBytes)
 	Broker                BrokerStats // the broker's counters (WithBroker); zero without one
 }
 
@@ -93,6 +96,7 @@ func (s *Server) Stats() Stats {
 		Adopted:               s.adopted.Load(),
 		HandOffFloods:         s.frozenFloods.Load(),
 	}
+	st.HistoryRooms, st.HistoryMessages, st.HistoryBytes = s.historyStats()
 	st.TLSHandshakes, st.TLSHandshakesWaiting = s.handshakes.counts()
 	if b := s.opts.broker; b != nil {
 		st.Broker = b.Stats()
