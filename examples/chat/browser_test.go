@@ -331,3 +331,63 @@ func (c *chatProcess) log() string {
 	defer c.mu.Unlock()
 	return c.out.String()
 }
+
+// TestBrowserRecover opens a room in two tabs of headless Chromium
+// (recover.js): tab A sends a message every 100 ms, the server closes tab
+// B's connection, and B reconnects by itself with the position of the
+// last message it saw. B must show every message A sent, in order, once
+// each, those sent while it was away recovered from the room's history,
+// and say how many it recovered, with no reload.
+func TestBrowserRecover(t *testing.T) {
+	node := wstest.Tool(t, "node")
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = wstest.Tool(t, "chromium", "chromium-browser")
+	}
+	dir := nodeDir(t)
+	const room = "recover-room"
+	srv, stop := start(t, "127.0.0.1:0", 50, 50) // the page sends 10 messages a second
+	defer stop()
+	cmd := exec.Command(node, "recover.js", chromium, "http://"+srv.Addr().String()+"/"+room)
+	cmd.Dir = dir
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	var oks []string
+	cut := false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		t.Log("recover.js:", line)
+		switch {
+		case line == "CUT":
+			// Tab B joined second: its connection has the larger id.
+			var b *engine.Conn
+			for _, c := range srv.RoomMembers(room) {
+				if b == nil || c.ID() > b.ID() {
+					b = c
+				}
+			}
+			if n := len(srv.RoomMembers(room)); n != 2 || b == nil {
+				t.Errorf("the room has %d members, want 2", n)
+				fmt.Fprintln(stdin, "FAILED")
+				break
+			}
+			_ = b.Close(1012, "cut by the test")
+			cut = true
+			fmt.Fprintln(stdin, "DONE")
+		case strings.HasPrefix(line, "OK "):
+			oks = append(oks, line[3:])
+		}
+	}
+	io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil || len(oks) != 5 || !cut {
+		t.Fatalf("recover.js: %v, %d of 5 steps passed, cut %v\n%s", err, len(oks), cut, stderr.String())
+	}
+}

@@ -20,13 +20,25 @@
 //
 // and the server sends
 //
-//	{"type":"welcome","room":"lobby","name":"ann","viewers":3}   to a new member
+//	{"type":"welcome","room":"lobby","name":"ann","viewers":3,
+//	 "recovered":false,"missed":0,"epoch":"9f…","offset":41}      to a new member
 //	{"type":"join","name":"bob","viewers":4}                      to the room
 //	{"type":"leave","name":"bob","viewers":3}                     to the room
 //	{"type":"viewers","viewers":5}                                to the room, on a cluster (PushViewers)
 //	{"type":"chat","name":"ann","text":"hello"}                   to the room, sender included
 //	{"type":"limited","text":"...","retry_ms":800}                to a member sending too fast
 //	{"type":"error","text":"..."}                                 to a member that sent something else
+//
+// Every message to the room also carries its position in the room's
+// history, first in the object: {"epoch":"9f…","offset":42,"type":"chat",…}
+// (engine.WithHistory with the chat's envelope). The page keeps the last
+// position it saw and, when it reconnects, gives it in the URL
+// (…&epoch=9f…&offset=42): the server sends every message it missed, in
+// order, before the live ones, and then the welcome, which says whether
+// it recovered (recovered, and how many were missed) or not (the position
+// was of another epoch, from a server that restarted, or too old: the
+// page says that messages may be missing), and the room's position at the
+// seam. A room keeps its last HistorySize messages for HistoryTTL.
 //
 // viewers is the room's member count, pushed with every join and leave. A
 // member may send -burst messages at once and -rate per second after that
@@ -36,8 +48,9 @@
 // every notice (examples/gameloop shows periodic pushes).
 //
 // How it uses wsloop: the upgrade hook reads the room and name from the
-// URL and attaches them to the connection (Conn.Value); OnOpen joins the
-// room and announces the count (RoomLen counts the new member as soon as
+// URL and attaches them to the connection (Conn.Value), with the
+// position the page gives; OnOpen joins the room with Conn.Recover (what
+// the page missed first, then the live messages) and announces the count (RoomLen counts the new member as soon as
 // Join returns); engine.WithRateLimit holds each member to the rate before
 // OnMessage sees its messages, on the event loop with no timer per member,
 // and its OnLimited answers "limited" with the retry it is given;
@@ -67,6 +80,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -93,15 +107,20 @@ const (
 // lock.
 type member struct {
 	room, name string
+	since      engine.Position // the last message the page saw, if it says
 }
 
 // Server-to-client messages.
 type (
 	welcome struct {
-		Type    string `json:"type"`
-		Room    string `json:"room"`
-		Name    string `json:"name"`
-		Viewers int    `json:"viewers"`
+		Type      string `json:"type"`
+		Room      string `json:"room"`
+		Name      string `json:"name"`
+		Viewers   int    `json:"viewers"`
+		Recovered bool   `json:"recovered"`
+		Missed    int    `json:"missed"`
+		Epoch     string `json:"epoch"`
+		Offset    uint64 `json:"offset"`
 	}
 	notice struct {
 		Type    string `json:"type"` // join, leave
@@ -138,10 +157,16 @@ type chat struct{ engine.BaseHandler }
 
 func (h *chat) OnOpen(c *engine.Conn) {
 	m := c.Value().(*member)
-	_ = c.Join(m.room)
+	// Recover joins the room, first sending what the page missed since
+	// the position it gave (none for a new page).
+	rec, err := c.Recover(m.room, m.since)
+	if err != nil {
+		return // closed already
+	}
 	srv := c.Server()
 	n := srv.RoomLen(m.room)
-	send(c, welcome{Type: "welcome", Room: m.room, Name: m.name, Viewers: n})
+	send(c, welcome{Type: "welcome", Room: m.room, Name: m.name, Viewers: n,
+		Recovered: rec.Recovered, Missed: rec.Missed, Epoch: rec.Top.Epoch, Offset: rec.Top.Offset})
 	publish(srv, m.room, notice{Type: "join", Name: m.name, Viewers: n})
 }
 
@@ -220,7 +245,36 @@ func upgrade(r *engine.Request) (any, error) {
 	if name == "" {
 		name = fmt.Sprintf("guest-%04d", time.Now().UnixNano()/1000%10000)
 	}
-	return &member{room: room, name: name}, nil
+	m := &member{room: room, name: name}
+	// A page that comes back gives the position of the last message it
+	// saw; anything malformed counts as none (the page is not recovered).
+	if e := r.QueryValue("epoch"); e != "" && len(e) <= 32 {
+		if off, err := strconv.ParseUint(r.QueryValue("offset"), 10, 64); err == nil {
+			m.since = engine.Position{Epoch: e, Offset: off}
+		}
+	}
+	return m, nil
+}
+
+// History is what every room keeps for pages that come back: its last
+// HistorySize messages, each for at most HistoryTTL.
+const (
+	HistorySize = 200
+	HistoryTTL  = 5 * time.Minute
+)
+
+// envelope puts a message's position into its JSON object, first:
+// {"epoch":"…","offset":N,"type":…}. Every message the chat publishes is
+// an object; the epoch is the engine's, letters and digits.
+func envelope(dst []byte, _ string, pos engine.Position, p []byte) []byte {
+	dst = append(dst, `{"epoch":"`...)
+	dst = append(dst, pos.Epoch...)
+	dst = append(dst, `","offset":`...)
+	dst = strconv.AppendUint(dst, pos.Offset, 10)
+	if len(p) > 2 && p[0] == '{' {
+		return append(append(dst, ','), p[1:]...)
+	}
+	return append(dst, '}')
 }
 
 func validRoom(s string) bool {
@@ -290,6 +344,7 @@ func New(rate, burst float64, log *slog.Logger, opts ...engine.Option) (*engine.
 	return engine.New(&chat{}, append([]engine.Option{
 		engine.WithRateLimit(engine.RateLimit{Messages: 1, Per: per, Burst: int(burst), OnLimited: onLimited}),
 		engine.WithUpgradeHook(upgrade),
+		engine.WithHistory(func(string) engine.History { return engine.History{Size: HistorySize, TTL: HistoryTTL} }, envelope),
 		engine.WithLoopHTTPHandler(httpHandler),
 		engine.WithCheckOrigin(engine.SameOrigin), // the default, said out loud: the page is served from this origin
 		engine.WithMaxMessageSize(4 << 10),

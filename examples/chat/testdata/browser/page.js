@@ -76,4 +76,56 @@ async function launch(chromiumPath, url, run) {
   process.exit(code);
 }
 
-module.exports = { STEP_MS, ask, step, text, stateIs, logHas, send, post, launch };
+// record keeps, in the page, every class #state takes and every line added
+// to #log from now on (the log keeps only its last 500 lines).
+const record = (page) => page.evaluate(() => {
+  const state = document.getElementById("state");
+  window.__states = [state.className];
+  new MutationObserver(() => {
+    if (window.__states[window.__states.length - 1] !== state.className) window.__states.push(state.className);
+  }).observe(state, { attributes: true, attributeFilter: ["class"] });
+  window.__log = [];
+  new MutationObserver((records) => {
+    for (const r of records) for (const n of r.addedNodes) {
+      if (n.nodeType !== 1 || n.tagName !== "LI") continue;
+      const name = n.querySelector(".name")?.textContent || "";
+      const t = n.querySelector("time")?.textContent || "";
+      // The line's text without its time and name.
+      window.__log.push({ cls: n.className, name, text: n.textContent.slice(t.length + name.length) });
+    }
+  }).observe(document.getElementById("log"), { childList: true });
+});
+const states = (page) => page.evaluate(() => window.__states);
+const log = (page) => page.evaluate(() => window.__log);
+
+// ticks sends "tick N" through the page's form every ms, in the page
+// itself (as fast as a typing user, without a round trip to Node each),
+// counting from 1; stopTicks stops it and returns how many were sent.
+const ticks = (page, ms) => page.evaluate((ms) => {
+  window.__sent = 0;
+  window.__ticker = setInterval(() => {
+    document.getElementById("text").value = `tick ${++window.__sent}`;
+    document.getElementById("form").requestSubmit();
+  }, ms);
+}, ms);
+const stopTicks = (page) => page.evaluate(() => { clearInterval(window.__ticker); return window.__sent; });
+const ticksShown = (page) => page.evaluate(() => window.__log.filter((l) => /^tick \d+$/.test(l.text)).length);
+
+// allTicks waits until page shows sent ticks, and fails unless they are
+// exactly 1 to sent, in order, once each (a duplicate gets 300 ms to come).
+async function allTicks(page, sent) {
+  try {
+    await page.waitForFunction((n) => window.__log.filter((l) => /^tick \d+$/.test(l.text)).length >= n, sent, { timeout: STEP_MS });
+  } catch (e) {
+    throw new Error(`the tab shows ${await ticksShown(page)} of ${sent} ticks; its states: ${JSON.stringify(await states(page))}`);
+  }
+  await page.waitForTimeout(300);
+  const got = (await log(page)).filter((l) => /^tick \d+$/.test(l.text)).map((l) => Number(l.text.slice(5)));
+  const want = Array.from({ length: sent }, (_, i) => i + 1);
+  if (JSON.stringify(got) !== JSON.stringify(want)) {
+    const bad = got.findIndex((n, i) => n !== i + 1);
+    throw new Error(`${got.length} ticks of ${sent}, first wrong at ${bad}: ${JSON.stringify(got.slice(Math.max(0, bad - 3), bad + 3))}`);
+  }
+}
+
+module.exports = { STEP_MS, ask, step, text, stateIs, logHas, send, post, launch, record, states, log, ticks, stopTicks, ticksShown, allTicks };

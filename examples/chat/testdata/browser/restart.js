@@ -21,47 +21,12 @@
 // one tab after the restart then shows in the other. Steps print "OK
 // <step>" or "FAIL <step>: <why>" (then exit 1), as browser.js does.
 "use strict";
-const { STEP_MS, ask, step, text, stateIs, logHas, post, launch } = require("./page");
+const { STEP_MS, ask, step, text, stateIs, logHas, post, launch, record, states, log, ticks, stopTicks, ticksShown, allTicks } = require("./page");
 
 const [chromiumPath, url] = process.argv.slice(2);
 const keep = url.startsWith("http:"); // connections kept (ws), or drained (wss)
 const TICK_MS = 100;
 const AFTER = 20; // ticks after the restart
-
-// record keeps, in the page, every class #state takes and every line added
-// to #log from now on (the log keeps only its last 500 lines).
-const record = (page) => page.evaluate(() => {
-  const state = document.getElementById("state");
-  window.__states = [state.className];
-  new MutationObserver(() => {
-    if (window.__states[window.__states.length - 1] !== state.className) window.__states.push(state.className);
-  }).observe(state, { attributes: true, attributeFilter: ["class"] });
-  window.__log = [];
-  new MutationObserver((records) => {
-    for (const r of records) for (const n of r.addedNodes) {
-      if (n.nodeType !== 1 || n.tagName !== "LI") continue;
-      const name = n.querySelector(".name")?.textContent || "";
-      const t = n.querySelector("time")?.textContent || "";
-      // The line's text without its time and name.
-      window.__log.push({ cls: n.className, name, text: n.textContent.slice(t.length + name.length) });
-    }
-  }).observe(document.getElementById("log"), { childList: true });
-});
-const states = (page) => page.evaluate(() => window.__states);
-const log = (page) => page.evaluate(() => window.__log);
-
-// ticks sends "tick N" through the page's form every TICK_MS, in the page
-// itself (as fast as a typing user, without a round trip to Node each),
-// counting from 1; stopTicks stops it and returns how many were sent.
-const ticks = (page) => page.evaluate((ms) => {
-  window.__sent = 0;
-  window.__ticker = setInterval(() => {
-    document.getElementById("text").value = `tick ${++window.__sent}`;
-    document.getElementById("form").requestSubmit();
-  }, ms);
-}, TICK_MS);
-const stopTicks = (page) => page.evaluate(() => { clearInterval(window.__ticker); return window.__sent; });
-const ticksShown = (page) => page.evaluate(() => window.__log.filter((l) => /^tick \d+$/.test(l.text)).length);
 
 launch(chromiumPath, url, async (ctx) => {
   const a = await ctx.newPage();
@@ -82,7 +47,7 @@ launch(chromiumPath, url, async (ctx) => {
   const t0 = Date.now();
   await step("tab A sends a tick every 100 ms, tab B shows them", async () => {
     await a.bringToFront(); // a tab in the background has its timers slowed
-    await ticks(a);
+    await ticks(a, TICK_MS);
     await b.waitForFunction(() => window.__log.filter((l) => /^tick \d+$/.test(l.text)).length >= 5, null, { timeout: STEP_MS });
   });
   const answer = await ask("RESTART");
@@ -97,18 +62,7 @@ launch(chromiumPath, url, async (ctx) => {
   });
   if (keep) {
     await step("tab B shows every tick, in order, once each", async () => {
-      try {
-        await b.waitForFunction((n) => window.__log.filter((l) => /^tick \d+$/.test(l.text)).length >= n, sent, { timeout: STEP_MS });
-      } catch (e) {
-        throw new Error(`tab B shows ${await ticksShown(b)} of ${sent} ticks; its states: ${JSON.stringify(await states(b))}`);
-      }
-      await b.waitForTimeout(300); // a duplicate would come now
-      const got = (await log(b)).filter((l) => /^tick \d+$/.test(l.text)).map((l) => Number(l.text.slice(5)));
-      const want = Array.from({ length: sent }, (_, i) => i + 1);
-      if (JSON.stringify(got) !== JSON.stringify(want)) {
-        const bad = got.findIndex((n, i) => n !== i + 1);
-        throw new Error(`${got.length} ticks of ${sent}, first wrong at ${bad}: ${JSON.stringify(got.slice(Math.max(0, bad - 3), bad + 3))}`);
-      }
+      await allTicks(b, sent);
       const ownA = (await log(a)).filter((l) => /^tick \d+$/.test(l.text)).length;
       if (ownA !== sent) throw new Error(`tab A shows ${ownA} of its ${sent} ticks`);
     });
