@@ -73,6 +73,7 @@ var (
 	renderFile = flag.String("render", "", "print the report of a run saved by -out (its .json) instead of running; with -out, write it there")
 	rounds     = flag.Int("rounds", 3, "runs of each echo, pipeline, connect, churn and fanout configuration per server, servers interleaved; the report shows medians (quick: 1)")
 	before     = flag.String("before", "", "an older wsloop tree (e.g. made with git worktree add --detach /tmp/wsold 069d9f7): the server named -before-name in -servers is the benchmark's wsloop echo server built against that tree's engine")
+	fanReader  = flag.String("fanout-reader", "", "cmd/fanout's -reader for the plain fan-out scenarios (epoll or goroutine; empty: cmd/fanout's default, epoll); wss-fanout always reads with goroutine, so -fanout-reader goroutine gives its plain counterpart")
 	beforeName = flag.String("before-name", "wsloop-before", "the name -servers and the report give the server built from -before")
 )
 
@@ -307,29 +308,36 @@ func jobs(servers, fanSrv, scenarios []string, quick bool, dur time.Duration, nr
 			}
 		}
 	}
-	fanJobs := func(scenario string, srvs []string) {
+	if has("fanout") || has("wss-fanout") {
 		// Rounds, as for echo: on this machine one server's fan-out CPU
 		// moved by 40 % from one run to the next (RESULTS.md, issue 26).
+		// wss-fanout is the same shapes over TLS, with the fan-out
+		// servers that serve it; with both scenarios, each round runs
+		// plain then TLS, so that the two compare within a round.
+		var plain, wss []string
+		if has("fanout") {
+			plain = fanSrv
+		}
+		if has("wss-fanout") {
+			wss = tlsOnly(fanSrv)
+		}
 		for _, s := range fanSizes {
 			for _, k := range fanInflight {
 				for r := 1; r <= max(nrounds, 1); r++ {
-					for _, srv := range srvs {
-						j := job{scenario: scenario, server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur}
-						if nrounds > 1 {
-							j.round = r
+					add := func(scenario string, srvs []string) {
+						for _, srv := range srvs {
+							j := job{scenario: scenario, server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur}
+							if nrounds > 1 {
+								j.round = r
+							}
+							js = append(js, j)
 						}
-						js = append(js, j)
 					}
+					add("fanout", plain)
+					add("wss-fanout", wss)
 				}
 			}
 		}
-	}
-	if has("fanout") {
-		fanJobs("fanout", fanSrv)
-	}
-	if has("wss-fanout") {
-		// The same shapes over TLS, with the fan-out servers that serve it.
-		fanJobs("wss-fanout", tlsOnly(fanSrv))
 	}
 	return js
 }

@@ -281,6 +281,8 @@ func runJob(j job) (r Run) {
 			if wss {
 				// A goroutine per subscriber reads through crypto/tls.
 				args = append(args, "-tls", "-tls-ca", tlsCert)
+			} else if *fanReader != "" {
+				args = append(args, "-reader", *fanReader)
 			}
 			c, err = start("fanout", *loadCPUs, bins["fanout"], args...)
 		} else {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,15 @@ func TestWSSFanoutJobs(t *testing.T) {
 			j.round != 1+(i/len(tlsFanoutServers))%3 {
 			t.Fatalf("job %d: %+v", i, j)
 		}
+	}
+	// With the plain scenario too, each round runs plain, then TLS.
+	both := jobs(nil, []string{"wsloop-room", "uws-room"}, []string{"fanout", "wss-fanout"}, false, 10*time.Second, 2)
+	var seq []string
+	for _, j := range both[:6] {
+		seq = append(seq, fmt.Sprintf("%s/%s/%d", j.scenario, j.server, j.round))
+	}
+	if want := "fanout/wsloop-room/1 fanout/uws-room/1 wss-fanout/wsloop-room/1 fanout/wsloop-room/2 fanout/uws-room/2 wss-fanout/wsloop-room/2"; strings.Join(seq, " ") != want {
+		t.Fatalf("plain and TLS jobs: %v, want %s", seq, want)
 	}
 	if got := tlsOnly([]string{"uws-room", "nbio-room", "centrifuge-room", "wsloop-room"}); strings.Join(got, ",") != "nbio-room,wsloop-room" {
 		t.Fatalf("tlsOnly: %v", got)
