@@ -26,7 +26,7 @@
 // temporary directory, nothing kept) with -tls-cert and -tls-key, and
 // cmd/fanout dials with -tls, trusting that certificate alone (-tls-ca).
 // It is not in the default -scenarios (10,000 TLS subscribers per run
-// make it about 15 minutes on its own):
+// made it 18 minutes on its own on the benchmark machine):
 //
 //	cd benchmarks && go run ./cmd/bench -scenarios wss-fanout -out /tmp/wssfan.md
 //
