@@ -20,6 +20,16 @@
 // 5,000 connections are split over -procs load generators, each with its
 // own source address (127.0.0.2, 127.0.0.3, ...).
 //
+// The wss-fanout scenario is the fanout scenario over TLS (wss://) against
+// the fan-out servers that serve TLS (tlsFanoutServers): every server gets
+// the run's own certificate (internal/benchcert: self-signed, made in the
+// temporary directory, nothing kept) with -tls-cert and -tls-key, and
+// cmd/fanout dials with -tls, trusting that certificate alone (-tls-ca).
+// It is not in the default -scenarios (10,000 TLS subscribers per run
+// made it 18 minutes on its own on the benchmark machine):
+//
+//	cd benchmarks && go run ./cmd/bench -scenarios wss-fanout -out /tmp/wssfan.md
+//
 // The quick mode runs tiny sizes against wsloop and gorilla, prints the
 // tables and fails (exit 1) only on errors: wrong bytes, a crash, a server
 // that is not ready; never on speed. With -out, only the text between the
@@ -45,6 +55,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/benchcert"
 	"github.com/wsloop/wsloop/benchmarks/internal/mdblock"
 	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
 )
@@ -53,7 +64,7 @@ var (
 	out        = flag.String("out", "", "markdown file to update between its bench markers (and a .json beside it); none: print to stdout")
 	quick      = flag.Bool("quick", false, "smoke test: tiny sizes, wsloop and gorilla only, fails only on errors")
 	serverArg  = flag.String("servers", "", "comma-separated servers: echo servers for idle, echo, pipeline, connect and churn (default: wsloop,floor,gorilla,coder,gobwas,gws,nbio; quick: wsloop,gorilla), and fan-out servers for fanout (default: "+strings.Join(fanoutServers, ",")+"; uws-room needs UWS_DIR)")
-	scenArg    = flag.String("scenarios", "idle,echo,pipeline,connect,churn,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios")
+	scenArg    = flag.String("scenarios", "idle,echo,pipeline,connect,churn,fanout,deflate,deflate-idle,deflate-fanout", "comma-separated scenarios (also wss-fanout: fanout over TLS, not in the default list)")
 	duration   = flag.Duration("duration", 10*time.Second, "measured phase of echo, pipeline and fanout runs (quick: 2s)")
 	warmup     = flag.Duration("warmup", time.Second, "echo and pipeline traffic before measuring")
 	serverCPU  = flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
@@ -62,6 +73,7 @@ var (
 	renderFile = flag.String("render", "", "print the report of a run saved by -out (its .json) instead of running; with -out, write it there")
 	rounds     = flag.Int("rounds", 3, "runs of each echo, pipeline, connect, churn and fanout configuration per server, servers interleaved; the report shows medians (quick: 1)")
 	before     = flag.String("before", "", "an older wsloop tree (e.g. made with git worktree add --detach /tmp/wsold 069d9f7): the server named -before-name in -servers is the benchmark's wsloop echo server built against that tree's engine")
+	fanReader  = flag.String("fanout-reader", "", "cmd/fanout's -reader for the plain fan-out scenarios (epoll or goroutine; empty: cmd/fanout's default, epoll); wss-fanout always reads with goroutine, so -fanout-reader goroutine gives its plain counterpart")
 	beforeName = flag.String("before-name", "wsloop-before", "the name -servers and the report give the server built from -before")
 )
 
@@ -82,7 +94,10 @@ var (
 	// fanoutServers are the fanout scenario's servers, which take part in
 	// no other scenario. uws-room is uWebSockets' pub/sub, built from the
 	// checkout UWS_DIR names and skipped without it (uws.go).
-	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room", "centrifuge-room", uwsRoom}
+	fanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room", "nbio-room", "centrifuge-room", uwsRoom}
+	// tlsFanoutServers are the fan-out servers that serve TLS with
+	// -tls-cert and -tls-key: the wss-fanout scenario's.
+	tlsFanoutServers = []string{"wsloop-room", "gorilla-hub", "gws-room", "nbio-room"}
 	// fanoutProto is cmd/fanout's -proto for a fan-out server that does
 	// not send each message as its own frame.
 	fanoutProto   = map[string]string{"gorilla-hub": "newline", "centrifuge-room": "centrifuge"}
@@ -90,8 +105,12 @@ var (
 	// stdflateSuffix marks a wsloop server built with -tags wsloop_stdflate:
 	// compress/flate instead of klauspost/compress, to compare the two.
 	stdflateSuffix = "-stdflate"
-	allScenarios   = []string{"idle", "echo", "pipeline", "connect", "churn", "fanout", "deflate", "deflate-idle", "deflate-fanout"}
+	allScenarios   = []string{"idle", "echo", "pipeline", "connect", "churn", "fanout", "wss-fanout", "deflate", "deflate-idle", "deflate-fanout"}
 )
+
+// tlsCert and tlsKey are the run's certificate and key (PEM files in the
+// temporary directory), made when wss-fanout runs.
+var tlsCert, tlsKey string
 
 // bins maps a program name to its built binary.
 var bins = map[string]string{}
@@ -289,24 +308,55 @@ func jobs(servers, fanSrv, scenarios []string, quick bool, dur time.Duration, nr
 			}
 		}
 	}
-	if has("fanout") {
+	if has("fanout") || has("wss-fanout") {
 		// Rounds, as for echo: on this machine one server's fan-out CPU
 		// moved by 40 % from one run to the next (RESULTS.md, issue 26).
+		// wss-fanout is the same shapes over TLS, with the fan-out
+		// servers that serve it; with both scenarios, each round runs
+		// plain then TLS, so that the two compare within a round.
+		var plain, wss []string
+		if has("fanout") {
+			plain = fanSrv
+		}
+		if has("wss-fanout") {
+			wss = tlsOnly(fanSrv)
+		}
 		for _, s := range fanSizes {
 			for _, k := range fanInflight {
 				for r := 1; r <= max(nrounds, 1); r++ {
-					for _, srv := range fanSrv {
-						j := job{scenario: "fanout", server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur}
-						if nrounds > 1 {
-							j.round = r
+					add := func(scenario string, srvs []string) {
+						for _, srv := range srvs {
+							j := job{scenario: scenario, server: srv, mode: "fanout", conns: fan, size: s, inflight: k, dur: dur}
+							if nrounds > 1 {
+								j.round = r
+							}
+							js = append(js, j)
 						}
-						js = append(js, j)
 					}
+					add("fanout", plain)
+					add("wss-fanout", wss)
 				}
 			}
 		}
 	}
 	return js
+}
+
+// tlsOnly is the servers of fan that serve TLS, in fan's order.
+func tlsOnly(fan []string) []string {
+	var out []string
+	for _, s := range fan {
+		if slices.Contains(tlsFanoutServers, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// isFanoutScenario says whether a scenario runs the fan-out servers with
+// cmd/fanout.
+func isFanoutScenario(s string) bool {
+	return s == "fanout" || s == "wss-fanout" || s == "deflate-fanout"
 }
 
 // saved is the .json -out writes beside the markdown: every run, and what
@@ -382,7 +432,7 @@ func main() {
 			fatal(fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(allScenarios, ",")))
 		}
 	}
-	echoScenarios := slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" && !strings.HasPrefix(s, "deflate") })
+	echoScenarios := slices.ContainsFunc(scenarios, func(s string) bool { return s != "fanout" && s != "wss-fanout" && !strings.HasPrefix(s, "deflate") })
 	// -servers names echo servers, fan-out servers or both: the fan-out
 	// ones run the fanout scenario (all of them when it names none), the
 	// others the echo scenarios.
@@ -421,9 +471,20 @@ func main() {
 			}
 		}
 	}
-	wantFanout := slices.Contains(scenarios, "fanout") || slices.Contains(scenarios, "deflate-fanout")
+	wantFanout := slices.ContainsFunc(scenarios, isFanoutScenario)
 	if slices.Contains(scenarios, "fanout") {
 		toBuild = append(toBuild, fan...)
+	}
+	if slices.Contains(scenarios, "wss-fanout") {
+		wss := tlsOnly(fan)
+		if len(wss) == 0 {
+			fatalIn(tmp, fmt.Errorf("-servers %s: none serves TLS, which wss-fanout needs (%s do)", *serverArg, strings.Join(tlsFanoutServers, ", ")))
+		}
+		toBuild = append(toBuild, wss...)
+		// The run's certificate, for every server of the scenario.
+		if tlsCert, tlsKey, err = benchcert.Write(tmp); err != nil {
+			fatalIn(tmp, err)
+		}
 	}
 	if slices.Contains(scenarios, "deflate-fanout") {
 		toBuild = append(toBuild, "wsloop-room", "wsloop-room"+stdflateSuffix)
@@ -451,7 +512,7 @@ func main() {
 		fatalIn(tmp, err)
 	}
 	if !haveFanout {
-		scenarios = slices.DeleteFunc(scenarios, func(s string) bool { return s == "fanout" || s == "deflate-fanout" })
+		scenarios = slices.DeleteFunc(scenarios, isFanoutScenario)
 	}
 
 	started := time.Now()

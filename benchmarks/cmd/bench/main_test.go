@@ -45,10 +45,11 @@ func TestJobsAndReport(t *testing.T) {
 	for _, j := range js {
 		count[j.scenario]++
 	}
-	// fanout: 2 sizes x 2 inflight x 3 rounds x 5 servers; deflate: 3 rounds x (2
+	// fanout: 2 sizes x 2 inflight x 3 rounds x 6 servers; wss-fanout: the
+	// same with the 4 that serve TLS; deflate: 3 rounds x (2
 	// plain + 3 compressed); deflate-idle: 2 plain + 2 compressed;
 	// deflate-fanout: 1 plain + 2 compressed.
-	if count["idle"] != 14 || count["echo"] != 3*28 || count["pipeline"] != 3*7 || count["connect"] != 3*7 || count["churn"] != 3*7 || count["fanout"] != 3*20 ||
+	if count["idle"] != 14 || count["echo"] != 3*28 || count["pipeline"] != 3*7 || count["connect"] != 3*7 || count["churn"] != 3*7 || count["fanout"] != 3*24 || count["wss-fanout"] != 3*16 ||
 		count["deflate"] != 15 || count["deflate-idle"] != 4 || count["deflate-fanout"] != 3 {
 		t.Fatalf("jobs: %v", count)
 	}

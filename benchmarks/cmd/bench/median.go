@@ -84,6 +84,8 @@ func fold(rs []Run) Run {
 	m.ServerCores = med(func(r Run) float64 { return r.ServerCores })
 	m.LoadgenCPUS = med(func(r Run) float64 { return r.LoadgenCPUS })
 	m.LoadgenCores = med(func(r Run) float64 { return r.LoadgenCores })
+	m.RSSBefore = int64(med(func(r Run) float64 { return float64(r.RSSBefore) }))
+	m.RSSAfter = int64(med(func(r Run) float64 { return float64(r.RSSAfter) }))
 	m.P99Min, m.P99Max = rs[0].P99us, rs[0].P99us
 	m.CPUMin, m.CPUMax = rs[0].CPUPerMsgUs, rs[0].CPUPerMsgUs
 	m.RateMin, m.RateMax = rs[0].ConnectsPerS, rs[0].ConnectsPerS

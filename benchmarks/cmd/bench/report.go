@@ -117,17 +117,25 @@ func render(sv *saved) string {
 				p("| %s%s | %.0f | %s | %.0f | %.0f | %.1f | %s | %s | %s | %.1f | %.2f | %.2f | %d | %d→%d |\n", r.Server, status(r), r.ConnectsPerS, span(r, r.RateMin, r.RateMax, "%.0f"), r.P50us, r.P99us, r.CPUPerMsgUs,
 					span(r, r.CPUMin, r.CPUMax, "%.1f"), ratio(r, w, cpuCycle), ratio(r, f, cpuCycle), r.AllocsPerMsg, r.ServerCores, r.LoadgenCores, r.DialRetries, r.FDsBefore, r.FDsAfter)
 			}
-		case "fanout":
-			p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
-			p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat example (a hub goroutine, a goroutine per connection reading and one writing, a channel per client) with the example's write pump, which joins the messages queued for a client into one frame separated by newlines (the client splits them); it writes with the opcode the first message arrived with, where the example always writes text. gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue). centrifuge-room is centrifugal/centrifuge (the library behind Centrifugo) with its in-memory broker: clients speak its JSON protocol (connect, subscribe, publish) and a message arrives as a publication push, up to 16 joined into one frame, as centrifuge does by default; its size is the payload's, before the protocol's envelope and JSON string escaping.")
-			if slices.ContainsFunc(rs, func(r Run) bool { return r.Server == uwsRoom }) {
-				p(" uws-room is uWebSockets (C++, one thread) with its own pub/sub: every connection subscribes to one topic and the App's publish sends each message to all of them, sender included; small messages are queued per subscriber and written at the end of the event loop's iteration. It is built from the checkouts named above (no TLS, no compression); its allocations are calls to malloc and its kin, counted by wrapping glibc's.")
+		case "fanout", "wss-fanout":
+			if g.scenario == "wss-fanout" {
+				renderWSSFanoutIntro(p, g)
+			} else {
+				p("### Fan-out: one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
+				p("The publisher keeps `inflight` publishes outstanding; latency is publish → last subscriber. gorilla-hub is gorilla/websocket's chat example (a hub goroutine, a goroutine per connection reading and one writing, a channel per client) with the example's write pump, which joins the messages queued for a client into one frame separated by newlines (the client splits them); it writes with the opcode the first message arrived with, where the example always writes text. gws-room is gws's Broadcaster (the frame encoded once, queued on each connection's write queue). centrifuge-room is centrifugal/centrifuge (the library behind Centrifugo) with its in-memory broker: clients speak its JSON protocol (connect, subscribe, publish) and a message arrives as a publication push, up to 16 joined into one frame, as centrifuge does by default; its size is the payload's, before the protocol's envelope and JSON string escaping.")
+				if slices.ContainsFunc(rs, func(r Run) bool { return r.Server == "nbio-room" }) {
+					p(" nbio-room is lesismal/nbio's non-blocking engine with a room (a slice of connections under a mutex): nbio has no broadcast helper and no way to write a frame encoded beforehand, so every message is written to each member with Conn.WriteMessage, which encodes the frame for that member.")
+				}
+				if slices.ContainsFunc(rs, func(r Run) bool { return r.Server == uwsRoom }) {
+					p(" uws-room is uWebSockets (C++, one thread) with its own pub/sub: every connection subscribes to one topic and the App's publish sends each message to all of them, sender included; small messages are queued per subscriber and written at the end of the event loop's iteration. It is built from the checkouts named above (no TLS, no compression); its allocations are calls to malloc and its kin, counted by wrapping glibc's.")
+				}
+				p(" \"server RSS\" is the server's highest VmRSS over the measured phase (sampled every 250 ms), every subscriber connected.")
 			}
 			p(" \"÷ wsloop-room\" divides a figure by wsloop-room's.%s\n\n", roundsNote(rs))
-			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | range | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server allocs/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			p("| server | inflight | delivered/s | publishes/s | p50 µs | p99 µs | server CPU/delivered µs | range | ÷ wsloop-room delivered/s | ÷ wsloop-room CPU/delivered | server RSS | server allocs/delivered | server cores | loadgen cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range rs {
 				room := findWhere(runs, func(o Run) bool {
-					return o.Scenario == "fanout" && o.Server == "wsloop-room" && o.Conns == r.Conns && o.Size == r.Size && o.Inflight == r.Inflight
+					return o.Scenario == r.Scenario && o.Server == "wsloop-room" && o.Conns == r.Conns && o.Size == r.Size && o.Inflight == r.Inflight
 				})
 				pubs := 0.0
 				if r.DurationS > 0 {
@@ -138,8 +146,12 @@ func render(sv *saved) string {
 					hubRate = ratio(r, room, func(r Run) float64 { return r.MsgsPerS })
 					hubCPU = ratio(r, room, func(r Run) float64 { return r.CPUPerMsgUs })
 				}
-				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %s | %.3f | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
-					r.P50us, r.P99us, r.CPUPerMsgUs, span(r, r.CPUMin, r.CPUMax, "%.3f"), hubRate, hubCPU, r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
+				rss := "-"
+				if r.RSSAfter > 0 {
+					rss = size(float64(r.RSSAfter))
+				}
+				p("| %s%s | %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s | %s | %s | %s | %.3f | %.2f | %.2f |\n", r.Server, status(r), r.Inflight, r.MsgsPerS, pubs,
+					r.P50us, r.P99us, r.CPUPerMsgUs, span(r, r.CPUMin, r.CPUMax, "%.3f"), hubRate, hubCPU, rss, r.AllocsPerMsg, r.ServerCores, r.LoadgenCores)
 			}
 		case "deflate", "deflate-idle", "deflate-fanout":
 			renderDeflate(p, g, status)
@@ -148,6 +160,35 @@ func render(sv *saved) string {
 	}
 	p("%s", targets(runs, su.Quick))
 	return b.String()
+}
+
+// renderWSSFanoutIntro writes the heading and the text above a wss-fanout
+// table: what each server does over TLS, and what was negotiated.
+func renderWSSFanoutIntro(p func(string, ...any), g *group) {
+	p("### Fan-out over TLS (wss://): one publisher, %s subscribers in one room, %d B\n\n", thousands(g.conns), g.size)
+	// What was negotiated, and with which servers.
+	var negotiated []string
+	with := map[string][]string{}
+	for _, r := range g.runs {
+		if r.TLS == "" {
+			continue
+		}
+		if !slices.Contains(negotiated, r.TLS) {
+			negotiated = append(negotiated, r.TLS)
+		}
+		if !slices.Contains(with[r.TLS], r.Server) {
+			with[r.TLS] = append(with[r.TLS], r.Server)
+		}
+	}
+	for i, n := range negotiated {
+		negotiated[i] = n + " with " + strings.Join(with[n], ", ")
+	}
+	p("As the fan-out scenario, every connection over TLS: the run's own certificate (ECDSA P-256, self-signed, made for the run), and a client (cmd/fanout -tls: Go's crypto/tls, a goroutine per subscriber reading through it) that trusts it alone and asks for TLS 1.3 with X25519 and ALPN http/1.1, the default cipher suites, no session resumption")
+	if len(negotiated) > 0 {
+		p("; negotiated: %s", strings.Join(negotiated, "; "))
+	}
+	p(". wsloop-room serves TLS with engine.WithTLS (crypto/tls on its event loop): a publish is encoded once and each member's copy encrypted into that member's records. gorilla-hub (gorilla/websocket's chat example, messages joined by newlines as in the fan-out scenario) and gws-room (gws's Broadcaster: the frame encoded once) serve it with net/http's ServeTLS (crypto/tls), each connection's writer encrypting its own copy. nbio-room is nbio's non-blocking engine with its fork of crypto/tls (lesismal/llib), which may settle on another cipher suite than the others (what each negotiated is listed above); nbio has no broadcast helper, so the room writes every message to each member with Conn.WriteMessage (the frame encoded per member), which that connection's TLS layer encrypts.")
+	p(" \"server RSS\" is the server's highest VmRSS over the measured phase (sampled every 250 ms), every subscriber connected.")
 }
 
 // variantName names a compression scenario's payload.
@@ -247,7 +288,7 @@ func groupRuns(runs []Run) []*group {
 	}
 	slices.SortStableFunc(gs, func(a, b *group) int { return order[a.scenario] - order[b.scenario] })
 	for _, g := range gs {
-		if g.scenario == "fanout" {
+		if g.scenario == "fanout" || g.scenario == "wss-fanout" {
 			slices.SortStableFunc(g.runs, func(a, b Run) int {
 				if a.Inflight != b.Inflight {
 					return a.Inflight - b.Inflight

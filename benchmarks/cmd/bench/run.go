@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -65,8 +66,10 @@ func (c *child) stop() error {
 	return nil
 }
 
-func startServer(name string) (*child, string, error) {
-	s, err := start(name, *serverCPU, bins[name], "-addr", "127.0.0.1:0", "-loops", "1")
+// startServer starts a server with -addr 127.0.0.1:0 -loops 1 and extra,
+// and waits for its READY line.
+func startServer(name string, extra ...string) (*child, string, error) {
+	s, err := start(name, *serverCPU, bins[name], append([]string{"-addr", "127.0.0.1:0", "-loops", "1"}, extra...)...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -122,6 +125,7 @@ type lgResult struct {
 	WireBytes     uint64  `json:"wire_bytes"`
 	Reencoded     uint64  `json:"reencoded"`
 	Inflated      uint64  `json:"inflated"`
+	TLS           string  `json:"tls"`
 }
 
 // Run is one scenario configuration against one server: what the report
@@ -137,6 +141,7 @@ type Run struct {
 	Size         int               `json:"size"`
 	Depth        int               `json:"depth,omitempty"`
 	Inflight     int               `json:"inflight,omitempty"`
+	TLS          string            `json:"tls,omitempty"`    // wss-fanout: what the client negotiated, e.g. "TLS 1.3 TLS_AES_128_GCM_SHA256 X25519"
 	Round        int               `json:"round,omitempty"`  // of a configuration that runs -rounds times
 	Rounds       int               `json:"rounds,omitempty"` // a median over this many rounds (report only)
 	P99Min       float64           `json:"p99_min_us,omitempty"`
@@ -188,8 +193,8 @@ func (r Run) summary() string {
 		s += fmt.Sprintf(" upgrades/s=%.0f cpu/upgrade=%.1fµs p99=%.0fµs", r.ConnectsPerS, r.CPUPerMsgUs, r.P99us)
 	case "churn":
 		s += fmt.Sprintf(" cycles/s=%.0f cpu/cycle=%.1fµs p99=%.0fµs fds=%d→%d", r.ConnectsPerS, r.CPUPerMsgUs, r.P99us, r.FDsBefore, r.FDsAfter)
-	case "fanout":
-		s += fmt.Sprintf(" inflight=%d delivered/s=%.0f cpu/delivered=%.3fµs p99=%.0fµs", r.Inflight, r.MsgsPerS, r.CPUPerMsgUs, r.P99us)
+	case "fanout", "wss-fanout":
+		s += fmt.Sprintf(" inflight=%d delivered/s=%.0f cpu/delivered=%.3fµs p99=%.0fµs rss=%s", r.Inflight, r.MsgsPerS, r.CPUPerMsgUs, r.P99us, size(float64(r.RSSAfter)))
 	default:
 		s += fmt.Sprintf(" msgs/s=%.0f cpu/msg=%.2fµs p99=%.0fµs", r.MsgsPerS, r.CPUPerMsgUs, r.P99us)
 	}
@@ -210,7 +215,12 @@ func runJob(j job) (r Run) {
 	}
 	defer func() { r.Failure = strings.Join(failures, "\n") }()
 
-	srv, addr, err := startServer(j.server)
+	var sargs []string
+	wss := j.scenario == "wss-fanout"
+	if wss {
+		sargs = []string{"-tls-cert", tlsCert, "-tls-key", tlsKey}
+	}
+	srv, addr, err := startServer(j.server, sargs...)
 	if err != nil {
 		failf("%v", err)
 		return r
@@ -267,6 +277,12 @@ func runJob(j job) (r Run) {
 			}
 			if proto := fanoutProto[j.server]; proto != "" {
 				args = append(args, "-proto", proto)
+			}
+			if wss {
+				// A goroutine per subscriber reads through crypto/tls.
+				args = append(args, "-tls", "-tls-ca", tlsCert)
+			} else if *fanReader != "" {
+				args = append(args, "-reader", *fanReader)
 			}
 			c, err = start("fanout", *loadCPUs, bins["fanout"], args...)
 		} else {
@@ -335,6 +351,13 @@ func runJob(j job) (r Run) {
 		failf("reading the server's CPU time: %v", err)
 		return r
 	}
+	var stopRSS func() int64
+	if j.mode == "fanout" {
+		// The server's peak memory over the measured phase, every
+		// subscriber connected (cmd/fanout closes them before its RESULT).
+		stopRSS = peakRSS(srv.Pid(), 250*time.Millisecond)
+		defer stopRSS() // on an early return
+	}
 	for _, c := range clients {
 		c.Send("GO")
 		if j.mode == "idle" {
@@ -357,6 +380,9 @@ func runJob(j job) (r Run) {
 		results = append(results, res)
 	}
 	cpu1, cpuErr := proc.CPU(srv.Pid())
+	if stopRSS != nil {
+		r.RSSAfter = stopRSS()
+	}
 	var m1 uint64
 	if err := srv.running(); err != nil {
 		failf("%v", err)
@@ -417,6 +443,7 @@ func runJob(j job) (r Run) {
 			r.Publishes += res.Publishes
 			r.P50us, r.P99us, r.MaxUs = res.P50us, res.P99us, res.MaxUs
 			r.Alive += res.Subscribers
+			r.TLS = res.TLS
 		} else {
 			r.Messages += res.Messages
 			r.WirePerMsg += float64(res.WireBytes) // divided below
@@ -464,6 +491,9 @@ func runJob(j job) (r Run) {
 	if j.mode == "fanout" && r.Alive != j.conns {
 		failf("fanout reports %d subscribers, want %d", r.Alive, j.conns)
 	}
+	if wss && !strings.HasPrefix(r.TLS, "TLS 1.3 ") && r.Errors == 0 {
+		failf("fanout negotiated %q, want TLS 1.3", r.TLS)
+	}
 	// The clients' exit status: 1 with errors (already counted), 0 without.
 	for i, c := range clients {
 		c.Stdin.Close()
@@ -477,6 +507,38 @@ func runJob(j job) (r Run) {
 		}
 	}
 	return r
+}
+
+// peakRSS samples pid's VmRSS every interval, from now until the
+// function it returns is first called; that function returns the highest
+// sample.
+func peakRSS(pid int, interval time.Duration) func() int64 {
+	var peak int64
+	var once sync.Once
+	sample := func() {
+		if rss, _, err := proc.Status(pid); err == nil {
+			peak = max(peak, rss)
+		}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int64 {
+		once.Do(func() { close(stop) })
+		<-done
+		return peak
+	}
 }
 
 // idleSettle is the wait between the last CONNECTED and reading the

@@ -31,6 +31,13 @@
 // the client CPU per delivered message (see the package's measurements in
 // the suite's notes), so it is the default.
 //
+// With -tls the connections are wss://: each dials, runs a TLS 1.3
+// handshake trusting the certificate -tls-ca names (the run's own,
+// self-signed: no certificate check is skipped), then upgrades over it,
+// and every subscriber is read by a goroutine of its own through
+// crypto/tls (-reader goroutine), since a TLS connection's plaintext is
+// not on its socket. Every message is checked as without TLS.
+//
 // Example, by hand:
 //
 //	go run ./servers/wsloop-room -addr 127.0.0.1:0 -loops 1   # prints READY 127.0.0.1:PORT
@@ -55,6 +62,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsloop/wsloop/benchmarks/internal/benchcert"
 	"github.com/wsloop/wsloop/benchmarks/internal/wsload"
 )
 
@@ -68,7 +76,7 @@ var (
 	dialConc    = flag.Int("dial-concurrency", 200, "dials and upgrades at a time")
 	binaryMsgs  = flag.Bool("binary", true, "binary messages (false: text)")
 	goNow       = flag.Bool("go", false, "start at once instead of waiting for GO on stdin")
-	readerKind  = flag.String("reader", "epoll", "subscriber reading: epoll or goroutine")
+	readerKind  = flag.String("reader", "epoll", "subscriber reading: epoll or goroutine (the default with -tls, which needs it)")
 	pollers     = flag.Int("pollers", 0, "epoll goroutines (0: GOMAXPROCS)")
 	rbuf        = flag.Int("rbuf", 4096, "read buffer per subscriber (raised to hold a frame)")
 	goTimeout   = flag.Duration("go-timeout", 10*time.Minute, "longest wait for GO")
@@ -81,6 +89,8 @@ var (
 	peersFlag   = flag.Int("peers", 0, "subscriber-only processes (-done-to) that count as subscribers of every publish (cmd/cluster)")
 	doneListen  = flag.String("done-listen", "127.0.0.1:0", "with -peers: UDP address for their completions (printed as LISTEN addr)")
 	doneTo      = flag.String("done-to", "", "subscribers only, no publisher: report completions to this UDP address (the -peers process's LISTEN)")
+	tlsFlag     = flag.Bool("tls", false, "wss://: a TLS 1.3 handshake (X25519, ALPN http/1.1, the default cipher suites, no session cache) before every upgrade, trusting -tls-ca alone; reads with -reader goroutine (a TLS connection cannot be read from its raw socket)")
+	tlsCA       = flag.String("tls-ca", "", "with -tls: the certificate (PEM) to trust, the server's own self-signed one (cmd/bench makes one per run: internal/benchcert)")
 	protoFlag   = flag.String("proto", "ws", "ws: a data message is one payload; newline: a data frame holds one or more payloads separated by newlines (gorilla's chat example); centrifuge: centrifuge's JSON protocol (connect, subscribe, publish; publications pushed), which implies -binary=false")
 )
 
@@ -116,6 +126,7 @@ type Result struct {
 	Inflated      uint64  `json:"inflated,omitempty"`   // -deflate: deliveries the client had to inflate (the others matched a copy already checked)
 	LoadgenCPUS   float64 `json:"loadgen_cpu_s"`
 	Reader        string  `json:"reader"`
+	TLS           string  `json:"tls,omitempty"`      // -tls: what the publisher's connection negotiated
 	Sent          uint64  `json:"sent,omitempty"`     // -peers: data messages published, warmup included
 	NextMin       uint64  `json:"next_min,omitempty"` // -done-to: the fewest data messages a subscriber received
 	NextMax       uint64  `json:"next_max,omitempty"` // -done-to: the most
@@ -127,6 +138,11 @@ func main() {
 }
 
 func run() int {
+	readerSet := false
+	flag.Visit(func(f *flag.Flag) { readerSet = readerSet || f.Name == "reader" })
+	if *tlsFlag && !readerSet {
+		*readerKind = "goroutine"
+	}
 	switch {
 	case *addr == "":
 		logf("-addr is required")
@@ -143,6 +159,12 @@ func run() int {
 	case *protoFlag != "ws" && *deflateFlag:
 		logf("-deflate needs -proto ws")
 		return 2
+	case *tlsFlag && *readerKind != "goroutine":
+		logf("-tls reads with -reader goroutine: the epoll reader reads raw sockets")
+		return 2
+	case *tlsFlag != (*tlsCA != ""):
+		logf("-tls and -tls-ca go together")
+		return 2
 	}
 	if host, _, err := net.SplitHostPort(*addr); err != nil || host != "127.0.0.1" {
 		logf("-addr must be 127.0.0.1:PORT")
@@ -154,6 +176,14 @@ func run() int {
 			logf("-src must be an IPv4 address in 127.0.0.0/8")
 			return 2
 		}
+	}
+	if *tlsFlag {
+		cfg, err := benchcert.ClientConfig(*tlsCA, *addr)
+		if err != nil {
+			logf("-tls-ca: %v", err)
+			return 2
+		}
+		tlsConfig = cfg
 	}
 	if err := raiseNofile(*nsubs + 64); err != nil {
 		logf("%v", err)
@@ -264,6 +294,9 @@ func run() int {
 
 	// 3. Measure.
 	res := Result{Subscribers: *nsubs, Size: *size, Inflight: *inflight, Reader: *readerKind}
+	if pub != nil {
+		res.TLS = tlsName(pub.nc)
+	}
 	if !b.hasFailed() {
 		first := p.seq
 		b.lat.reset()

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/benchcert"
 )
 
 // TestMain runs the command itself when the tests re-execute the binary.
@@ -52,6 +55,29 @@ func roomServerJoining(t *testing.T, f fault, joined *atomic.Int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveRoom(t, l, f, joined)
+}
+
+// roomServerTLS is roomServer over TLS with a certificate made for the
+// test; it returns the address and the certificate's file, for -tls-ca.
+func roomServerTLS(t *testing.T, f fault) (addr, ca string) {
+	cert, key, err := benchcert.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveRoom(t, l, f, nil), cert
+}
+
+// serveRoom runs roomServerJoining's room on l.
+func serveRoom(t *testing.T, l net.Listener, f fault, joined *atomic.Int64) string {
 	t.Cleanup(func() { l.Close() })
 	type member struct {
 		c    net.Conn
@@ -233,5 +259,54 @@ func TestFanoutSplitsJoinedMessages(t *testing.T) {
 		"-inflight", "8", "-drain-timeout", "1s", "-go")
 	if joined.Load() > 0 && (err == nil || res.Errors == 0) {
 		t.Fatalf("%d joined frames went unnoticed without -proto newline", joined.Load())
+	}
+}
+
+// TestFanoutTLS runs the client over wss:// against the test room served
+// with crypto/tls: every delivery counted and checked as without TLS, TLS
+// 1.3 negotiated, and a bit flipped inside the encrypted stream (the
+// server's plaintext) still caught.
+func TestFanoutTLS(t *testing.T) {
+	addr, ca := roomServerTLS(t, faultNone)
+	res, err, stderr := runFanout(t, "-addr", addr, "-subs", "40", "-size", "100", "-duration", "300ms",
+		"-warmup", "100ms", "-inflight", "4", "-tls", "-tls-ca", ca, "-src", "127.0.0.3", "-go")
+	if err != nil || res.Errors != 0 {
+		t.Fatalf("err %v, %d errors:\n%s", err, res.Errors, stderr)
+	}
+	if res.Publishes == 0 || res.Delivered != res.Publishes*40 {
+		t.Fatalf("publishes %d, delivered %d; want delivered = 40 x publishes", res.Publishes, res.Delivered)
+	}
+	if res.Reader != "goroutine" || !strings.HasPrefix(res.TLS, "TLS 1.3 ") {
+		t.Fatalf("reader %q, TLS %q: want the goroutine reader over TLS 1.3", res.Reader, res.TLS)
+	}
+	t.Logf("%s", res.TLS)
+
+	addr, ca = roomServerTLS(t, faultFlip)
+	res, err, stderr = runFanout(t, "-addr", addr, "-subs", "10", "-duration", "300ms", "-warmup", "0",
+		"-inflight", "4", "-drain-timeout", "1s", "-tls", "-tls-ca", ca, "-go")
+	if err == nil || res.Errors == 0 {
+		t.Fatalf("a flipped bit went unnoticed over TLS: err %v, %+v\n%s", err, res, stderr)
+	}
+
+	// A certificate the client does not trust is an error, not skipped.
+	_, other := roomServerTLS(t, faultNone)
+	res, err, _ = runFanout(t, "-addr", addr, "-subs", "2", "-duration", "100ms", "-tls", "-tls-ca", other, "-go")
+	if err == nil || res.Errors == 0 {
+		t.Fatalf("a server whose certificate is not -tls-ca's was trusted: err %v, %+v", err, res)
+	}
+}
+
+func TestFanoutTLSFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-tls"},             // no -tls-ca
+		{"-tls-ca", "x.pem"}, // no -tls
+		{"-tls", "-tls-ca", "x.pem", "-reader", "epoll"}, // raw sockets
+	} {
+		cmd := exec.Command(os.Args[0], append([]string{"-addr", "127.0.0.1:80", "-go"}, args...)...)
+		cmd.Env = append(os.Environ(), "FANOUT_TEST_MAIN=1")
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Fatalf("%v: err %v, want exit 2:\n%s", args, err, out)
+		}
 	}
 }

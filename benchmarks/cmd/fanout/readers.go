@@ -15,8 +15,8 @@ import (
 
 // A reader owns the subscriber connections once they are upgraded.
 type reader interface {
-	add(s *sub, c *net.TCPConn) error // s.buf already holds what followed the 101
-	stop()                            // stop reading (bounded); then closeAll
+	add(s *sub, c net.Conn) error // s.buf already holds what followed the 101
+	stop()                        // stop reading (bounded); then closeAll
 	closeAll()
 }
 
@@ -62,10 +62,10 @@ type goReader struct {
 	b     *bench
 	wg    sync.WaitGroup
 	mu    sync.Mutex
-	conns []*net.TCPConn
+	conns []net.Conn
 }
 
-func (g *goReader) add(s *sub, c *net.TCPConn) error {
+func (g *goReader) add(s *sub, c net.Conn) error {
 	s.nc = c
 	g.mu.Lock()
 	g.conns = append(g.conns, c)
@@ -155,7 +155,12 @@ func newEpollReader(b *bench, n int) (*epollReader, error) {
 // add takes the socket from the runtime: a duplicate of the descriptor
 // (still non-blocking, O_NONBLOCK belongs to the open file) outlives the
 // net.Conn, whose Close removes the original from the runtime's epoll.
-func (e *epollReader) add(s *sub, c *net.TCPConn) error {
+func (e *epollReader) add(s *sub, nc net.Conn) error {
+	c, ok := nc.(*net.TCPConn)
+	if !ok {
+		nc.Close()
+		return fmt.Errorf("the epoll reader reads plain TCP sockets only, not a %T (-tls needs -reader goroutine)", nc)
+	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()

@@ -118,8 +118,8 @@ func (b *bench) hasFailed() bool {
 type sub struct {
 	id   int
 	self bool
-	nc   *net.TCPConn // goroutine reader, and the publisher
-	fd   int          // epoll reader: the socket, non-blocking; -1 once closed
+	nc   net.Conn // goroutine reader, and the publisher (a *net.TCPConn, or a *tls.Conn with -tls)
+	fd   int      // epoll reader: the socket, non-blocking; -1 once closed
 
 	buf  []byte // unread bytes are buf[r:w]
 	r, w int

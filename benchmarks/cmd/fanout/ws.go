@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,10 +26,12 @@ const (
 )
 
 // dialWS connects to addr and upgrades (and with -proto centrifuge,
-// connects and subscribes). It returns the connection and any bytes that
-// followed in the same reads (frames the server sent at once), which
-// belong to the frame stream.
-func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
+// connects and subscribes); with -tls it runs the TLS handshake first
+// (tlsConfig) and upgrades over it. It returns the connection (a
+// *net.TCPConn, or a *tls.Conn over one) and any bytes that followed in
+// the same reads (frames the server sent at once), which belong to the
+// frame stream.
+func dialWS(addr string, timeout time.Duration) (net.Conn, []byte, error) {
 	d := net.Dialer{Timeout: timeout}
 	if srcIP != nil {
 		d.LocalAddr = &net.TCPAddr{IP: srcIP}
@@ -36,7 +40,21 @@ func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c := nc.(*net.TCPConn)
+	var c net.Conn = nc
+	if tlsConfig != nil {
+		tc := tls.Client(nc, tlsConfig)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err == nil {
+			err = checkTLS(tc.ConnectionState())
+		}
+		if err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
 	rest, err := upgrade(c, addr, timeout)
 	if err == nil && *protoFlag == "centrifuge" {
 		rest, err = cfJoin(c, rest, timeout)
@@ -46,6 +64,34 @@ func dialWS(addr string, timeout time.Duration) (*net.TCPConn, []byte, error) {
 		return nil, nil, err
 	}
 	return c, rest, nil
+}
+
+// tlsConfig is the client's TLS configuration with -tls (nil without):
+// it trusts the run's certificate (-tls-ca) alone, and asks for TLS 1.3
+// with X25519 and ALPN http/1.1 (internal/benchcert), the default cipher
+// suites, no session cache.
+var tlsConfig *tls.Config
+
+// checkTLS wants TLS 1.3 and ALPN http/1.1.
+func checkTLS(cs tls.ConnectionState) error {
+	if cs.Version != tls.VersionTLS13 {
+		return fmt.Errorf("negotiated %s, want TLS 1.3", tls.VersionName(cs.Version))
+	}
+	if cs.NegotiatedProtocol != "http/1.1" {
+		return fmt.Errorf("ALPN: got %q, want http/1.1", cs.NegotiatedProtocol)
+	}
+	return nil
+}
+
+// tlsName says what a connection negotiated, e.g. "TLS 1.3
+// TLS_AES_128_GCM_SHA256 X25519"; "" without TLS.
+func tlsName(c net.Conn) string {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	cs := tc.ConnectionState()
+	return fmt.Sprintf("%s %s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cs.CurveID)
 }
 
 // upgrade runs the opening handshake with the suite's own client side

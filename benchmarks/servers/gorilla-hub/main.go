@@ -11,7 +11,9 @@
 // server here has heartbeats), a 1 MiB read limit, the read pump does not
 // replace newlines in what it reads (the payloads have none), and a frame
 // goes out with the opcode its first message arrived with, where the
-// example always writes text.
+// example always writes text. With -tls-cert and -tls-key it serves
+// wss:// (internal/httpserve: net/http's ServeTLS, crypto/tls): each write
+// pump's frame is encrypted by its connection's tls.Conn.
 package main
 
 import (

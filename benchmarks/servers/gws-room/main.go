@@ -7,6 +7,9 @@
 // ReadLoop; the payload is copied out of gws's pooled message before it is
 // released, since the broadcaster writes it later. permessage-deflate is
 // enabled as in servers/gws (it applies only to clients that offer it).
+// With -tls-cert and -tls-key it serves wss:// (internal/httpserve:
+// net/http's ServeTLS, crypto/tls): the broadcaster's frame is still
+// encoded once, and each connection's write encrypts its copy.
 package main
 
 import (

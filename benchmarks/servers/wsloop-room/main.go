@@ -11,7 +11,9 @@
 // several nodes share one port (SO_REUSEPORT, the kernel spreading new
 // connections over them), and -heartbeat keeps the engine's default ping
 // interval and idle timeout instead of the benchmarks' hour (cmd/million
-// runs both), and -bus prints "BUS 1 T" or "BUS 0 T" whenever the broker's
+// runs both), -tls-cert and -tls-key serve wss:// (engine.WithTLS, as
+// servers/wsloop: a publish is still encoded once, and each member's copy
+// is encrypted into its own TLS records on its loop), and -bus prints "BUS 1 T" or "BUS 0 T" whenever the broker's
 // connection to NATS comes or goes (T: CLOCK_MONOTONIC in ns, polled every
 // 50 ms), for cmd/million's NATS restart, and "BUSERR reason" whenever the
 // broker logs that it lost NATS; -bus-ping sets the NATS client's ping
@@ -37,6 +39,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	natsbroker "github.com/wsloop/wsloop/broker/nats"
+	"github.com/wsloop/wsloop/devcert"
 	"github.com/wsloop/wsloop/engine"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/mallocs"
@@ -88,6 +91,8 @@ func main() {
 	tick := flag.Duration("tick", 0, "the timing wheel's tick (0: the engine's default, 100 ms)")
 	bus := flag.Bool("bus", false, "with -nats: print BUS 1 or BUS 0 and the CLOCK_MONOTONIC time whenever the broker connects or disconnects")
 	busPing := flag.Duration("bus-ping", 0, "with -nats: the NATS client's ping interval (0: the broker's, 2 s)")
+	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS (engine.WithTLS)")
+	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
 	flag.Parse()
 
 	h := &fanout{}
@@ -106,6 +111,13 @@ func main() {
 	}
 	if *tick > 0 {
 		cluster = append(cluster, engine.WithTick(*tick))
+	}
+	if *certFile != "" {
+		cfg, err := devcert.Config(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cluster = append(cluster, engine.WithTLS(cfg))
 	}
 	if !*heartbeat {
 		cluster = append(cluster, engine.WithPingInterval(time.Hour), engine.WithIdleTimeout(2*time.Hour))
