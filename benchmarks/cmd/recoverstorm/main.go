@@ -1,0 +1,684 @@
+// Command recoverstorm measures a reconnect storm with room history
+// (issue 27): -clients clients, all in one room, lose their connections
+// at once, the room gets -missed messages meanwhile, and they all come
+// back at once, each with the position of the last message it got; each
+// must be sent exactly what it missed, in order, and be told it recovered.
+//
+//	cd benchmarks && go run ./cmd/recoverstorm                        # 10,000 clients, storms with 100 and 0 missed
+//	cd benchmarks && go run ./cmd/recoverstorm -clients 50 -missed 10 # a quick look
+//
+// For each value of -missed (a comma-separated list) it builds and starts
+// a fresh servers/wsloop-room -loops 1 -history H (pinned with taskset to
+// -server-cpu; this process re-executes itself pinned to -load-cpus, as
+// cmd/bench pins its load generators) and runs:
+//
+//	(a) connect: every client dials (at most -dials in flight, from source
+//	    addresses 127.0.0.2 up, -srcs of them) with no position, and keeps
+//	    the room's position from its welcome;
+//	(b) drop: every client closes its socket with SO_LINGER 0 (a reset, no
+//	    close frame); the run waits until the server holds no descriptor
+//	    more than before (a)
+//	(c) publish: a publisher connection sends -missed messages of -size
+//	    bytes, which the server publishes to the room (servers/wsloop-room
+//	    publishes every message a connection sends), and reads them back;
+//	(d) storm: every client dials again, at once, at most -dials in flight,
+//	    with its position (?epoch=E&offset=N), and reads until it has its
+//	    welcome (recovered, missed = -missed, the room's position) and every
+//	    missed message, each with the offset after the last (the
+//	    envelope's "N " prefix) and the bytes published: it has caught up.
+//	    Meanwhile the server's VmRSS is sampled every 50 ms;
+//	(e) check: the publisher sends one more message, which every client
+//	    must get next (so nothing was sent twice or extra), and the
+//	    clients close.
+//
+// Any client error fails the run. The report, per storm: the time from
+// the first dial of (d) to the last client caught up, per client from its
+// dial to its last missed message (p50, p99, max), reconnects per second,
+// the server's RSS before (d) (after (c)), its peak during (d) and 1 s
+// after the last client caught up, the server's CPU time (utime+stime)
+// over (d), and this process's own CPU over (d) (the clients: when it is
+// near the wall time, the clients' core was the limit, not the server).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsloop/wsloop/benchmarks/internal/proc"
+	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
+)
+
+// config is one invocation's settings.
+type config struct {
+	clients   int
+	missed    []int
+	size      int
+	history   int
+	dials     int
+	srcs      int
+	serverCPU string
+	server    string // a built servers/wsloop-room; empty: build it
+	timeout   time.Duration
+	logf      func(format string, args ...any)
+}
+
+// storm is what one storm measured.
+type storm struct {
+	Clients int `json:"clients"`
+	Missed  int `json:"missed"`
+	Size    int `json:"size"`
+	History int `json:"history"`
+	Dials   int `json:"dials_in_flight"`
+
+	ConnectSeconds float64 `json:"connect_seconds"` // phase (a)
+	DropSeconds    float64 `json:"drop_seconds"`    // phase (b), until the server closed them all
+
+	Seconds        float64 `json:"seconds"` // first dial to last caught up
+	PerSecond      float64 `json:"reconnects_per_second"`
+	P50ms          float64 `json:"client_p50_ms"`
+	P99ms          float64 `json:"client_p99_ms"`
+	Maxms          float64 `json:"client_max_ms"`
+	RSSIdleMiB     float64 `json:"rss_idle_mib"`      // at READY
+	RSSConnMiB     float64 `json:"rss_connected_mib"` // after (a)
+	RSSBeforeMiB   float64 `json:"rss_before_mib"`    // after (c)
+	RSSPeakMiB     float64 `json:"rss_peak_mib"`      // during (d)
+	RSSAfterMiB    float64 `json:"rss_after_mib"`     // 1 s after the last caught up
+	ServerCPUms    float64 `json:"server_cpu_ms"`     // over (d)
+	ClientCPUms    float64 `json:"client_cpu_ms"`     // this process over (d)
+	MessagesPerSec float64 `json:"missed_messages_per_second"`
+}
+
+func main() {
+	clients := flag.Int("clients", 10000, "clients in the room")
+	missedS := flag.String("missed", "100,0", "messages published while the clients are away, one storm (on a fresh server) for each value")
+	size := flag.Int("size", 200, "message bytes, as published (each is delivered with its offset before it)")
+	history := flag.Int("history", 1000, "the server's -history: messages the room keeps (at least every -missed)")
+	dials := flag.Int("dials", 500, "dials in flight at most (a dial: from its start until its handshake is done)")
+	srcs := flag.Int("srcs", 0, "loopback source addresses for the clients, 127.0.0.2 up (0: one per 5,000 clients)")
+	serverCPU := flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
+	loadCPUs := flag.String("load-cpus", "1", "taskset CPU list for this process, the clients (empty: no pinning)")
+	server := flag.String("server", "", "a servers/wsloop-room binary (empty: go build it)")
+	timeout := flag.Duration("timeout", 5*time.Minute, "bound on each phase")
+	jsonOut := flag.String("json", "", "also write the figures to this file")
+	flag.Parse()
+
+	pin(*loadCPUs)
+	cfg := config{clients: *clients, size: *size, history: *history, dials: *dials, srcs: *srcs,
+		serverCPU: *serverCPU, server: *server, timeout: *timeout,
+		logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "recoverstorm: "+f+"\n", a...) }}
+	for _, s := range strings.Split(*missedS, ",") {
+		m, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || m < 0 {
+			fail(fmt.Errorf("bad -missed %q", *missedS))
+		}
+		cfg.missed = append(cfg.missed, m)
+	}
+	start := time.Now().UTC()
+	res, err := run(cfg)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("recoverstorm %s, %s, started %s\n", runinfo.QuoteArgs(os.Args[1:]), runinfo.This(), start.Format("2006-01-02 15:04 UTC"))
+	report(os.Stdout, res)
+	if *jsonOut != "" {
+		if err := runinfo.WriteJSON(*jsonOut, map[string]any{"machine": runinfo.This(), "started": start, "args": os.Args[1:], "storms": res}); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "recoverstorm:", err)
+	os.Exit(1)
+}
+
+// pin re-executes this process under taskset -c cpus, once.
+func pin(cpus string) {
+	const env = "RECOVERSTORM_PINNED"
+	if cpus == "" || os.Getenv(env) == cpus {
+		return
+	}
+	ts, err := exec.LookPath("taskset")
+	if err != nil {
+		fail(fmt.Errorf("-load-cpus: %w", err))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fail(err)
+	}
+	fail(syscall.Exec(ts, append([]string{"taskset", "-c", cpus, self}, os.Args[1:]...), append(os.Environ(), env+"="+cpus)))
+}
+
+// report prints the storms as a Markdown table.
+func report(w io.Writer, res []storm) {
+	fmt.Fprintln(w, "| missed | clients | all caught up | reconnects/s | client p50 / p99 / max | server CPU | clients' CPU | server RSS before / peak / after |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, s := range res {
+		fmt.Fprintf(w, "| %d × %d B | %d | %.2f s | %.0f | %.0f / %.0f / %.0f ms | %.2f s | %.2f s | %.1f / %.1f / %.1f MiB |\n",
+			s.Missed, s.Size, s.Clients, s.Seconds, s.PerSecond, s.P50ms, s.P99ms, s.Maxms,
+			s.ServerCPUms/1000, s.ClientCPUms/1000, s.RSSBeforeMiB, s.RSSPeakMiB, s.RSSAfterMiB)
+	}
+	for _, s := range res {
+		fmt.Fprintf(w, "\nmissed %d: connect (a) %.2f s, drop (b) %.2f s; server RSS idle %.1f MiB, %d connected %.1f MiB; missed messages delivered %.0f/s\n",
+			s.Missed, s.ConnectSeconds, s.DropSeconds, s.RSSIdleMiB, s.Clients, s.RSSConnMiB, s.MessagesPerSec)
+	}
+}
+
+// run runs one storm for each cfg.missed, each on a fresh server.
+func run(cfg config) ([]storm, error) {
+	for _, m := range cfg.missed {
+		if m > cfg.history {
+			return nil, fmt.Errorf("-missed %d is more than the -history %d the room keeps", m, cfg.history)
+		}
+	}
+	if cfg.srcs <= 0 {
+		cfg.srcs = (cfg.clients + 4999) / 5000
+	}
+	bin := cfg.server
+	if bin == "" {
+		tmp, err := os.MkdirTemp("", "wsloop-recoverstorm-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		bin = filepath.Join(tmp, "wsloop-room")
+		cfg.logf("building servers/wsloop-room")
+		b := exec.Command("go", "build", "-o", bin, "github.com/wsloop/wsloop/benchmarks/servers/wsloop-room")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return nil, fmt.Errorf("build: %w", err)
+		}
+	}
+	var res []storm
+	for _, m := range cfg.missed {
+		s, err := runStorm(cfg, bin, m)
+		if err != nil {
+			return res, fmt.Errorf("storm with %d missed: %w", m, err)
+		}
+		res = append(res, *s)
+	}
+	return res, nil
+}
+
+// position is a client's place in the room's history.
+type position struct {
+	epoch  string
+	offset uint64
+}
+
+// welcome is the server's first word after a (re)connect.
+type welcome struct {
+	Recovered bool   `json:"recovered"`
+	Missed    int    `json:"missed"`
+	Epoch     string `json:"epoch"`
+	Offset    uint64 `json:"offset"`
+}
+
+// client is one of the storm's clients.
+type client struct {
+	id   int
+	src  net.IP
+	pos  position
+	conn *websocket.Conn
+	buf  []byte
+	took time.Duration // (d): from its dial to its last missed message
+	done time.Time
+}
+
+// payloads are the messages of one storm, made once for every client's
+// checks: message base+1 is p[0].
+type payloads struct {
+	base uint64
+	p    [][]byte
+}
+
+func newPayloads(base uint64, n, size int) *payloads {
+	w := &payloads{base: base, p: make([][]byte, n)}
+	for i := range w.p {
+		w.p[i] = payload(base+1+uint64(i), size)
+	}
+	return w
+}
+
+func (w *payloads) of(offset uint64) []byte { return w.p[offset-w.base-1] }
+
+// payload is message i's bytes (i from 1): text, its number then letters
+// that depend on it.
+func payload(i uint64, size int) []byte {
+	p := fmt.Appendf(make([]byte, 0, size), "m%08d ", i)
+	x := i*0x9e3779b97f4a7c15 + 1
+	for len(p) < size {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		p = append(p, 'a'+byte(x%26))
+	}
+	return p[:size]
+}
+
+func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
+	var children proc.Children
+	defer children.KillAll()
+	cmd := proc.Taskset(cfg.serverCPU, bin, "-addr", "127.0.0.1:0", "-loops", "1", "-history", strconv.Itoa(cfg.history))
+	srv, err := proc.Start("wsloop-room", cmd, &children, true)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = srv.Cmd.Process.Signal(syscall.SIGTERM)
+		srv.Wait(5 * time.Second)
+	}()
+	addr, err := srv.Expect("READY", 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	go func() { // the server's later lines, unread otherwise
+		for range srv.Lines {
+		}
+	}()
+	pid := srv.Pid()
+	st = &storm{Clients: cfg.clients, Missed: missed, Size: cfg.size, History: cfg.history, Dials: cfg.dials}
+	mib := func() float64 {
+		rss, err := proc.RSS(pid)
+		if err != nil {
+			return -1
+		}
+		return float64(rss) / (1 << 20)
+	}
+	time.Sleep(200 * time.Millisecond)
+	st.RSSIdleMiB = mib()
+	fds0, err := proc.FDs(pid)
+	if err != nil {
+		return nil, err
+	}
+
+	cs := make([]*client, cfg.clients)
+	for i := range cs {
+		cs[i] = &client{id: i, src: net.IPv4(127, 0, 0, byte(2+i%cfg.srcs)), buf: make([]byte, 0, cfg.size+32)}
+	}
+	defer func() {
+		for _, c := range cs {
+			if c.conn != nil {
+				c.conn.Close()
+			}
+		}
+	}()
+
+	// (a) connect, no position.
+	cfg.logf("missed %d: (a) connecting %d clients to %s", missed, cfg.clients, addr)
+	t := time.Now()
+	var room position
+	var roomMu sync.Mutex
+	err = each(cs, cfg.dials, cfg.timeout, func(c *client, release func()) error {
+		conn, err := dial(c.src, addr, position{})
+		release()
+		if err != nil {
+			return err
+		}
+		c.conn = conn
+		w, err := readWelcome(conn, cfg.timeout)
+		if err != nil {
+			return err
+		}
+		if w.Recovered || w.Missed != 0 || w.Epoch == "" || w.Offset != 0 {
+			return fmt.Errorf("first welcome %+v: want not recovered, 0 missed, an epoch, offset 0", w)
+		}
+		c.pos = position{w.Epoch, w.Offset}
+		roomMu.Lock()
+		defer roomMu.Unlock()
+		if room.epoch == "" {
+			room = c.pos
+		} else if room != c.pos {
+			return fmt.Errorf("position %+v, another client got %+v", c.pos, room)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("(a) connect: %w", err)
+	}
+	st.ConnectSeconds = time.Since(t).Seconds()
+	time.Sleep(500 * time.Millisecond)
+	st.RSSConnMiB = mib()
+
+	// (b) drop: a reset each, no close frame.
+	cfg.logf("missed %d: (b) dropping them", missed)
+	t = time.Now()
+	for _, c := range cs {
+		if tc, ok := c.conn.NetConn().(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.conn.Close()
+		c.conn = nil
+	}
+	for {
+		n, err := proc.FDs(pid)
+		if err != nil {
+			return nil, err
+		}
+		if n <= fds0 {
+			break
+		}
+		if time.Since(t) > cfg.timeout {
+			return nil, fmt.Errorf("(b) the server still holds %d descriptors (%d before the clients) after %v", n, fds0, cfg.timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st.DropSeconds = time.Since(t).Seconds()
+
+	// (c) publish what they miss.
+	cfg.logf("missed %d: (c) publishing %d messages", missed, missed)
+	pub, err := dial(net.IPv4(127, 0, 0, 1), addr, position{})
+	if err != nil {
+		return nil, fmt.Errorf("(c) publisher: %w", err)
+	}
+	defer pub.Close()
+	pw, err := readWelcome(pub, cfg.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("(c) publisher: %w", err)
+	}
+	if pw.Epoch != room.epoch || pw.Offset != room.offset {
+		return nil, fmt.Errorf("(c) publisher's welcome %+v: the room was at %+v", pw, room)
+	}
+	want := newPayloads(room.offset, missed+1, cfg.size) // and one more for (e)
+	pbuf := make([]byte, 0, cfg.size+32)
+	for i := 1; i <= missed; i++ {
+		if err := pub.WriteMessage(websocket.TextMessage, want.of(room.offset+uint64(i))); err != nil {
+			return nil, fmt.Errorf("(c) publish: %w", err)
+		}
+	}
+	for i := 1; i <= missed; i++ {
+		if pbuf, err = expect(pub, pbuf, room.offset+uint64(i), want, cfg.timeout); err != nil {
+			return nil, fmt.Errorf("(c) publisher's copy: %w", err)
+		}
+	}
+	top := room.offset + uint64(missed)
+	time.Sleep(500 * time.Millisecond)
+	st.RSSBeforeMiB = mib()
+
+	// (d) the storm.
+	cfg.logf("missed %d: (d) %d clients reconnecting", missed, cfg.clients)
+	var peak atomic.Int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			if rss, err := proc.RSS(pid); err == nil && rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	cpu0, err := proc.CPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	self0 := selfCPU()
+	t0 := time.Now()
+	err = each(cs, cfg.dials, cfg.timeout, func(c *client, release func()) error {
+		start := time.Now()
+		conn, err := dial(c.src, addr, c.pos)
+		release()
+		if err != nil {
+			return err
+		}
+		c.conn = conn
+		var w *welcome
+		for got := 0; w == nil || got < missed; {
+			_ = conn.SetReadDeadline(time.Now().Add(cfg.timeout))
+			op, r, err := conn.NextReader()
+			if err != nil {
+				return fmt.Errorf("after %d of %d missed messages: %w", got, missed, err)
+			}
+			if c.buf, err = readAll(r, c.buf); err != nil {
+				return err
+			}
+			if w == nil && op == websocket.TextMessage && bytes.HasPrefix(c.buf, []byte(`{"recovered"`)) {
+				w = new(welcome)
+				if err := json.Unmarshal(c.buf, w); err != nil {
+					return fmt.Errorf("welcome %q: %w", c.buf, err)
+				}
+				if !w.Recovered || w.Missed != missed || w.Epoch != c.pos.epoch || w.Offset != top {
+					return fmt.Errorf("welcome %+v: want recovered, %d missed, at %s/%d", w, missed, c.pos.epoch, top)
+				}
+				continue
+			}
+			if got == missed {
+				return fmt.Errorf("a message past the %d missed: %.40q", missed, c.buf)
+			}
+			got++
+			if err := check(op, c.buf, c.pos.offset+uint64(got), want); err != nil {
+				return fmt.Errorf("missed message %d: %w", got, err)
+			}
+		}
+		c.done = time.Now()
+		c.took = c.done.Sub(start)
+		c.pos.offset = top
+		return nil
+	})
+	if err != nil {
+		close(stopSampling)
+		return nil, fmt.Errorf("(d) storm: %w", err)
+	}
+	var last time.Time
+	took := make([]time.Duration, len(cs))
+	for i, c := range cs {
+		if c.done.After(last) {
+			last = c.done
+		}
+		took[i] = c.took
+	}
+	cpu1, err := proc.CPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	self1 := selfCPU()
+	time.Sleep(time.Second)
+	close(stopSampling)
+	<-sampled
+	st.RSSAfterMiB = mib()
+	st.RSSPeakMiB = float64(peak.Load()) / (1 << 20)
+	st.Seconds = last.Sub(t0).Seconds()
+	st.PerSecond = float64(cfg.clients) / st.Seconds
+	st.MessagesPerSec = float64(cfg.clients*missed) / st.Seconds
+	slices.Sort(took)
+	q := func(p float64) float64 {
+		return float64(took[min(len(took)-1, int(p*float64(len(took))))]) / float64(time.Millisecond)
+	}
+	st.P50ms, st.P99ms, st.Maxms = q(0.50), q(0.99), float64(took[len(took)-1])/float64(time.Millisecond)
+	st.ServerCPUms = float64(cpu1-cpu0) / float64(time.Millisecond)
+	st.ClientCPUms = float64(self1-self0) / float64(time.Millisecond)
+
+	// (e) nothing more, nothing twice: the next message is the next one.
+	cfg.logf("missed %d: (e) checking that each gets the next message next", missed)
+	if err := pub.WriteMessage(websocket.TextMessage, want.of(top+1)); err != nil {
+		return nil, fmt.Errorf("(e) publish: %w", err)
+	}
+	if _, err := expect(pub, pbuf, top+1, want, cfg.timeout); err != nil {
+		return nil, fmt.Errorf("(e) publisher's copy: %w", err)
+	}
+	err = each(cs, len(cs), cfg.timeout, func(c *client, release func()) error {
+		release()
+		var err error
+		c.buf, err = expect(c.conn, c.buf, top+1, want, cfg.timeout)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("(e) the message after the storm: %w", err)
+	}
+	return st, nil
+}
+
+// each runs fn for every client, on a goroutine each, at most limit of
+// them before they call release. It returns the first error (with its
+// client) at once, without waiting for the others (the caller's closing
+// of every connection ends them), or an error past timeout.
+func each(cs []*client, limit int, timeout time.Duration, fn func(c *client, release func()) error) error {
+	sem := make(chan struct{}, limit)
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	deadline := time.After(timeout)
+	for _, c := range cs {
+		select {
+		case sem <- struct{}{}:
+		case err := <-errc:
+			return err
+		case <-deadline:
+			return fmt.Errorf("dials not all started within %v", timeout)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var once sync.Once
+			release := func() { once.Do(func() { <-sem }) }
+			defer release()
+			if err := fn(c, release); err != nil {
+				select {
+				case errc <- fmt.Errorf("client %d (from %v): %w", c.id, c.src, err):
+				default:
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case err := <-errc:
+		return err
+	case <-deadline:
+		return fmt.Errorf("not all done within %v", timeout)
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// dial connects from src with pos, if any, in the URL.
+func dial(src net.IP, addr string, pos position) (*websocket.Conn, error) {
+	d := websocket.Dialer{
+		HandshakeTimeout: 30 * time.Second,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  1024,
+		NetDialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: src},
+			Timeout:   30 * time.Second,
+		}).DialContext,
+	}
+	u := url.URL{Scheme: "ws", Host: addr, Path: "/"}
+	if pos.epoch != "" {
+		u.RawQuery = url.Values{"epoch": {pos.epoch}, "offset": {strconv.FormatUint(pos.offset, 10)}}.Encode()
+	}
+	conn, resp, err := d.Dial(u.String(), nil)
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, fmt.Errorf("dial: %s: %w", resp.Status, err)
+		}
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	return conn, nil
+}
+
+// readWelcome reads a connection's first message, its welcome.
+func readWelcome(conn *websocket.Conn, timeout time.Duration) (*welcome, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	op, p, err := conn.ReadMessage()
+	if err != nil {
+		return nil, fmt.Errorf("welcome: %w", err)
+	}
+	var w welcome
+	if op != websocket.TextMessage || json.Unmarshal(p, &w) != nil {
+		return nil, fmt.Errorf("first message %.60q: not a welcome", p)
+	}
+	return &w, nil
+}
+
+// expect reads the next message and checks it is message offset.
+func expect(conn *websocket.Conn, buf []byte, offset uint64, want *payloads, timeout time.Duration) ([]byte, error) {
+	_ = conn.SetReadDeadline(time.Now().Add(timeout))
+	op, r, err := conn.NextReader()
+	if err != nil {
+		return buf, fmt.Errorf("waiting for message %d: %w", offset, err)
+	}
+	if buf, err = readAll(r, buf); err != nil {
+		return buf, err
+	}
+	return buf, check(op, buf, offset, want)
+}
+
+// readAll reads r into buf[:0].
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 512)
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// check checks that p is message offset as the envelope delivers it,
+// "offset payload", with want[offset-base] its payload.
+func check(op int, p []byte, offset uint64, want *payloads) error {
+	if op != websocket.TextMessage {
+		return fmt.Errorf("opcode %d, want text", op)
+	}
+	sp := bytes.IndexByte(p, ' ')
+	if sp < 0 {
+		return fmt.Errorf("%.40q: no offset", p)
+	}
+	got, err := strconv.ParseUint(string(p[:sp]), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%.40q: bad offset", p)
+	}
+	if got != offset {
+		return fmt.Errorf("offset %d, want %d", got, offset)
+	}
+	if !bytes.Equal(p[sp+1:], want.of(offset)) {
+		return fmt.Errorf("offset %d: %.40q…, not the bytes published", offset, p[sp+1:])
+	}
+	return nil
+}
+
+// selfCPU is this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
