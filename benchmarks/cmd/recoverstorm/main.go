@@ -47,8 +47,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,8 +57,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/wsloop/wsloop/benchmarks/internal/proc"
 	"github.com/wsloop/wsloop/benchmarks/internal/runinfo"
@@ -102,7 +98,9 @@ type storm struct {
 	RSSPeakMiB     float64 `json:"rss_peak_mib"`      // during (d)
 	RSSAfterMiB    float64 `json:"rss_after_mib"`     // 1 s after the last caught up
 	ServerCPUms    float64 `json:"server_cpu_ms"`     // over (d)
+	ServerSysms    float64 `json:"server_sys_ms"`     // of which in the kernel
 	ClientCPUms    float64 `json:"client_cpu_ms"`     // this process over (d)
+	ClientSysms    float64 `json:"client_sys_ms"`     // of which in the kernel
 	MessagesPerSec float64 `json:"missed_messages_per_second"`
 }
 
@@ -112,7 +110,7 @@ func main() {
 	size := flag.Int("size", 200, "message bytes, as published (each is delivered with its offset before it)")
 	history := flag.Int("history", 1000, "the server's -history: messages the room keeps (at least every -missed)")
 	dials := flag.Int("dials", 500, "dials in flight at most (a dial: from its start until its handshake is done)")
-	srcs := flag.Int("srcs", 0, "loopback source addresses for the clients, 127.0.0.2 up (0: one per 5,000 clients)")
+	srcs := flag.Int("srcs", 0, "loopback source addresses for the clients, 127.0.0.2 up (0: one per 2,500 clients)")
 	serverCPU := flag.String("server-cpu", "0", "taskset CPU list for the server (empty: no pinning)")
 	loadCPUs := flag.String("load-cpus", "1", "taskset CPU list for this process, the clients (empty: no pinning)")
 	server := flag.String("server", "", "a servers/wsloop-room binary (empty: go build it)")
@@ -131,18 +129,29 @@ func main() {
 		}
 		cfg.missed = append(cfg.missed, m)
 	}
+	machine := runinfo.This()
+	machine.Cores = cores() // NumCPU is this process's affinity: 1, pinned
 	start := time.Now().UTC()
 	res, err := run(cfg)
 	if err != nil {
 		fail(err)
 	}
-	fmt.Printf("recoverstorm %s, %s, started %s\n", runinfo.QuoteArgs(os.Args[1:]), runinfo.This(), start.Format("2006-01-02 15:04 UTC"))
+	fmt.Printf("recoverstorm %s, %s, started %s\n", runinfo.QuoteArgs(os.Args[1:]), machine, start.Format("2006-01-02 15:04 UTC"))
 	report(os.Stdout, res)
 	if *jsonOut != "" {
-		if err := runinfo.WriteJSON(*jsonOut, map[string]any{"machine": runinfo.This(), "started": start, "args": os.Args[1:], "storms": res}); err != nil {
+		if err := runinfo.WriteJSON(*jsonOut, map[string]any{"machine": machine, "started": start, "args": os.Args[1:], "storms": res}); err != nil {
 			fail(err)
 		}
 	}
+}
+
+// cores counts the machine's processors in /proc/cpuinfo.
+func cores() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(b, []byte("\nprocessor")) + bytes.Count(b[:min(len(b), 9)], []byte("processor"))
 }
 
 func fail(err error) {
@@ -169,12 +178,12 @@ func pin(cpus string) {
 
 // report prints the storms as a Markdown table.
 func report(w io.Writer, res []storm) {
-	fmt.Fprintln(w, "| missed | clients | all caught up | reconnects/s | client p50 / p99 / max | server CPU | clients' CPU | server RSS before / peak / after |")
+	fmt.Fprintln(w, "| missed | clients | all caught up | reconnects/s | client p50 / p99 / max | server CPU (kernel) | clients' CPU (kernel) | server RSS before / peak / after |")
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, s := range res {
-		fmt.Fprintf(w, "| %d × %d B | %d | %.2f s | %.0f | %.0f / %.0f / %.0f ms | %.2f s | %.2f s | %.1f / %.1f / %.1f MiB |\n",
+		fmt.Fprintf(w, "| %d × %d B | %d | %.2f s | %.0f | %.0f / %.0f / %.0f ms | %.2f s (%.2f) | %.2f s (%.2f) | %.1f / %.1f / %.1f MiB |\n",
 			s.Missed, s.Size, s.Clients, s.Seconds, s.PerSecond, s.P50ms, s.P99ms, s.Maxms,
-			s.ServerCPUms/1000, s.ClientCPUms/1000, s.RSSBeforeMiB, s.RSSPeakMiB, s.RSSAfterMiB)
+			s.ServerCPUms/1000, s.ServerSysms/1000, s.ClientCPUms/1000, s.ClientSysms/1000, s.RSSBeforeMiB, s.RSSPeakMiB, s.RSSAfterMiB)
 	}
 	for _, s := range res {
 		fmt.Fprintf(w, "\nmissed %d: connect (a) %.2f s, drop (b) %.2f s; server RSS idle %.1f MiB, %d connected %.1f MiB; missed messages delivered %.0f/s\n",
@@ -190,7 +199,7 @@ func run(cfg config) ([]storm, error) {
 		}
 	}
 	if cfg.srcs <= 0 {
-		cfg.srcs = (cfg.clients + 4999) / 5000
+		cfg.srcs = (cfg.clients + 2499) / 2500
 	}
 	bin := cfg.server
 	if bin == "" {
@@ -237,7 +246,7 @@ type client struct {
 	id   int
 	src  net.IP
 	pos  position
-	conn *websocket.Conn
+	conn *wsConn
 	buf  []byte
 	took time.Duration // (d): from its dial to its last missed message
 	done time.Time
@@ -314,10 +323,10 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 	for i := range cs {
 		cs[i] = &client{id: i, src: net.IPv4(127, 0, 0, byte(2+i%cfg.srcs)), buf: make([]byte, 0, cfg.size+32)}
 	}
-	defer func() {
+	defer func() { // resets: no TIME_WAIT left for the next storm's ports
 		for _, c := range cs {
 			if c.conn != nil {
-				c.conn.Close()
+				c.conn.abort()
 			}
 		}
 	}()
@@ -328,7 +337,7 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 	var room position
 	var roomMu sync.Mutex
 	err = each(cs, cfg.dials, cfg.timeout, func(c *client, release func()) error {
-		conn, err := dial(c.src, addr, position{})
+		conn, err := dial(c.src, addr, position{}, cfg.timeout)
 		release()
 		if err != nil {
 			return err
@@ -362,10 +371,7 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 	cfg.logf("missed %d: (b) dropping them", missed)
 	t = time.Now()
 	for _, c := range cs {
-		if tc, ok := c.conn.NetConn().(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		c.conn.Close()
+		c.conn.abort()
 		c.conn = nil
 	}
 	for {
@@ -385,11 +391,11 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 
 	// (c) publish what they miss.
 	cfg.logf("missed %d: (c) publishing %d messages", missed, missed)
-	pub, err := dial(net.IPv4(127, 0, 0, 1), addr, position{})
+	pub, err := dial(net.IPv4(127, 0, 0, 1), addr, position{}, cfg.timeout)
 	if err != nil {
 		return nil, fmt.Errorf("(c) publisher: %w", err)
 	}
-	defer pub.Close()
+	defer pub.abort()
 	pw, err := readWelcome(pub, cfg.timeout)
 	if err != nil {
 		return nil, fmt.Errorf("(c) publisher: %w", err)
@@ -400,7 +406,7 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 	want := newPayloads(room.offset, missed+1, cfg.size) // and one more for (e)
 	pbuf := make([]byte, 0, cfg.size+32)
 	for i := 1; i <= missed; i++ {
-		if err := pub.WriteMessage(websocket.TextMessage, want.of(room.offset+uint64(i))); err != nil {
+		if err := pub.writeText(want.of(room.offset + uint64(i))); err != nil {
 			return nil, fmt.Errorf("(c) publish: %w", err)
 		}
 	}
@@ -433,15 +439,15 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 			}
 		}
 	}()
-	cpu0, err := proc.CPU(pid)
+	cpu0, sys0, err := cpuTimes(pid)
 	if err != nil {
 		return nil, err
 	}
-	self0 := selfCPU()
+	self0, selfSys0 := selfCPU()
 	t0 := time.Now()
 	err = each(cs, cfg.dials, cfg.timeout, func(c *client, release func()) error {
 		start := time.Now()
-		conn, err := dial(c.src, addr, c.pos)
+		conn, err := dial(c.src, addr, c.pos, cfg.timeout)
 		release()
 		if err != nil {
 			return err
@@ -449,15 +455,12 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 		c.conn = conn
 		var w *welcome
 		for got := 0; w == nil || got < missed; {
-			_ = conn.SetReadDeadline(time.Now().Add(cfg.timeout))
-			op, r, err := conn.NextReader()
+			op, buf, err := conn.read(c.buf, cfg.timeout)
+			c.buf = buf
 			if err != nil {
 				return fmt.Errorf("after %d of %d missed messages: %w", got, missed, err)
 			}
-			if c.buf, err = readAll(r, c.buf); err != nil {
-				return err
-			}
-			if w == nil && op == websocket.TextMessage && bytes.HasPrefix(c.buf, []byte(`{"recovered"`)) {
+			if w == nil && op == opText && bytes.HasPrefix(c.buf, []byte(`{"recovered"`)) {
 				w = new(welcome)
 				if err := json.Unmarshal(c.buf, w); err != nil {
 					return fmt.Errorf("welcome %q: %w", c.buf, err)
@@ -492,11 +495,11 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 		}
 		took[i] = c.took
 	}
-	cpu1, err := proc.CPU(pid)
+	cpu1, sys1, err := cpuTimes(pid)
 	if err != nil {
 		return nil, err
 	}
-	self1 := selfCPU()
+	self1, selfSys1 := selfCPU()
 	time.Sleep(time.Second)
 	close(stopSampling)
 	<-sampled
@@ -512,10 +515,12 @@ func runStorm(cfg config, bin string, missed int) (st *storm, err error) {
 	st.P50ms, st.P99ms, st.Maxms = q(0.50), q(0.99), float64(took[len(took)-1])/float64(time.Millisecond)
 	st.ServerCPUms = float64(cpu1-cpu0) / float64(time.Millisecond)
 	st.ClientCPUms = float64(self1-self0) / float64(time.Millisecond)
+	st.ServerSysms = float64(sys1-sys0) / float64(time.Millisecond)
+	st.ClientSysms = float64(selfSys1-selfSys0) / float64(time.Millisecond)
 
 	// (e) nothing more, nothing twice: the next message is the next one.
 	cfg.logf("missed %d: (e) checking that each gets the next message next", missed)
-	if err := pub.WriteMessage(websocket.TextMessage, want.of(top+1)); err != nil {
+	if err := pub.writeText(want.of(top + 1)); err != nil {
 		return nil, fmt.Errorf("(e) publish: %w", err)
 	}
 	if _, err := expect(pub, pbuf, top+1, want, cfg.timeout); err != nil {
@@ -581,80 +586,32 @@ func each(cs []*client, limit int, timeout time.Duration, fn func(c *client, rel
 	}
 }
 
-// dial connects from src with pos, if any, in the URL.
-func dial(src net.IP, addr string, pos position) (*websocket.Conn, error) {
-	d := websocket.Dialer{
-		HandshakeTimeout: 30 * time.Second,
-		ReadBufferSize:   4096,
-		WriteBufferSize:  1024,
-		NetDialContext: (&net.Dialer{
-			LocalAddr: &net.TCPAddr{IP: src},
-			Timeout:   30 * time.Second,
-		}).DialContext,
-	}
-	u := url.URL{Scheme: "ws", Host: addr, Path: "/"}
-	if pos.epoch != "" {
-		u.RawQuery = url.Values{"epoch": {pos.epoch}, "offset": {strconv.FormatUint(pos.offset, 10)}}.Encode()
-	}
-	conn, resp, err := d.Dial(u.String(), nil)
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("dial: %s: %w", resp.Status, err)
-		}
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	return conn, nil
-}
-
 // readWelcome reads a connection's first message, its welcome.
-func readWelcome(conn *websocket.Conn, timeout time.Duration) (*welcome, error) {
-	_ = conn.SetReadDeadline(time.Now().Add(timeout))
-	op, p, err := conn.ReadMessage()
+func readWelcome(conn *wsConn, timeout time.Duration) (*welcome, error) {
+	op, p, err := conn.read(nil, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("welcome: %w", err)
 	}
 	var w welcome
-	if op != websocket.TextMessage || json.Unmarshal(p, &w) != nil {
+	if op != opText || json.Unmarshal(p, &w) != nil {
 		return nil, fmt.Errorf("first message %.60q: not a welcome", p)
 	}
 	return &w, nil
 }
 
 // expect reads the next message and checks it is message offset.
-func expect(conn *websocket.Conn, buf []byte, offset uint64, want *payloads, timeout time.Duration) ([]byte, error) {
-	_ = conn.SetReadDeadline(time.Now().Add(timeout))
-	op, r, err := conn.NextReader()
+func expect(conn *wsConn, buf []byte, offset uint64, want *payloads, timeout time.Duration) ([]byte, error) {
+	op, buf, err := conn.read(buf, timeout)
 	if err != nil {
 		return buf, fmt.Errorf("waiting for message %d: %w", offset, err)
 	}
-	if buf, err = readAll(r, buf); err != nil {
-		return buf, err
-	}
 	return buf, check(op, buf, offset, want)
-}
-
-// readAll reads r into buf[:0].
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, 512)
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // check checks that p is message offset as the envelope delivers it,
 // "offset payload", with want[offset-base] its payload.
 func check(op int, p []byte, offset uint64, want *payloads) error {
-	if op != websocket.TextMessage {
+	if op != opText {
 		return fmt.Errorf("opcode %d, want text", op)
 	}
 	sp := bytes.IndexByte(p, ' ')
@@ -674,11 +631,32 @@ func check(op int, p []byte, offset uint64, want *payloads) error {
 	return nil
 }
 
-// selfCPU is this process's user+system CPU time so far.
-func selfCPU() time.Duration {
+// selfCPU is this process's user+system CPU time so far, and the system
+// part.
+func selfCPU() (all, sys time.Duration) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// cpuTimes is pid's utime+stime so far, and stime, from /proc/PID/stat.
+func cpuTimes(pid int) (all, sys time.Duration, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, 0, fmt.Errorf("odd /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)  // field 14: utime
+	stt, err2 := strconv.ParseInt(f[12], 10, 64) // field 15: stime
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("bad times in /proc/%d/stat", pid)
+	}
+	tick := time.Second / time.Duration(proc.ClockTicks())
+	return time.Duration(ut+stt) * tick, time.Duration(stt) * tick, nil
 }
