@@ -29,7 +29,13 @@
 //	    Meanwhile the server's VmRSS is sampled every 50 ms;
 //	(e) check: the publisher sends one more message, which every client
 //	    must get next (so nothing was sent twice or extra), and the
-//	    clients close.
+//	    clients reset their connections.
+//
+// The clients are goroutines in this process, with a WebSocket client of
+// their own (conn.go: a handshake written by hand, frames read from a
+// bufio.Reader); every dial sets IP_BIND_ADDRESS_NO_PORT and every
+// connection ends with a reset, so that no port is left in TIME_WAIT for
+// the next storm or run.
 //
 // Any client error fails the run. The report, per storm: the time from
 // the first dial of (d) to the last client caught up, per client from its
