@@ -5,7 +5,7 @@
 // must be sent exactly what it missed, in order, and be told it recovered.
 //
 //	cd benchmarks && go run ./cmd/recoverstorm                        # 10,000 clients, storms with 100 and 0 missed
-//	cd benchmarks && go run ./cmd/recoverstorm -clients 50 -missed 10 # a quick look
+//	cd benchmarks && go run ./cmd/recoverstorm -quick                 # 500 clients, 10 and 0 missed: a smoke run
 //
 // For each value of -missed (a comma-separated list) it builds and starts
 // a fresh servers/wsloop-room -loops 1 -history H (pinned with taskset to
@@ -122,7 +122,11 @@ func main() {
 	server := flag.String("server", "", "a servers/wsloop-room binary (empty: go build it)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "bound on each phase")
 	jsonOut := flag.String("json", "", "also write the figures to this file")
+	quick := flag.Bool("quick", false, "a smoke run: 500 clients, storms with 10 and 0 missed")
 	flag.Parse()
+	if *quick {
+		*clients, *missedS = 500, "10,0"
+	}
 
 	pin(*loadCPUs)
 	cfg := config{clients: *clients, size: *size, history: *history, dials: *dials, srcs: *srcs,
