@@ -18,6 +18,25 @@
 // 50 ms), for cmd/million's NATS restart, and "BUSERR reason" whenever the
 // broker logs that it lost NATS; -bus-ping sets the NATS client's ping
 // interval (it gives up after two unanswered).
+//
+// With -history N (0, the default, keeps none and changes nothing above)
+// the room keeps its last N messages (engine.WithHistory, no TTL) and
+// every message it delivers starts with its position's offset in decimal
+// and a space ("42 " then the payload, text or binary as published: the
+// envelope). A connection may give the position of the last message it
+// got in its URL, ?epoch=E&offset=N (anything else, or none, counts as no
+// position); OnOpen then calls Conn.Recover instead of Join, which sends
+// every message after that position first, and sends the Recovery as a
+// text message, the welcome:
+//
+//	{"recovered":true,"missed":100,"epoch":"9f…","offset":142}
+//
+// (offset: rec.Top.Offset, the room's position at the seam). The welcome
+// follows the missed messages, normally, but is not ordered against them
+// or against a message published meanwhile: a client takes it wherever it
+// comes among the first messages. The epoch is only in the welcome; an
+// offset in a message is of the welcome's epoch (the room's history is
+// never forgotten here: it has no TTL). cmd/recoverstorm runs this mode.
 package main
 
 import (
@@ -31,6 +50,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -49,10 +69,53 @@ const room = "all"
 
 type fanout struct {
 	engine.BaseHandler
-	srv *engine.Server
+	srv     *engine.Server
+	history bool // -history: Recover in OnOpen, the welcome
 }
 
-func (*fanout) OnOpen(c *engine.Conn) { _ = c.Join(room) }
+func (h *fanout) OnOpen(c *engine.Conn) {
+	if !h.history {
+		_ = c.Join(room)
+		return
+	}
+	since, _ := c.Value().(engine.Position) // the zero Position when the URL gave none
+	rec, err := c.Recover(room, since)
+	if err != nil {
+		return // closed already
+	}
+	w := append(make([]byte, 0, 96), `{"recovered":`...)
+	w = strconv.AppendBool(w, rec.Recovered)
+	w = append(w, `,"missed":`...)
+	w = strconv.AppendInt(w, int64(rec.Missed), 10)
+	w = append(w, `,"epoch":"`...)
+	w = append(w, rec.Top.Epoch...)
+	w = append(w, `","offset":`...)
+	w = strconv.AppendUint(w, rec.Top.Offset, 10)
+	w = append(w, '}')
+	_ = c.WriteMessage(ws.OpText, w)
+}
+
+// sinceHook is the upgrade hook with -history: the position the client
+// gave, ?epoch=E&offset=N, attached to the connection; none when either is
+// missing or malformed.
+func sinceHook(r *engine.Request) (any, error) {
+	e := r.QueryValue("epoch")
+	if e == "" || len(e) > 32 {
+		return nil, nil
+	}
+	off, err := strconv.ParseUint(r.QueryValue("offset"), 10, 64)
+	if err != nil {
+		return nil, nil
+	}
+	return engine.Position{Epoch: e, Offset: off}, nil
+}
+
+// envelope prefixes a message with its offset in decimal and a space.
+func envelope(dst []byte, _ string, pos engine.Position, p []byte) []byte {
+	dst = strconv.AppendUint(dst, pos.Offset, 10)
+	dst = append(dst, ' ')
+	return append(dst, p...)
+}
 
 func (h *fanout) OnMessage(_ *engine.Conn, op ws.OpCode, p []byte) {
 	_ = h.srv.Publish(room, op, p)
@@ -93,10 +156,17 @@ func main() {
 	busPing := flag.Duration("bus-ping", 0, "with -nats: the NATS client's ping interval (0: the broker's, 2 s)")
 	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS (engine.WithTLS)")
 	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
+	history := flag.Int("history", 0, "the room keeps its last N messages, each prefixed with its offset, and a client may recover with ?epoch=E&offset=N (0: no history)")
 	flag.Parse()
 
-	h := &fanout{}
+	h := &fanout{history: *history > 0}
 	var cluster []engine.Option
+	if *history > 0 {
+		n := *history
+		cluster = append(cluster,
+			engine.WithHistory(func(string) engine.History { return engine.History{Size: n} }, envelope),
+			engine.WithUpgradeHook(sinceHook))
+	}
 	var broker *natsbroker.Broker
 	if *natsURL != "" {
 		var bopts []natsbroker.Option
