@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,8 +27,12 @@ type httpWorkers struct {
 	busy int
 	idle int
 	jobs chan *exchange
-	stop chan struct{} // closed once the server has stopped: idle workers exit at once
-	once sync.Once
+	// taken counts the requests handed to workers (Stats.HTTPRequests),
+	// counted before the hand-off: a handler that reads Stats (a
+	// metrics scrape) then counts itself.
+	taken atomic.Uint64
+	stop  chan struct{} // closed once the server has stopped: idle workers exit at once
+	once  sync.Once
 }
 
 // workerIdle is how long an idle worker waits for a request before it
@@ -49,6 +54,7 @@ func (p *httpWorkers) submit(ex *exchange) bool {
 		return false
 	}
 	p.busy++
+	p.taken.Add(1)
 	if p.idle > 0 {
 		p.idle--
 		p.mu.Unlock()

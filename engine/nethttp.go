@@ -185,7 +185,6 @@ func (c *Conn) runExchange(ex *exchange) (again bool) {
 	ex.local = c.gc.LocalAddr()
 	l.wheel.Cancel(&c.timer) // no deadline while the handler runs
 	if s.httpPool.submit(ex) {
-		s.httpRequests.Add(1)
 		return false
 	}
 	ex.cancel()

@@ -73,7 +73,6 @@ type Server struct {
 	handshakes      handshakePool // TLS handshakes in progress (WithTLS)
 	mounted         mountState    // connections handed over by net/http (ServeHTTP)
 	httpPool        httpWorkers   // goroutines running WithHTTPHandler (httpworkers.go)
-	httpRequests    atomic.Uint64
 	httpBusy        atomic.Uint64
 	httpTooLarge    atomic.Uint64
 

@@ -85,7 +85,7 @@ func (s *Server) Stats() Stats {
 		ProxyRejected:         s.proxyRejected.Load(),
 		LoopStalls:            s.loopStalls.Load(),
 		RateLimitCloses:       s.rateLimitCloses.Load(),
-		HTTPRequests:          s.httpRequests.Load(),
+		HTTPRequests:          s.httpPool.taken.Load(),
 		HTTPBusy:              s.httpBusy.Load(),
 		HTTPTooLarge:          s.httpTooLarge.Load(),
 		HTTPInProgress:        s.httpInProgress(),
