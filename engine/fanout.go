@@ -621,6 +621,12 @@ func (s *Server) broadcastLocal(op ws.OpCode, p []byte) error {
 // two publishers on two nodes may interleave differently on different
 // nodes.
 func (s *Server) Publish(room string, op ws.OpCode, p []byte) error {
+	if s.histBroker != nil {
+		if h := s.history(room); h != nil {
+			_, err := s.publishBus(h, room, op, p, false)
+			return err
+		}
+	}
 	err := s.publishLocal(room, op, p)
 	if b := s.opts.broker; b != nil && err != errBadOpcode {
 		err = joinErr(err, b.Publish(room, op, p))

@@ -110,6 +110,7 @@ type Recovery struct {
 
 // histEntry is one kept message.
 type histEntry struct {
+	off    uint64 // its offset
 	at     int64  // when it was published, unix nanoseconds (with a TTL)
 	frame  []byte // shared with the fan-out
 	zframe []byte // its compressed form, shared, or nil
@@ -118,18 +119,37 @@ type histEntry struct {
 // roomHistory is one room's history: a ring of its last Size messages.
 type roomHistory struct {
 	mu    sync.Mutex
+	room  string
 	epoch string
 	cfg   History
 	ring  []histEntry // grows up to cfg.Size, then wraps
 	head  int         // the oldest entry's index in ring
 	n     int         // entries kept
-	top   uint64      // the last message's offset
+	top   uint64      // the last message's offset (floor when none is kept)
+	floor uint64      // every message after this offset is kept (the last one dropped)
 	last  int64       // the last publish, unix nanoseconds
 	gone  bool        // forgotten by the sweep: look the room up again
 	buf   []byte      // scratch for the envelope
 	bytes int         // frames kept
 	all   *histories  // the server's, for the total
+	// waiting are the recoveries from positions ahead of this node's
+	// history, which another node of the cluster gave: joined once this
+	// node has caught up with them (PublishHistory), or after
+	// recoverWait whatever comes.
+	waiting []waiter
 }
+
+// waiter is a recovery waiting for its node to catch up.
+type waiter struct {
+	c     *Conn
+	since uint64
+	at    int64 // unix nanoseconds
+}
+
+// recoverWait is how long a recovery from a position ahead of its node
+// (with a HistoryBroker) waits for the node to catch up before its
+// connection joins the live messages regardless.
+const recoverWait = 5 * time.Second
 
 // histories are a server's rooms with history.
 type histories struct {
@@ -157,7 +177,20 @@ func (s *Server) history(room string) *roomHistory {
 	if cfg.Size <= 0 {
 		return nil
 	}
-	h, _ := s.hist.rooms.SetIfAbsent(room, &roomHistory{epoch: newEpoch(), cfg: cfg, last: time.Now().UnixNano(), all: &s.hist})
+	h := &roomHistory{room: room, cfg: cfg, last: time.Now().UnixNano(), all: &s.hist}
+	if hb := s.histBroker; hb != nil {
+		// The bus's history: this node has every message of the bus up
+		// to its horizon, and none of them was room's (or it would have
+		// a history already): room's is complete after it. While the
+		// node cannot vouch for that, no epoch: nothing recovers until
+		// the bus's next message for room sets it.
+		if hz, ok := hb.HistoryHorizon(); ok {
+			h.epoch, h.floor, h.top = hz.Epoch, hz.Offset, hz.Offset
+		}
+	} else {
+		h.epoch = newEpoch()
+	}
+	h, _ = s.hist.rooms.SetIfAbsent(room, h)
 	return h
 }
 
@@ -184,6 +217,7 @@ func (h *roomHistory) trim(now int64) {
 
 func (h *roomHistory) dropOldest() {
 	e := &h.ring[h.head]
+	h.floor = e.off
 	n := len(e.frame) + len(e.zframe)
 	h.bytes -= n
 	h.all.bytes.Add(-int64(n))
@@ -210,7 +244,7 @@ func (h *roomHistory) add(e histEntry, bound int64) {
 	}
 	h.ring[(h.head+h.n)%len(h.ring)] = e
 	h.n++
-	h.top++
+	h.top = e.off
 	n := len(e.frame) + len(e.zframe)
 	h.bytes += n
 	for h.all.bytes.Add(int64(n)) > bound && h.n > 1 {
@@ -224,8 +258,17 @@ func (h *roomHistory) add(e histEntry, bound int64) {
 // WithHistory). With an envelope, the message delivered and kept is the
 // envelope's. The message gets its position, is kept and is queued on
 // every loop under the room's lock, so that positions follow the order in
-// which members get the messages, whoever publishes them.
+// which members get the messages, whoever publishes them. With a
+// HistoryBroker, the bus gives the position: PublishPos waits for it (a
+// round trip to the bus; call Publish from an event loop, which does not
+// wait), and the message reaches this node's members, as every other
+// node's, when the bus delivers it back.
 func (s *Server) PublishPos(room string, op ws.OpCode, p []byte) (Position, error) {
+	if s.histBroker != nil {
+		if h := s.history(room); h != nil {
+			return s.publishBus(h, room, op, p, true)
+		}
+	}
 	pos, err := s.publishLocalPos(room, op, p)
 	if b := s.opts.broker; b != nil && err != errBadOpcode {
 		err = joinErr(err, b.Publish(room, op, p))
@@ -259,7 +302,7 @@ func (s *Server) publishHistory(h *roomHistory, room string, op ws.OpCode, p []b
 	if err := s.encode(&it, op, p); err != nil {
 		return Position{}, err
 	}
-	h.add(histEntry{at: now, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
+	h.add(histEntry{off: pos.Offset, at: now, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
 	h.last = time.Now().UnixNano()
 	return pos, s.toEachLoop(it)
 }
@@ -321,11 +364,20 @@ func (c *Conn) Recover(room string, since Position) (Recovery, error) {
 			h.trim(time.Now().UnixNano())
 		}
 		r := Recovery{Top: Position{Epoch: h.epoch, Offset: h.top}}
-		first := h.top - uint64(h.n) + 1 // the oldest kept offset (top+1 when none is)
+		if s.histBroker != nil && since.Epoch == h.epoch && h.epoch != "" && since.Offset > h.top && s.histVouched() {
+			// Another node gave the client a position this node has not
+			// reached yet: join it once the node has, with what follows.
+			h.waiting = append(h.waiting, waiter{c: c, since: since.Offset, at: time.Now().UnixNano()})
+			h.mu.Unlock()
+			return Recovery{Recovered: true, Top: since}, nil
+		}
 		var cu *catchUp
-		if since.Epoch == h.epoch && since.Offset <= h.top && since.Offset+1 >= first {
+		if since.Epoch == h.epoch && h.epoch != "" && since.Offset <= h.top && since.Offset >= h.floor && s.histVouched() {
 			r.Recovered = true
-			if r.Missed = int(h.top - since.Offset); r.Missed > 0 {
+			for r.Missed < h.n && h.ring[(h.head+h.n-1-r.Missed)%len(h.ring)].off > since.Offset {
+				r.Missed++
+			}
+			if r.Missed > 0 {
 				cu = &catchUp{entries: make([]histEntry, r.Missed)}
 				for i := range cu.entries {
 					cu.entries[i] = h.ring[(h.head+h.n-r.Missed+i)%len(h.ring)]
@@ -390,10 +442,14 @@ func (s *Server) sweepHistories(stop <-chan struct{}) {
 		}
 		now := time.Now().UnixNano()
 		s.hist.rooms.Range(func(room string, h *roomHistory) bool {
-			if h.cfg.TTL <= 0 {
+			h.mu.Lock()
+			if len(h.waiting) > 0 {
+				h.release(func(w *waiter) bool { return now-w.at >= int64(recoverWait) })
+			}
+			if h.cfg.TTL <= 0 || len(h.waiting) > 0 {
+				h.mu.Unlock()
 				return true
 			}
-			h.mu.Lock()
 			h.trim(now)
 			forget := h.n == 0 && now-h.last >= int64(h.cfg.TTL)
 			if forget {
@@ -423,4 +479,168 @@ func (s *Server) historyStats() (rooms, msgs, bytes int) {
 		return true
 	})
 	return rooms, msgs, bytes
+}
+
+// HistoryBroker is a Broker that keeps the history of the rooms with
+// history for the whole cluster (natsbroker with JetStream does), so that
+// a client recovers on whichever node it reconnects to. With one, a
+// publish to a room with history (WithHistory) goes to the bus and not
+// straight to this node's members: the bus gives it its position and
+// delivers it to every node, this one too, in one order, through
+// Local.PublishHistory, and each node keeps it as a message published
+// here. Positions are then the bus's (its epoch, and offsets that grow
+// with every message of the bus, not by one per room's message), the
+// same on every node.
+type HistoryBroker interface {
+	Broker
+	// PublishHistory puts a message for a room with history on the bus.
+	// With wait it returns once the bus has given the message its
+	// position; without it, it returns at once with the zero Position and
+	// never blocks. p is only valid during the call. An error means the
+	// message is not on the bus: the engine then delivers it to this
+	// node's members alone, with the zero Position, and keeps it nowhere.
+	PublishHistory(room string, op ws.OpCode, p []byte, wait bool) (Position, error)
+	// HistoryHorizon returns the bus's epoch and an offset such that this
+	// node has been given, through Local.PublishHistory, every message of
+	// the bus up to it; false while the node cannot vouch for that (the
+	// bus is unreachable, or the node has not caught up with it since it
+	// started): Conn.Recover then recovers nothing.
+	HistoryHorizon() (Position, bool)
+	// KeepsHistory reports whether the broker was set up to keep history;
+	// when it was not, the engine takes it for a plain Broker and keeps
+	// each node's history apart. Called once, by New.
+	KeepsHistory() bool
+}
+
+// histVouched reports whether this node's histories are the cluster's
+// now (always, without a HistoryBroker).
+func (s *Server) histVouched() bool {
+	if hb := s.histBroker; hb != nil {
+		_, ok := hb.HistoryHorizon()
+		return ok
+	}
+	return true
+}
+
+// publishBus publishes to a room with history through the HistoryBroker;
+// when the bus does not take the message, this node's members get it
+// alone, with the zero Position (in the envelope), and no history keeps it.
+func (s *Server) publishBus(h *roomHistory, room string, op ws.OpCode, p []byte, wait bool) (Position, error) {
+	if op != ws.OpText && op != ws.OpBinary {
+		return Position{}, errBadOpcode
+	}
+	pos, err := s.histBroker.PublishHistory(room, op, p, wait)
+	if err == nil {
+		return pos, nil
+	}
+	if env := s.opts.envelope; env != nil {
+		h.mu.Lock()
+		h.buf = env(h.buf[:0], room, Position{}, p)
+		err = joinErr(s.publishPlain(room, op, h.buf), err)
+		if cap(h.buf) > scratchKeep {
+			h.buf = nil
+		}
+		h.mu.Unlock()
+		return Position{}, err
+	}
+	return Position{}, joinErr(s.publishPlain(room, op, p), err)
+}
+
+// PublishHistory delivers a message that the bus of a HistoryBroker gave
+// position pos (published at the time at, on the bus's clock) to room's
+// members on this node, and keeps it in room's history, as a publish here
+// does: under the room's lock, with the envelope. A broker calls it for
+// every message of the bus, in the bus's order, from one goroutine. A
+// message at or before the last one kept is skipped (delivered before); one of
+// another epoch than the room's starts the room's history anew (the bus
+// lost its own). gap says that messages of room before this one may have
+// been lost on the bus unseen (it dropped them before this node took
+// them): no recovery from before pos then succeeds. A room whose rule
+// gives it no history gets the message as a plain publish.
+func (l Local) PublishHistory(room string, op ws.OpCode, p []byte, pos Position, at time.Time, gap bool) error {
+	s := l.s
+	if op != ws.OpText && op != ws.OpBinary {
+		return errBadOpcode
+	}
+	h := s.history(room)
+	if h == nil || pos.Offset == 0 {
+		return s.publishPlain(room, op, p)
+	}
+	for !h.lock() {
+		if h = s.history(room); h == nil {
+			return s.publishPlain(room, op, p)
+		}
+	}
+	defer h.mu.Unlock()
+	if h.epoch != pos.Epoch {
+		for h.n > 0 {
+			h.dropOldest()
+		}
+		h.release(func(*waiter) bool { return true }) // their epoch is gone: live only
+		h.epoch = pos.Epoch
+		h.top, h.floor = pos.Offset-1, pos.Offset-1
+	} else if pos.Offset <= h.top {
+		return nil
+	}
+	if gap {
+		for h.n > 0 {
+			h.dropOldest()
+		}
+		h.floor = max(h.floor, pos.Offset-1)
+	}
+	var t int64
+	if h.cfg.TTL > 0 {
+		now := time.Now().UnixNano()
+		h.trim(now)
+		if t = at.UnixNano(); t > now || at.IsZero() {
+			t = now
+		}
+	}
+	if env := s.opts.envelope; env != nil {
+		h.buf = env(h.buf[:0], room, pos, p)
+		p = h.buf
+		if cap(h.buf) > scratchKeep {
+			h.buf = nil
+		}
+	}
+	it := pubItem{kind: pubRoom, room: room}
+	if err := s.encode(&it, op, p); err != nil {
+		return err
+	}
+	h.add(histEntry{off: pos.Offset, at: t, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
+	h.last = time.Now().UnixNano()
+	err := s.toEachLoop(it)
+	if len(h.waiting) > 0 {
+		h.release(func(w *waiter) bool { return w.since < pos.Offset })
+	}
+	return err
+}
+
+// release joins the waiting recoveries that done selects, each with the
+// kept messages after its position (queued after the message that made
+// the node catch up, which it therefore gets here); h.mu is held.
+func (h *roomHistory) release(done func(*waiter) bool) {
+	kept := h.waiting[:0]
+	for i := range h.waiting {
+		w := &h.waiting[i]
+		if !done(w) {
+			kept = append(kept, *w)
+			continue
+		}
+		it := pubItem{kind: pubJoin, room: h.room, conn: w.c}
+		if w.since < h.top && w.since >= h.floor {
+			n := 0
+			for n < h.n && h.ring[(h.head+h.n-1-n)%len(h.ring)].off > w.since {
+				n++
+			}
+			cu := &catchUp{entries: make([]histEntry, n)}
+			for j := range cu.entries {
+				cu.entries[j] = h.ring[(h.head+h.n-n+j)%len(h.ring)]
+			}
+			it.cause = cu
+		}
+		_ = w.c.loop.enqueue(it) // a full queue: the connection is closing as a slow consumer
+	}
+	clear(h.waiting[len(kept):])
+	h.waiting = kept
 }

@@ -79,6 +79,10 @@ type Server struct {
 	conns *shard.Map[uint64, *Conn] // upgraded connections by id
 	keys  *shard.Map[string, *Conn] // connections by bound key
 	hist  histories                 // rooms with history (history.go)
+	// histBroker is the broker when it keeps the cluster's history
+	// (HistoryBroker) and the server keeps history: the bus then gives
+	// positions.
+	histBroker HistoryBroker
 
 	outPool sync.Pool // *[]byte for writes from outside the loop
 
@@ -106,6 +110,9 @@ func New(h Handler, opts ...Option) (*Server, error) {
 	s.outPool.New = func() any { b := make([]byte, 0, 1024); return &b }
 	if o.historyRule != nil {
 		s.hist.rooms = shard.NewMap[string, *roomHistory](o.shards)
+		if hb, ok := o.broker.(HistoryBroker); ok && hb.KeepsHistory() {
+			s.histBroker = hb
+		}
 	}
 	s.mounted.slots = make(chan struct{}, 2*o.eventLoops)
 	s.httpPool.init(o.httpWorkers)

@@ -144,6 +144,7 @@ type config struct {
 	report    time.Duration
 	reconcile time.Duration
 	onCount   func(room string, total int)
+	history   *HistoryConfig
 
 	presFilter func([]byte) bool // tests: a presence message it returns true for is lost
 }
@@ -265,6 +266,8 @@ type Broker struct {
 	droppedGone                                                     atomic.Uint64 // drops counted by subscriptions since removed
 	presIn, subscribes, snapsOut                                    atomic.Uint64 // for tests: presence messages received, subscriptions made, snapshots sent to askers
 
+	hist history // with WithHistory (history.go)
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -304,6 +307,9 @@ func New(url string, opts ...Option) *Broker {
 		stop:    make(chan struct{}),
 	}
 	b.pres.init()
+	if cfg.history != nil {
+		b.hist.prepare()
+	}
 	b.pres.counting = cfg.onCount != nil
 	return b
 }
@@ -375,6 +381,11 @@ func (b *Broker) Start(l engine.Local) error {
 		nc.Close()
 		return fmt.Errorf("natsbroker: %w", err)
 	}
+	if b.cfg.history != nil {
+		b.hist.init(b)
+		b.wg.Add(1)
+		go b.hist.run()
+	}
 	b.wg.Add(3)
 	go b.send()
 	go b.deliver()
@@ -396,6 +407,9 @@ func (b *Broker) onConnect(nc *nats.Conn) {
 	}
 	b.connected.Store(true)
 	b.pres.wantFull.Store(true)
+	if b.cfg.history != nil {
+		b.hist.check()
+	}
 }
 
 // Close stops the broker: it sends what is queued (the server closed
@@ -472,6 +486,9 @@ func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
 		return errStopped
 	}
 	need := len(b.cfg.prefix) + 3 + subjectTokenLen(name) + 1 + len(p)
+	if kind == 'h' {
+		need += binary.MaxVarintLen64 + len(name)
+	}
 	if len(b.outArena) > 0 && len(b.outArena)+need > b.cfg.sendBuf {
 		b.outMu.Unlock()
 		b.failed.Add(1)
@@ -484,6 +501,10 @@ func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
 	it.subj[1] = len(a)
 	it.data[0] = len(a)
 	a = append(a, byte(op))
+	if kind == 'h' { // a room's name travels with its history (histPayload)
+		a = binary.AppendUvarint(a, uint64(len(name)))
+		a = append(a, name...)
+	}
 	a = append(a, p...)
 	it.data[1] = len(a)
 	b.outArena = a
@@ -644,6 +665,11 @@ func (b *Broker) deliverOne(m *nats.Msg) {
 			}
 		}
 	}
+	b.count(err)
+}
+
+// count counts a message from the bus by what its delivery here returned.
+func (b *Broker) count(err error) {
 	var qf *engine.QueueFullError
 	switch {
 	case err == nil, errors.As(err, &qf) && qf.Missed == 0: // the loops that refused it had none of its targets

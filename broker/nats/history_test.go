@@ -1,0 +1,461 @@
+package natsbroker
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/wsloop/wsloop/engine"
+)
+
+// runJetStream starts an in-process NATS server with JetStream, storing in
+// dir (a temporary directory of the test's unless given).
+func runJetStream(t *testing.T, port int, dir string) *server.Server {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	return runNATSWith(t, &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true, JetStream: true, StoreDir: dir})
+}
+
+// histEnv is the tests' envelope: "epoch offset payload" ("-" for no
+// epoch).
+func histEnv(dst []byte, _ string, pos engine.Position, p []byte) []byte {
+	e := pos.Epoch
+	if e == "" {
+		e = "-"
+	}
+	dst = append(dst, e...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendUint(dst, pos.Offset, 10)
+	dst = append(dst, ' ')
+	return append(dst, p...)
+}
+
+// recoverer recovers each connection into the room its request names
+// from the position it gives (?room=r&epoch=e&offset=n), then sends
+// "R recovered missed epoch top".
+type recoverer struct{ engine.BaseHandler }
+
+type histReq struct {
+	room  string
+	since engine.Position
+}
+
+func histHook(r *engine.Request) (any, error) {
+	off, _ := strconv.ParseUint(r.QueryValue("offset"), 10, 64)
+	return histReq{room: r.QueryValue("room"), since: engine.Position{Epoch: r.QueryValue("epoch"), Offset: off}}, nil
+}
+
+func (recoverer) OnOpen(c *engine.Conn) {
+	req := c.Value().(histReq)
+	rec, err := c.Recover(req.room, req.since)
+	if err != nil {
+		_ = c.Close(ws.StatusInternalServerError, err.Error())
+		return
+	}
+	b := 0
+	if rec.Recovered {
+		b = 1
+	}
+	e := rec.Top.Epoch
+	if e == "" {
+		e = "-"
+	}
+	_ = c.WriteMessage(ws.OpText, fmt.Appendf(nil, "R %d %d %s %d", b, rec.Missed, e, rec.Top.Offset))
+}
+
+// startHistNode runs a node whose rooms keep history, with a broker
+// keeping it in JetStream.
+func startHistNode(t *testing.T, natsURL string, size int, opts ...Option) *node {
+	t.Helper()
+	opts = append([]Option{WithHistory(HistoryConfig{MaxPerRoom: 100000})}, opts...)
+	n := startNodeWith(t, recoverer{}, natsURL, opts,
+		engine.WithHistory(func(string) engine.History { return engine.History{Size: size} }, histEnv),
+		engine.WithUpgradeHook(histHook))
+	waitFor(t, "the node to catch up with the stream", func() bool { _, ok := n.b.HistoryHorizon(); return ok })
+	return n
+}
+
+type histMsg struct {
+	pos       engine.Position
+	payload   string
+	recovery  bool
+	recovered bool
+	missed    int
+	top       engine.Position
+}
+
+func readHist(conn *websocket.Conn) (histMsg, error) {
+	_, b, err := conn.ReadMessage()
+	if err != nil {
+		return histMsg{}, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 5 && f[0] == "R" {
+		missed, _ := strconv.Atoi(f[2])
+		top, _ := strconv.ParseUint(f[4], 10, 64)
+		if f[3] == "-" {
+			f[3] = ""
+		}
+		return histMsg{recovery: true, recovered: f[1] == "1", missed: missed, top: engine.Position{Epoch: f[3], Offset: top}}, nil
+	}
+	if len(f) != 3 {
+		return histMsg{}, fmt.Errorf("malformed message %q", b)
+	}
+	off, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return histMsg{}, fmt.Errorf("malformed message %q", b)
+	}
+	if f[0] == "-" {
+		f[0] = ""
+	}
+	return histMsg{pos: engine.Position{Epoch: f[0], Offset: off}, payload: f[2]}, nil
+}
+
+func dialHist(t testing.TB, addr, room string, since engine.Position) *websocket.Conn {
+	t.Helper()
+	q := url.Values{"room": {room}, "epoch": {since.Epoch}, "offset": {strconv.FormatUint(since.Offset, 10)}}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	conn, _, err := d.Dial("ws://"+addr+"/?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	return conn
+}
+
+// nextRecovery reads the recovery line, which comes after the missed
+// messages: those are returned with it.
+func nextRecovery(t *testing.T, conn *websocket.Conn) (histMsg, []histMsg) {
+	t.Helper()
+	var missed []histMsg
+	for {
+		m, err := readHist(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.recovery {
+			return m, missed
+		}
+		missed = append(missed, m)
+	}
+}
+
+// TestHistoryClusterRecoverUnderPublishing: three nodes keep one room's
+// history in JetStream while two publishers on two nodes publish a
+// continuous stream (Server.Publish, which does not wait). Clients read a
+// random number of messages, drop their TCP connection without a close
+// frame, and come back, to a node picked at random, with the position of
+// the last message they got. Every recovery must say it recovered, and
+// every client must see, over all its connections, exactly the room's
+// messages from its first one to the last, in the stream's order (as an
+// observer that never left saw them), each once.
+func TestHistoryClusterRecoverUnderPublishing(t *testing.T) {
+	const (
+		clients = 12
+		perPub  = 1500
+	)
+	ns := runJetStream(t, -1, "")
+	var nodes []*node
+	for range 3 {
+		nodes = append(nodes, startHistNode(t, ns.ClientURL(), 10000))
+	}
+	observer := dialHist(t, nodes[0].addr, "live", engine.Position{})
+	if r, _ := nextRecovery(t, observer); r.recovered || r.top.Epoch == "" {
+		t.Fatalf("a first connection: %+v, want not recovered with the stream's epoch", r)
+	}
+
+	var (
+		pubWG sync.WaitGroup
+		done  = make(chan struct{})
+		errs  = make(chan error, clients+2)
+	)
+	for p := range 2 {
+		pubWG.Add(1)
+		go func() {
+			defer pubWG.Done()
+			for i := range perPub {
+				if err := nodes[p].srv.Publish("live", ws.OpText, fmt.Appendf(nil, "p%d-%d", p, i)); err != nil {
+					errs <- err
+					return
+				}
+				if i%50 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	go func() { pubWG.Wait(); close(done) }()
+
+	type seen struct{ offs []uint64 }
+	results := make([]seen, clients)
+	var wg sync.WaitGroup
+	for ci := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(ci), 7))
+			var since engine.Position
+			first := true
+			for {
+				n := nodes[rng.IntN(len(nodes))]
+				conn := dialHist(t, n.addr, "live", since)
+				r, missed := nextRecovery(t, conn)
+				if !first && !r.recovered {
+					errs <- fmt.Errorf("client %d: not recovered from %+v on a node at %+v", ci, since, r.top)
+					conn.Close()
+					return
+				}
+				if first {
+					since = r.top
+					first = false
+				}
+				if len(missed) != r.missed {
+					errs <- fmt.Errorf("client %d: %d missed messages delivered, recovery says %d", ci, len(missed), r.missed)
+				}
+				msgs := missed
+				stopAt := rng.IntN(300)
+				finished := false
+				select {
+				case <-done:
+					finished = true
+				default:
+				}
+				for i := 0; finished || i < stopAt; i++ {
+					if len(msgs) == 0 {
+						if finished {
+							_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+						}
+						m, err := readHist(conn)
+						if err != nil {
+							if finished {
+								break // quiet for a second after the publishers ended: the end
+							}
+							errs <- fmt.Errorf("client %d: %v", ci, err)
+							return
+						}
+						msgs = append(msgs, m)
+					}
+					m := msgs[0]
+					msgs = msgs[1:]
+					if m.pos.Epoch != since.Epoch || m.pos.Offset <= since.Offset {
+						errs <- fmt.Errorf("client %d: got %+v after %+v", ci, m.pos, since)
+						return
+					}
+					results[ci].offs = append(results[ci].offs, m.pos.Offset)
+					since = m.pos
+				}
+				conn.UnderlyingConn().Close() // no close frame
+				if finished {
+					return
+				}
+				time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	// The observer's view: every message of the room, in stream order.
+	var all []uint64
+	_ = observer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(all) < 2*perPub {
+		m, err := readHist(observer)
+		if err != nil {
+			for i, n := range nodes {
+				t.Logf("node %d: %+v", i, n.srv.Stats().Broker)
+			}
+			jsz, _ := ns.Jsz(&server.JSzOptions{Streams: true})
+			t.Logf("jetstream: %d messages", jsz.Messages)
+			t.Fatalf("observer after %d messages: %v", len(all), err)
+		}
+		all = append(all, m.pos.Offset)
+	}
+	index := make(map[uint64]int, len(all))
+	for i, o := range all {
+		index[o] = i
+	}
+	for ci, r := range results {
+		if len(r.offs) == 0 {
+			t.Errorf("client %d got nothing", ci)
+			continue
+		}
+		start, ok := index[r.offs[0]]
+		if !ok {
+			t.Fatalf("client %d got offset %d, which the observer did not", ci, r.offs[0])
+		}
+		want := all[start:]
+		if len(r.offs) != len(want) {
+			t.Errorf("client %d got %d messages from offset %d, want %d", ci, len(r.offs), r.offs[0], len(want))
+			continue
+		}
+		for i := range want {
+			if r.offs[i] != want[i] {
+				t.Errorf("client %d: message %d is offset %d, want %d", ci, i, r.offs[i], want[i])
+				break
+			}
+		}
+	}
+}
+
+// TestHistoryClusterNewNodeReplays: a node started after messages were
+// published replays the stream and recovers a client from a position
+// another node gave, with the same positions; PublishPos waits for the
+// stream's position, which every node delivers.
+func TestHistoryClusterNewNodeReplays(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	a := startHistNode(t, ns.ClientURL(), 100)
+	c := dialHist(t, a.addr, "r", engine.Position{})
+	r, _ := nextRecovery(t, c)
+	var last engine.Position
+	for i := range 5 {
+		pos, err := a.srv.PublishPos("r", ws.OpText, fmt.Appendf(nil, "m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := readHist(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.pos != pos || m.payload != fmt.Sprintf("m%d", i) {
+			t.Fatalf("got %+v %q, PublishPos said %+v", m.pos, m.payload, pos)
+		}
+		if pos.Epoch != r.top.Epoch || pos.Offset <= last.Offset {
+			t.Fatalf("position %+v after %+v (epoch %q)", pos, last, r.top.Epoch)
+		}
+		if i == 1 {
+			last = pos // the client leaves after m1
+		}
+	}
+	b := startHistNode(t, ns.ClientURL(), 100)
+	c2 := dialHist(t, b.addr, "r", last)
+	r2, missed := nextRecovery(t, c2)
+	if !r2.recovered || r2.missed != 3 || len(missed) != 3 {
+		t.Fatalf("on a new node: %+v with %d messages, want 3 recovered", r2, len(missed))
+	}
+	for i, m := range missed {
+		if m.payload != fmt.Sprintf("m%d", i+2) {
+			t.Fatalf("missed message %d is %q", i, m.payload)
+		}
+	}
+	// Edges: another epoch; a position ahead of the node (as one that
+	// another node, ahead of this one, gave), which joins once the node
+	// has caught up with it and gets what follows it; one older than the
+	// room's history on a node that keeps 2 messages.
+	other := dialHist(t, b.addr, "r", engine.Position{Epoch: "other", Offset: 1})
+	if r, missed := nextRecovery(t, other); r.recovered || len(missed) != 0 || r.top != r2.top {
+		t.Fatalf("from another epoch: %+v with %d messages, want not recovered at %+v", r, len(missed), r2.top)
+	}
+	ahead := engine.Position{Epoch: last.Epoch, Offset: r2.top.Offset + 3}
+	ca := dialHist(t, b.addr, "r", ahead)
+	if r, missed := nextRecovery(t, ca); !r.recovered || len(missed) != 0 || r.top != ahead {
+		t.Fatalf("from ahead of the node: %+v with %d messages, want recovered, waiting at %+v", r, len(missed), ahead)
+	}
+	for i := range 5 {
+		if _, err := a.srv.PublishPos("r", ws.OpText, fmt.Appendf(nil, "n%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"n3", "n4"} {
+		if m, err := readHist(ca); err != nil || m.payload != want || m.pos.Offset <= ahead.Offset {
+			t.Fatalf("the connection that waited got %+v, %v; want %s after %+v", m, err, want, ahead)
+		}
+	}
+	if m, err := readHist(other); err != nil || m.payload != "n0" {
+		t.Fatalf("the connection not recovered got %+v, %v; want the live n0", m, err)
+	}
+	small := startHistNode(t, ns.ClientURL(), 2)
+	c3 := dialHist(t, small.addr, "r", last)
+	if r, missed := nextRecovery(t, c3); r.recovered || len(missed) != 0 {
+		t.Fatalf("from %+v on a node keeping 2: %+v with %d messages, want not recovered", last, r, len(missed))
+	}
+	top, _ := small.srv.RoomPosition("r")
+	c4 := dialHist(t, small.addr, "r", engine.Position{Epoch: last.Epoch, Offset: top.Offset - 1})
+	if r, missed := nextRecovery(t, c4); !r.recovered || len(missed) != 1 {
+		t.Fatalf("from one before the top on a node keeping 2: %+v with %d messages, want 1 recovered", r, len(missed))
+	}
+}
+
+// TestHistoryClusterWithoutNATS: while NATS is down, a publish to a room
+// with history still reaches the node's members (with no position) and
+// fails with ErrBrokerUnavailable, and a reconnecting client is told it
+// did not recover; once NATS is back (with its stream on disk), the
+// node's consumer resumes, and a client recovers from a position given
+// before the outage.
+func TestHistoryClusterWithoutNATS(t *testing.T) {
+	dir := t.TempDir()
+	ns := runJetStream(t, -1, dir)
+	port := ns.Addr().(interface{ String() string }).String()
+	_, p, _ := strings.Cut(port, "127.0.0.1:")
+	portN, _ := strconv.Atoi(p)
+	a := startHistNode(t, ns.ClientURL(), 100, WithNATSOptions())
+	c := dialHist(t, a.addr, "r", engine.Position{})
+	nextRecovery(t, c)
+	before, err := a.srv.PublishPos("r", ws.OpText, []byte("before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := readHist(c); m.pos != before {
+		t.Fatalf("got %+v, want %+v", m.pos, before)
+	}
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	waitFor(t, "the broker to see NATS gone", func() bool { return !a.srv.Stats().Broker.Connected })
+	if err := a.srv.Publish("r", ws.OpText, []byte("during")); !errors.Is(err, engine.ErrBrokerUnavailable) {
+		t.Fatalf("Publish without NATS: %v", err)
+	}
+	if m, err := readHist(c); err != nil || m.payload != "during" || m.pos != (engine.Position{}) {
+		t.Fatalf("without NATS the member got %+v, %v; want \"during\" with no position", m, err)
+	}
+	c2 := dialHist(t, a.addr, "r", before)
+	if r, missed := nextRecovery(t, c2); r.recovered || len(missed) != 0 {
+		t.Fatalf("a recovery without NATS: %+v with %d messages, want not recovered", r, len(missed))
+	}
+	c2.Close()
+
+	runJetStream(t, portN, dir)
+	waitFor(t, "the node to reconnect and catch up", func() bool { _, ok := a.b.HistoryHorizon(); return ok })
+	var after engine.Position
+	waitFor(t, "a publish through the stream", func() bool {
+		after, err = a.srv.PublishPos("r", ws.OpText, []byte("after"))
+		return err == nil
+	})
+	if after.Epoch != before.Epoch || after.Offset <= before.Offset {
+		t.Fatalf("after the outage %+v, before %+v: want the same epoch, later", after, before)
+	}
+	// The node delivers "after" when the stream gives it back, maybe
+	// after this recovery: then live, right behind the recovery line.
+	c3 := dialHist(t, a.addr, "r", before)
+	r, missed := nextRecovery(t, c3)
+	if !r.recovered || len(missed) > 1 {
+		t.Fatalf("a recovery after the outage: %+v with %+v, want recovered", r, missed)
+	}
+	if len(missed) == 0 {
+		m, err := readHist(c3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missed = append(missed, m)
+	}
+	if missed[0].payload != "after" || missed[0].pos != after {
+		t.Fatalf("after the outage the client got %+v, want \"after\" at %+v", missed[0], after)
+	}
+}
