@@ -20,6 +20,7 @@
 //	wsloop.all           broadcasts
 //	wsloop.presence      each node's member counts
 //	wsloop.presence.<id> one node's: asks for its counts, and the answers
+//	wsloop.h.<room>      a room's messages, with WithHistory: a JetStream stream's subjects
 //
 // Two clusters on one NATS server need prefixes of which neither starts
 // with the other's tokens ("wsloop" and "wsloop.r" would share subjects).
