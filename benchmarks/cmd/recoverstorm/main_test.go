@@ -86,3 +86,27 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestStormTenThousandMembers: a room with history and 10,000 members
+// (issue 27's edge case), all dropping at once while 100 messages are
+// published, and all coming back at once: each must be told it recovered
+// and get exactly the 100 it missed, in order, then the next live message
+// and nothing else (run's checks). The clients are in this process, the
+// server in its own.
+func TestStormTenThousandMembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 connections")
+	}
+	cfg := testConfig(t, server(t))
+	cfg.clients, cfg.dials, cfg.srcs = 10000, 500, 4
+	cfg.timeout = 2 * time.Minute
+	cfg.missed = []int{100}
+	res, err := run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Clients != 10000 || res[0].Missed != 100 {
+		t.Fatalf("storms: %+v", res)
+	}
+	t.Logf("10,000 members recovered 100 messages each in %.2f s", res[0].Seconds)
+}
