@@ -546,24 +546,44 @@ func (s *Server) publishBus(h *roomHistory, room string, op ws.OpCode, p []byte,
 	return Position{}, joinErr(s.publishPlain(room, op, p), err)
 }
 
-// PublishHistory delivers a message that the bus of a HistoryBroker gave
-// position pos (published at the time at, on the bus's clock) to room's
-// members on this node, and keeps it in room's history, as a publish here
-// does: under the room's lock, with the envelope. A broker calls it for
-// every message of the bus, in the bus's order, from one goroutine. A
-// message at or before the last one kept is skipped (delivered before); one of
-// another epoch than the room's starts the room's history anew (the bus
-// lost its own). gap says that messages of room before this one may have
-// been lost on the bus unseen (it dropped them before this node took
-// them): no recovery from before pos then succeeds. A room whose rule
-// gives it no history gets the message as a plain publish.
-func (l Local) PublishHistory(room string, op ws.OpCode, p []byte, pos Position, at time.Time, gap bool) error {
+// HistoryMessage is a message of a HistoryBroker's bus, as the broker
+// hands it to Local.PublishHistory.
+type HistoryMessage struct {
+	Room    string
+	Op      ws.OpCode
+	Payload []byte    // only valid during the call
+	Pos     Position  // the bus's: its epoch, and an offset above every earlier message's
+	At      time.Time // when it was published, on the bus's clock (for the TTL)
+	// Gap says that messages of Room before this one may have been lost
+	// on the bus unseen (it dropped them before this node took them): no
+	// recovery from before Pos then succeeds.
+	Gap bool
+	// Replay says that the message was published before this node
+	// started taking the bus (the broker replays what the bus keeps when
+	// it starts): it is kept, for recoveries, and not delivered to the
+	// members, who joined after it was published.
+	Replay bool
+}
+
+// PublishHistory delivers a message of a HistoryBroker's bus to its
+// room's members on this node and keeps it in the room's history, as a
+// publish here does: under the room's lock, with the envelope. A broker
+// calls it for every message of the bus, in the bus's order, from one
+// goroutine. A message at or before the last one kept is skipped
+// (delivered before); one of another epoch than the room's starts the
+// room's history anew (the bus lost its own). A room whose rule gives it
+// no history gets the message as a plain publish (unless it is a replay).
+func (l Local) PublishHistory(m HistoryMessage) error {
 	s := l.s
+	room, op, p, pos, at := m.Room, m.Op, m.Payload, m.Pos, m.At
 	if op != ws.OpText && op != ws.OpBinary {
 		return errBadOpcode
 	}
 	h := s.history(room)
 	if h == nil || pos.Offset == 0 {
+		if m.Replay {
+			return nil
+		}
 		return s.publishPlain(room, op, p)
 	}
 	for !h.lock() {
@@ -582,7 +602,7 @@ func (l Local) PublishHistory(room string, op ws.OpCode, p []byte, pos Position,
 	} else if pos.Offset <= h.top {
 		return nil
 	}
-	if gap {
+	if m.Gap {
 		for h.n > 0 {
 			h.dropOldest()
 		}
@@ -609,7 +629,10 @@ func (l Local) PublishHistory(room string, op ws.OpCode, p []byte, pos Position,
 	}
 	h.add(histEntry{off: pos.Offset, at: t, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
 	h.last = time.Now().UnixNano()
-	err := s.toEachLoop(it)
+	var err error
+	if !m.Replay {
+		err = s.toEachLoop(it)
+	}
 	if len(h.waiting) > 0 {
 		h.release(func(w *waiter) bool { return w.since < pos.Offset })
 	}

@@ -234,7 +234,8 @@ func (h *history) deliver(m jetstream.Msg, gen uint64, epoch string, end uint64)
 		// dropped by the stream's per-room limit before it took them:
 		// the node's history cannot vouch for what came before.
 		gap := md.NumPending >= uint64(b.cfg.history.MaxPerRoom)/2
-		err = b.local.PublishHistory(room, op, p, engine.Position{Epoch: epoch, Offset: seq}, md.Timestamp, gap)
+		err = b.local.PublishHistory(engine.HistoryMessage{Room: room, Op: op, Payload: p,
+			Pos: engine.Position{Epoch: epoch, Offset: seq}, At: md.Timestamp, Gap: gap, Replay: seq <= end})
 		b.count(err)
 	} else {
 		b.dropped.Add(1) // not from a wsloop broker
