@@ -554,9 +554,10 @@ type HistoryMessage struct {
 	Payload []byte    // only valid during the call
 	Pos     Position  // the bus's: its epoch, and an offset above every earlier message's
 	At      time.Time // when it was published, on the bus's clock (for the TTL)
-	// Gap says that messages of Room before this one may have been lost
-	// on the bus unseen (it dropped them before this node took them): no
-	// recovery from before Pos then succeeds.
+	// Gap says that messages of the bus before this one, of any room,
+	// may have been lost unseen (the broker found a hole in the bus's
+	// sequence: the bus dropped them before this node took them): no
+	// recovery from before Pos then succeeds, in any room.
 	Gap bool
 	// Replay says that the message was published before this node
 	// started taking the bus (the broker replays what the bus keeps when
@@ -603,10 +604,11 @@ func (l Local) PublishHistory(m HistoryMessage) error {
 		return nil
 	}
 	if m.Gap {
-		for h.n > 0 {
-			h.dropOldest()
+		h.mu.Unlock()
+		s.histGap(pos.Offset - 1)
+		if !h.lock() {
+			return l.PublishHistory(HistoryMessage{Room: room, Op: op, Payload: p, Pos: pos, At: at, Replay: m.Replay})
 		}
-		h.floor = max(h.floor, pos.Offset-1)
 	}
 	var t int64
 	if h.cfg.TTL > 0 {
@@ -637,6 +639,22 @@ func (l Local) PublishHistory(m HistoryMessage) error {
 		h.release(func(w *waiter) bool { return w.since < pos.Offset })
 	}
 	return err
+}
+
+// histGap empties every room's history up to off: no recovery from
+// before it succeeds (HistoryMessage.Gap).
+func (s *Server) histGap(off uint64) {
+	s.hist.rooms.Range(func(_ string, h *roomHistory) bool {
+		h.mu.Lock()
+		for h.n > 0 && h.ring[h.head].off <= off {
+			h.dropOldest()
+		}
+		h.floor = max(h.floor, off)
+		h.top = max(h.top, off)
+		h.release(func(w *waiter) bool { return w.since < off }) // what they wait for may be lost: live only
+		h.mu.Unlock()
+		return true
+	})
 }
 
 // release joins the waiting recoveries that done selects, each with the

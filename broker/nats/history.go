@@ -230,10 +230,14 @@ func (h *history) deliver(m jetstream.Msg, gen uint64, epoch string, end uint64)
 	seq := md.Sequence.Stream
 	room, op, p, ok := histPayload(m.Data())
 	if ok {
-		// A consumer this far behind may have had messages of this room
-		// dropped by the stream's per-room limit before it took them:
-		// the node's history cannot vouch for what came before.
-		gap := md.NumPending >= uint64(b.cfg.history.MaxPerRoom)/2
+		// The consumer takes every subject of the stream, so the
+		// sequences it gets follow each other: a hole after the replay
+		// means messages that the stream dropped (its limits) before
+		// this node took them, of rooms unknown, and no node history
+		// can vouch for what came before. (The replay's holes are the
+		// stream's old deletions, made before this node started.)
+		last := h.horizon.Load()
+		gap := seq > end && last != 0 && seq != last+1
 		err = b.local.PublishHistory(engine.HistoryMessage{Room: room, Op: op, Payload: p,
 			Pos: engine.Position{Epoch: epoch, Offset: seq}, At: md.Timestamp, Gap: gap, Replay: seq <= end})
 		b.count(err)

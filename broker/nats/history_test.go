@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wsloop/wsloop/engine"
 )
@@ -457,5 +458,49 @@ func TestHistoryClusterWithoutNATS(t *testing.T) {
 	}
 	if missed[0].payload != "after" || missed[0].pos != after {
 		t.Fatalf("after the outage the client got %+v, want \"after\" at %+v", missed[0], after)
+	}
+}
+
+// holeMsg is a message of the stream as the ordered consumer hands it,
+// with the sequence the test gives (the stream is real; only the hole in
+// its sequence is made up, as the stream's limits would make one).
+type holeMsg struct {
+	jetstream.Msg
+	seq  uint64
+	data []byte
+}
+
+func (m holeMsg) Data() []byte { return m.data }
+func (m holeMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, Timestamp: time.Now()}, nil
+}
+
+// TestHistoryClusterHole: a hole in the stream's sequence after the
+// replay (messages the stream dropped before this node took them) means
+// any room may have lost messages: a recovery from before it is not
+// recovered, while one from after it is.
+func TestHistoryClusterHole(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	a := startHistNode(t, ns.ClientURL(), 100)
+	c := dialHist(t, a.addr, "r", engine.Position{})
+	nextRecovery(t, c)
+	before, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := readHist(c); err != nil || m.pos != before {
+		t.Fatalf("got %+v, %v", m, err)
+	}
+	waitFor(t, "the node to take m1", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == before.Offset })
+	h := &a.b.hist
+	data := append([]byte{byte(ws.OpText), 1, 'q'}, "m3"...) // room "q": not the client's
+	h.deliver(holeMsg{seq: before.Offset + 2, data: data}, h.gen.Load(), before.Epoch, 0)
+	c2 := dialHist(t, a.addr, "r", before)
+	if r, missed := nextRecovery(t, c2); r.recovered || len(missed) != 0 || r.top.Offset != before.Offset+1 {
+		t.Fatalf("from before a hole: %+v with %d messages, want not recovered at %d", r, len(missed), before.Offset+1)
+	}
+	c3 := dialHist(t, a.addr, "r", engine.Position{Epoch: before.Epoch, Offset: before.Offset + 1})
+	if r, missed := nextRecovery(t, c3); !r.recovered || len(missed) != 0 {
+		t.Fatalf("from the hole: %+v with %d messages, want recovered", r, len(missed))
 	}
 }
