@@ -73,6 +73,16 @@ type HistoryConfig struct {
 // resumes where it stopped once NATS is back; a stream that was lost
 // (memory storage, a NATS restart) or recreated gives a new epoch.
 //
+// The stream's limits (MaxPerRoom, MaxAge, MaxBytes) drop its oldest
+// messages; one dropped before a node took it (the node lagged by that
+// much, or was cut off from NATS that long) leaves a hole in the
+// sequence the node consumes, which covers every subject of the stream,
+// so the node sees it: every room's history on that node is then cut
+// there, and no recovery from before the hole succeeds on it (the live
+// members of the rooms it concerned missed what it held). Holes in what
+// the stream held when the node started are its old deletions and cut
+// nothing. Size the limits so that no node lags by that much.
+//
 // Rooms without history are not concerned: they go on the bus as before,
 // at core NATS's speed.
 func WithHistory(c HistoryConfig) Option {
