@@ -504,3 +504,26 @@ func TestHistoryClusterHole(t *testing.T) {
 		t.Fatalf("from the hole: %+v with %d messages, want recovered", r, len(missed))
 	}
 }
+
+// TestHistoryClusterReplayKeptNotDelivered: what the broker replays when
+// it starts (messages up to the stream's last at that time) is kept for
+// recoveries and not delivered to the members, who joined after it was
+// published.
+func TestHistoryClusterReplayKeptNotDelivered(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	a := startHistNode(t, ns.ClientURL(), 100)
+	c := dialHist(t, a.addr, "r", engine.Position{})
+	r, _ := nextRecovery(t, c)
+	h := &a.b.hist
+	seq := r.top.Offset + 1
+	data := append([]byte{byte(ws.OpText), 1, 'r'}, "old"...)
+	h.deliver(holeMsg{seq: seq, data: data}, h.gen.Load(), r.top.Epoch, seq) // seq <= end: a replay
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if m, err := readHist(c); err == nil {
+		t.Fatalf("a member got the replayed %+v", m)
+	}
+	c2 := dialHist(t, a.addr, "r", r.top)
+	if r2, missed := nextRecovery(t, c2); !r2.recovered || len(missed) != 1 || missed[0].payload != "old" || missed[0].pos.Offset != seq {
+		t.Fatalf("a recovery over the replayed message: %+v with %+v, want it", r2, missed)
+	}
+}
