@@ -88,7 +88,10 @@ func (s *Server) Local() Local { return Local{s} }
 
 // Publish delivers a message to room's members on this node; its error is
 // Server.Publish's without a broker (a *QueueFullError when some loops'
-// queues were full).
+// queues were full). With a HistoryBroker, a message to a room with
+// history published so is this node's alone: it gets the zero Position
+// (in the envelope) and no history keeps it, since only the bus gives
+// positions.
 func (l Local) Publish(room string, op ws.OpCode, p []byte) error {
 	return l.s.publishLocal(room, op, p)
 }

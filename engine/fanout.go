@@ -643,6 +643,9 @@ func (s *Server) publishLocal(room string, op ws.OpCode, p []byte) error {
 // message in room's history if it has one (history.go).
 func (s *Server) publishLocalPos(room string, op ws.OpCode, p []byte) (Position, error) {
 	if h := s.history(room); h != nil {
+		if s.histBroker != nil { // only the bus gives positions (Local.Publish)
+			return Position{}, s.publishUnkept(h, room, op, p)
+		}
 		return s.publishHistory(h, room, op, p)
 	}
 	return Position{}, s.publishPlain(room, op, p)

@@ -533,17 +533,24 @@ func (s *Server) publishBus(h *roomHistory, room string, op ws.OpCode, p []byte,
 	if err == nil {
 		return pos, nil
 	}
+	return Position{}, joinErr(s.publishUnkept(h, room, op, p), err)
+}
+
+// publishUnkept delivers a message to a room with history on this node
+// alone, with the zero Position (in the envelope), keeping it nowhere: with
+// a HistoryBroker, only the bus gives positions.
+func (s *Server) publishUnkept(h *roomHistory, room string, op ws.OpCode, p []byte) error {
 	if env := s.opts.envelope; env != nil {
 		h.mu.Lock()
 		h.buf = env(h.buf[:0], room, Position{}, p)
-		err = joinErr(s.publishPlain(room, op, h.buf), err)
+		err := s.publishPlain(room, op, h.buf)
 		if cap(h.buf) > scratchKeep {
 			h.buf = nil
 		}
 		h.mu.Unlock()
-		return Position{}, err
+		return err
 	}
-	return Position{}, joinErr(s.publishPlain(room, op, p), err)
+	return s.publishPlain(room, op, p)
 }
 
 // HistoryMessage is a message of a HistoryBroker's bus, as the broker
