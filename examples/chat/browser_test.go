@@ -337,7 +337,9 @@ func (c *chatProcess) log() string {
 // B's connection, and B reconnects by itself with the position of the
 // last message it saw. B must show every message A sent, in order, once
 // each, those sent while it was away recovered from the room's history,
-// and say how many it recovered, with no reload.
+// and say how many it recovered, with no reload. The last message B gets
+// before the cut has an empty epoch (a cluster node's, while it cannot
+// reach NATS): B must keep the position it had, and recover from it.
 func TestBrowserRecover(t *testing.T) {
 	node := wstest.Tool(t, "node")
 	chromium := os.Getenv("CHROMIUM")

@@ -24,13 +24,13 @@
 //	 "recovered":false,"missed":0,"epoch":"9f…","offset":41}      to a new member
 //	{"type":"join","name":"bob","viewers":4}                      to the room
 //	{"type":"leave","name":"bob","viewers":3}                     to the room
-//	{"type":"viewers","viewers":5}                                to the room, on a cluster (PushViewers)
+//	{"type":"viewers","viewers":5}                                to the room's members, on a cluster (PushViewers)
 //	{"type":"chat","name":"ann","text":"hello"}                   to the room, sender included
 //	{"type":"limited","text":"...","retry_ms":800}                to a member sending too fast
 //	{"type":"error","text":"..."}                                 to a member that sent something else
 //
-// Every message to the room also carries its position in the room's
-// history, first in the object: {"epoch":"9f…","offset":42,"type":"chat",…}
+// Every message to the room (but viewers) also carries its position in
+// the room's history, first in the object: {"epoch":"9f…","offset":42,"type":"chat",…}
 // (engine.WithHistory with the chat's envelope). The page keeps the last
 // position it saw and, when it reconnects, gives it in the URL
 // (…&epoch=9f…&offset=42): the server sends every message it missed, in
@@ -216,11 +216,24 @@ func send(c *engine.Conn, v any) {
 }
 
 // PushViewers tells room's members on this node that the room has n
-// members ({"type":"viewers"}); Local.Publish, since every node of a
-// cluster calls it for its own members. Any goroutine.
+// members ({"type":"viewers"}), since every node of a cluster calls it for
+// its own members. The count is not a message of the room's history: it
+// goes to the members (SendTo, encoded once) with no position, and is not
+// kept. (A publish here would be: Local.Publish keeps it in the room's
+// history with this node's next offset, which, with a history broker
+// giving the offsets, takes the one of the cluster's next message, which
+// this node then skips as delivered.) Any goroutine.
 func PushViewers(srv *engine.Server, room string, n int) {
+	members := srv.RoomMembers(room)
+	if len(members) == 0 {
+		return
+	}
+	ids := make([]uint64, len(members))
+	for i, c := range members {
+		ids[i] = c.ID()
+	}
 	b, _ := json.Marshal(viewers{Type: "viewers", Viewers: n})
-	_ = srv.Local().Publish(room, ws.OpText, b)
+	_, _ = srv.SendTo(ids, ws.OpText, b) // ErrQueueFull only under overload
 }
 
 func publish(srv *engine.Server, room string, v any) {

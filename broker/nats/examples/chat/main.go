@@ -16,6 +16,16 @@
 // under "Broker". -tls serves https:// and wss:// with a self-signed
 // certificate (the browser warns once per node), -tls-cert and -tls-key
 // with yours.
+//
+// History spans the cluster: each room's last chatroom.HistorySize
+// messages (for chatroom.HistoryTTL) are kept in a NATS JetStream stream
+// (natsbroker.WithHistory), every node keeps them all, and a page that
+// loses its connection recovers what it missed on whichever node it
+// reconnects to (through a load balancer, say), with no gap and no
+// duplicate. The embedded NATS server runs JetStream, storing in
+// -nats-store; a NATS server of yours (-nats) must run it too
+// (nats-server -js, or jetstream {} in its configuration), or the rooms'
+// messages do not flow.
 package main
 
 import (
@@ -26,6 +36,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -41,7 +52,9 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8180", "listen address (host:port, or unix:///path)")
 	natsURL := flag.String("nats", "", "NATS server(s) to join, e.g. nats://127.0.0.1:4222")
-	embedded := flag.String("nats-embedded", "", "run a NATS server in this process on `host:port`, and join it")
+	embedded := flag.String("nats-embedded", "", "run a NATS server in this process on `host:port`, with JetStream, and join it")
+	store := flag.String("nats-store", filepath.Join(os.TempDir(), "wsloop-chat-nats"),
+		"the embedded NATS server's JetStream `directory`: the rooms' history, kept across restarts (a temporary directory by default)")
 	rate := flag.Float64("rate", 1, "messages a second a member may send, sustained")
 	burst := flag.Float64("burst", 5, "messages a member may send at once")
 	tlsFlags := devcert.Flags()
@@ -49,7 +62,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	if *embedded != "" {
-		ns, err := runNATS(*embedded)
+		ns, err := runNATS(*embedded, *store)
 		if err != nil {
 			log.Error("embedded NATS server", "err", err)
 			os.Exit(1)
@@ -71,10 +84,15 @@ func main() {
 	}
 	// The broker calls this on its own goroutine, after srv is set (it
 	// starts with the server), whenever a room's count on all nodes
-	// changes: every node tells its own members.
+	// changes: every node tells its own members. The stream keeps as
+	// much of each room as the chat's rule does (chatroom.New).
 	var srv *engine.Server
 	b := natsbroker.New(*natsURL, natsbroker.WithOnRoomCount(func(room string, n int) {
 		chatroom.PushViewers(srv, room, n)
+	}), natsbroker.WithHistory(natsbroker.HistoryConfig{
+		Stream:     "WSLOOP_CHAT_HISTORY",
+		MaxPerRoom: chatroom.HistorySize,
+		MaxAge:     chatroom.HistoryTTL,
 	}))
 	srv, err = chatroom.New(*rate, *burst, log, append(opts, engine.WithBroker(b))...)
 	if err != nil {
@@ -91,8 +109,9 @@ func main() {
 	log.Info("chat stopped")
 }
 
-// runNATS starts a NATS server on addr in this process.
-func runNATS(addr string) (*server.Server, error) {
+// runNATS starts a NATS server on addr in this process, with JetStream
+// storing in dir.
+func runNATS(addr, dir string) (*server.Server, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -101,7 +120,7 @@ func runNATS(addr string) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, err := server.NewServer(&server.Options{Host: host, Port: p, NoSigs: true, MaxPayload: 64 << 10})
+	ns, err := server.NewServer(&server.Options{Host: host, Port: p, NoSigs: true, MaxPayload: 64 << 10, JetStream: true, StoreDir: dir})
 	if err != nil {
 		return nil, err
 	}

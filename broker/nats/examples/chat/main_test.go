@@ -109,10 +109,11 @@ func (m *member) say(t *testing.T, text string) {
 	}
 }
 
-// startNATS runs a NATS server on a free port until the test ends.
+// startNATS runs a NATS server with JetStream (the rooms' history) on a
+// free port until the test ends.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestEmbeddedNATS(t *testing.T) {
 	}
 	natsAddr := l.Addr().String()
 	l.Close()
-	a1, _ := node(t, "-nats-embedded", natsAddr)
+	a1, _ := node(t, "-nats-embedded", natsAddr, "-nats-store", t.TempDir())
 	a2, _ := node(t, "-nats", "nats://"+natsAddr)
 	m1, m2 := join(t, a1, "ann"), join(t, a2, "bob")
 	deadline := time.Now().Add(10 * time.Second)

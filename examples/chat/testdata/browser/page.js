@@ -1,5 +1,7 @@
-// Helpers that browser.js and restart.js share: the steps, the questions
-// to the Go test, Chromium, and waits and actions on the chat page.
+// Helpers that browser.js, restart.js and recover.js share (and
+// broker/nats/examples/chat/testdata/recover_nodes.js, by relative path):
+// the steps, the questions to the Go test, Chromium, and waits and
+// actions on the chat page.
 "use strict";
 const { chromium } = require("playwright-core");
 const fs = require("fs");

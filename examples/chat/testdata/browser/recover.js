@@ -10,7 +10,10 @@
 // TICK_MS * AFTER after B is open again. B must then show every tick A
 // sent, in order, once each (the ones sent while it was away recovered
 // from the room's history: no reload), and say how many it recovered, at
-// least one. Steps print "OK <step>" or "FAIL <step>: <why>" (then exit
+// least one. The last message B gets before the cut has an empty epoch,
+// as a cluster node's page gets one while the node cannot reach NATS
+// (broker/nats's WithHistory): B shows it, and still reconnects with the
+// position of the tick before it, which it must not forget. Steps print "OK <step>" or "FAIL <step>: <why>" (then exit
 // 1), as browser.js does.
 "use strict";
 const { STEP_MS, ask, step, text, stateIs, logHas, post, launch, record, states, log, ticks, stopTicks, allTicks } = require("./page");
@@ -36,6 +39,15 @@ launch(chromiumPath, url, async (ctx) => {
     await ticks(a, TICK_MS);
     await b.waitForFunction(() => window.__log.filter((l) => /^tick \d+$/.test(l.text)).length >= 5, null, { timeout: STEP_MS });
   });
+  // The socket's close event comes after every message it brought: a
+  // listener there hands B, through the socket, a message with no position
+  // last.
+  await b.evaluate(() => {
+    const sock = ws;
+    sock.addEventListener("close", () => sock.dispatchEvent(new MessageEvent("message", {
+      data: JSON.stringify({ epoch: "", offset: 0, type: "chat", name: "nats-down", text: "sent while NATS was down" }),
+    })));
+  });
   const answer = await ask("CUT");
   if (answer !== "DONE") throw new Error(`no DONE after CUT: ${answer}`);
   let sent = 0;
@@ -53,6 +65,8 @@ launch(chromiumPath, url, async (ctx) => {
     const m = /: (\d+) missed messages? shown above/.exec(back[0]);
     if (!m || Number(m[1]) < 1) throw new Error(`tab B's notice after the reconnect: ${back[0]}`);
     if (notes.some((n) => n.includes("not available"))) throw new Error(`tab B's notices: ${JSON.stringify(notes)}`);
+    const down = (await log(b)).filter((l) => l.text === "sent while NATS was down");
+    if (down.length !== 1) throw new Error(`tab B shows the message with no position ${down.length} times`);
     const s = await states(b);
     console.log(`sent ${sent} ticks; tab B recovered ${m[1]} messages; its states: ${JSON.stringify(s)}`);
   });
