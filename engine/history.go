@@ -47,7 +47,9 @@ type Position struct {
 	// room's may have missed messages that nobody can give it.
 	Epoch string
 	// Offset is 1 for the epoch's first message and one more for each
-	// after it; 0 with an epoch is its start, before any message.
+	// after it; 0 with an epoch is its start, before any message. With a
+	// HistoryBroker the offsets are the bus's, which number the messages
+	// of every room together: a room's offsets grow, by one or more.
 	Offset uint64
 }
 
