@@ -52,6 +52,9 @@ func TestDrainSpreadsReconnects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3,000 connections for 10 s")
 	}
+	if raceEnabled {
+		t.Skip("a timing test: .ci/run runs it without the race detector (race_test.go)")
+	}
 	const (
 		n      = 3000
 		window = 6 * time.Second
