@@ -40,6 +40,8 @@
 // its store on disk in the run's temporary directory), the nodes run
 // servers/wsloop-room -history N -history-plain: no envelope, so that
 // every subscriber gets, and checks, the bytes it gets without history.
+// Each round runs the four with two subscribers a node too (but with
+// -quick), where a publish's own cost shows, apart from its deliveries.
 // The report gives each setup's medians and the ratio of each setup with
 // history to the same without; with -out it goes between
 // <!-- cluster-history:begin --> and <!-- cluster-history:end -->, and
@@ -547,20 +549,28 @@ type histSetup struct {
 }
 
 // historyRuns runs -history's four setups in -rounds rounds, the order
-// rotating by one each round.
+// rotating by one each round: with -subs subscribers a node, then (but
+// with -quick) with two, where a publish's own cost is not drowned in
+// its deliveries.
 func historyRuns(bin func(string) string) []result {
 	setups := []histSetup{{*nodes, 0}, {*nodes, *history}, {1, 0}, {1, *history}}
+	counts := []int{*subs}
+	if !*quick && *subs != 2 {
+		counts = append(counts, 2)
+	}
 	var runs []result
 	for round := range *rounds {
-		for i := range setups {
-			su := setups[(i+round)%len(setups)]
-			fmt.Fprintf(os.Stderr, "cluster: round %d of %d: %d node(s), history %d\n", round+1, *rounds, su.nodes, su.hist)
-			r, err := run(bin, su.nodes, su.nodes > 1, *inflight, *subs, su.hist, su.nodes > 1)
-			if err != nil {
-				fatal(fmt.Errorf("round %d, %d node(s), history %d: %w", round+1, su.nodes, su.hist, err))
+		for _, n := range counts {
+			for i := range setups {
+				su := setups[(i+round)%len(setups)]
+				fmt.Fprintf(os.Stderr, "cluster: round %d of %d: %d node(s), %d subscribers each, history %d\n", round+1, *rounds, su.nodes, n, su.hist)
+				r, err := run(bin, su.nodes, su.nodes > 1, *inflight, n, su.hist, su.nodes > 1)
+				if err != nil {
+					fatal(fmt.Errorf("round %d, %d node(s), %d subscribers each, history %d: %w", round+1, su.nodes, n, su.hist, err))
+				}
+				r.Round = round + 1
+				runs = append(runs, r)
 			}
-			r.Round = round + 1
-			runs = append(runs, r)
 		}
 	}
 	return runs

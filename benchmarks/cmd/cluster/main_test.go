@@ -248,14 +248,14 @@ func TestRenderHistory(t *testing.T) {
 		"### Through JetStream, 2 nodes\n",
 		"**Quick smoke run**",
 		"`cd benchmarks && go run ./cmd/cluster -history 100 -rounds 2 -subs 300 -out RESULTS.md` at e43f17e",
-		"in each of 2 rounds",
+		"in each of 2 round(s)",
 		"| 2 nodes + NATS, no history (core NATS) | 600 | 100 | 2400.00 µs | 4.000 µs | (base) | 3.52 (2.35–4.69) ms | 6.79 ms | 1.000 / 2.000 | 133 / 267 |",
 		"| 2 nodes + NATS, history 100 through JetStream | 600 | 100 | 3600.00 µs | 6.000 µs | 1.50 |",
 		"| single node, no history | 300 | 200 | 600.00 µs | 2.000 µs | (base) |",
 		"| single node, local history 100 | 300 | 200 | 900.00 µs | 3.000 µs | 1.50 | 1.85 (1.23–2.47) ms | 5.68 ms | — | — |",
-		"- 2 nodes + NATS, history 100 through JetStream: nats 133.33, node1 1733.33, node2 1733.33.",
-		"- single node, local history 100: node1 900.00.",
-		"1.000 messages stored a publish, 0.0200 API requests a publish (0 errors); at the end of the last round the stream held 100 messages (12000 bytes), with 2 consumers.",
+		"- 2 nodes + NATS, history 100 through JetStream, 300 subscribers a node: nats 133.33, node1 1733.33, node2 1733.33.",
+		"- single node, local history 100, 300 subscribers a node: node1 900.00.",
+		"JetStream (NATS's /jsz), 300 subscribers a node, over the measured phases of the 2 rounds: 1.000 messages stored a publish, 0.0200 API requests a publish (0 errors); at the end of the last round the stream held 100 messages (12000 bytes), with 2 consumers.",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

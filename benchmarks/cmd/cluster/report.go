@@ -105,39 +105,48 @@ func (sv *saved) historyMarkdown() string {
 	p(", run of %s (took %s, load average %s at the start); %s; servers (NATS and every node, one event loop each) pinned to CPU %s, clients to %s. ",
 		sv.Date.UTC().Format("2006-01-02 15:04 MST"), time.Duration(sv.Took).Round(time.Second), sv.Load, sv.Machine, cpuList(su.ServerCPU), cpuList(su.LoadCPUs))
 	p("One room, %d B binary messages, one publisher on node 1 keeping %d publishes in flight for %v; %d subscribers on every node (the publisher's connection is one of node 1's), one client process a node. "+
-		"Four setups, run one after the other in each of %d rounds (the order rotating by one each round): %d nodes and NATS without history (core NATS); "+
+		"Four setups, run one after the other in each of %d round(s) (the order rotating by one each round): %d nodes and NATS without history (core NATS); "+
 		"the same with the room keeping its last %d messages in a JetStream stream (natsbroker.WithHistory, MaxPerRoom %d, file storage: a publish goes to the stream as a core NATS publish, and every node, the publisher's too, delivers it from its ordered consumer); "+
 		"a single node without a broker, without history; and one keeping the same history locally (engine.WithHistory). "+
 		"NATS runs JetStream in both cluster setups. No envelope (engine.WithHistory's nil one), so a message goes out as published, and every subscriber checked every message byte for byte and in order, as without history. "+
 		"A publish is done when every subscriber of every node has it; its latency runs from its send to that moment. Server CPU is summed over NATS and every node over the measured phase. "+
 		"Medians of the rounds, with the lowest and highest in brackets; the ratio is of the medians of server CPU per publish, each setup with history against the same without.\n\n",
 		su.Size, su.Inflight, su.Duration, su.Subs, su.Rounds, su.Nodes, su.History, su.History)
-	type key struct{ nodes, hist int }
+	if slices.ContainsFunc(sv.Runs, func(r result) bool { return r.SubsPerNode != su.Subs }) {
+		p("Each round ran the four with %d subscribers a node, then with two, where a publish's own cost shows apart from its deliveries.\n\n", su.Subs)
+	}
+	type key struct{ subs, nodes, hist int }
 	groups := map[key][]result{}
 	var order []key
 	for _, r := range sv.Runs {
-		k := key{r.Nodes, r.History}
+		k := key{r.SubsPerNode, r.Nodes, r.History}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], r)
 	}
 	slices.SortFunc(order, func(a, b key) int {
+		if a.subs != b.subs {
+			return b.subs - a.subs
+		}
 		if a.nodes != b.nodes {
 			return b.nodes - a.nodes
 		}
 		return a.hist - b.hist
 	})
-	name := func(k key) string {
+	setupName := func(nodes, hist int) string {
 		switch {
-		case k.nodes > 1 && k.hist > 0:
-			return fmt.Sprintf("%d nodes + NATS, history %d through JetStream", k.nodes, k.hist)
-		case k.nodes > 1:
-			return fmt.Sprintf("%d nodes + NATS, no history (core NATS)", k.nodes)
-		case k.hist > 0:
-			return fmt.Sprintf("single node, local history %d", k.hist)
+		case nodes > 1 && hist > 0:
+			return fmt.Sprintf("%d nodes + NATS, history %d through JetStream", nodes, hist)
+		case nodes > 1:
+			return fmt.Sprintf("%d nodes + NATS, no history (core NATS)", nodes)
+		case hist > 0:
+			return fmt.Sprintf("single node, local history %d", hist)
 		}
 		return "single node, no history"
+	}
+	name := func(k key) string {
+		return fmt.Sprintf("%s, %d subscribers a node", setupName(k.nodes, k.hist), k.subs)
 	}
 	perPub := func(r result) float64 { return r.ServerCPUS * 1e6 / float64(r.Publishes) }
 	perDel := func(r result) float64 { return r.ServerCPUS * 1e6 / float64(r.Deliveries) }
@@ -147,7 +156,7 @@ func (sv *saved) historyMarkdown() string {
 		rs := groups[k]
 		ratio := "1"
 		if k.hist > 0 {
-			if base := groups[key{k.nodes, 0}]; len(base) > 0 {
+			if base := groups[key{k.subs, k.nodes, 0}]; len(base) > 0 {
 				ratio = fmt.Sprintf("%.2f", med(rs, perPub).m/med(base, perPub).m)
 			}
 		} else {
@@ -163,7 +172,7 @@ func (sv *saved) historyMarkdown() string {
 			bus = fmt.Sprintf("%.3f / %.3f", in.m, outm.m)
 			bytes = fmt.Sprintf("%.0f / %.0f", inb.m, outb.m)
 		}
-		p("| %s | %d | %s | %s µs | %s µs | %s | %s ms | %s ms | %s | %s |\n", name(k), rs[0].Subscribers,
+		p("| %s | %d | %s | %s µs | %s µs | %s | %s ms | %s ms | %s | %s |\n", setupName(k.nodes, k.hist), rs[0].Subscribers,
 			med(rs, func(r result) float64 { return float64(r.Publishes) / r.DurationS }).f("%.0f"),
 			med(rs, perPub).f("%.2f"), med(rs, perDel).f("%.3f"), ratio,
 			med(rs, func(r result) float64 { return r.P50us / 1e3 }).f("%.2f"),
@@ -200,9 +209,9 @@ func (sv *saved) historyMarkdown() string {
 			pubs += r.Publishes
 		}
 		last := rs[len(rs)-1].JetStream
-		p("\nJetStream (NATS's /jsz), over the measured phases of the %d rounds: %.3f messages stored a publish, %.4f API requests a publish (%d errors); "+
+		p("\nJetStream (NATS's /jsz), %d subscribers a node, over the measured phases of the %d rounds: %.3f messages stored a publish, %.4f API requests a publish (%d errors); "+
 			"at the end of the last round the stream held %d messages (%d bytes), with %d consumers.\n",
-			len(rs), taken/float64(pubs), api/float64(pubs), apiErr, last.Messages, last.Bytes, last.Consumers)
+			k.subs, len(rs), taken/float64(pubs), api/float64(pubs), apiErr, last.Messages, last.Bytes, last.Consumers)
 	}
 	return b.String()
 }
