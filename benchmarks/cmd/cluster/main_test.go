@@ -245,7 +245,7 @@ func TestRenderHistory(t *testing.T) {
 	sv := historySample()
 	md := sv.markdown()
 	for _, want := range []string{
-		"### Through JetStream, 2 nodes\n",
+		"### Through JetStream, two nodes\n",
 		"**Quick smoke run**",
 		"`cd benchmarks && go run ./cmd/cluster -history 100 -rounds 2 -subs 300 -out RESULTS.md` at e43f17e",
 		"in each of 2 round(s)",

@@ -94,7 +94,11 @@ func (sv *saved) historyMarkdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	su := sv.Setup
-	p("### Through JetStream, %d nodes\n\n", su.Nodes)
+	nodesWord := fmt.Sprint(su.Nodes)
+	if su.Nodes < 10 {
+		nodesWord = []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}[su.Nodes]
+	}
+	p("### Through JetStream, %s nodes\n\n", nodesWord)
 	if su.Quick {
 		p("**Quick smoke run**: tiny sizes, the figures are not comparable with a full run.\n\n")
 	}
