@@ -47,7 +47,7 @@
 // <!-- cluster-history:begin --> and <!-- cluster-history:end -->, and
 // the run to FILE-cluster-history.json:
 //
-//	cd benchmarks && go run ./cmd/cluster -history 100 -subs 2000 -duration 5s -out RESULTS.md
+//	cd benchmarks && go run ./cmd/cluster -history 100 -subs 2000 -duration 3s -out RESULTS.md   # about 2.5 minutes
 //	cd benchmarks && go run ./cmd/cluster -quick -history 100   # CI smoke test
 package main
 
