@@ -28,6 +28,27 @@
 //	cd benchmarks && go run ./cmd/cluster -render RESULTS-cluster.json [-out RESULTS.md]
 //
 // prints (or writes) the same report again from the file.
+//
+// With -history N it compares instead what keeping a room's history costs,
+// in -rounds rounds, each running four setups one after the other (the
+// order rotating from round to round), with the same -subs and -inflight:
+// the cluster without history (core NATS), the cluster with the room's
+// last N messages kept in a JetStream stream (natsbroker.WithHistory: a
+// publish goes to the stream, and every node delivers it from there), a
+// single node without history and a single node keeping the same history
+// locally. NATS runs JetStream in both cluster setups (servers/nats -js,
+// its store on disk in the run's temporary directory), the nodes run
+// servers/wsloop-room -history N -history-plain: no envelope, so that
+// every subscriber gets, and checks, the bytes it gets without history.
+// Each round runs the four with two subscribers a node too (but with
+// -quick), where a publish's own cost shows, apart from its deliveries.
+// The report gives each setup's medians and the ratio of each setup with
+// history to the same without; with -out it goes between
+// <!-- cluster-history:begin --> and <!-- cluster-history:end -->, and
+// the run to FILE-cluster-history.json:
+//
+//	cd benchmarks && go run ./cmd/cluster -history 100 -subs 2000 -duration 3s -out RESULTS.md   # about 2.5 minutes
+//	cd benchmarks && go run ./cmd/cluster -quick -history 100   # CI smoke test
 package main
 
 import (
@@ -59,6 +80,8 @@ var (
 	duration  = flag.Duration("duration", 10*time.Second, "measured publishing")
 	serverCPU = flag.String("server-cpu", "0", "taskset CPU list for NATS and the nodes (empty: no pinning)")
 	loadCPUs  = flag.String("load-cpus", "1", "taskset CPU list for the clients (empty: no pinning)")
+	history   = flag.Int("history", 0, "compare a room keeping its last N messages (through JetStream on the cluster, locally on one node) with one keeping none, instead of the usual runs (0: the usual runs)")
+	rounds    = flag.Int("rounds", 3, "with -history: rounds of the four setups (-quick: 1)")
 )
 
 var children proc.Children
@@ -72,10 +95,13 @@ func main() {
 		return
 	}
 	if *quick {
-		*subs, *duration = 200, 2*time.Second
+		*subs, *duration, *rounds = 200, 2*time.Second, 1
 	}
 	if *nodes < 2 || *subs < 2 || *subs > 19000 {
 		fatal(errors.New("need -nodes >= 2 and 2 <= -subs <= 19000 (one client process per node)"))
+	}
+	if *history < 0 || (*history > 0 && *rounds < 1) {
+		fatal(errors.New("need -history >= 0 and, with -history, -rounds >= 1"))
 	}
 	tmp, err := proc.WorkDir("cluster", &children)
 	if err != nil {
@@ -92,12 +118,18 @@ func main() {
 	bin := func(name string) string { return filepath.Join(tmp, name) }
 
 	sv := &saved{Tool: savedTool, Args: os.Args[1:], Date: time.Now().UTC(), Load: loadAvg(), Machine: runinfo.This(), Tree: runinfo.GitTree(".."), Setup: thisSetup()}
+	if *history > 0 {
+		sv.Runs = historyRuns(bin)
+	}
 	// Throughput with -inflight publishes outstanding; latency with one at
 	// a time (no queueing behind other publishes), with every subscriber,
 	// then with two a node: the time the bus hop adds.
 	for _, c := range []struct{ inflight, subs int }{{*inflight, *subs}, {1, *subs}, {1, 2}} {
+		if *history > 0 {
+			break
+		}
 		for _, n := range []int{1, *nodes} {
-			r, err := run(bin, n, n > 1, c.inflight, c.subs)
+			r, err := run(bin, n, n > 1, c.inflight, c.subs, 0, false)
 			if err != nil {
 				fatal(fmt.Errorf("%d node(s), %d in flight: %w", n, c.inflight, err))
 			}
@@ -110,11 +142,12 @@ func main() {
 		fmt.Print(md)
 		return
 	}
-	jsonPath := jsonBeside(*out)
+	jsonPath := jsonBeside(*out, sv.Setup.History > 0)
 	if err := sv.write(jsonPath); err != nil {
 		fatal(err)
 	}
-	if err := mdblock.Write(*out, beginMarker, endMarker, md); err != nil {
+	begin, end := sv.markers()
+	if err := mdblock.Write(*out, begin, end, md); err != nil {
 		fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "cluster: wrote %s and %s\n", *out, jsonPath)
@@ -165,6 +198,68 @@ type result struct {
 	PresencePerS [2]float64     `json:"presence_per_s"`
 	BusPresence  varz           `json:"bus_presence"`
 	Clients      []fanoutResult `json:"clients"` // each client process's RESULT, node 1's (the publisher's) first
+	// With -history: the messages the room kept (0: none), the run's
+	// round (from 1), and JetStream's counters over the measured phase
+	// (the cluster with history).
+	History   int  `json:"history,omitempty"`
+	Round     int  `json:"round,omitempty"`
+	JetStream *jsz `json:"jetstream,omitempty"`
+}
+
+// jsz is what the report takes of the NATS server's /jsz?streams=true:
+// the messages its streams took in (the sum of their last sequences),
+// what they hold, their consumers, and the JetStream API requests
+// served. In a result, Taken and the API counts are over the measured
+// phase, the rest at its end.
+type jsz struct {
+	Taken     int64 `json:"taken"`    // messages stored
+	Messages  int64 `json:"messages"` // held (the stream's limits drop the oldest)
+	Bytes     int64 `json:"bytes"`
+	Consumers int   `json:"consumers"`
+	APITotal  int64 `json:"api_total"`
+	APIErrors int64 `json:"api_errors"`
+}
+
+func (v jsz) since(w jsz) jsz {
+	v.Taken -= w.Taken
+	v.APITotal -= w.APITotal
+	v.APIErrors -= w.APIErrors
+	return v
+}
+
+func getJsz(monitor string) (jsz, error) {
+	var raw struct {
+		Messages  int64 `json:"messages"`
+		Bytes     int64 `json:"bytes"`
+		Consumers int   `json:"consumers"`
+		API       struct {
+			Total  int64 `json:"total"`
+			Errors int64 `json:"errors"`
+		} `json:"api"`
+		Accounts []struct {
+			Streams []struct {
+				State struct {
+					LastSeq int64 `json:"last_seq"`
+				} `json:"state"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(monitor + "/jsz?streams=true")
+	if err != nil {
+		return jsz{}, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		return jsz{}, err
+	}
+	v := jsz{Messages: raw.Messages, Bytes: raw.Bytes, Consumers: raw.Consumers, APITotal: raw.API.Total, APIErrors: raw.API.Errors}
+	for _, a := range raw.Accounts {
+		for _, st := range a.Streams {
+			v.Taken += st.State.LastSeq
+		}
+	}
+	return v, nil
 }
 
 type varz struct {
@@ -228,10 +323,13 @@ type fanoutResult struct {
 // without ports.
 var srcNext = 2
 
-func run(bin func(string) string, n int, clustered bool, inflight, subs int) (res result, err error) {
+// hist > 0 makes the room keep its last hist messages, with no envelope
+// (servers/wsloop-room -history hist -history-plain): through JetStream
+// when clustered; jetStream runs NATS with JetStream (as it must then).
+func run(bin func(string) string, n int, clustered bool, inflight, subs, hist int, jetStream bool) (res result, err error) {
 	src := srcNext
 	srcNext += n
-	res = result{Nodes: n, Inflight: inflight, SubsPerNode: subs, CPUByProc: map[string]float64{}, RSSByProc: map[string]int64{}}
+	res = result{Nodes: n, Inflight: inflight, SubsPerNode: subs, History: hist, CPUByProc: map[string]float64{}, RSSByProc: map[string]int64{}}
 	var servers []*proc.Child
 	var clients []*proc.Child
 	defer func() {
@@ -247,7 +345,11 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 	}()
 	var natsURL, monitor string
 	if clustered {
-		ns, err := start("nats", *serverCPU, bin("nats"), "-addr", "127.0.0.1:0")
+		nargs := []string{"-addr", "127.0.0.1:0"}
+		if jetStream || hist > 0 {
+			nargs = append(nargs, "-js", "-js-dir", workDir)
+		}
+		ns, err := start("nats", *serverCPU, bin("nats"), nargs...)
 		if err != nil {
 			return res, err
 		}
@@ -264,6 +366,9 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 		args := []string{"-addr", "127.0.0.1:0", "-loops", "1"}
 		if clustered {
 			args = append(args, "-nats", natsURL)
+		}
+		if hist > 0 {
+			args = append(args, "-history", fmt.Sprint(hist), "-history-plain")
 		}
 		s, err := start(fmt.Sprintf("node%d", i+1), *serverCPU, bin("wsloop-room"), args...)
 		if err != nil {
@@ -305,6 +410,7 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 	}
 	fmt.Fprintf(os.Stderr, "cluster: %d node(s), %d subscribers each, connected; measuring %v with %d in flight\n", n, subs, *duration, inflight)
 	var v0 varz
+	var j0 jsz
 	var presencePerS [2]float64 // in, out
 	if clustered {
 		// The bus's traffic with nobody publishing: presence reports.
@@ -329,6 +435,11 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 		if v0, err = getVarz(monitor); err != nil {
 			return res, err
 		}
+		if hist > 0 {
+			if j0, err = getJsz(monitor); err != nil {
+				return res, err
+			}
+		}
 	}
 	for _, c := range clients[1:] {
 		c.Send("GO")
@@ -348,6 +459,14 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 			return res, err
 		}
 		res.Bus = v1.minus(v0)
+		if hist > 0 {
+			j1, err := getJsz(monitor)
+			if err != nil {
+				return res, err
+			}
+			d := j1.since(j0)
+			res.JetStream = &d
+		}
 	}
 	res.PhaseS = time.Since(t0).Seconds()
 	if clustered {
@@ -393,8 +512,8 @@ func run(bin func(string) string, n int, clustered bool, inflight, subs int) (re
 	res.DurationS = pr.DurationS
 	res.DeliveredPerS = float64(res.Deliveries) / pr.DurationS
 	res.P50us, res.P99us = pr.P50us, pr.P99us
-	fmt.Fprintf(os.Stderr, "cluster: %d node(s), %d in flight: %.0f deliveries/s, %.3f µs server CPU per delivery, p50 %.1f ms, p99 %.1f ms\n",
-		n, inflight, res.DeliveredPerS, res.ServerCPUS*1e6/float64(res.Deliveries), res.P50us/1e3, res.P99us/1e3)
+	fmt.Fprintf(os.Stderr, "cluster: %d node(s), history %d, %d in flight: %.0f deliveries/s, %.3f µs server CPU per delivery, p50 %.1f ms, p99 %.1f ms\n",
+		n, hist, inflight, res.DeliveredPerS, res.ServerCPUS*1e6/float64(res.Deliveries), res.P50us/1e3, res.P99us/1e3)
 	return res, nil
 }
 
@@ -411,3 +530,48 @@ func cpuOf(ps []*proc.Child) (map[string]time.Duration, error) {
 }
 
 const beginMarker, endMarker = "<!-- cluster:begin -->", "<!-- cluster:end -->"
+
+// The markers of -history's report.
+const histBeginMarker, histEndMarker = "<!-- cluster-history:begin -->", "<!-- cluster-history:end -->"
+
+// markers are the markers sv's report goes between.
+func (sv *saved) markers() (begin, end string) {
+	if sv.Setup.History > 0 {
+		return histBeginMarker, histEndMarker
+	}
+	return beginMarker, endMarker
+}
+
+// histSetup is one of -history's four setups.
+type histSetup struct {
+	nodes int
+	hist  int
+}
+
+// historyRuns runs -history's four setups in -rounds rounds, the order
+// rotating by one each round: with -subs subscribers a node, then (but
+// with -quick) with two, where a publish's own cost is not drowned in
+// its deliveries.
+func historyRuns(bin func(string) string) []result {
+	setups := []histSetup{{*nodes, 0}, {*nodes, *history}, {1, 0}, {1, *history}}
+	counts := []int{*subs}
+	if !*quick && *subs != 2 {
+		counts = append(counts, 2)
+	}
+	var runs []result
+	for round := range *rounds {
+		for _, n := range counts {
+			for i := range setups {
+				su := setups[(i+round)%len(setups)]
+				fmt.Fprintf(os.Stderr, "cluster: round %d of %d: %d node(s), %d subscribers each, history %d\n", round+1, *rounds, su.nodes, n, su.hist)
+				r, err := run(bin, su.nodes, su.nodes > 1, *inflight, n, su.hist, su.nodes > 1)
+				if err != nil {
+					fatal(fmt.Errorf("round %d, %d node(s), %d subscribers each, history %d: %w", round+1, su.nodes, n, su.hist, err))
+				}
+				r.Round = round + 1
+				runs = append(runs, r)
+			}
+		}
+	}
+	return runs
+}

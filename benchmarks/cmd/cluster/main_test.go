@@ -115,8 +115,10 @@ func TestRenderSaved(t *testing.T) {
 	sv := sample()
 	// Every field set: a field the JSON drops then fails the round trip.
 	// (fanoutResult.Errors is zero in any run that got a report.)
+	// The fields of -history's runs are checked by TestRenderHistory.
 	for _, p := range unset(reflect.ValueOf(*sv), "saved") {
-		if !strings.HasSuffix(p, ".Errors") {
+		if !strings.HasSuffix(p, ".Errors") && !strings.HasSuffix(p, ".History") && !strings.HasSuffix(p, ".Rounds") &&
+			!strings.HasSuffix(p, ".Round") && !strings.HasSuffix(p, ".JetStream") {
 			t.Errorf("sample leaves %s unset: the round trip would not check it", p)
 		}
 	}
@@ -141,7 +143,7 @@ func TestRenderSaved(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	path := jsonBeside(filepath.Join(dir, "R.md"))
+	path := jsonBeside(filepath.Join(dir, "R.md"), false)
 	if filepath.Base(path) != "R-cluster.json" {
 		t.Errorf("the .json beside R.md is %s", path)
 	}
@@ -197,5 +199,97 @@ func TestRenderSaved(t *testing.T) {
 		if stdout.Len() > 0 {
 			t.Errorf("%s .json: printed %q", name, stdout.String())
 		}
+	}
+}
+
+// historySample is a saved -history run: two rounds of the four setups.
+func historySample() *saved {
+	sv := sample()
+	sv.Args = []string{"-history", "100", "-rounds", "2", "-subs", "300", "-out", "RESULTS.md"}
+	sv.Setup.History, sv.Setup.Rounds, sv.Setup.Inflight = 100, 2, 8
+	base := sv.Runs
+	sv.Runs = nil
+	for round := 1; round <= 2; round++ {
+		for _, hist := range []int{0, 100} {
+			for _, r := range base {
+				r.History, r.Round = hist, round
+				r.CPUByProc = map[string]float64{}
+				for k, v := range base[0].CPUByProc {
+					r.CPUByProc[k] = v
+				}
+				if r.Nodes > 1 {
+					r.CPUByProc = map[string]float64{"nats": 0.04, "node1": 0.52, "node2": 0.52}
+				}
+				if hist > 0 {
+					// History costs half as much again on every process.
+					for k, v := range r.CPUByProc {
+						r.CPUByProc[k] = v * 1.5
+					}
+					r.ServerCPUS *= 1.5
+					if r.Nodes > 1 {
+						r.JetStream = &jsz{Taken: 450, Messages: 100, Bytes: 12000, Consumers: 2, APITotal: 9, APIErrors: 0}
+					}
+				}
+				r.P50us *= float64(round)
+				sv.Runs = append(sv.Runs, r)
+			}
+		}
+	}
+	return sv
+}
+
+// TestRenderHistory checks -history's report, its JSON round trip, and
+// that -render writes it between its own markers, leaving the cluster
+// markers' block alone.
+func TestRenderHistory(t *testing.T) {
+	sv := historySample()
+	md := sv.markdown()
+	for _, want := range []string{
+		"### Through JetStream, two nodes\n",
+		"**Quick smoke run**",
+		"`cd benchmarks && go run ./cmd/cluster -history 100 -rounds 2 -subs 300 -out RESULTS.md` at e43f17e",
+		"in each of 2 round(s)",
+		"| 2 nodes + NATS, no history (core NATS) | 600 | 100 | 2400.00 µs | 4.000 µs | (base) | 3.52 (2.35–4.69) ms | 6.79 ms | 1.000 / 2.000 | 133 / 267 |",
+		"| 2 nodes + NATS, history 100 through JetStream | 600 | 100 | 3600.00 µs | 6.000 µs | 1.50 |",
+		"| single node, no history | 300 | 200 | 600.00 µs | 2.000 µs | (base) |",
+		"| single node, local history 100 | 300 | 200 | 900.00 µs | 3.000 µs | 1.50 | 1.85 (1.23–2.47) ms | 5.68 ms | — | — |",
+		"- 2 nodes + NATS, history 100 through JetStream, 300 subscribers a node: nats 133.33, node1 1733.33, node2 1733.33.",
+		"- single node, local history 100, 300 subscribers a node: node1 900.00.",
+		"JetStream (NATS's /jsz), 300 subscribers a node, over the measured phases of the 2 rounds: 1.000 messages stored a publish, 0.0200 API requests a publish (0 errors); at the end of the last round the stream held 100 messages (12000 bytes), with 2 consumers.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("report:\n%s", md)
+	}
+	dir := t.TempDir()
+	path := jsonBeside(filepath.Join(dir, "R.md"), true)
+	if filepath.Base(path) != "R-cluster-history.json" {
+		t.Errorf("the -history .json beside R.md is %s", path)
+	}
+	if err := sv.write(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range differ(reflect.ValueOf(*back), reflect.ValueOf(*sv), "saved") {
+		t.Errorf("the JSON round trip changed %s", d)
+	}
+	mdPath := filepath.Join(dir, "R.md")
+	before := "# R\n\n" + beginMarker + "\ncluster\n" + endMarker + "\n\n" + histBeginMarker + "\nold\n" + histEndMarker + "\n\nkept\n"
+	if err := os.WriteFile(mdPath, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	if err := rerender(path, mdPath, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	want := "# R\n\n" + beginMarker + "\ncluster\n" + endMarker + "\n\n" + histBeginMarker + "\n" + md + histEndMarker + "\n\nkept\n"
+	if b, _ := os.ReadFile(mdPath); string(b) != want {
+		t.Errorf("-render -out wrote:\n%s", b)
 	}
 }

@@ -43,12 +43,18 @@ type setup struct {
 	Duration  dur    `json:"duration"`
 	ServerCPU string `json:"server_cpu"`
 	LoadCPUs  string `json:"load_cpus"`
+	History   int    `json:"history,omitempty"` // -history: 0 for the usual runs
+	Rounds    int    `json:"rounds,omitempty"`  // with -history
 }
 
 // thisSetup is the setup the flags ask for (after -quick).
 func thisSetup() setup {
-	return setup{Quick: *quick, Nodes: *nodes, Subs: *subs, Size: *size, Inflight: *inflight, Duration: dur(*duration),
+	su := setup{Quick: *quick, Nodes: *nodes, Subs: *subs, Size: *size, Inflight: *inflight, Duration: dur(*duration),
 		ServerCPU: *serverCPU, LoadCPUs: *loadCPUs}
+	if *history > 0 {
+		su.History, su.Rounds = *history, *rounds
+	}
+	return su
 }
 
 // dur is a time.Duration that JSON shows as "10s".
@@ -63,8 +69,12 @@ func (d *dur) UnmarshalText(b []byte) error {
 }
 
 // jsonBeside is the .json -out writes beside the markdown file md:
-// RESULTS.md gets RESULTS-cluster.json (RESULTS.json is cmd/bench's).
-func jsonBeside(md string) string {
+// RESULTS.md gets RESULTS-cluster.json (RESULTS.json is cmd/bench's), or
+// with -history RESULTS-cluster-history.json.
+func jsonBeside(md string, history bool) string {
+	if history {
+		return strings.TrimSuffix(md, filepath.Ext(md)) + "-cluster-history.json"
+	}
 	return strings.TrimSuffix(md, filepath.Ext(md)) + "-cluster.json"
 }
 
@@ -102,7 +112,8 @@ func rerender(path, md string, stdout io.Writer) error {
 		return err
 	}
 	if md != "" {
-		return mdblock.Write(md, beginMarker, endMarker, report)
+		begin, end := sv.markers()
+		return mdblock.Write(md, begin, end, report)
 	}
 	return nil
 }

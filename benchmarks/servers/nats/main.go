@@ -6,9 +6,15 @@
 //
 // once it accepts clients; the monitoring port serves /varz, whose message
 // and byte counters the benchmark reads.
+//
+// With -js it runs JetStream too (for natsbroker.WithHistory, which keeps
+// rooms' history in a stream), its store in a fresh temporary directory
+// (under -js-dir, or the system's) that is removed at exit; /jsz then
+// serves JetStream's counters.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -24,6 +30,8 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "client address; port 0 picks a free port")
+	js := flag.Bool("js", false, "enable JetStream, its store in a temporary directory removed at exit")
+	jsDir := flag.String("js-dir", "", "with -js: the directory to make the store's temporary directory in (empty: the system's)")
 	flag.Parse()
 	host, port, err := net.SplitHostPort(*addr)
 	if err != nil {
@@ -36,17 +44,39 @@ func main() {
 	if p == 0 {
 		p = -1 // nats-server's "any free port"
 	}
-	ns, err := server.NewServer(&server.Options{Host: host, Port: p, HTTPHost: host, HTTPPort: -1, NoSigs: true, NoLog: true})
-	if err != nil {
+	opts := &server.Options{Host: host, Port: p, HTTPHost: host, HTTPPort: -1, NoSigs: true, NoLog: true}
+	if *js {
+		dir, err := os.MkdirTemp(*jsDir, "nats-js-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		opts.JetStream, opts.StoreDir = true, dir
+	}
+	if err := serve(opts); err != nil {
+		if opts.StoreDir != "" {
+			os.RemoveAll(opts.StoreDir)
+		}
 		log.Fatal(err)
+	}
+}
+
+// serve runs the server until SIGINT or SIGTERM.
+func serve(opts *server.Options) error {
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return err
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		log.Fatal("nats: not ready within 10 s")
+		ns.Shutdown()
+		return errors.New("nats: not ready within 10 s")
 	}
 	fmt.Println("READY", ns.Addr(), "http://"+ns.MonitorAddr().String())
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	<-ch
 	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
 }

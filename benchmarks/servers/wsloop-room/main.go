@@ -37,6 +37,16 @@
 // comes among the first messages. The epoch is only in the welcome; an
 // offset in a message is of the welcome's epoch (the room's history is
 // never forgotten here: it has no TTL). cmd/recoverstorm runs this mode.
+//
+// With -history-plain too, a message goes out as published (no envelope:
+// engine.WithHistory's nil envelope) and every connection joins as
+// without history (no position, no welcome): the bytes a client gets are
+// those of a room without history, so that cmd/cluster -history compares
+// the two with the same client checks. With -nats, -history keeps the
+// room's history for the whole cluster in a JetStream stream
+// (natsbroker.WithHistory, MaxPerRoom N, on the NATS server's disk: the
+// server must run JetStream, servers/nats -js): a publish goes to the
+// stream, and every node delivers it from there.
 package main
 
 import (
@@ -156,22 +166,31 @@ func main() {
 	busPing := flag.Duration("bus-ping", 0, "with -nats: the NATS client's ping interval (0: the broker's, 2 s)")
 	certFile := flag.String("tls-cert", "", "TLS certificate (PEM); with -tls-key, serve TLS (engine.WithTLS)")
 	keyFile := flag.String("tls-key", "", "TLS private key (PEM)")
-	history := flag.Int("history", 0, "the room keeps its last N messages, each prefixed with its offset, and a client may recover with ?epoch=E&offset=N (0: no history)")
+	history := flag.Int("history", 0, "the room keeps its last N messages, each prefixed with its offset, and a client may recover with ?epoch=E&offset=N (0: no history); with -nats, in a JetStream stream for the whole cluster")
+	historyPlain := flag.Bool("history-plain", false, "with -history: no envelope (messages go out as published) and no recovery (every connection joins, no welcome)")
 	flag.Parse()
 
-	h := &fanout{history: *history > 0}
+	h := &fanout{history: *history > 0 && !*historyPlain}
 	var cluster []engine.Option
 	if *history > 0 {
 		n := *history
-		cluster = append(cluster,
-			engine.WithHistory(func(string) engine.History { return engine.History{Size: n} }, envelope),
-			engine.WithUpgradeHook(sinceHook))
+		env := envelope
+		if *historyPlain {
+			env = nil
+		}
+		cluster = append(cluster, engine.WithHistory(func(string) engine.History { return engine.History{Size: n} }, env))
+		if !*historyPlain {
+			cluster = append(cluster, engine.WithUpgradeHook(sinceHook))
+		}
 	}
 	var broker *natsbroker.Broker
 	if *natsURL != "" {
 		var bopts []natsbroker.Option
 		if *busPing > 0 {
 			bopts = append(bopts, natsbroker.WithNATSOptions(nats.PingInterval(*busPing)))
+		}
+		if *history > 0 {
+			bopts = append(bopts, natsbroker.WithHistory(natsbroker.HistoryConfig{MaxPerRoom: int64(*history)}))
 		}
 		broker = natsbroker.New(*natsURL, bopts...)
 		cluster = append(cluster, engine.WithBroker(broker))
