@@ -201,24 +201,41 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	}
 }
 
+// tlsDialer upgrades a wss connection to addr, over TLS 1.3.
+func tlsDialer(addr string) func(testing.TB) net.Conn {
+	return func(t testing.TB) net.Conn {
+		tc := tls.Client(dialTCP(t, addr), clientTLS(tls.VersionTLS13))
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return upgradeOver(t, tc, addr)
+	}
+}
+
 // TestTLSHandshakeQueueRelease: sockets whose handshakes wait for a slot
 // leave the queue, and give back their input buffers, as soon as they
 // close, not when a running handshake ends; silent sockets never take a
-// slot.
+// slot. The flood of the Bounds row: 500 ClientHellos queued past 2
+// slots; the heap's peak stays within 5 MiB of its start (the test's own
+// 552 sockets included), and an open wss probe keeps getting echoes.
 func TestTLSHandshakeQueueRelease(t *testing.T) {
 	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(20*time.Second))
 	hello := clientHello(t)
+	probe := startProbe(t, tlsDialer(addr))
+	mem := startMemPeak(t)
 	// Silent sockets: no slot, no queue entry.
 	for range 50 {
 		dialTCP(t, addr)
 	}
 	// Two clients send a ClientHello and stall: they hold both slots
 	// until the handshake deadline, 20 s away.
+	var stalled []net.Conn
 	for range 2 {
 		c := dialTCP(t, addr)
 		if _, err := c.Write(hello); err != nil {
 			t.Fatal(err)
 		}
+		stalled = append(stalled, c)
 	}
 	waitFor(t, 5*time.Second, "both slots taken", func() bool { return srv.Stats().TLSHandshakes == 2 })
 	if st := srv.Stats(); st.TLSHandshakesWaiting != 0 {
@@ -240,17 +257,23 @@ func TestTLSHandshakeQueueRelease(t *testing.T) {
 	if held := srv.tlsHeld.Load(); held < 500*int64(len(hello)) {
 		t.Fatalf("%d bytes of handshake input held for 500 queued ClientHellos of %d bytes", held, len(hello))
 	}
+	probe.waitEchoes(t, probe.mark(), 3) // while they are queued
 	for _, c := range waiting {
 		c.Close()
 	}
 	waitFor(t, 5*time.Second, "the closed sockets gone from the queue", func() bool {
 		st := srv.Stats()
-		return st.TLSHandshakesWaiting == 0 && st.Sockets == 52 // 50 silent, 2 stalled
+		return st.TLSHandshakesWaiting == 0 && st.Sockets == 53 // 50 silent, 2 stalled, the probe
 	})
 	if st := srv.Stats(); st.TLSHandshakes != 2 {
 		t.Fatalf("%d handshakes running, want the 2 stalled ones", st.TLSHandshakes)
 	}
 	waitFor(t, 5*time.Second, "their input buffers dropped", func() bool { return srv.tlsHeld.Load() == 0 })
+	mem.check(t, 5<<20, "500 ClientHellos queued past 2 handshake slots")
+	for _, c := range stalled { // free the slots, for the probe's new connection
+		c.Close()
+	}
+	probe.end(t)
 }
 
 // TestTLSHandshakeTotalLeavesRoom: sockets that each hold most of a
