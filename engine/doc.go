@@ -368,11 +368,15 @@
 //	    ClientHellos whose sockets close leave the queue and free their input at once; queued past 2 slots,
 //	    they took the heap 2.1 to 2.2 MiB above its start (the test's 552 sockets included; it allows 5 MiB)
 //	    while an open wss probe kept echoing.
-//	TLS records of an open connection             none [one record: 16 KiB + 2 KiB]     TestTLSPingFloodBounded
+//	TLS records of an open connection             none [one record: 16 KiB + 2 KiB]     TestBoundsTLSRecords
+//	                                                                                    TestTLSPingFloodBounded
 //	                                                                                    TestTLSIdleTrim
 //	    crypto/tls holds at most one partial record; the loop decrypts only when a whole record is in, at most
 //	    64 KiB of plaintext at a time, which the frame parser consumes as above (every row below applies to the
-//	    plaintext). An idle connection holds only crypto/tls's cipher state (about 3 KB).
+//	    plaintext). A record whose header says it is longer, or that does not decrypt, closes the socket at
+//	    once. An idle connection holds only crypto/tls's cipher state (about 3 KB). 64 connections holding a
+//	    record one byte short of the largest, 8 sending too long a header, and 64 MiB of messages from 4 more:
+//	    the heap peaked 3.2 to 4.0 MiB above its start (the test allows 8 MiB).
 //	plain HTTP on the loop (WithLoopHTTPHandler): WithMaxOutboundBytes [4 MiB]          TestBoundsHTTPPipeline
 //	pipelined requests, and answers the client                                          TestHTTPKeepAliveBounds
 //	has not read

@@ -1,14 +1,19 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 )
 
@@ -306,4 +311,104 @@ func TestTLSHandshakeTotalLeavesRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the next flooder refused", func() bool { return srv.Stats().TLSHandshakeOverflows == 1 })
+}
+
+// tlsRecordConn is an upgraded wss connection and the TCP socket under
+// it, for writing records by hand.
+type tlsRecordConn struct {
+	raw net.Conn
+	c   net.Conn
+	br  *bufio.Reader
+}
+
+func dialTLSRecordConn(t *testing.T, addr string) tlsRecordConn {
+	t.Helper()
+	raw := dialTCP(t, addr)
+	tc := tls.Client(raw, clientTLS(tls.VersionTLS13))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := upgradeOver(t, tc, addr)
+	return tlsRecordConn{raw: raw, c: c, br: bufio.NewReader(c)}
+}
+
+// closedWithin reports whether the server closes c's socket within d,
+// reading and discarding what it sends until then.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestBoundsTLSRecords: an open wss connection's input waits in gnet's
+// buffer until a whole TLS record is in (at most 16 KiB + 2 KiB of
+// ciphertext), and is decrypted 64 KiB of plaintext at a time. 64
+// connections each hold a record one byte short of the largest; a
+// record past the largest, or one that does not decrypt, closes its
+// socket at once; 64 MiB of 60 KiB messages from 4 connections (records
+// of 16 KiB) are all delivered. The heap's peak stays within 8 MiB of its
+// start throughout, and a wss probe keeps echoing.
+func TestBoundsTLSRecords(t *testing.T) {
+	const maxRecord = 16384 + 2048 // crypto/tls's largest ciphertext
+	h := &sinkHandler{}
+	srv, addr := tlsServer(t, h, WithMaxMessageSize(64<<10))
+	probe := startProbe(t, tlsDialer(addr))
+	const holders, senders = 64, 4
+	var conns []tlsRecordConn
+	for range holders + senders + 8 {
+		conns = append(conns, dialTLSRecordConn(t, addr))
+	}
+	hold, send, over := conns[:holders], conns[holders:holders+senders], conns[holders+senders:]
+	partial := make([]byte, 5+maxRecord-1)
+	partial[0], partial[1], partial[2] = 0x17, 3, 3 // application data
+	binary.BigEndian.PutUint16(partial[3:], maxRecord)
+	msg := bytes.Repeat(clientFrame(ws.OpBinary, true, make([]byte, 60<<10)), 16) // about 1 MiB
+	mem := startMemPeak(t)
+	for _, c := range hold {
+		if _, err := c.raw.Write(partial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the server reads them
+	t.Logf("%d records one byte short of %d bytes held: the heap peaked %s above its start", holders, maxRecord, mib(mem.growth()))
+	// Past the bound: a record longer than the largest, sent in part.
+	tooLong := append([]byte{0x17, 3, 3, 0xff, 0xff}, make([]byte, 1000)...)
+	for i, c := range over {
+		if _, err := c.raw.Write(tooLong); err != nil {
+			t.Fatal(err)
+		}
+		if !closedWithin(c.raw, 5*time.Second) {
+			t.Errorf("socket %d: a record header of 65,535 bytes did not close the socket within 5 s", i)
+		}
+	}
+	f := newFlood(probe, 64<<20)
+	f.run(t, senders, func(w int) {
+		c := send[w]
+		for f.more() {
+			if _, err := c.c.Write(msg); err != nil {
+				t.Errorf("sender %d: %v", w, err)
+				return
+			}
+			f.add(len(msg))
+		}
+		if err := pingSync(c.c, c.br); err != nil {
+			t.Errorf("sender %d: %v", w, err)
+		}
+	})
+	if got, want := h.got.Load(), f.sent.Load()/int64(len(msg))*16; got != want {
+		t.Errorf("%d messages delivered, %d sent", got, want)
+	}
+	// The held records end with a byte that does not make them decrypt.
+	for i, c := range hold {
+		if _, err := c.raw.Write([]byte{0}); err != nil {
+			t.Fatal(err)
+		}
+		if !closedWithin(c.raw, 5*time.Second) {
+			t.Fatalf("holder %d: a record that does not decrypt did not close the socket within 5 s", i)
+		}
+	}
+	mem.check(t, 8<<20, "TLS records held, too long, and a flood of them")
+	waitFor(t, 10*time.Second, "the held sockets to close", func() bool { return srv.Stats().Sockets == 1+senders })
+	probe.end(t)
 }
