@@ -310,8 +310,9 @@
 // Every byte a peer sends, and everything the server holds because of
 // it, waits somewhere with a bound. The table names each place: what
 // waits, the option that sets its bound (default in brackets), and the
-// flood test (TestBounds* are in bounds_test.go and bounds_frames_test.go);
-// below each, the bound and what happens there. Each flood test drives the place past its
+// flood test (TestBounds* are in bounds_test.go and bounds_frames_test.go,
+// TestBoundsTLSRecords in tls_flood_test.go); below each, the bound and
+// what happens there. Each flood test drives the place past its
 // bound from real sockets, fails if the heap's peak (sampled every 10 ms)
 // grows by more than the row allows, and checks that another connection
 // keeps getting echoes meanwhile; the figures quoted are its own. A bound
