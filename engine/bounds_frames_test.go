@@ -182,6 +182,74 @@ func TestBoundsMessageAssembly(t *testing.T) {
 	probe.end(t)
 }
 
+// TestBoundsUTF8State: text is validated as it arrives, a character cut
+// between fragments or reads carried in 2 bytes of its Conn. 32 MiB of
+// text from 4 sockets, in messages of 60 KiB whose fragments (1,021 bytes,
+// headers cut between writes of 1,000) cut characters of 2, 3 and 4
+// bytes, and messages of 4-byte characters sent a byte per fragment, are
+// all delivered; the heap's peak stays within 1 MiB of its start, and a
+// probe keeps echoing. Past the state's bound, a character never
+// completed (a final fragment ending inside it) or completed wrongly
+// closes the connection with 1007.
+func TestBoundsUTF8State(t *testing.T) {
+	h := &sinkHandler{}
+	srv, addr := startServer(t, h, WithMaxMessageSize(64<<10))
+	probe := startProbe(t, rawDialer(addr))
+	chars := []byte("abcé€𝄞") // 12 bytes: characters of 1, 2, 3 and 4 bytes
+	var batch []byte
+	perBatch := 0
+	for range 8 {
+		batch = append(batch, fragments(ws.OpText, bytes.Repeat(chars, 60<<10/12), 1021, true)...)
+		perBatch++
+	}
+	batch = append(batch, fragments(ws.OpText, bytes.Repeat([]byte("𝄞"), 64), 1, true)...) // 256 one-byte fragments
+	perBatch++
+	cut := []byte("𝄞")
+	endings := [][]byte{ // past the bound: a character cut and never completed, or completed wrongly
+		append(clientFrame(ws.OpText, false, []byte("ab")), clientFrame(ws.OpContinuation, true, cut[:3])...),
+		append(clientFrame(ws.OpText, false, cut[:2]), clientFrame(ws.OpContinuation, true, []byte("ab"))...),
+	}
+	mem := startMemPeak(t)
+	f := newFlood(probe, 32<<20)
+	var sent, invalid atomic.Int64
+	f.run(t, 4, func(w int) {
+		c, br, _, err := upgradeQuiet(addr, "")
+		if err != nil {
+			t.Errorf("upgrade: %v", err)
+			return
+		}
+		defer c.Close()
+		for f.more() {
+			if err := writeChunks(c, batch, 1000); err != nil {
+				t.Errorf("socket %d: %v", w, err)
+				return
+			}
+			f.add(len(batch))
+			sent.Add(int64(perBatch))
+		}
+		if err := pingSync(c, br); err != nil {
+			t.Errorf("socket %d: %v", w, err)
+			return
+		}
+		if _, err := c.Write(endings[w%2]); err != nil {
+			t.Errorf("socket %d: %v", w, err)
+			return
+		}
+		if code := closeCode(c, br); code == ws.StatusInvalidFramePayloadData {
+			invalid.Add(1)
+		} else {
+			t.Errorf("socket %d: close code %d after a cut character, want 1007", w, code)
+		}
+	})
+	mem.check(t, 1<<20, "text with characters cut between fragments and reads")
+	if got := h.got.Load(); got != sent.Load() {
+		t.Errorf("%d text messages delivered, %d sent", got, sent.Load())
+	}
+	t.Logf("%d messages delivered; %d closed with 1007", h.got.Load(), invalid.Load())
+	waitFor(t, 10*time.Second, "the flood's sockets to close", func() bool { return srv.Stats().Sockets == 1 })
+	probe.end(t)
+}
+
 // bombOf returns a compressed payload (RFC 7692) that inflates to n zero
 // bytes, about n/1000 bytes long.
 func bombOf(n int) []byte {

@@ -58,13 +58,7 @@ func TestPingFloodBounded(t *testing.T) {
 func TestTLSPingFloodBounded(t *testing.T) {
 	const capBytes = 256 << 10
 	srv, addr := tlsServer(t, echoHandler{}, WithMaxOutboundBytes(capBytes))
-	pingFlood(t, srv, upgradeSlowReaderTLS(t, addr), capBytes, func(t testing.TB) net.Conn {
-		tc := tls.Client(dialTCP(t, addr), clientTLS(tls.VersionTLS13))
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		return upgradeOver(t, tc, addr)
-	})
+	pingFlood(t, srv, upgradeSlowReaderTLS(t, addr), capBytes, tlsDialer(addr))
 }
 
 // pingFlood writes 32 MiB of pings on c, an upgraded connection to srv

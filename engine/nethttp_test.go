@@ -221,6 +221,12 @@ func TestNetHTTPTooLarge(t *testing.T) {
 	}
 }
 
+// TestNetHTTPBusy: with both workers busy, a request past them is
+// answered with 503 and Retry-After at once, never queued; a flood of
+// 2,000 such requests from 8 sockets at a time gets 503s, the heap's peak
+// stays within 2 MiB of its start (the Bounds row), and a WebSocket probe
+// keeps getting echoes meanwhile. Once the workers are free, requests are
+// served again.
 func TestNetHTTPBusy(t *testing.T) {
 	release := make(chan struct{})
 	var entered atomic.Int64
@@ -257,10 +263,47 @@ func TestNetHTTPBusy(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || time.Since(start) > 2*time.Second {
 		t.Fatalf("a request past the workers: %d, Retry-After %q, after %v", resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
 	}
+	// The flood: requests past the workers, 8 sockets at a time.
+	const flood, senders = 2000, 8
+	probe := startProbe(t, rawDialer(addr))
+	mem := startMemPeak(t)
+	mark := probe.mark()
+	var busy atomic.Int64
+	var next atomic.Int64
+	var fwg sync.WaitGroup
+	for range senders {
+		fwg.Add(1)
+		go func() {
+			defer fwg.Done()
+			fc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer fc.CloseIdleConnections()
+			for next.Add(1) <= flood {
+				resp, err := fc.Get("http://" + addr + "/flood")
+				if err != nil {
+					t.Errorf("a request of the flood: %v", err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 503 {
+					busy.Add(1)
+				}
+			}
+		}()
+	}
+	fwg.Wait()
+	mem.check(t, 2<<20, fmt.Sprintf("%d requests past the busy workers", flood))
+	if n := probe.since(mark); n < 3 {
+		t.Errorf("the probe echoed %d times during the flood, want at least 3", n)
+	}
+	probe.end(t)
+	if busy.Load() != flood {
+		t.Errorf("%d of %d requests past the workers got 503", busy.Load(), flood)
+	}
 	close(release)
 	wg.Wait()
-	if st := srv.Stats(); st.HTTPBusy != 1 || st.HTTPRequests != 2 {
-		t.Errorf("Stats.HTTPBusy = %d, HTTPRequests = %d; want 1 and 2", st.HTTPBusy, st.HTTPRequests)
+	if st := srv.Stats(); st.HTTPBusy != 1+flood || st.HTTPRequests != 2 {
+		t.Errorf("Stats.HTTPBusy = %d, HTTPRequests = %d; want %d and 2", st.HTTPBusy, st.HTTPRequests, 1+flood)
 	}
 	resp, err = cl.Get("http://" + addr + "/after")
 	if err != nil || resp.StatusCode != 200 {

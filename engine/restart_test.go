@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,10 +25,53 @@ import (
 
 const restartChildEnv = "WSLOOP_RESTART_CHILD"
 
+// childHeap samples a restart child's heap every 10 ms (as memPeak does
+// in a test process) and keeps its peak over a base: the process's start,
+// or the last "heapmark".
+var childHeap struct {
+	base, peak atomic.Uint64
+}
+
+// startChildHeap sets the GC target to 10% (as memPeak does), takes the
+// base and starts sampling.
+func startChildHeap() {
+	debug.SetGCPercent(10)
+	markChildHeap()
+	go func() {
+		for range time.Tick(10 * time.Millisecond) {
+			sampleChildHeap()
+		}
+	}()
+}
+
+func sampleChildHeap() {
+	h := heapObjects()
+	for p := childHeap.peak.Load(); h > p && !childHeap.peak.CompareAndSwap(p, h); p = childHeap.peak.Load() {
+	}
+}
+
+// markChildHeap collects garbage and makes the heap now the base.
+func markChildHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	h := heapObjects()
+	childHeap.base.Store(h)
+	childHeap.peak.Store(h)
+	return h
+}
+
+// childHeapGrowth is the peak's growth over the base.
+func childHeapGrowth() int64 {
+	sampleChildHeap()
+	return int64(childHeap.peak.Load()) - int64(childHeap.base.Load())
+}
+
 // pidHandler answers "who" with the process's pid, "sub" by joining the
 // room "live" (and answering "subbed"), "pub:..." by publishing the
 // message to "live", "len" with "len <RoomLen> <pid> <Stats.Adopted>",
-// and echoes the rest. Its connections can be handed over: the role
+// "heapmark" by making the heap now the base of childHeap ("heapmark
+// <bytes>"), "heap" with "heap <peak growth> <growth now, after a GC>"
+// (bytes over the base), and echoes the rest. Its connections can be handed over: the role
 // ("sub") travels as the hand-off state.
 type pidHandler struct{ echoHandler }
 
@@ -49,6 +94,13 @@ func (pidHandler) OnMessage(c *Conn, op ws.OpCode, p []byte) {
 		_ = c.WriteMessage(op, fmt.Appendf(nil, "has %v %d", ok, os.Getpid()))
 	case string(p) == "proto":
 		_ = c.WriteMessage(op, []byte("proto "+c.Subprotocol()))
+	case string(p) == "heapmark":
+		_ = c.WriteMessage(op, fmt.Appendf(nil, "heapmark %d", markChildHeap()))
+	case string(p) == "heap":
+		peak := childHeapGrowth()
+		runtime.GC()
+		runtime.GC()
+		_ = c.WriteMessage(op, fmt.Appendf(nil, "heap %d %d", peak, int64(heapObjects())-int64(childHeap.base.Load())))
 	case string(p) == "len":
 		s := c.Server()
 		_ = c.WriteMessage(op, fmt.Appendf(nil, "len %d %d %d", s.RoomLen("live"), os.Getpid(), s.Stats().Adopted))
@@ -99,6 +151,7 @@ func TestRestartChild(t *testing.T) {
 		fmt.Println("HANG", os.Getpid(), in != nil, err)
 		time.Sleep(time.Hour)
 	}
+	startChildHeap()
 	srv, err := New(pidHandler{}, WithEventLoops(2), WithCloseTimeout(time.Second),
 		WithSubprotocols("v1.test"), WithContextTakeover(true, 15))
 	if err != nil {
@@ -135,6 +188,7 @@ func TestRestartChild(t *testing.T) {
 					err = srv.Restart(context.Background(), append(self, RestartKeep(),
 						RestartStarted(func(int) { start = time.Now() }))...)
 					fmt.Println("HANDOFF", srv.Stats().HandedOver, time.Since(start))
+					fmt.Println("HEAP", os.Getpid(), childHeapGrowth())
 				case "restart-keep-die":
 					err = srv.Restart(context.Background(), append(self, RestartKeep(),
 						RestartEnv("WSLOOP_RESTART_DIE_AFTER=50"))...)
@@ -472,7 +526,14 @@ func subscribe(t *testing.T, addr string) *subscriber {
 // publishing to a room: no subscriber sees a close, a lost, duplicated or
 // reordered message; afterwards the new process holds them all, with the
 // room's count right; and a client in the middle of a large fragmented
-// message during the hand-off gets it echoed whole.
+// message during the hand-off gets it echoed whole. A flooder that sends
+// while its input is held unparsed gets 1012; the old process's heap
+// peaks at most 24 MiB above what it held with the same connections
+// before the hand-off (the held input, the flooder's included, and the
+// hand-off's own buffers), and the new process's at most 24 MiB above
+// what it holds for the same connections once it is over (seen: 6.5 to
+// 11.5 MiB and 0.9 to 10.5 MiB). The subscribers, which miss nothing, are
+// the connections served meanwhile.
 func TestRestartKeepsConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs server processes")
@@ -497,6 +558,13 @@ func TestRestartKeepsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
+	// The old process's heap with every connection open, as the base.
+	if err := pub.WriteMessage(websocket.TextMessage, []byte("heapmark")); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := pub.ReadMessage(); err != nil || !strings.HasPrefix(string(p), "heapmark ") {
+		t.Fatalf("heapmark: %q %v", p, err)
+	}
 	var mu sync.Mutex // the publisher's writes
 	var seq atomic.Int64
 	stopPub := make(chan struct{})
@@ -575,6 +643,7 @@ func TestRestartKeepsConnections(t *testing.T) {
 	newPid := strings.Fields(ch.expect(t, "READY"))[2]
 	handoff := ch.expect(t, "HANDOFF")
 	t.Logf("%s (connections, time from the new process serving to the old one's end)", handoff)
+	oldHeap, _ := strconv.ParseInt(strings.Fields(ch.expect(t, "HEAP"))[2], 10, 64)
 	if line := ch.expect(t, "RESTARTED"); !strings.HasSuffix(line, "<nil>") {
 		t.Fatalf("Restart: %s", line)
 	}
@@ -635,6 +704,27 @@ func TestRestartKeepsConnections(t *testing.T) {
 	}
 	if adopted, _ := strconv.Atoi(f[3]); adopted < n+2 {
 		t.Errorf("the new process adopted %d connections, want at least %d (the subscribers, the publisher, the large message's)", adopted, n+2)
+	}
+	mu.Lock()
+	err = pub.WriteMessage(websocket.TextMessage, []byte("heap"))
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err = pub.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	var newPeak, newHeld int64
+	if _, err := fmt.Sscanf(string(p), "heap %d %d", &newPeak, &newHeld); err != nil {
+		t.Fatalf("heap: %q %v", p, err)
+	}
+	t.Logf("the old process's heap peaked %s above its start of the hand-off; the new one's %s above what it holds after it (%s for %d connections)",
+		mib(oldHeap), mib(newPeak-newHeld), mib(newHeld), n+2)
+	if oldHeap > 24<<20 {
+		t.Errorf("the old process's heap peaked %s above its start of the hand-off, over 24 MiB", mib(oldHeap))
+	}
+	if newPeak-newHeld > 24<<20 {
+		t.Errorf("the new process's heap peaked %s above what it holds after the hand-off, over 24 MiB", mib(newPeak-newHeld))
 	}
 }
 

@@ -491,7 +491,11 @@ func (st *tlsState) recordReady() bool {
 		b, _ := st.raw.Peek(5 - k)
 		copy(hdr[k:], b)
 	}
-	return have >= 5+int(binary.BigEndian.Uint16(hdr[3:5]))
+	n := int(binary.BigEndian.Uint16(hdr[3:5]))
+	if n > 16384+2048 { // crypto/tls's maxCiphertext
+		return true // it refuses such a record from its header: waiting for the rest would hold up to 64 KiB
+	}
+	return have >= 5+n
 }
 
 // releasePlain gives an empty plaintext buffer back to the loop, so that

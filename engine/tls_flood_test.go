@@ -1,14 +1,19 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 )
 
@@ -201,24 +206,41 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	}
 }
 
+// tlsDialer upgrades a wss connection to addr, over TLS 1.3.
+func tlsDialer(addr string) func(testing.TB) net.Conn {
+	return func(t testing.TB) net.Conn {
+		tc := tls.Client(dialTCP(t, addr), clientTLS(tls.VersionTLS13))
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return upgradeOver(t, tc, addr)
+	}
+}
+
 // TestTLSHandshakeQueueRelease: sockets whose handshakes wait for a slot
 // leave the queue, and give back their input buffers, as soon as they
 // close, not when a running handshake ends; silent sockets never take a
-// slot.
+// slot. The flood of the Bounds row: 500 ClientHellos queued past 2
+// slots; the heap's peak stays within 5 MiB of its start (the test's own
+// 552 sockets included), and an open wss probe keeps getting echoes.
 func TestTLSHandshakeQueueRelease(t *testing.T) {
 	srv, addr := tlsServer(t, echoHandler{}, WithMaxTLSHandshakes(2), WithHandshakeTimeout(20*time.Second))
 	hello := clientHello(t)
+	probe := startProbe(t, tlsDialer(addr))
+	mem := startMemPeak(t)
 	// Silent sockets: no slot, no queue entry.
 	for range 50 {
 		dialTCP(t, addr)
 	}
 	// Two clients send a ClientHello and stall: they hold both slots
 	// until the handshake deadline, 20 s away.
+	var stalled []net.Conn
 	for range 2 {
 		c := dialTCP(t, addr)
 		if _, err := c.Write(hello); err != nil {
 			t.Fatal(err)
 		}
+		stalled = append(stalled, c)
 	}
 	waitFor(t, 5*time.Second, "both slots taken", func() bool { return srv.Stats().TLSHandshakes == 2 })
 	if st := srv.Stats(); st.TLSHandshakesWaiting != 0 {
@@ -240,17 +262,23 @@ func TestTLSHandshakeQueueRelease(t *testing.T) {
 	if held := srv.tlsHeld.Load(); held < 500*int64(len(hello)) {
 		t.Fatalf("%d bytes of handshake input held for 500 queued ClientHellos of %d bytes", held, len(hello))
 	}
+	probe.waitEchoes(t, probe.mark(), 3) // while they are queued
 	for _, c := range waiting {
 		c.Close()
 	}
 	waitFor(t, 5*time.Second, "the closed sockets gone from the queue", func() bool {
 		st := srv.Stats()
-		return st.TLSHandshakesWaiting == 0 && st.Sockets == 52 // 50 silent, 2 stalled
+		return st.TLSHandshakesWaiting == 0 && st.Sockets == 53 // 50 silent, 2 stalled, the probe
 	})
 	if st := srv.Stats(); st.TLSHandshakes != 2 {
 		t.Fatalf("%d handshakes running, want the 2 stalled ones", st.TLSHandshakes)
 	}
 	waitFor(t, 5*time.Second, "their input buffers dropped", func() bool { return srv.tlsHeld.Load() == 0 })
+	mem.check(t, 5<<20, "500 ClientHellos queued past 2 handshake slots")
+	for _, c := range stalled { // free the slots, for the probe's new connection
+		c.Close()
+	}
+	probe.end(t)
 }
 
 // TestTLSHandshakeTotalLeavesRoom: sockets that each hold most of a
@@ -283,4 +311,104 @@ func TestTLSHandshakeTotalLeavesRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the next flooder refused", func() bool { return srv.Stats().TLSHandshakeOverflows == 1 })
+}
+
+// tlsRecordConn is an upgraded wss connection and the TCP socket under
+// it, for writing records by hand.
+type tlsRecordConn struct {
+	raw net.Conn
+	c   net.Conn
+	br  *bufio.Reader
+}
+
+func dialTLSRecordConn(t *testing.T, addr string) tlsRecordConn {
+	t.Helper()
+	raw := dialTCP(t, addr)
+	tc := tls.Client(raw, clientTLS(tls.VersionTLS13))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := upgradeOver(t, tc, addr)
+	return tlsRecordConn{raw: raw, c: c, br: bufio.NewReader(c)}
+}
+
+// closedWithin reports whether the server closes c's socket within d,
+// reading and discarding what it sends until then.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestBoundsTLSRecords: an open wss connection's input waits in gnet's
+// buffer until a whole TLS record is in (at most 16 KiB + 2 KiB of
+// ciphertext), and is decrypted 64 KiB of plaintext at a time. 64
+// connections each hold a record one byte short of the largest; a
+// record past the largest, or one that does not decrypt, closes its
+// socket at once; 64 MiB of 60 KiB messages from 4 connections (records
+// of 16 KiB) are all delivered. The heap's peak stays within 8 MiB of its
+// start throughout, and a wss probe keeps echoing.
+func TestBoundsTLSRecords(t *testing.T) {
+	const maxRecord = 16384 + 2048 // crypto/tls's largest ciphertext
+	h := &sinkHandler{}
+	srv, addr := tlsServer(t, h, WithMaxMessageSize(64<<10))
+	probe := startProbe(t, tlsDialer(addr))
+	const holders, senders = 64, 4
+	var conns []tlsRecordConn
+	for range holders + senders + 8 {
+		conns = append(conns, dialTLSRecordConn(t, addr))
+	}
+	hold, send, over := conns[:holders], conns[holders:holders+senders], conns[holders+senders:]
+	partial := make([]byte, 5+maxRecord-1)
+	partial[0], partial[1], partial[2] = 0x17, 3, 3 // application data
+	binary.BigEndian.PutUint16(partial[3:], maxRecord)
+	msg := bytes.Repeat(clientFrame(ws.OpBinary, true, make([]byte, 60<<10)), 16) // about 1 MiB
+	mem := startMemPeak(t)
+	for _, c := range hold {
+		if _, err := c.raw.Write(partial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the server reads them
+	t.Logf("%d records one byte short of %d bytes held: the heap peaked %s above its start", holders, maxRecord, mib(mem.growth()))
+	// Past the bound: a record longer than the largest, sent in part.
+	tooLong := append([]byte{0x17, 3, 3, 0xff, 0xff}, make([]byte, 1000)...)
+	for i, c := range over {
+		if _, err := c.raw.Write(tooLong); err != nil {
+			t.Fatal(err)
+		}
+		if !closedWithin(c.raw, 5*time.Second) {
+			t.Errorf("socket %d: a record header of 65,535 bytes did not close the socket within 5 s", i)
+		}
+	}
+	f := newFlood(probe, 64<<20)
+	f.run(t, senders, func(w int) {
+		c := send[w]
+		for f.more() {
+			if _, err := c.c.Write(msg); err != nil {
+				t.Errorf("sender %d: %v", w, err)
+				return
+			}
+			f.add(len(msg))
+		}
+		if err := pingSync(c.c, c.br); err != nil {
+			t.Errorf("sender %d: %v", w, err)
+		}
+	})
+	if got, want := h.got.Load(), f.sent.Load()/int64(len(msg))*16; got != want {
+		t.Errorf("%d messages delivered, %d sent", got, want)
+	}
+	// The held records end with a byte that does not make them decrypt.
+	for i, c := range hold {
+		if _, err := c.raw.Write([]byte{0}); err != nil {
+			t.Fatal(err)
+		}
+		if !closedWithin(c.raw, 5*time.Second) {
+			t.Fatalf("holder %d: a record that does not decrypt did not close the socket within 5 s", i)
+		}
+	}
+	mem.check(t, 8<<20, "TLS records held, too long, and a flood of them")
+	waitFor(t, 10*time.Second, "the held sockets to close", func() bool { return srv.Stats().Sockets == 1+senders })
+	probe.end(t)
 }
