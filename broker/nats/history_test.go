@@ -426,25 +426,6 @@ func TestHistoryClusterWithoutNATS(t *testing.T) {
 	if m, err := readHist(c); err != nil || m.payload != "during" || m.pos != (engine.Position{}) {
 		t.Fatalf("without NATS the member got %+v, %v; want \"during\" with no position", m, err)
 	}
-	// A node-local publish to the room gets no position and takes none
-	// from the bus: the next message of the stream is still delivered.
-	if err := a.srv.Local().Publish("r", ws.OpText, []byte("local")); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := readHist(c); err != nil || m.payload != "local" || m.pos != (engine.Position{}) {
-		t.Fatalf("a local publish: got %+v, %v; want \"local\" with no position", m, err)
-	}
-	if next, err := a.srv.PublishPos("r", ws.OpText, []byte("m2")); err != nil {
-		t.Fatal(err)
-	} else if m, err := readHist(c); err != nil || m.pos != next || m.payload != "m2" {
-		t.Fatalf("after a local publish: got %+v, %v; want m2 at %+v", m, err, next)
-	} else {
-		before = next
-	}
-	waitFor(t, "the node to take m2", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == before.Offset })
-	h := &a.b.hist
-	data := append([]byte{byte(ws.OpText), 1, 'q'}, "m3"...) // room "q": not the client's
-	h.deliver(holeMsg{seq: before.Offset + 2, data: data}, h.gen.Load(), before.Epoch, 0)
 	c2 := dialHist(t, a.addr, "r", before)
 	if r, missed := nextRecovery(t, c2); r.recovered || len(missed) != 0 {
 		t.Fatalf("a recovery without NATS: %+v with %d messages, want not recovered", r, len(missed))
