@@ -136,8 +136,8 @@ type roomHistory struct {
 	all   *histories  // the server's, for the total
 	// waiting are the recoveries from positions ahead of this node's
 	// history, which another node of the cluster gave: joined once this
-	// node has caught up with them (PublishHistory), or after
-	// recoverWait whatever comes.
+	// node has caught up with them (PublishHistory), or closed with 1013
+	// (abandon) when it has not within recoverWait, or cannot any more.
 	waiting []waiter
 }
 
@@ -150,13 +150,16 @@ type waiter struct {
 
 // recoverWait is how long a recovery from a position ahead of its node
 // (with a HistoryBroker) waits for the node to catch up before its
-// connection joins the live messages regardless.
+// connection is closed with 1013, for the client to come back.
 const recoverWait = 5 * time.Second
 
 // histories are a server's rooms with history.
 type histories struct {
 	rooms *shard.Map[string, *roomHistory]
 	bytes atomic.Int64 // frames kept by every room, against WithHistoryBytes
+	// gapFloor is the highest offset up to which a HistoryBroker's bus
+	// may have lost messages (histGap): no room's history starts below it.
+	gapFloor atomic.Uint64
 }
 
 // newEpoch returns a fresh epoch name.
@@ -187,7 +190,8 @@ func (s *Server) history(room string) *roomHistory {
 		// node cannot vouch for that, no epoch: nothing recovers until
 		// the bus's next message for room sets it.
 		if hz, ok := hb.HistoryHorizon(); ok {
-			h.epoch, h.floor, h.top = hz.Epoch, hz.Offset, hz.Offset
+			off := max(hz.Offset, s.hist.gapFloor.Load())
+			h.epoch, h.floor, h.top = hz.Epoch, off, off
 		}
 	} else {
 		h.epoch = newEpoch()
@@ -349,6 +353,17 @@ func (*catchUp) Error() string { return "wsloop: a recovery" }
 // as any others (a recovery larger than that closes a slow consumer, or
 // drops what does not fit, by WithSlowConsumerPolicy). Safe from any
 // goroutine; returns ErrClosed when c is closed or closing.
+//
+// With a HistoryBroker, a node that cannot vouch for the bus's history
+// (no bus, or still replaying it) recovers nothing. A position ahead of
+// this node's history, which another node gave the client, is recovered
+// at once when this node has seen the bus up to it (the room had nothing
+// more); otherwise the connection waits in the room, its Recovery says
+// Recovered with Missed 0, and it gets what follows the position, then
+// the live messages, once this node has caught up. If it does not within
+// 5 s, or the bus lost messages meanwhile, the connection is closed with
+// 1013 (try again later), so that the client comes back and recovers
+// again; it is never left with a gap.
 func (c *Conn) Recover(room string, since Position) (Recovery, error) {
 	if st := c.state.Load(); st != stateOpen || c.closeCalled.Load() {
 		return Recovery{}, ErrClosed
@@ -365,16 +380,40 @@ func (c *Conn) Recover(room string, since Position) (Recovery, error) {
 		if h.cfg.TTL > 0 {
 			h.trim(time.Now().UnixNano())
 		}
-		r := Recovery{Top: Position{Epoch: h.epoch, Offset: h.top}}
-		if s.histBroker != nil && since.Epoch == h.epoch && h.epoch != "" && since.Offset > h.top && s.histVouched() {
-			// Another node gave the client a position this node has not
-			// reached yet: join it once the node has, with what follows.
-			h.waiting = append(h.waiting, waiter{c: c, since: since.Offset, at: time.Now().UnixNano()})
-			h.mu.Unlock()
-			return Recovery{Recovered: true, Top: since}, nil
+		vouched := true
+		if hb := s.histBroker; hb != nil {
+			hz, ok := hb.HistoryHorizon()
+			vouched = ok
+			if ok && h.epoch != hz.Epoch {
+				// The bus's history is another than the room's (the
+				// room was made while the node could not vouch, or the
+				// bus lost its stream): the room starts anew at the
+				// node's horizon, and no position of before recovers.
+				s.resetRoom(h, hz.Epoch, max(hz.Offset, s.hist.gapFloor.Load()))
+			}
+			if ok && since.Epoch == h.epoch && since.Offset > h.top && since.Offset >= h.floor {
+				if since.Offset <= hz.Offset {
+					// This node has had every message of the bus up to
+					// since, and none of the room's after its top: the
+					// client has all there is.
+					err := c.loop.enqueue(pubItem{kind: pubJoin, room: room, conn: c})
+					h.mu.Unlock()
+					if err != nil {
+						return Recovery{}, err
+					}
+					return Recovery{Recovered: true, Top: since}, nil
+				}
+				// Another node gave the client a position this node has
+				// not reached yet: join it once the node has, with what
+				// follows (release).
+				h.waiting = append(h.waiting, waiter{c: c, since: since.Offset, at: time.Now().UnixNano()})
+				h.mu.Unlock()
+				return Recovery{Recovered: true, Top: since}, nil
+			}
 		}
+		r := Recovery{Top: Position{Epoch: h.epoch, Offset: h.top}}
 		var cu *catchUp
-		if since.Epoch == h.epoch && h.epoch != "" && since.Offset <= h.top && since.Offset >= h.floor && s.histVouched() {
+		if since.Epoch == h.epoch && h.epoch != "" && since.Offset <= h.top && since.Offset >= h.floor && vouched {
 			r.Recovered = true
 			for r.Missed < h.n && h.ring[(h.head+h.n-1-r.Missed)%len(h.ring)].off > since.Offset {
 				r.Missed++
@@ -446,7 +485,7 @@ func (s *Server) sweepHistories(stop <-chan struct{}) {
 		s.hist.rooms.Range(func(room string, h *roomHistory) bool {
 			h.mu.Lock()
 			if len(h.waiting) > 0 {
-				h.release(func(w *waiter) bool { return now-w.at >= int64(recoverWait) })
+				h.abandon(func(w *waiter) bool { return now-w.at >= int64(recoverWait) })
 			}
 			if h.cfg.TTL <= 0 || len(h.waiting) > 0 {
 				h.mu.Unlock()
@@ -586,6 +625,9 @@ type HistoryMessage struct {
 func (l Local) PublishHistory(m HistoryMessage) error {
 	s := l.s
 	room, op, p, pos, at := m.Room, m.Op, m.Payload, m.Pos, m.At
+	if m.Gap && pos.Offset > 0 {
+		s.histGap(pos.Offset - 1) // first: whatever this message's room is
+	}
 	if op != ws.OpText && op != ws.OpBinary {
 		return errBadOpcode
 	}
@@ -603,21 +645,9 @@ func (l Local) PublishHistory(m HistoryMessage) error {
 	}
 	defer h.mu.Unlock()
 	if h.epoch != pos.Epoch {
-		for h.n > 0 {
-			h.dropOldest()
-		}
-		h.release(func(*waiter) bool { return true }) // their epoch is gone: live only
-		h.epoch = pos.Epoch
-		h.top, h.floor = pos.Offset-1, pos.Offset-1
+		s.resetRoom(h, pos.Epoch, max(pos.Offset-1, s.hist.gapFloor.Load()))
 	} else if pos.Offset <= h.top {
 		return nil
-	}
-	if m.Gap {
-		h.mu.Unlock()
-		s.histGap(pos.Offset - 1)
-		if !h.lock() {
-			return l.PublishHistory(HistoryMessage{Room: room, Op: op, Payload: p, Pos: pos, At: at, Replay: m.Replay})
-		}
 	}
 	var t int64
 	if h.cfg.TTL > 0 {
@@ -653,6 +683,12 @@ func (l Local) PublishHistory(m HistoryMessage) error {
 // histGap empties every room's history up to off: no recovery from
 // before it succeeds (HistoryMessage.Gap).
 func (s *Server) histGap(off uint64) {
+	for {
+		g := s.hist.gapFloor.Load()
+		if g >= off || s.hist.gapFloor.CompareAndSwap(g, off) {
+			break
+		}
+	}
 	s.hist.rooms.Range(func(_ string, h *roomHistory) bool {
 		h.mu.Lock()
 		for h.n > 0 && h.ring[h.head].off <= off {
@@ -660,11 +696,44 @@ func (s *Server) histGap(off uint64) {
 		}
 		h.floor = max(h.floor, off)
 		h.top = max(h.top, off)
-		h.release(func(w *waiter) bool { return w.since < off }) // what they wait for may be lost: live only
+		h.abandon(func(w *waiter) bool { return w.since < off }) // what they wait for may be lost
 		h.mu.Unlock()
 		return true
 	})
 }
+
+// resetRoom starts h's history anew in epoch at offset off (nothing kept,
+// nothing recovers from before); h.mu is held.
+func (s *Server) resetRoom(h *roomHistory, epoch string, off uint64) {
+	for h.n > 0 {
+		h.dropOldest()
+	}
+	h.abandon(func(*waiter) bool { return true }) // their epoch is gone
+	h.epoch, h.top, h.floor = epoch, off, off
+}
+
+// abandon closes the waiting recoveries that done selects with 1013: they
+// were told they recovered, and what they wait for can no longer be
+// vouched for (lost on the bus, another epoch, or not there in time), so
+// the client must come back and recover again; h.mu is held.
+func (h *roomHistory) abandon(done func(*waiter) bool) {
+	kept := h.waiting[:0]
+	for _, w := range h.waiting {
+		if done(&w) {
+			// Not under h.mu, nor on this goroutine: a close on the
+			// caller's own loop may run handlers, which may recover.
+			go w.c.Close(recoverAgain, "history position not reached here: reconnect")
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(h.waiting[len(kept):])
+	h.waiting = kept
+}
+
+// recoverAgain is the close code of a recovery that a node could not
+// complete after all (abandon): 1013, try again later.
+const recoverAgain ws.StatusCode = 1013
 
 // release joins the waiting recoveries that done selects, each with the
 // kept messages after its position (queued after the message that made
@@ -689,8 +758,16 @@ func (h *roomHistory) release(done func(*waiter) bool) {
 			}
 			it.cause = cu
 		}
-		_ = w.c.loop.enqueue(it) // a full queue: the connection is closing as a slow consumer
+		if w.c.loop.enqueue(it) != nil {
+			go w.c.Close(recoverAgain, "history position not reached here: reconnect")
+		}
 	}
 	clear(h.waiting[len(kept):])
 	h.waiting = kept
 }
+
+// HistoryGap tells the engine that the bus of a HistoryBroker may have
+// lost messages up to pos (the broker found its sequence broken, without
+// a message after the hole to hand over yet): every room's history is cut
+// there, and no recovery from before it succeeds.
+func (l Local) HistoryGap(pos Position) { l.s.histGap(pos.Offset) }

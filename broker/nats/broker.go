@@ -351,6 +351,9 @@ func (b *Broker) Start(l engine.Local) error {
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.connected.Store(false)
+			if b.cfg.history != nil {
+				b.hist.lost()
+			}
 			if err != nil {
 				l.LogError("natsbroker: disconnected from NATS", "err", err)
 			}
@@ -476,7 +479,11 @@ func (b *Broker) enqueue(kind byte, name string, op ws.OpCode, p []byte) error {
 		b.failed.Add(1)
 		return errDown
 	}
-	if mp := b.maxPayload.Load(); mp > 0 && int64(len(p))+1 > mp {
+	hdr := 0
+	if kind == 'h' {
+		hdr = binary.MaxVarintLen64 + len(name) // histPayload's room, at most
+	}
+	if mp := b.maxPayload.Load(); mp > 0 && int64(len(p)+1+hdr) > mp {
 		b.failed.Add(1)
 		return errTooBig
 	}

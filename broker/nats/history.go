@@ -117,8 +117,15 @@ type history struct {
 
 	epoch    atomic.Pointer[string]
 	horizon  atomic.Uint64 // every message of the stream up to it was delivered here
-	caughtUp atomic.Bool   // the replay of what the stream held at start is done
+	caughtUp atomic.Bool   // delivered up to catchTo since the last (re)connection
+	catchTo  atomic.Uint64 // the stream's last sequence when setup last read it
+	streamOK atomic.Bool   // setup has found the stream since the last (re)connection
 	gen      atomic.Uint64 // the consumer's generation: a stopped one's late messages are ignored
+
+	// deliverMu is held by deliver for the whole of a message, and by
+	// setup to start a generation: a handler of a stopped consumer still
+	// running cannot then store its state over the new one's.
+	deliverMu sync.Mutex
 
 	mu sync.Mutex // run's: cc
 	cc jetstream.ConsumeContext
@@ -192,22 +199,40 @@ func (h *history) setup() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.cc != nil && h.epoch.Load() != nil && *h.epoch.Load() == epoch {
+		// The same stream, after a reconnection: the consumer resumes
+		// by itself. What the stream dropped meanwhile, unseen here,
+		// is a hole now; and the node vouches again once it has had
+		// what the stream holds.
+		h.deliverMu.Lock()
+		last := h.horizon.Load()
+		if first := info.State.FirstSeq; last != 0 && first > last+1 {
+			h.b.local.HistoryGap(engine.Position{Epoch: epoch, Offset: first - 1})
+			h.horizon.Store(first - 1)
+			last = first - 1
+		}
+		h.catchTo.Store(info.State.LastSeq)
+		h.caughtUp.Store(last >= info.State.LastSeq)
+		h.streamOK.Store(true)
+		h.deliverMu.Unlock()
 		return nil
 	}
 	if h.cc != nil {
 		h.cc.Stop()
 		h.cc = nil
 	}
+	h.deliverMu.Lock()
 	gen := h.gen.Add(1)
 	h.caughtUp.Store(false)
 	h.epoch.Store(&epoch)
 	end := info.State.LastSeq
+	h.catchTo.Store(end)
 	if info.State.Msgs == 0 {
 		h.horizon.Store(end)
 		h.caughtUp.Store(true)
 	} else {
 		h.horizon.Store(0)
 	}
+	h.deliverMu.Unlock()
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return err
@@ -222,12 +247,22 @@ func (h *history) setup() error {
 		return err
 	}
 	h.cc = cc
+	h.streamOK.Store(true)
 	return nil
+}
+
+// lost notes that NATS is gone: the node cannot vouch for the stream
+// until setup has looked at it again.
+func (h *history) lost() {
+	h.caughtUp.Store(false)
+	h.streamOK.Store(false)
 }
 
 // deliver hands one message of the stream to this node's members and
 // history; the consumer calls it in the stream's order, on one goroutine.
 func (h *history) deliver(m jetstream.Msg, gen uint64, epoch string, end uint64) {
+	h.deliverMu.Lock()
+	defer h.deliverMu.Unlock()
 	if h.gen.Load() != gen {
 		return
 	}
@@ -238,24 +273,30 @@ func (h *history) deliver(m jetstream.Msg, gen uint64, epoch string, end uint64)
 		return
 	}
 	seq := md.Sequence.Stream
+	last := h.horizon.Load()
+	if seq <= last && last != 0 {
+		return // delivered before (a consumer reset overlapping)
+	}
+	// The consumer takes every subject of the stream, so the sequences
+	// it gets follow each other: a hole after the replay means messages
+	// that the stream dropped (its limits) before this node took them,
+	// of rooms unknown, and no node history can vouch for what came
+	// before. (The replay's holes are the stream's old deletions, made
+	// before this node started.)
+	gap := seq > end && last != 0 && seq != last+1
 	room, op, p, ok := histPayload(m.Data())
 	if ok {
-		// The consumer takes every subject of the stream, so the
-		// sequences it gets follow each other: a hole after the replay
-		// means messages that the stream dropped (its limits) before
-		// this node took them, of rooms unknown, and no node history
-		// can vouch for what came before. (The replay's holes are the
-		// stream's old deletions, made before this node started.)
-		last := h.horizon.Load()
-		gap := seq > end && last != 0 && seq != last+1
 		err = b.local.PublishHistory(engine.HistoryMessage{Room: room, Op: op, Payload: p,
 			Pos: engine.Position{Epoch: epoch, Offset: seq}, At: md.Timestamp, Gap: gap, Replay: seq <= end})
 		b.count(err)
 	} else {
 		b.dropped.Add(1) // not from a wsloop broker
+		if gap {
+			b.local.HistoryGap(engine.Position{Epoch: epoch, Offset: seq - 1})
+		}
 	}
 	h.horizon.Store(seq)
-	if seq >= end || md.NumPending == 0 {
+	if seq >= h.catchTo.Load() || md.NumPending == 0 {
 		h.caughtUp.Store(true)
 	}
 }
@@ -281,6 +322,12 @@ func (b *Broker) PublishHistory(room string, op ws.OpCode, p []byte, wait bool) 
 	h := &b.hist
 	if b.cfg.history == nil {
 		return engine.Position{}, errors.New("natsbroker: no WithHistory")
+	}
+	if !h.streamOK.Load() || !b.connected.Load() || h.js == nil {
+		// Before setup has found the stream, a core publish to it may
+		// be stored by nobody.
+		b.failed.Add(1)
+		return engine.Position{}, errDown
 	}
 	if !wait {
 		return engine.Position{}, b.enqueue('h', room, op, p)
@@ -315,7 +362,7 @@ func (b *Broker) PublishHistory(room string, op ws.OpCode, p []byte, wait bool) 
 func (b *Broker) HistoryHorizon() (engine.Position, bool) {
 	h := &b.hist
 	e := h.epoch.Load()
-	if b.cfg.history == nil || e == nil || !b.connected.Load() || !h.caughtUp.Load() {
+	if b.cfg.history == nil || e == nil || !b.connected.Load() || !h.streamOK.Load() || !h.caughtUp.Load() {
 		return engine.Position{}, false
 	}
 	return engine.Position{Epoch: *e, Offset: h.horizon.Load()}, true

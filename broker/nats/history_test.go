@@ -542,3 +542,125 @@ func TestHistoryClusterReplayKeptNotDelivered(t *testing.T) {
 		t.Fatalf("a recovery over the replayed message: %+v with %+v, want it", r2, missed)
 	}
 }
+
+// TestHistoryClusterOldEpoch: once the bus's epoch is another than a
+// room's (the stream was lost and made again), a position of the room's
+// old epoch does not recover, though the room still holds it.
+func TestHistoryClusterOldEpoch(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	a := startHistNode(t, ns.ClientURL(), 100)
+	c0 := dialHist(t, a.addr, "r", engine.Position{})
+	nextRecovery(t, c0)
+	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := a.srv.PublishPos("r", ws.OpText, []byte("m2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "m2", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == p2.Offset })
+	e2 := "recreated"
+	a.b.hist.epoch.Store(&e2) // as setup does for a stream lost and made again
+	c := dialHist(t, a.addr, "r", p1)
+	if r, missed := nextRecovery(t, c); r.recovered || len(missed) != 0 || r.top.Epoch != e2 {
+		t.Fatalf("from the old epoch's %+v: %+v with %d messages, want not recovered, in epoch %q", p1, r, len(missed), e2)
+	}
+}
+
+// TestHistoryClusterWaitTimesOut: a recovery from a position ahead of
+// its node that the node does not reach is closed with 1013 after 5 s,
+// for the client to come back, rather than joined with a gap; one that
+// the node has seen the bus up to recovers at once.
+func TestHistoryClusterWaitTimesOut(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	a := startHistNode(t, ns.ClientURL(), 100)
+	c0 := dialHist(t, a.addr, "r", engine.Position{})
+	nextRecovery(t, c0)
+	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.srv.PublishPos("other", ws.OpText, []byte("o1")); err != nil {
+		t.Fatal(err)
+	}
+	hz, _ := a.b.HistoryHorizon()
+	waitFor(t, "o1", func() bool { hz, _ = a.b.HistoryHorizon(); return hz.Offset == p1.Offset+1 })
+	// Seen up to it: the room had nothing after m1.
+	seen := engine.Position{Epoch: p1.Epoch, Offset: hz.Offset}
+	cs := dialHist(t, a.addr, "r", seen)
+	if r, missed := nextRecovery(t, cs); !r.recovered || len(missed) != 0 || r.top != seen {
+		t.Fatalf("from %+v, which the node has seen: %+v with %d messages, want recovered at once", seen, r, len(missed))
+	}
+	ahead := engine.Position{Epoch: p1.Epoch, Offset: hz.Offset + 2}
+	c := dialHist(t, a.addr, "r", ahead)
+	if r, _ := nextRecovery(t, c); !r.recovered || r.top != ahead {
+		t.Fatalf("from ahead %+v: %+v, want recovered, waiting", ahead, r)
+	}
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1013 {
+		t.Fatalf("the waiting connection: %v, want a 1013 close", err)
+	}
+	if d := time.Since(start); d < 4*time.Second || d > 8*time.Second {
+		t.Fatalf("closed after %v, want about 5 s", d)
+	}
+	// The connection recovered at once is a member: it gets the next one.
+	if _, err := a.srv.PublishPos("r", ws.OpText, []byte("m2")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := readHist(cs); err != nil || m.payload != "m2" {
+		t.Fatalf("the connection recovered at once got %+v, %v; want m2", m, err)
+	}
+}
+
+// TestHistoryClusterHoleRoomWithoutHistory: a hole in the stream whose
+// next message is of a room without history on this node still cuts
+// every room's history.
+func TestHistoryClusterHoleRoomWithoutHistory(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	rule := func(room string) engine.History {
+		if room == "x" {
+			return engine.History{}
+		}
+		return engine.History{Size: 100}
+	}
+	a := startNodeWith(t, recoverer{}, ns.ClientURL(), []Option{WithHistory(HistoryConfig{MaxPerRoom: 100000})},
+		engine.WithHistory(rule, histEnv), engine.WithUpgradeHook(histHook))
+	waitFor(t, "catch up", func() bool { _, ok := a.b.HistoryHorizon(); return ok })
+	c0 := dialHist(t, a.addr, "r", engine.Position{})
+	nextRecovery(t, c0)
+	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "m1", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == p1.Offset })
+	h := &a.b.hist
+	data := append([]byte{byte(ws.OpText), 1, 'x'}, "mx"...)
+	h.deliver(holeMsg{seq: p1.Offset + 2, data: data}, h.gen.Load(), p1.Epoch, 0) // a hole at p1+1
+	c := dialHist(t, a.addr, "r", p1)
+	if r, missed := nextRecovery(t, c); r.recovered {
+		t.Fatalf("from before a hole: %+v with %d messages, want not recovered", r, len(missed))
+	}
+}
+
+// TestHistoryClusterMaxPayload: a message that fits NATS's max_payload
+// but not with the room's name in front fails at once (and reaches this
+// node's members without a position) instead of being lost in sending.
+func TestHistoryClusterMaxPayload(t *testing.T) {
+	ns := runNATSWith(t, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(), MaxPayload: 4096})
+	a := startHistNode(t, ns.ClientURL(), 100)
+	room := strings.Repeat("r", 60)
+	c := dialHist(t, a.addr, room, engine.Position{})
+	nextRecovery(t, c)
+	waitFor(t, "max payload", func() bool { return a.b.maxPayload.Load() == 4096 })
+	p := strings.Repeat("x", 4030)
+	if err := a.srv.Publish(room, ws.OpText, []byte(p)); !errors.Is(err, engine.ErrBrokerUnavailable) {
+		t.Fatalf("Publish: %v, want ErrBrokerUnavailable", err)
+	}
+	if m, err := readHist(c); err != nil || m.payload != p || m.pos != (engine.Position{}) {
+		t.Fatalf("the member got %v, want the message with no position", err)
+	}
+}
