@@ -472,7 +472,7 @@
 //	    peaked 6.7 to 16.3 MiB above its start (the loops' queues held the rest). With a HistoryBroker (the
 //	    NATS broker with JetStream) every node keeps every room's history, within the same bounds; a recovery
 //	    from a position ahead of its node waits in the room, holding its connection, until the node catches
-//	    up or for 5 s at most (one entry per waiting connection).
+//	    up, or for 5 s at most and is then closed with 1013 (one entry per waiting connection).
 //	a socket's unread input, while its client     WithReadBufferCap [64 KiB]            TestFloodingClientDoesNotStarveItsLoop
 //	sends faster than its loop handles it
 //	    It waits in the kernel: each round of the loop reads every ready socket once, so a client that keeps

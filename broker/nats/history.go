@@ -70,8 +70,13 @@ type HistoryConfig struct {
 // client it has no position), Server.Publish returns an error wrapping
 // engine.ErrBrokerUnavailable, and Conn.Recover recovers nothing (the
 // client joins the live messages and reloads its state). The consumer
-// resumes where it stopped once NATS is back; a stream that was lost
-// (memory storage, a NATS restart) or recreated gives a new epoch.
+// resumes where it stopped once NATS is back, and the node recovers again
+// once it has had what the stream holds (what the stream dropped
+// meanwhile, unseen by the node, cuts its histories: see below); a
+// stream that was lost (memory storage, a NATS restart) or recreated
+// gives a new epoch. Publish fails too until the broker has found (or
+// made) the stream after a connection: a core publish that no stream
+// stores is lost without a word.
 //
 // The stream's limits (MaxPerRoom, MaxAge, MaxBytes) drop its oldest
 // messages; one dropped before a node took it (the node lagged by that
