@@ -598,14 +598,15 @@ func TestHistoryClusterWaitTimesOut(t *testing.T) {
 		t.Fatalf("from ahead %+v: %+v, want recovered, waiting", ahead, r)
 	}
 	start := time.Now()
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	_, _, err = c.ReadMessage()
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != 1013 {
 		t.Fatalf("the waiting connection: %v, want a 1013 close", err)
 	}
-	if d := time.Since(start); d < 4*time.Second || d > 8*time.Second {
-		t.Fatalf("closed after %v, want about 5 s", d)
+	// 5 s, found by the sweep of every second; more on a loaded machine.
+	if d := time.Since(start); d < 4*time.Second || d > 15*time.Second {
+		t.Fatalf("closed after %v, want 5 to 6 s", d)
 	}
 	// The connection recovered at once is a member: it gets the next one.
 	if _, err := a.srv.PublishPos("r", ws.OpText, []byte("m2")); err != nil {
