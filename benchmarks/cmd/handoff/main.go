@@ -134,6 +134,44 @@ func payload(seq int) string {
 	return fmt.Sprintf("%d %s", seq, strings.Repeat(strconv.Itoa(seq%10), 48))
 }
 
+// arrivals keeps, for each message, when the first and the last client
+// got it (unix nanoseconds): how far apart the clients get one message is
+// the room's fan-out spread, which any message has, restart or not.
+type arrivals struct {
+	first, last [1 << 12]atomic.Int64
+}
+
+var arrived arrivals
+
+func (a *arrivals) note(seq int, now int64) {
+	if seq < 0 || seq >= len(a.first) {
+		return
+	}
+	for {
+		f := a.first[seq].Load()
+		if (f != 0 && f <= now) || a.first[seq].CompareAndSwap(f, now) {
+			break
+		}
+	}
+	for {
+		l := a.last[seq].Load()
+		if l >= now || a.last[seq].CompareAndSwap(l, now) {
+			break
+		}
+	}
+}
+
+// spread returns the largest first-to-last time over messages [from, to).
+func (a *arrivals) spread(from, to int) time.Duration {
+	var most int64
+	for i := max(from, 0); i < min(to, len(a.first)); i++ {
+		if f, l := a.first[i].Load(), a.last[i].Load(); f != 0 {
+			most = max(most, l-f)
+		}
+	}
+	return time.Duration(most)
+}
+
 type client struct {
 	c        *websocket.Conn
 	last     atomic.Int64
@@ -252,6 +290,7 @@ func run() error {
 	}
 	time.Sleep(*warmup / 2)
 	rssBefore := rss(oldPid)
+	seqAtRestart := int(seq.Load())
 
 	// The restart, with both processes' memory sampled.
 	if err := syscall.Kill(oldPid, syscall.SIGHUP); err != nil {
@@ -322,6 +361,9 @@ func run() error {
 	fmt.Printf("messages: %d published every %v, every one received by all %d clients in order\n", final+1, *period, *conns)
 	fmt.Printf("longest gap between two messages, over the clients: median %v, p99 %v, max %v (the period is %v: the pause is the gap less the period)\n",
 		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)*99/100].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond), *period)
+	fmt.Printf("the room's fan-out spread (first to last client getting one message): at most %v over the %d messages before the restart, %v over those after it; the longest gap less the period less the spread before: %v\n",
+		arrived.spread(1, seqAtRestart-1).Round(time.Millisecond), seqAtRestart-2, arrived.spread(seqAtRestart, int(final)+1).Round(time.Millisecond),
+		(gaps[len(gaps)-1] - *period - arrived.spread(1, seqAtRestart-1)).Round(time.Millisecond))
 	fmt.Printf("RSS: old process before %s, peak during %s; new process peak during %s, after %s; both together peak %s\n",
 		mib(rssBefore), mib(peakOld.Load()), mib(peakNew.Load()), mib(rssAfter), mib(peakSum.Load()))
 	fmt.Printf("go %s, GOMAXPROCS %d, %s\n", runtime.Version(), runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
@@ -367,6 +409,7 @@ func subscribe(addr string, i int) (*client, error) {
 			prev = now
 			s, _, _ := strings.Cut(string(p), " ")
 			seq, _ := strconv.Atoi(s)
+			arrived.note(seq, now.UnixNano())
 			if string(p) != payload(seq) {
 				err := fmt.Errorf("corrupt message %.40q", p)
 				cl.err.CompareAndSwap(nil, &err)
