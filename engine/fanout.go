@@ -772,6 +772,9 @@ func (c *Conn) Join(room string) error {
 // returns, and a Publish made after that does not reach it. Safe from any
 // goroutine; applied in order with publishes, as Join is.
 func (c *Conn) Leave(room string) error {
+	if c.loop.srv.histBroker != nil && c.loop.srv.unwait(c, room) {
+		return nil // a recovery waiting for its node: it never joined
+	}
 	return c.loop.enqueue(pubItem{kind: pubLeave, room: room, conn: c})
 }
 

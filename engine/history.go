@@ -771,3 +771,27 @@ func (h *roomHistory) release(done func(*waiter) bool) {
 // a message after the hole to hand over yet): every room's history is cut
 // there, and no recovery from before it succeeds.
 func (l Local) HistoryGap(pos Position) { l.s.histGap(pos.Offset) }
+
+// unwait drops c's recovery waiting in room (Conn.Recover ahead of its
+// node), and reports whether there was one: a Leave meanwhile must not be
+// undone by the join that would follow.
+func (s *Server) unwait(c *Conn, room string) bool {
+	h, ok := s.hist.rooms.Get(room)
+	if !ok {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	found := false
+	kept := h.waiting[:0]
+	for _, w := range h.waiting {
+		if w.c == c {
+			found = true
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(h.waiting[len(kept):])
+	h.waiting = kept
+	return found
+}

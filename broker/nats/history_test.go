@@ -53,6 +53,14 @@ type histReq struct {
 	since engine.Position
 }
 
+// OnMessage: "leave ROOM" leaves it.
+func (recoverer) OnMessage(c *engine.Conn, _ ws.OpCode, p []byte) {
+	if room, ok := strings.CutPrefix(string(p), "leave "); ok {
+		_ = c.Leave(room)
+		_ = c.WriteMessage(ws.OpText, []byte("R 0 0 - 0")) // done (a recovery line, as readHist knows it)
+	}
+}
+
 func histHook(r *engine.Request) (any, error) {
 	off, _ := strconv.ParseUint(r.QueryValue("offset"), 10, 64)
 	return histReq{room: r.QueryValue("room"), since: engine.Position{Epoch: r.QueryValue("epoch"), Offset: off}}, nil
@@ -663,5 +671,36 @@ func TestHistoryClusterMaxPayload(t *testing.T) {
 	}
 	if m, err := readHist(c); err != nil || m.payload != p || m.pos != (engine.Position{}) {
 		t.Fatalf("the member got %v, want the message with no position", err)
+	}
+}
+
+// TestHistoryClusterLeaveWhileWaiting: a connection that leaves the room
+// while its recovery waits for its node to catch up is not joined when the
+// node does.
+func TestHistoryClusterLeaveWhileWaiting(t *testing.T) {
+	ns := runJetStream(t, -1, "")
+	a := startHistNode(t, ns.ClientURL(), 100)
+	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "m1", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == p1.Offset })
+	ahead := engine.Position{Epoch: p1.Epoch, Offset: p1.Offset + 1}
+	c := dialHist(t, a.addr, "r", ahead)
+	if r, _ := nextRecovery(t, c); !r.recovered {
+		t.Fatalf("from ahead: %+v, want recovered, waiting", r)
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte("leave r")); err != nil {
+		t.Fatal(err)
+	}
+	nextRecovery(t, c) // the leave is done
+	for i := range 3 {
+		if _, err := a.srv.PublishPos("r", ws.OpText, fmt.Appendf(nil, "n%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if m, err := readHist(c); err == nil {
+		t.Fatalf("after leaving, the connection got %+v", m)
 	}
 }
