@@ -464,7 +464,7 @@
 //	messages, kept for recoveries                 WithHistoryBytes [64 MiB, all rooms]  TestHistoryMemory
 //	    A publish to a room with history keeps its frame, the one its members were sent (stored once, shared),
 //	    and drops the room's oldest past Size, past the TTL (at the next publish or recovery, and by a sweep
-//	    every second), and while all rooms together pass WithHistoryBytes: 264 B a message of 200 B. A room is
+//	    every second), and while all rooms together pass WithHistoryBytes: 272 B a message of 200 B. A room is
 //	    forgotten once empty for its TTL; rooms that clients name need a TTL, or each keeps its last message. A
 //	    recovery (Conn.Recover) queues the missed frames, shared, with its join; they count against
 //	    WithMaxOutboundBytes as they are written, a quarter of it at a time. 32 MiB of 1 KiB messages from 4

@@ -291,25 +291,18 @@ func (s *Server) publishHistory(h *roomHistory, room string, op ws.OpCode, p []b
 		}
 	}
 	defer h.mu.Unlock()
-	var now int64
+	now := time.Now().UnixNano()
 	if h.cfg.TTL > 0 {
-		now = time.Now().UnixNano()
 		h.trim(now)
 	}
 	pos := Position{Epoch: h.epoch, Offset: h.top + 1}
-	if env := s.opts.envelope; env != nil {
-		h.buf = env(h.buf[:0], room, pos, p)
-		p = h.buf
-		if cap(h.buf) > scratchKeep {
-			h.buf = nil
-		}
-	}
+	p = h.wrap(s.opts.envelope, room, pos, p)
 	it := pubItem{kind: pubRoom, room: room}
 	if err := s.encode(&it, op, p); err != nil {
 		return Position{}, err
 	}
 	h.add(histEntry{off: pos.Offset, at: now, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
-	h.last = time.Now().UnixNano()
+	h.last = now
 	return pos, s.toEachLoop(it)
 }
 
@@ -415,14 +408,8 @@ func (c *Conn) Recover(room string, since Position) (Recovery, error) {
 		var cu *catchUp
 		if since.Epoch == h.epoch && h.epoch != "" && since.Offset <= h.top && since.Offset >= h.floor && vouched {
 			r.Recovered = true
-			for r.Missed < h.n && h.ring[(h.head+h.n-1-r.Missed)%len(h.ring)].off > since.Offset {
-				r.Missed++
-			}
-			if r.Missed > 0 {
-				cu = &catchUp{entries: make([]histEntry, r.Missed)}
-				for i := range cu.entries {
-					cu.entries[i] = h.ring[(h.head+h.n-r.Missed+i)%len(h.ring)]
-				}
+			if cu = h.after(since.Offset); cu != nil {
+				r.Missed = len(cu.entries)
 			}
 		}
 		it := pubItem{kind: pubJoin, room: room, conn: c}
@@ -553,16 +540,6 @@ type HistoryBroker interface {
 	KeepsHistory() bool
 }
 
-// histVouched reports whether this node's histories are the cluster's
-// now (always, without a HistoryBroker).
-func (s *Server) histVouched() bool {
-	if hb := s.histBroker; hb != nil {
-		_, ok := hb.HistoryHorizon()
-		return ok
-	}
-	return true
-}
-
 // publishBus publishes to a room with history through the HistoryBroker;
 // when the bus does not take the message, this node's members get it
 // alone, with the zero Position (in the envelope), and no history keeps it.
@@ -583,13 +560,8 @@ func (s *Server) publishBus(h *roomHistory, room string, op ws.OpCode, p []byte,
 func (s *Server) publishUnkept(h *roomHistory, room string, op ws.OpCode, p []byte) error {
 	if env := s.opts.envelope; env != nil {
 		h.mu.Lock()
-		h.buf = env(h.buf[:0], room, Position{}, p)
-		err := s.publishPlain(room, op, h.buf)
-		if cap(h.buf) > scratchKeep {
-			h.buf = nil
-		}
-		h.mu.Unlock()
-		return err
+		defer h.mu.Unlock()
+		p = h.wrap(env, room, Position{}, p)
 	}
 	return s.publishPlain(room, op, p)
 }
@@ -649,27 +621,21 @@ func (l Local) PublishHistory(m HistoryMessage) error {
 	} else if pos.Offset <= h.top {
 		return nil
 	}
-	var t int64
+	now := time.Now().UnixNano()
+	t := now // when it was published, for the TTL: the bus's time, unless in the future
 	if h.cfg.TTL > 0 {
-		now := time.Now().UnixNano()
 		h.trim(now)
-		if t = at.UnixNano(); t > now || at.IsZero() {
-			t = now
+		if u := at.UnixNano(); !at.IsZero() && u < now {
+			t = u
 		}
 	}
-	if env := s.opts.envelope; env != nil {
-		h.buf = env(h.buf[:0], room, pos, p)
-		p = h.buf
-		if cap(h.buf) > scratchKeep {
-			h.buf = nil
-		}
-	}
+	p = h.wrap(s.opts.envelope, room, pos, p)
 	it := pubItem{kind: pubRoom, room: room}
 	if err := s.encode(&it, op, p); err != nil {
 		return err
 	}
 	h.add(histEntry{off: pos.Offset, at: t, frame: it.frame, zframe: it.zframe}, int64(s.opts.historyBytes))
-	h.last = time.Now().UnixNano()
+	h.last = now
 	var err error
 	if !m.Replay {
 		err = s.toEachLoop(it)
@@ -717,18 +683,11 @@ func (s *Server) resetRoom(h *roomHistory, epoch string, off uint64) {
 // vouched for (lost on the bus, another epoch, or not there in time), so
 // the client must come back and recover again; h.mu is held.
 func (h *roomHistory) abandon(done func(*waiter) bool) {
-	kept := h.waiting[:0]
-	for _, w := range h.waiting {
-		if done(&w) {
-			// Not under h.mu, nor on this goroutine: a close on the
-			// caller's own loop may run handlers, which may recover.
-			go w.c.Close(recoverAgain, "history position not reached here: reconnect")
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(h.waiting[len(kept):])
-	h.waiting = kept
+	h.takeWaiting(done, func(w waiter) {
+		// Not under h.mu, nor on this goroutine: a close on the caller's
+		// own loop may run handlers, which may recover.
+		go w.c.Close(recoverAgain, "history position not reached here: reconnect")
+	})
 }
 
 // recoverAgain is the close code of a recovery that a node could not
@@ -739,31 +698,63 @@ const recoverAgain ws.StatusCode = 1013
 // kept messages after its position (queued after the message that made
 // the node catch up, which it therefore gets here); h.mu is held.
 func (h *roomHistory) release(done func(*waiter) bool) {
-	kept := h.waiting[:0]
-	for i := range h.waiting {
-		w := &h.waiting[i]
-		if !done(w) {
-			kept = append(kept, *w)
-			continue
-		}
+	h.takeWaiting(done, func(w waiter) {
 		it := pubItem{kind: pubJoin, room: h.room, conn: w.c}
-		if w.since < h.top && w.since >= h.floor {
-			n := 0
-			for n < h.n && h.ring[(h.head+h.n-1-n)%len(h.ring)].off > w.since {
-				n++
+		if w.since >= h.floor {
+			if cu := h.after(w.since); cu != nil {
+				it.cause = cu
 			}
-			cu := &catchUp{entries: make([]histEntry, n)}
-			for j := range cu.entries {
-				cu.entries[j] = h.ring[(h.head+h.n-n+j)%len(h.ring)]
-			}
-			it.cause = cu
 		}
 		if w.c.loop.enqueue(it) != nil {
 			go w.c.Close(recoverAgain, "history position not reached here: reconnect")
 		}
+	})
+}
+
+// takeWaiting removes the waiting recoveries that sel selects and calls
+// fn for each, in their order; h.mu is held.
+func (h *roomHistory) takeWaiting(sel func(*waiter) bool, fn func(waiter)) {
+	kept := h.waiting[:0]
+	for _, w := range h.waiting {
+		if sel(&w) {
+			fn(w)
+		} else {
+			kept = append(kept, w)
+		}
 	}
 	clear(h.waiting[len(kept):])
 	h.waiting = kept
+}
+
+// after returns the kept messages after offset since, oldest first, for
+// a recovery; nil when there are none. h.mu is held.
+func (h *roomHistory) after(since uint64) *catchUp {
+	n := 0
+	for n < h.n && h.ring[(h.head+h.n-1-n)%len(h.ring)].off > since {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	cu := &catchUp{entries: make([]histEntry, n)}
+	for i := range cu.entries {
+		cu.entries[i] = h.ring[(h.head+h.n-n+i)%len(h.ring)]
+	}
+	return cu
+}
+
+// wrap returns p in env's envelope for pos (p itself without one), built
+// in h.buf; h.mu is held. The result is valid until the next wrap.
+func (h *roomHistory) wrap(env Envelope, room string, pos Position, p []byte) []byte {
+	if env == nil {
+		return p
+	}
+	h.buf = env(h.buf[:0], room, pos, p)
+	p = h.buf
+	if cap(h.buf) > scratchKeep {
+		h.buf = nil // a rare large one is not kept
+	}
+	return p
 }
 
 // HistoryGap tells the engine that the bus of a HistoryBroker may have
@@ -783,15 +774,6 @@ func (s *Server) unwait(c *Conn, room string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	found := false
-	kept := h.waiting[:0]
-	for _, w := range h.waiting {
-		if w.c == c {
-			found = true
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(h.waiting[len(kept):])
-	h.waiting = kept
+	h.takeWaiting(func(w *waiter) bool { return w.c == c }, func(waiter) { found = true })
 	return found
 }

@@ -491,8 +491,8 @@ func TestHistoryRoomsWithout(t *testing.T) {
 }
 
 // TestHistoryMemory: a room keeping 1,000 messages of 200 bytes costs
-// its frames (204 B each, in the allocator's 208 B class) and its ring (56
-// B an entry), 264 B a message, once for the room whatever its
+// its frames (204 B each, in the allocator's 208 B class) and its ring (64
+// B an entry), 272 B a message, once for the room whatever its
 // number of members: a delivery and a recovery share the kept frame.
 func TestHistoryMemory(t *testing.T) {
 	const msgs, size = 1000, 200

@@ -84,6 +84,18 @@ func (recoverer) OnOpen(c *engine.Conn) {
 	_ = c.WriteMessage(ws.OpText, fmt.Appendf(nil, "R %d %d %s %d", b, rec.Missed, e, rec.Top.Offset))
 }
 
+// publishSeen publishes payload to room through the stream (PublishPos)
+// and waits until node n has taken it back from the stream.
+func publishSeen(t *testing.T, n *node, room, payload string) engine.Position {
+	t.Helper()
+	pos, err := n.srv.PublishPos(room, ws.OpText, []byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, payload+" taken back from the stream", func() bool { hz, _ := n.b.HistoryHorizon(); return hz.Offset >= pos.Offset })
+	return pos
+}
+
 // startHistNode runs a node whose rooms keep history, with a broker
 // keeping it in JetStream.
 func startHistNode(t *testing.T, natsURL string, size int, opts ...Option) *node {
@@ -559,15 +571,8 @@ func TestHistoryClusterOldEpoch(t *testing.T) {
 	a := startHistNode(t, ns.ClientURL(), 100)
 	c0 := dialHist(t, a.addr, "r", engine.Position{})
 	nextRecovery(t, c0)
-	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p2, err := a.srv.PublishPos("r", ws.OpText, []byte("m2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "m2", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == p2.Offset })
+	p1 := publishSeen(t, a, "r", "m1")
+	publishSeen(t, a, "r", "m2")
 	e2 := "recreated"
 	a.b.hist.epoch.Store(&e2) // as setup does for a stream lost and made again
 	c := dialHist(t, a.addr, "r", p1)
@@ -641,11 +646,7 @@ func TestHistoryClusterHoleRoomWithoutHistory(t *testing.T) {
 	waitFor(t, "catch up", func() bool { _, ok := a.b.HistoryHorizon(); return ok })
 	c0 := dialHist(t, a.addr, "r", engine.Position{})
 	nextRecovery(t, c0)
-	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "m1", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == p1.Offset })
+	p1 := publishSeen(t, a, "r", "m1")
 	h := &a.b.hist
 	data := append([]byte{byte(ws.OpText), 1, 'x'}, "mx"...)
 	h.deliver(holeMsg{seq: p1.Offset + 2, data: data}, h.gen.Load(), p1.Epoch, 0) // a hole at p1+1
@@ -680,11 +681,7 @@ func TestHistoryClusterMaxPayload(t *testing.T) {
 func TestHistoryClusterLeaveWhileWaiting(t *testing.T) {
 	ns := runJetStream(t, -1, "")
 	a := startHistNode(t, ns.ClientURL(), 100)
-	p1, err := a.srv.PublishPos("r", ws.OpText, []byte("m1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "m1", func() bool { hz, _ := a.b.HistoryHorizon(); return hz.Offset == p1.Offset })
+	p1 := publishSeen(t, a, "r", "m1")
 	ahead := engine.Position{Epoch: p1.Epoch, Offset: p1.Offset + 1}
 	c := dialHist(t, a.addr, "r", ahead)
 	if r, _ := nextRecovery(t, c); !r.recovered {
