@@ -548,16 +548,19 @@
 // With RestartKeep, and a Handler that implements HandOffHandler, the
 // connections themselves move instead of being drained: the old process
 // freezes its input at message boundaries (a message in progress ends
-// first), and sends each connection at rest (nothing left to write) with
-// its descriptor and state (subprotocol, compression and the client's
-// window, key, rooms, unparsed input, and what OnHandOff returns) to the
-// new one, which adopts it (OnAdopt instead of OnOpen) and parses nothing
-// until all have arrived. A client sees no close and no lost, repeated or
+// first), and sends each connection at rest with its descriptor and state
+// (subprotocol, compression and the client's window, key, rooms, unparsed
+// input, the output not yet written, and what OnHandOff returns) to the
+// new one, which adopts it (OnAdopt instead of OnOpen), writes that output
+// before anything else, and parses nothing until all have arrived. A
+// client that is not reading moves with its output (at most the outbound
+// cap and gnet's share of it: TestRestartKeepSlowConsumer, 4.5 MiB). A client sees no close and no lost, repeated or
 // reordered message, only a pause as long as the hand-off
 // (TestRestartKeepsConnections: 5,000 subscribers, a client publishing
 // every 50 ms and a 1 MiB fragmented message across it). TLS connections
 // cannot move (crypto/tls cannot export a session) and are drained with
-// 1012, as is any connection not at rest within RestartHandOffTimeout. If
+// 1012, as is any connection not at rest within RestartHandOffTimeout (a
+// message that does not end, a close or a queued send under way). If
 // the new process dies during the hand-off, the old one serves on with the
 // connections it had not sent (at most 1,024 are in flight, unacknowledged)
 // and accepts again (TestRestartKeepSuccessorDies). benchmarks/RESULTS.md

@@ -11,8 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/wsloop/wsloop/codec"
 )
 
 // Live connections handed to the new process (Restart with RestartKeep).
@@ -23,13 +26,14 @@ import (
 // parses no further message of a connection once the one in progress (if
 // any) is complete, and leaves what else arrives in gnet's buffer. Then, in
 // rounds a few milliseconds apart, each loop hands over every connection
-// that is at rest: at a message boundary, nothing waiting to be written
-// (neither in its own buffer nor in gnet's: output is flushed, not moved),
-// no close under way. For each it sends one SOCK_SEQPACKET record on the
-// hand-off socket with the connection's descriptor (SCM_RIGHTS) and its
+// that is at rest: at a message boundary, no send waiting in the loop's
+// queue, no close under way. For each it sends, in one SOCK_SEQPACKET
+// record per batch, the connection's descriptor (SCM_RIGHTS) and its
 // state: subprotocol, permessage-deflate parameters and the client's
 // window (client context takeover), bound key, rooms, the input read but
-// not parsed, and the application's own state (HandOffHandler.OnHandOff).
+// not parsed, the output not yet written (what gnet holds, then what the
+// engine has not given it, then the answer to a pending ping), and the
+// application's own state (HandOffHandler.OnHandOff).
 // The send is non-blocking, from the loop; once it succeeds the old process
 // closes its descriptor (the socket lives on in the new process: no close
 // frame, no FIN) and forgets the connection without OnClose.
@@ -38,7 +42,8 @@ import (
 // just been upgraded there, without a 101: it rejoins the rooms, rebinds
 // the key, restores the state (HandOffHandler.OnAdopt instead of OnOpen),
 // and holds its input, again in gnet's buffer, until the old process says
-// the hand-off is done. Only then does it parse: a message published by
+// the hand-off is done. It writes the output it got before anything else,
+// at once. Only then does it parse: a message published by
 // one handed-over client therefore reaches every member of its rooms, in
 // the order it was published, whichever process they were in, and the
 // pause a client sees is the hand-off itself.
@@ -46,8 +51,13 @@ import (
 // What is not handed over: TLS connections (crypto/tls cannot export a
 // session's keys and sequence numbers) and any connection not at rest when
 // RestartHandOffTimeout runs out (a peer in the middle of a message that
-// never ends, output that never drains) are drained with 1012; so are
-// plain HTTP sockets. Sockets still in their upgrade handshake finish it in
+// never ends) are drained with 1012; so are plain HTTP sockets. A new
+// process built before output travelled (it does not say msgTakes) gets
+// only connections whose output has left, and the others are drained when
+// theirs does not leave in time. gnet offers no way to read back what a
+// socket did not take; gnetout.go reads its connection's buffer in place
+// (by reflection, checked by TestGnetOutboundReadable); were that ever
+// impossible, such connections would wait for their output to drain. Sockets still in their upgrade handshake finish it in
 // the old process and are handed over in a later round, if their request
 // comes within handshakeGrace (300 ms) of the start; a socket that stays
 // silent longer (a browser's preconnect) is closed at the end, and its
@@ -64,7 +74,10 @@ type HandOffHandler interface {
 	// OnHandOff runs on the old process's event loop, instead of OnClose,
 	// when c is about to leave for the new process; what it returns travels
 	// with c (at most a few KiB). It may run more than once for a
-	// connection whose hand-off had to wait; the last result counts.
+	// connection whose hand-off had to wait; the last result counts. What
+	// was written to c before it runs travels with c; another goroutine
+	// that writes to c after it has run may see its write accepted and
+	// lost, so stop such writers here.
 	OnHandOff(c *Conn) []byte
 	// OnAdopt runs on the new process's event loop, instead of OnOpen, for
 	// a connection handed over, with what OnHandOff returned: rebuild the
@@ -82,21 +95,32 @@ func RestartKeep() RestartOption { return func(c *restartConfig) { c.keep = true
 
 // RestartHandOffTimeout bounds how long the hand-off waits for connections
 // to come to rest (RestartKeep): half of it for messages in progress to
-// end, all of it for output to drain. Every client's input waits meanwhile,
-// so one that does not read (its output never drains) must not hold the
-// others for long: past the bound it is drained with 1012 instead. Default:
-// 2 s.
+// end, all of it for the rest (a close or a queued send under way, and,
+// with a new process built before output travelled, output to drain).
+// Every client's input waits meanwhile, so one that never comes to rest
+// must not hold the others for long: past the bound it is drained with
+// 1012 instead. Default: 2 s.
 func RestartHandOffTimeout(d time.Duration) RestartOption {
 	return func(c *restartConfig) { c.handOffTimeout = d }
 }
 
 const (
-	msgConn = "wsloop/1 conn" // old -> new, with the connection's descriptor: "\n" and its state
-	msgMore = "wsloop/1 more" // old -> new: "\n" and more of the input of the connection just sent
-	msgDone = "wsloop/1 done" // old -> new: every connection that could be handed over was
-	msgAck  = "wsloop/1 ack"  // new -> old: " <n>": it has adopted n connections
-	msgSync = "wsloop/1 sync" // old -> new: acknowledge now
+	msgConn = "wsloop/1 conn" // old -> new, with the connections' descriptors: "\n" and their state
+	// msgConnOut is msgConn with the output waiting to be written too, sent
+	// to a new process that said msgTakes.
+	msgConnOut = "wsloop/2 conn"
+	msgTakes   = "wsloop/1 takes output" // new -> old, after msgReady: it takes msgConnOut records
+	msgMore    = "wsloop/1 more"         // old -> new: "\n" and more of the input of the connection just sent
+	msgDone    = "wsloop/1 done"         // old -> new: every connection that could be handed over was
+	msgAck     = "wsloop/1 ack"          // new -> old: " <n>": it has adopted n connections
+	msgSync    = "wsloop/1 sync"         // old -> new: acknowledge now
 )
+
+// A new process built before msgConnOut existed takes only msgConn
+// records: it says nothing after msgReady, and the old process then hands
+// over only connections whose output has left (and waits for it, up to
+// RestartHandOffTimeout). The old process learns which it is from the
+// answer to a first msgSync: msgTakes, if it comes, is before it.
 
 // handOffWindow is how many connections may be sent and not yet adopted:
 // those are lost if the new process dies, the rest stay with the old one.
@@ -118,7 +142,12 @@ const handOffChunk = 128 << 10
 
 // maxHandOffInput bounds the input a connection may have frozen (a client
 // that streams during the hand-off); one with more is drained instead.
-const maxHandOffInput = 16 << 20
+// maxHandOffData bounds its input and output together (the output is
+// bounded by WithMaxOutboundBytes, and gnet's share of it by twice that).
+const (
+	maxHandOffInput = 16 << 20
+	maxHandOffData  = 64 << 20
+)
 
 // handOffState is the old process's side of a hand-off, shared by its
 // loops.
@@ -128,6 +157,8 @@ type handOffState struct {
 	sent    atomic.Int64
 	acked   atomic.Int64 // adopted by the new process, as it last said
 	wantAck atomic.Bool  // the window is full: ask for an acknowledgement
+	acks    atomic.Int64 // acknowledgements received
+	output  atomic.Bool  // the new process takes the output waiting (msgTakes)
 	ended   atomic.Bool  // done was sent: from here EOF is the new process ending its side
 	failed  atomic.Pointer[error]
 }
@@ -184,13 +215,23 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 				}
 				return
 			}
+			if string(buf[:n]) == msgTakes {
+				ho.output.Store(true)
+			}
 			if v, ok := cutPrefix(buf[:n], msgAck+" "); ok {
 				if k, err := strconv.ParseInt(string(v), 10, 64); err == nil {
 					ho.acked.Store(k)
 				}
+				ho.acks.Add(1)
 			}
 		}
 	}()
+	// Does the new process take the output waiting? It said so before
+	// it answers this, if it does.
+	ho.sync()
+	for asked := time.Now(); ho.acks.Load() == 0 && ho.failed.Load() == nil && time.Since(asked) < time.Second; {
+		time.Sleep(200 * time.Microsecond)
+	}
 	s.acc.paused.Store(true)
 	s.handing.Store(ho)
 	deadline := start.Add(cfg.handOffTimeout)
@@ -306,6 +347,7 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 	l.handingOff = true
 	left := 0
 	b := &l.hoBatch
+	output := ho.output.Load()
 	l.each(func(c *Conn) {
 		switch c.state.Load() {
 		case stateHandshake:
@@ -322,7 +364,7 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 		if c.tlsOf() != nil || ho.failed.Load() != nil {
 			return
 		}
-		if !c.atRest() {
+		if !c.atRest(output) {
 			left++
 			return
 		}
@@ -341,10 +383,10 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 		if c.state.Load() != stateOpen { // OnHandOff closed it
 			return
 		}
-		entry, input := l.encodeEntry(c, blob, b.scratch[:0])
+		entry, input, ok := l.encodeEntry(c, blob, b.scratch[:0], output)
 		b.scratch = entry[:0]
 		switch {
-		case len(input) > maxHandOffInput || len(entry) > handOffChunk/2:
+		case !ok || len(input) > maxHandOffData || len(entry) > handOffChunk/2:
 			return // drained at the end
 		case len(entry)+len(input) > handOffChunk/4:
 			// Alone, its input in as many records as it takes.
@@ -370,6 +412,7 @@ type hoBatch struct {
 	fds     []int
 	body    []byte // the entries, each with its input
 	input   []byte // a lone connection's input beyond the record
+	data    []byte // the input and output of the connection being encoded
 	scratch []byte
 }
 
@@ -397,8 +440,15 @@ func (l *loop) sendBatch(ho *handOffState) int {
 	defer func() {
 		clear(b.conns)
 		b.conns, b.fds, b.body, b.input = b.conns[:0], b.fds[:0], b.body[:0], b.input[:0]
+		if cap(b.data) > handOffChunk {
+			b.data = nil // a lone connection's: not kept
+		}
 	}()
-	rec := binary.AppendUvarint(append(make([]byte, 0, len(msgConn)+8+len(b.body)), msgConn+"\n"...), uint64(n))
+	kind := msgConn
+	if ho.output.Load() {
+		kind = msgConnOut
+	}
+	rec := binary.AppendUvarint(append(make([]byte, 0, len(kind)+8+len(b.body)), kind+"\n"...), uint64(n))
 	rec = append(rec, b.body...)
 	ho.mu.Lock()
 	defer ho.mu.Unlock()
@@ -426,15 +476,25 @@ func (l *loop) sendBatch(ho *handOffState) int {
 	ho.sent.Add(int64(n))
 	for _, c := range b.conns {
 		c.lflags |= lfHandedOver
+		if ob := outboundOf(c); ob != nil {
+			_, _ = ob.Discard(ob.Buffered()) // the new process writes it: gnet must not on close
+		}
 		l.closeSocket(c) // our descriptor only: the socket is the new process's
 	}
 	return 0
 }
 
 // atRest reports whether c can be handed over now: no message in
-// progress, nothing waiting to be written, no close under way.
-func (c *Conn) atRest() bool {
-	if c.rd.inMessage() || c.pong != nil || c.closeCalled.Load() || c.queued.Load() != 0 {
+// progress, no send queued on the loop, no close under way, and, unless
+// output travels with it, nothing waiting to be written.
+func (c *Conn) atRest(output bool) bool {
+	if c.rd.inMessage() || c.closeCalled.Load() || c.queued.Load() != 0 {
+		return false
+	}
+	if output && (c.socket().OutboundBuffered() == 0 || outboundOf(c) != nil) {
+		return true
+	}
+	if c.pong != nil {
 		return false
 	}
 	c.mu.Lock()
@@ -444,9 +504,10 @@ func (c *Conn) atRest() bool {
 }
 
 // encodeEntry appends c's entry to dst: uvarint-prefixed fields, and last
-// the length of c's input, which follows it in the record; it returns the
-// entry and the input.
-func (l *loop) encodeEntry(c *Conn, blob, dst []byte) ([]byte, []byte) {
+// the length of c's input and, with output, of its output, which follow it
+// in the record; it returns the entry and the input (and output). Not ok:
+// the output cannot be read.
+func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []byte, bool) {
 	field := func(b, p []byte) []byte { return append(binary.AppendUvarint(b, uint64(len(p))), p...) }
 	b := field(dst, []byte(c.Subprotocol()))
 	b = append(b, c.pmd, c.win)
@@ -476,15 +537,37 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte) ([]byte, []byte) {
 	}
 	b = field(b, hist)
 	b = field(b, blob)
-	var in []byte
+	data := l.hoBatch.data[:0]
 	if pc, ok := c.gc.(*prefixConn); ok {
-		in = append(in, pc.buf[pc.r:]...)
+		data = append(data, pc.buf[pc.r:]...)
 		rest, _ := pc.Conn.Peek(pc.Conn.InboundBuffered())
-		in = append(in, rest...)
+		data = append(data, rest...)
 	} else if n := c.gc.InboundBuffered(); n > 0 {
-		in, _ = c.gc.Peek(n)
+		in, _ := c.gc.Peek(n)
+		data = append(data, in...)
 	}
-	return binary.AppendUvarint(b, uint64(len(in))), in
+	b = binary.AppendUvarint(b, uint64(len(data)))
+	if output {
+		// Oldest first: what gnet holds, then what the engine has not given
+		// it yet, then the answer to the latest ping.
+		in := len(data)
+		if c.socket().OutboundBuffered() > 0 {
+			ob := outboundOf(c)
+			if ob == nil {
+				return b, nil, false
+			}
+			data = appendOutbound(data, ob)
+		}
+		c.mu.Lock()
+		data = append(data, c.out...)
+		c.mu.Unlock()
+		if p := c.pong; p != nil {
+			data = codec.AppendFrame(data, ws.OpPong, true, p.b[:p.n])
+		}
+		b = binary.AppendUvarint(b, uint64(len(data)-in))
+	}
+	l.hoBatch.data = data
+	return b, data, true
 }
 
 // adoption is a connection the new process got from the old one.
@@ -496,15 +579,27 @@ type adoption struct {
 	rooms       []string
 	hist        []byte
 	input       []byte
+	output      []byte // waiting to be written, before anything else
 	blob        []byte
+	inLen       int // of input, whose rest is output (decodeHandOff)
 }
 
-// decodeHandOff decodes a record of connections; the input of the last
-// one may continue in msgMore records (len(input) < cap(input)).
+// splitOutput moves a's output, received after its input, to a.output.
+func (a *adoption) splitOutput() {
+	a.input, a.output = a.input[:a.inLen:a.inLen], a.input[a.inLen:]
+}
+
+// decodeHandOff decodes a record of connections; the data (input, then
+// output) of the last one may continue in msgMore records (len(input) <
+// cap(input)): splitOutput then takes its output out of input.
 func decodeHandOff(rec []byte) ([]*adoption, error) {
 	rest, ok := cutPrefix(rec, msgConn+"\n")
+	output := false
 	if !ok {
-		return nil, fmt.Errorf("not a connection record: %.40q", rec)
+		if rest, ok = cutPrefix(rec, msgConnOut+"\n"); !ok {
+			return nil, fmt.Errorf("not a connection record: %.40q", rec)
+		}
+		output = true
 	}
 	bad := errors.New("a truncated connection record")
 	uv := func() (uint64, bool) {
@@ -576,6 +671,14 @@ func decodeHandOff(rec []byte) ([]*adoption, error) {
 		if !ok || total > maxHandOffInput {
 			return nil, bad
 		}
+		var out uint64
+		if output {
+			if out, ok = uv(); !ok || out > maxHandOffData-total {
+				return nil, bad
+			}
+		}
+		a.inLen = int(total)
+		total += out
 		inline := min(total, uint64(len(rest)))
 		if inline < total && i != count-1 {
 			return nil, bad // only the last one's input may continue
@@ -657,6 +760,9 @@ func (s *Server) receiveConnections(in *inheritance) {
 					break
 				}
 				last.input = append(last.input, more...)
+			}
+			for _, a := range as {
+				a.splitOutput()
 			}
 		}
 		if err != nil || len(fds) != len(as) {
@@ -766,6 +872,8 @@ func (c *Conn) adoptConn(a *adoption) gnet.Action {
 		}
 	}
 	c.pmd, c.win = a.pmd, a.win
+	// What the old process had not written yet goes first.
+	c.write(a.output)
 	if len(a.hist) > 0 {
 		h := append([]byte(nil), a.hist...)
 		l.clientHist[c] = &h

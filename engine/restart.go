@@ -370,13 +370,21 @@ func receiveListener(v string) (*inheritance, error) {
 // connections it hands over (handoff.go) until it closes its side.
 func (in *inheritance) served(s *Server) {
 	msg := fmt.Sprintf("%s %d", msgReady, os.Getpid())
-	if _, err := in.conn.Write([]byte(msg)); err != nil {
+	_, err := in.conn.Write([]byte(msg))
+	if err == nil && !testHookOlder {
+		_, err = in.conn.Write([]byte(msgTakes))
+	}
+	if err != nil {
 		in.conn.Close()
 		s.adoptionsDone()
 		return
 	}
 	go s.receiveConnections(in)
 }
+
+// testHookOlder, when set (tests), makes this process answer as one built
+// before msgTakes existed.
+var testHookOlder bool
 
 // failed tells the old process that this one cannot serve.
 func (in *inheritance) failed(err error) {
