@@ -391,13 +391,13 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 		case len(entry)+len(input) > handOffChunk/4:
 			// Alone, its input in as many records as it takes.
 			left += l.sendBatch(ho)
-			b.add(c, entry, input)
+			b.add(c, entry, input, b.out)
 			left += l.sendBatch(ho)
 			return
 		case len(b.body)+len(entry)+len(input) > handOffChunk-32 || len(b.conns) == handOffBatch:
 			left += l.sendBatch(ho)
 		}
-		b.add(c, entry, input)
+		b.add(c, entry, input, b.out)
 	})
 	return left + l.sendBatch(ho)
 }
@@ -408,15 +408,18 @@ const handOffBatch = 128
 
 // hoBatch is a loop's batch of connections on their way out.
 type hoBatch struct {
-	conns   []*Conn
-	fds     []int
-	body    []byte // the entries, each with its input
-	input   []byte // a lone connection's input beyond the record
-	data    []byte // the input and output of the connection being encoded
-	scratch []byte
+	conns    []*Conn
+	fds      []int
+	body     []byte // the entries, each with its input
+	input    []byte // a lone connection's input beyond the record
+	data     []byte // the input and output of the connection being encoded
+	out      int    // of which output
+	outBytes int    // the batch's output
+	scratch  []byte
 }
 
-func (b *hoBatch) add(c *Conn, entry, input []byte) {
+func (b *hoBatch) add(c *Conn, entry, input []byte, out int) {
+	b.outBytes += out
 	b.conns = append(b.conns, c)
 	b.fds = append(b.fds, c.socket().Fd())
 	b.body = append(b.body, entry...)
@@ -440,6 +443,7 @@ func (l *loop) sendBatch(ho *handOffState) int {
 	defer func() {
 		clear(b.conns)
 		b.conns, b.fds, b.body, b.input = b.conns[:0], b.fds[:0], b.body[:0], b.input[:0]
+		b.outBytes = 0
 		if cap(b.data) > handOffChunk {
 			b.data = nil // a lone connection's: not kept
 		}
@@ -474,6 +478,7 @@ func (l *loop) sendBatch(ho *handOffState) int {
 		off += k
 	}
 	ho.sent.Add(int64(n))
+	l.srv.handOffBytes.Add(uint64(b.outBytes))
 	for _, c := range b.conns {
 		c.lflags |= lfHandedOver
 		if ob := outboundOf(c); ob != nil {
@@ -538,6 +543,7 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 	b = field(b, hist)
 	b = field(b, blob)
 	data := l.hoBatch.data[:0]
+	l.hoBatch.out = 0
 	if pc, ok := c.gc.(*prefixConn); ok {
 		data = append(data, pc.buf[pc.r:]...)
 		rest, _ := pc.Conn.Peek(pc.Conn.InboundBuffered())
@@ -565,6 +571,7 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 			data = codec.AppendFrame(data, ws.OpPong, true, p.b[:p.n])
 		}
 		b = binary.AppendUvarint(b, uint64(len(data)-in))
+		l.hoBatch.out = len(data) - in
 	}
 	l.hoBatch.data = data
 	return b, data, true

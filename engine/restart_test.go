@@ -194,7 +194,8 @@ func TestRestartChild(t *testing.T) {
 					start := time.Now()
 					err = srv.Restart(context.Background(), append(self, RestartKeep(),
 						RestartStarted(func(int) { start = time.Now() }))...)
-					fmt.Println("HANDOFF", srv.Stats().HandedOver, time.Since(start))
+					st := srv.Stats()
+					fmt.Println("HANDOFF", st.HandedOver, time.Since(start), st.HandedOverBytes)
 					fmt.Println("HEAP", os.Getpid(), childHeapGrowth())
 				case "restart-keep-older":
 					err = srv.Restart(context.Background(), append(self, RestartKeep(),
@@ -956,8 +957,16 @@ func testRestartKeepSlow(t *testing.T, older bool) {
 	handoff := ch.expect(t, "HANDOFF")
 	took := time.Since(start)
 	t.Logf("%s; %v from the restart to its end", handoff, took)
-	if f := strings.Fields(handoff); len(f) < 2 || f[1] != want {
+	f := strings.Fields(handoff)
+	if len(f) < 2 || f[1] != want {
 		t.Errorf("%s: want %s handed over: the 50 subscribers, the publisher (and the slow client unless older)", handoff, want)
+	}
+	var moved int
+	if !older {
+		if len(f) == 4 {
+			moved, _ = strconv.Atoi(f[3])
+		}
+		t.Logf("%d bytes of output travelled", moved)
 	}
 	if line := ch.expect(t, "RESTARTED"); !strings.HasSuffix(line, "<nil>") {
 		t.Fatalf("Restart: %s", line)
@@ -1014,6 +1023,9 @@ func testRestartKeepSlow(t *testing.T, older bool) {
 	t.Logf("the old process held %d bytes of the slow client's output before the hand-off", waiting)
 	if waiting < 2<<20 {
 		t.Fatalf("the old process held %d bytes of output for the slow client: the test needs more", waiting)
+	}
+	if moved < waiting*9/10 {
+		t.Errorf("Stats.HandedOverBytes %d: want about the %d bytes the slow client's output held", moved, waiting)
 	}
 	if err := slow.WriteMessage(websocket.TextMessage, []byte("who")); err != nil {
 		t.Fatal(err)

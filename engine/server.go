@@ -44,6 +44,7 @@ type Server struct {
 	handing      atomic.Pointer[handOffState] // Restart is handing connections over (handoff.go)
 	adopting     atomic.Bool                  // connections from the old process may still come (handoff.go)
 	handOffs     atomic.Uint64
+	handOffBytes atomic.Uint64 // output that travelled with them
 	frozenFloods atomic.Uint64 // connections closed past maxFrozen (handoff.go)
 	adopted      atomic.Uint64
 

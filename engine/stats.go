@@ -40,6 +40,7 @@ type Stats struct {
 	DrainClosed           uint64      // connections a Drain sent 1012 at their turn (not those that closed on their own first)
 	DrainRemaining        int         // connections open when the Drain began whose turn has not come yet (0 once it ends)
 	HandedOver            uint64      // connections handed to a new process by Restart(RestartKeep), alive there
+	HandedOverBytes       uint64      // bytes of output not yet written that travelled with those connections, to be written by the new process
 	Adopted               uint64      // connections this process took over from the one it replaced
 	HandOffFloods         uint64      // connections closed with 1012 for sending more than a hand-off holds unparsed
 	HistoryRooms          int         // rooms keeping history now (WithHistory)
@@ -93,6 +94,7 @@ func (s *Server) Stats() Stats {
 		DrainClosed:           s.drainSt.closed.Load(),
 		DrainRemaining:        int(s.drainSt.remaining.Load()),
 		HandedOver:            s.handOffs.Load(),
+		HandedOverBytes:       s.handOffBytes.Load(),
 		Adopted:               s.adopted.Load(),
 		HandOffFloods:         s.frozenFloods.Load(),
 	}

@@ -128,6 +128,7 @@ func NewCollector(srv *engine.Server, constLabels prometheus.Labels) *Collector 
 	add("history_rooms", "Rooms keeping history now (WithHistory).", gauge, func(s *engine.Stats) float64 { return float64(s.HistoryRooms) })
 	add("history_messages", "Messages the rooms' histories keep.", gauge, func(s *engine.Stats) float64 { return float64(s.HistoryMessages) })
 	add("history_bytes", "Frame bytes the rooms' histories keep (WithHistoryBytes bounds them).", gauge, func(s *engine.Stats) float64 { return float64(s.HistoryBytes) })
+	add("handed_over_bytes_total", "Bytes of output not yet written that travelled with the connections handed to a new process.", counter, func(s *engine.Stats) float64 { return float64(s.HandedOverBytes) })
 	add("adopted_total", "Connections taken over from the process this one replaced.", counter, func(s *engine.Stats) float64 { return float64(s.Adopted) })
 	add("drain_closes_total", "Connections a Drain closed with 1012 at their turn.", counter, func(s *engine.Stats) float64 { return float64(s.DrainClosed) })
 	add("drain_remaining", "Connections open when the Drain began whose turn has not come yet.", gauge, func(s *engine.Stats) float64 { return float64(s.DrainRemaining) })

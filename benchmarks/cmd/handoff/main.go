@@ -88,7 +88,8 @@ func (handler) OnHandOff(c *engine.Conn) []byte {
 func (handler) OnAdopt(c *engine.Conn, state []byte) { c.SetValue(string(state)) }
 
 // server runs the server; on SIGHUP it restarts in place, keeping the
-// connections, and prints "HANDOFF <handed> <seconds> <err>".
+// connections, and prints "HANDOFF <handed> <seconds> <output bytes that
+// travelled> <err>".
 func server() {
 	if f := os.Getenv("HANDOFF_CPUPROFILE"); f != "" && os.Getenv("WSLOOP_INHERIT_FD") != "" {
 		// The new process: from its start, while it adopts.
@@ -114,7 +115,8 @@ func server() {
 		start := time.Now()
 		err := srv.Restart(context.Background(), engine.RestartKeep(), engine.RestartHandOffTimeout(60*time.Second),
 			engine.RestartDrain(time.Second), engine.RestartStarted(func(int) { start = time.Now() }))
-		fmt.Printf("HANDOFF %d %.6f %v\n", srv.Stats().HandedOver, time.Since(start).Seconds(), err)
+		st := srv.Stats()
+		fmt.Printf("HANDOFF %d %.6f %d %v\n", st.HandedOver, time.Since(start).Seconds(), st.HandedOverBytes, err)
 		pprof.StopCPUProfile()
 		close(done)
 	}()
@@ -323,9 +325,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if len(f) < 5 {
+		return fmt.Errorf("the server said %q", strings.Join(f, " "))
+	}
 	handed, _ := strconv.Atoi(f[1])
 	took, _ := strconv.ParseFloat(f[2], 64)
-	if restartErr := strings.Join(f[3:], " "); restartErr != "<nil>" {
+	moved, _ := strconv.ParseInt(f[3], 10, 64)
+	if restartErr := strings.Join(f[4:], " "); restartErr != "<nil>" {
 		return fmt.Errorf("Restart: %s", restartErr)
 	}
 	if _, err := expect("EXIT "+strconv.Itoa(oldPid), 30*time.Second); err != nil {
@@ -357,7 +363,7 @@ func run() error {
 	rssAfter := rss(int(newPid.Load()))
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Printf("connections handed over: %d of %d (and the publisher)\n", handed, *conns)
-	fmt.Printf("hand-off: %.0f ms (from the new process serving to the old one's Restart returning)\n", took*1000)
+	fmt.Printf("hand-off: %.0f ms (from the new process serving to the old one's Restart returning); %d bytes of output not yet written travelled with the connections\n", took*1000, moved)
 	fmt.Printf("messages: %d published every %v, every one received by all %d clients in order\n", final+1, *period, *conns)
 	fmt.Printf("longest gap between two messages, over the clients: median %v, p99 %v, max %v (the period is %v: the pause is the gap less the period)\n",
 		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)*99/100].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond), *period)
