@@ -206,6 +206,9 @@ func (c *Conn) socket() gnet.Conn {
 	if st := c.tlsOf(); st != nil {
 		return st.raw
 	}
+	if pc, ok := c.gc.(*prefixConn); ok {
+		return pc.Conn // an adopted connection still parsing the input it came with
+	}
 	return c.gc
 }
 

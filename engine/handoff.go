@@ -75,9 +75,9 @@ type HandOffHandler interface {
 	// when c is about to leave for the new process; what it returns travels
 	// with c (at most a few KiB). It may run more than once for a
 	// connection whose hand-off had to wait; the last result counts. What
-	// was written to c before it runs travels with c; another goroutine
-	// that writes to c after it has run may see its write accepted and
-	// lost, so stop such writers here.
+	// was written to c before it runs travels with c; a write to c in
+	// OnHandOff, or from another goroutine after it has run, may be
+	// accepted and lost (c has left), so stop such writers here.
 	OnHandOff(c *Conn) []byte
 	// OnAdopt runs on the new process's event loop, instead of OnOpen, for
 	// a connection handed over, with what OnHandOff returned: rebuild the
@@ -175,16 +175,24 @@ func (h *handOffState) sync() {
 }
 
 // sendWait sends a record without descriptors, waiting for room in the
-// socket pair (records the new process waits for); h.mu is held.
+// socket pair (records the new process waits for); h.mu is held. It runs
+// on a loop (a lone connection's rest of input and output): a new process
+// that stops reading for sendWaitMax fails the hand-off.
 func (h *handOffState) sendWait(rec []byte) error {
-	for {
+	for start := time.Now(); ; {
 		err := unix.Sendmsg(h.fd, rec, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		if !errors.Is(err, unix.EAGAIN) {
 			return err
 		}
+		if time.Since(start) > sendWaitMax {
+			return fmt.Errorf("the new process took no record for %v", sendWaitMax)
+		}
 		_, _ = unix.Poll([]unix.PollFd{{Fd: int32(h.fd), Events: unix.POLLOUT}}, 100)
 	}
 }
+
+// sendWaitMax bounds sendWait.
+const sendWaitMax = 5 * time.Second
 
 // keepConnections runs the old process's hand-off once the new process
 // serves, and then drains what is left (cfg.window).
@@ -348,6 +356,7 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 	left := 0
 	b := &l.hoBatch
 	output := ho.output.Load()
+	b.output = output // the records' kind: as the entries are encoded
 	l.each(func(c *Conn) {
 		switch c.state.Load() {
 		case stateHandshake:
@@ -386,7 +395,7 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 		entry, input, ok := l.encodeEntry(c, blob, b.scratch[:0], output)
 		b.scratch = entry[:0]
 		switch {
-		case !ok || len(input) > maxHandOffData || len(entry) > handOffChunk/2:
+		case !ok || len(input)-b.out > maxHandOffInput || len(input) > maxHandOffData || len(entry) > handOffChunk/2:
 			return // drained at the end
 		case len(entry)+len(input) > handOffChunk/4:
 			// Alone, its input in as many records as it takes.
@@ -399,7 +408,11 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 		}
 		b.add(c, entry, input, b.out)
 	})
-	return left + l.sendBatch(ho)
+	left += l.sendBatch(ho)
+	if cap(b.data) > handOffChunk {
+		b.data = nil // a lone connection's, not sent: not kept
+	}
+	return left
 }
 
 // handOffBatch is the most connections one record carries (SCM_RIGHTS
@@ -414,6 +427,7 @@ type hoBatch struct {
 	input    []byte // a lone connection's input beyond the record
 	data     []byte // the input and output of the connection being encoded
 	out      int    // of which output
+	output   bool   // the entries carry their output (msgConnOut)
 	outBytes int    // the batch's output
 	scratch  []byte
 }
@@ -449,7 +463,7 @@ func (l *loop) sendBatch(ho *handOffState) int {
 		}
 	}()
 	kind := msgConn
-	if ho.output.Load() {
+	if b.output {
 		kind = msgConnOut
 	}
 	rec := binary.AppendUvarint(append(make([]byte, 0, len(kind)+8+len(b.body)), kind+"\n"...), uint64(n))
@@ -592,8 +606,14 @@ type adoption struct {
 }
 
 // splitOutput moves a's output, received after its input, to a.output.
+// The input, which the connection keeps until it is parsed, gets an array
+// of its own when there is output (written, and copied by gnet if need
+// be, at once).
 func (a *adoption) splitOutput() {
 	a.input, a.output = a.input[:a.inLen:a.inLen], a.input[a.inLen:]
+	if len(a.output) > 0 && len(a.input) > 0 {
+		a.input = append([]byte(nil), a.input...)
+	}
 }
 
 // decodeHandOff decodes a record of connections; the data (input, then
@@ -881,6 +901,13 @@ func (c *Conn) adoptConn(a *adoption) gnet.Action {
 	c.pmd, c.win = a.pmd, a.win
 	// What the old process had not written yet goes first.
 	c.write(a.output)
+	if c.state.Load() == stateClosed {
+		// The peer is gone (it reset the socket meanwhile): gnet closed
+		// it, OnClose ran. Counted still, so that the old process's wait
+		// for acknowledgements ends.
+		s.adopted.Add(1)
+		return gnet.None
+	}
 	if len(a.hist) > 0 {
 		h := append([]byte(nil), a.hist...)
 		l.clientHist[c] = &h
