@@ -23,28 +23,9 @@ import (
 // number got them).
 func TestAdoptPeerGone(t *testing.T) {
 	srv, _ := startServer(t, echoHandler{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, _ := sc.(*net.TCPConn).SyscallConn()
-	fd := -1
-	_ = rc.Control(func(f uintptr) { fd, _ = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
-	sc.Close()
-	if fd < 0 {
-		t.Fatal("dup failed")
-	}
+	fd, client := handedSocket(t)
 	// The client goes away abruptly (RST) while the hand-off runs.
-	_ = client.(*net.TCPConn).SetLinger(0)
+	_ = client.SetLinger(0)
 	client.Close()
 	time.Sleep(100 * time.Millisecond)
 
@@ -171,24 +152,7 @@ func TestHandOffInputOverBound(t *testing.T) {
 // before the fix (gnet's Close asserts its own type).
 func TestAdoptedPrefixConnClose(t *testing.T) {
 	srv, _ := startServer(t, echoHandler{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, _ := sc.(*net.TCPConn).SyscallConn()
-	fd := -1
-	_ = rc.Control(func(f uintptr) { fd, _ = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
-	sc.Close()
+	fd, _ := handedSocket(t)
 	if !srv.takeSocket() {
 		t.Fatal("no socket")
 	}
@@ -217,4 +181,35 @@ func TestAdoptedPrefixConnClose(t *testing.T) {
 	if perr != nil {
 		t.Errorf("prefixConn %v: closeSocket panicked: %v", wrapped, perr)
 	}
+}
+
+// handedSocket returns the descriptor of the server's side of a fresh TCP
+// connection on 127.0.0.1, as a new process gets one handed over, and the
+// client's side (closed at the end of the test).
+func handedSocket(t *testing.T) (int, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	rc, err := sc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	if cerr := rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
+		t.Fatal(cerr, err)
+	}
+	return fd, client.(*net.TCPConn)
 }
