@@ -553,11 +553,14 @@
 // input, the output not yet written, and what OnHandOff returns) to the
 // new one, which adopts it (OnAdopt instead of OnOpen), writes that output
 // before anything else, and parses nothing until all have arrived. A
-// client that is not reading moves with its output (at most the outbound
-// cap and gnet's share of it: TestRestartKeepSlowConsumer, 4.5 MiB). A client sees no close and no lost, repeated or
-// reordered message, only a pause as long as the hand-off
-// (TestRestartKeepsConnections: 5,000 subscribers, a client publishing
-// every 50 ms and a 1 MiB fragmented message across it). TLS connections
+// client that is not reading moves at once, with its output
+// (TestRestartKeepSlowConsumer: megabytes of it). A client sees no close
+// and no lost, repeated or reordered message, only a pause as long as the
+// hand-off (TestRestartKeepsConnections: 5,000 subscribers, a client
+// publishing every 50 ms and a 1 MiB fragmented message across it). The
+// output a connection takes along is bounded by WithMaxOutboundBytes (and
+// gnet's share of it), its unparsed input by what the new process takes
+// (16 MiB; a connection with more is drained). TLS connections
 // cannot move (crypto/tls cannot export a session) and are drained with
 // 1012, as is any connection not at rest within RestartHandOffTimeout (a
 // message that does not end, a close or a queued send under way). If

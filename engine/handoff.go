@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/buffer/elastic"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsloop/wsloop/codec"
@@ -424,7 +425,7 @@ type hoBatch struct {
 	conns    []*Conn
 	fds      []int
 	body     []byte // the entries, each with its input
-	input    []byte // a lone connection's input beyond the record
+	input    []byte // a lone connection's input beyond the record (in data)
 	data     []byte // the input and output of the connection being encoded
 	out      int    // of which output
 	output   bool   // the entries carry their output (msgConnOut)
@@ -440,7 +441,7 @@ func (b *hoBatch) add(c *Conn, entry, input []byte, out int) {
 	room := handOffChunk - 32 - len(b.body)
 	if len(input) > room { // a lone connection: the rest follows in msgMore records
 		b.body = append(b.body, input[:room]...)
-		b.input = append(b.input[:0], input[room:]...)
+		b.input = input[room:] // the loop's scratch, sent before the next encode
 		return
 	}
 	b.body = append(b.body, input...)
@@ -456,7 +457,7 @@ func (l *loop) sendBatch(ho *handOffState) int {
 	}
 	defer func() {
 		clear(b.conns)
-		b.conns, b.fds, b.body, b.input = b.conns[:0], b.fds[:0], b.body[:0], b.input[:0]
+		b.conns, b.fds, b.body, b.input = b.conns[:0], b.fds[:0], b.body[:0], nil
 		b.outBytes = 0
 		if cap(b.data) > handOffChunk {
 			b.data = nil // a lone connection's: not kept
@@ -482,9 +483,13 @@ func (l *loop) sendBatch(ho *handOffState) int {
 	}
 	// The rest of a lone connection's input: the new process waits for
 	// it, so these sends wait for room too.
+	var more []byte
 	for off := 0; off < len(b.input); {
 		k := min(len(b.input)-off, handOffChunk-len(msgMore)-1)
-		more := append(append(append(make([]byte, 0, k+len(msgMore)+1), msgMore...), '\n'), b.input[off:off+k]...)
+		if more == nil {
+			more = make([]byte, 0, handOffChunk)
+		}
+		more = append(append(append(more[:0], msgMore...), '\n'), b.input[off:off+k]...)
 		if err := ho.sendWait(more); err != nil {
 			ho.fail(err)
 			break // the connection is lost with the new process
@@ -556,7 +561,29 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 	}
 	b = field(b, hist)
 	b = field(b, blob)
+	// One array, sized once: a connection may take megabytes along, and
+	// every fresh page costs a fault.
+	size := c.gc.InboundBuffered()
+	if pc, ok := c.gc.(*prefixConn); ok {
+		size += pc.Conn.InboundBuffered()
+	}
+	var ob *elastic.Buffer
+	if output {
+		if c.socket().OutboundBuffered() > 0 {
+			if ob = outboundOf(c); ob == nil {
+				return b, nil, false
+			}
+			size += ob.Buffered()
+		}
+		c.mu.Lock()
+		size += len(c.out)
+		c.mu.Unlock()
+		size += 2 + 125
+	}
 	data := l.hoBatch.data[:0]
+	if cap(data) < size {
+		data = make([]byte, 0, size)
+	}
 	l.hoBatch.out = 0
 	if pc, ok := c.gc.(*prefixConn); ok {
 		data = append(data, pc.buf[pc.r:]...)
@@ -571,11 +598,7 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 		// Oldest first: what gnet holds, then what the engine has not given
 		// it yet, then the answer to the latest ping.
 		in := len(data)
-		if c.socket().OutboundBuffered() > 0 {
-			ob := outboundOf(c)
-			if ob == nil {
-				return b, nil, false
-			}
+		if ob != nil {
 			data = appendOutbound(data, ob)
 		}
 		c.mu.Lock()

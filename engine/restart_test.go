@@ -909,10 +909,11 @@ func testRestartKeepSlow(t *testing.T, older bool) {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	// 8 MiB of echoes it does not read: the kernel's buffers take some (3
-	// MiB or so), the server holds the rest, within the outbound cap (16
-	// MiB here), so none is dropped; then how much the server held.
-	const echoes = 8
+	// 12 MiB of echoes it does not read: the kernel's buffers take some
+	// (3.5 MiB here; tcp_wmem's maximum bounds them), the server holds the
+	// rest, within the outbound cap (16 MiB here), so none is dropped; then
+	// how much the server held.
+	const echoes = 12
 	echo := func(i int) []byte {
 		p := []byte(strings.Repeat(string(rune('a'+i)), 1<<20-64))
 		copy(p, fmt.Sprintf("echo %d ", i))
