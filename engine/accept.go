@@ -226,6 +226,10 @@ func (a *acceptor) run(closing func() bool) error {
 			return nil
 		}
 		if a.paused.Load() {
+			if n > 0 { // what this burst took goes to the loops now
+				a.flush()
+				n = 0
+			}
 			time.Sleep(5 * time.Millisecond)
 			continue
 		}

@@ -544,13 +544,19 @@
 // restart, 3,000 to 5,000 dials, none failed). If the new process cannot
 // be started, exits, or does not accept within RestartReadyTimeout,
 // Restart returns ErrRestartFailed and this process serves on, its
-// accepting never interrupted (TestRestartFailedSuccessor). A socket the
-// old process accepted before its drain began is still upgraded there and
-// closed with 1012 at the end of the window; during the drain only an
-// upgrade on a socket kept alive after plain HTTP requests is refused
-// (503), so that its client reconnects. A process should run one server
-// that restarts this way; a server run with Run (mounted on net/http) has
-// no listener of its own and cannot.
+// accepting never interrupted (TestRestartFailedSuccessor). From the moment
+// the listening socket is sent, the old process never shuts it down
+// (shutdown(2) acts on the socket, which the new process shares) nor
+// unlinks its path, until it knows the new process is gone: a Shutdown or
+// Drain of the old process while the new one starts or takes the
+// connections leaves the new one serving
+// (TestRestartFaultsShutdownDuringRestart). A socket the old process
+// accepted before its drain began is still upgraded there and closed with
+// 1012 at the end of the window; during the drain only an upgrade on a
+// socket kept alive after plain HTTP requests is refused (503), so that its
+// client reconnects. A process should run one server that restarts this
+// way; a server run with Run (mounted on net/http) has no listener of its
+// own and cannot.
 //
 // With RestartKeep, and a Handler that implements HandOffHandler, the
 // connections themselves move instead of being drained: the old process

@@ -121,9 +121,8 @@ func (s *Server) Drain(ctx context.Context, window time.Duration, opts ...DrainO
 	case len(cfg.reason) > 123 || !utf8.ValidString(cfg.reason):
 		return fmt.Errorf("wsloop: DrainReason(%q): not valid UTF-8 of at most 123 bytes", cfg.reason)
 	}
-	if !s.started.Load() {
-		s.started.Store(true)
-		return nil
+	if s.started.CompareAndSwap(false, true) {
+		return nil // never started, and now it never will
 	}
 	select {
 	case <-s.ready:
@@ -147,7 +146,13 @@ func (s *Server) Drain(ctx context.Context, window time.Duration, opts ...DrainO
 	err := s.pace(ctx, window, &cfg)
 	if err == nil {
 		// The end of the window: the stragglers (a connection upgraded
-		// after the snapshot, idle sockets that never upgraded).
+		// after the snapshot, idle sockets that never upgraded). Sockets
+		// accepted just before the drain began may still be on their way
+		// to an upgrade (with a short window, or none): they get a moment
+		// to finish it, and are then closed with 1012 like the others,
+		// rather than answered 503 or reset, which a client takes for a
+		// failed dial.
+		s.settleHandshakes(ctx)
 		first, werr := s.closeAll(ctx, statusServiceRestart, cfg.reason, ErrServerRestart)
 		if !first {
 			return s.waitStopped(ctx) // Shutdown took over
@@ -166,6 +171,23 @@ func (s *Server) Drain(ctx context.Context, window time.Duration, opts ...DrainO
 		err = werr
 	}
 	return err
+}
+
+// settleHandshakes waits until every socket is upgraded, at most
+// handshakeGrace (300 ms) or until ctx ends, Shutdown takes over or the
+// accept goroutine has not ended.
+func (s *Server) settleHandshakes(ctx context.Context) {
+	end := time.Now().Add(handshakeGrace)
+	if a := s.acc; a != nil {
+		select {
+		case <-a.exited: // no socket comes after this
+		case <-time.After(handshakeGrace):
+		case <-ctx.Done():
+		}
+	}
+	for s.sockets.Load() > s.upgraded.Load() && time.Now().Before(end) && ctx.Err() == nil && !s.draining.Load() && !s.stopping() {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // errDrainOverridden ends a drain's pacing when Shutdown took over or the

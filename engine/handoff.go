@@ -199,8 +199,9 @@ const sendWaitMax = 5 * time.Second
 // serves, and then drains what is left (cfg.window).
 func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error {
 	start := time.Now()
+	hc := s.handoff.Load()
 	var hfd int
-	rc, err := s.handoff.SyscallConn()
+	rc, err := hc.SyscallConn()
 	if err == nil {
 		cerr := rc.Control(func(fd uintptr) { hfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
 		if err == nil {
@@ -210,6 +211,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	if err != nil {
 		s.acc.handedOver.Store(true)
 		s.stopAccepting()
+		<-s.acc.exited // a socket it takes before it ends is served, and drained
 		return s.Drain(ctx, cfg.window, cfg.drainOpts...)
 	}
 	ho := &handOffState{fd: hfd}
@@ -217,7 +219,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	go func() { // the new process's acknowledgements; EOF: it is gone
 		buf := make([]byte, 64)
 		for {
-			n, err := s.handoff.Read(buf)
+			n, err := hc.Read(buf)
 			if err != nil {
 				if !ho.ended.Load() {
 					ho.fail(fmt.Errorf("the hand-off socket: %w", err))
@@ -244,13 +246,14 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	s.acc.paused.Store(true)
 	s.handing.Store(ho)
 	deadline := start.Add(cfg.handOffTimeout)
+	stopped := false // the server stopped: its loops are gone
 	// First every loop freezes, and the messages in progress end: one
 	// completed now may publish, and its publish must reach members that
 	// are all still here. A connection whose message does not end within
 	// half the time allowed is closed with 1012 before anyone leaves.
 	for freezeEnd := start.Add(cfg.handOffTimeout / 2); ; time.Sleep(2 * time.Millisecond) {
 		var busy atomic.Int64
-		s.onEveryLoop(func(l *loop) {
+		stopped = !s.onEveryLoop(func(l *loop) {
 			l.handingOff = true
 			l.each(func(c *Conn) {
 				if c.state.Load() == stateOpen && c.rd.inMessage() {
@@ -258,11 +261,11 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 				}
 			})
 		})
-		if busy.Load() == 0 || time.Now().After(freezeEnd) || ctx.Err() != nil {
+		if stopped || busy.Load() == 0 || time.Now().After(freezeEnd) || ctx.Err() != nil {
 			break
 		}
 	}
-	s.onEveryLoop(func(l *loop) {
+	stopped = stopped || !s.onEveryLoop(func(l *loop) {
 		l.each(func(c *Conn) {
 			if c.state.Load() == stateOpen && c.rd.inMessage() {
 				c.closeNow(statusServiceRestart, "server restarting, reconnect", ErrServerRestart)
@@ -272,7 +275,9 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	for {
 		var remaining atomic.Int64
 		early := time.Since(start) < handshakeGrace
-		s.onEveryLoop(func(l *loop) { remaining.Add(int64(l.handOffRound(ho, early))) })
+		if stopped || !s.onEveryLoop(func(l *loop) { remaining.Add(int64(l.handOffRound(ho, early))) }) {
+			return fmt.Errorf("%w: the server stopped during the hand-off, after %d connections", ErrRestartFailed, ho.sent.Load())
+		}
 		if p := ho.failed.Load(); p != nil {
 			return s.abortHandOff(ho, *p)
 		}
@@ -293,7 +298,7 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 	if p := ho.failed.Load(); p != nil {
 		return s.abortHandOff(ho, *p)
 	}
-	if _, err := s.handoff.Write([]byte(msgDone)); err != nil {
+	if _, err := hc.Write([]byte(msgDone)); err != nil {
 		return s.abortHandOff(ho, err)
 	}
 	ho.ended.Store(true)
@@ -304,8 +309,11 @@ func (s *Server) keepConnections(ctx context.Context, cfg *restartConfig) error 
 			"left", s.upgraded.Load())
 	}
 	s.acc.handedOver.Store(true)
-	s.acc.paused.Store(false)
+	// Stop first, then unpause: the accept goroutine ends without taking
+	// another socket (the new process's), and the drain begins once it has.
 	s.stopAccepting()
+	s.acc.paused.Store(false)
+	<-s.acc.exited
 	window := cfg.window
 	if s.upgraded.Load() == 0 {
 		window = 0
@@ -327,8 +335,9 @@ func (s *Server) abortHandOff(ho *handOffState, cause error) error {
 	})
 	s.acc.paused.Store(false)
 	s.restarting.Store(false)
-	s.handoff.Close()
-	s.handoff = nil
+	if hc := s.handoff.Swap(nil); hc != nil {
+		hc.Close()
+	}
 	err := fmt.Errorf("%w: the new process failed during the hand-off, after %d connections: %w", ErrRestartFailed, ho.sent.Load(), cause)
 	if l := s.opts.logger; l != nil {
 		l.Error("wsloop: restart failed during the hand-off; this process keeps serving the connections it still has", "err", err)
@@ -337,8 +346,9 @@ func (s *Server) abortHandOff(ho *handOffState, cause error) error {
 }
 
 // onEveryLoop runs fn on every loop, in order with what was queued there
-// before, and waits until all have run it.
-func (s *Server) onEveryLoop(fn func(*loop)) {
+// before, and waits until all have run it; false: the server stopped
+// meanwhile (the loops are gone, and fn may not have run on all).
+func (s *Server) onEveryLoop(fn func(*loop)) bool {
 	var wg sync.WaitGroup
 	s.eachLoop(func(l *loop) {
 		wg.Add(1)
@@ -346,7 +356,16 @@ func (s *Server) onEveryLoop(fn func(*loop)) {
 			wg.Done() // the loop is gone
 		}
 	})
-	wg.Wait()
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-all:
+		return true
+	case <-s.done:
+		// A task queued as the loops stopped may never run: do not wait
+		// for it.
+		return false
+	}
 }
 
 // handOffRound hands over the loop's connections that are at rest and
@@ -824,14 +843,20 @@ func (s *Server) receiveConnections(in *inheritance) {
 			}
 			continue
 		}
+		gone := false
 		for i, a := range as {
+			// The sockets are this process's alone once received: all of
+			// them are adopted, even if the old process is gone.
 			s.adopt(fds[i], a)
-			if received++; received%ackEvery == 0 && ack() != nil {
-				return
+			if received++; received%ackEvery == 0 && !gone && ack() != nil {
+				gone = true
 			}
 			if testHookReceived != nil {
 				testHookReceived(received)
 			}
+		}
+		if gone {
+			return
 		}
 	}
 }

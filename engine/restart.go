@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -74,8 +73,8 @@ type restartConfig struct {
 	keep           bool
 	handOffTimeout time.Duration
 	started        func(pid int)
-	stdout         io.Writer
-	stderr         io.Writer
+	stdout         *os.File
+	stderr         *os.File
 }
 
 // RestartCommand sets the program Restart starts and its arguments.
@@ -110,8 +109,12 @@ func RestartStarted(fn func(pid int)) RestartOption {
 }
 
 // RestartOutput sets where the new process's standard output and error go.
-// Default: this process's own (os.Stdout, os.Stderr).
-func RestartOutput(stdout, stderr io.Writer) RestartOption {
+// Default: this process's own (os.Stdout, os.Stderr). They are files, not
+// any io.Writer: the new process outlives this one, and a writer that is
+// not a file would be fed through a pipe this process reads, whose end
+// would kill the new process (SIGPIPE) at its first write after this one
+// exits.
+func RestartOutput(stdout, stderr *os.File) RestartOption {
 	return func(c *restartConfig) { c.stdout, c.stderr = stdout, stderr }
 }
 
@@ -221,7 +224,12 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(append(os.Environ(), cfg.env...), inheritEnv+"=3") // ExtraFiles[0] is descriptor 3
 	cmd.ExtraFiles = []*os.File{theirs}
-	cmd.Stdout, cmd.Stderr = cfg.stdout, cfg.stderr
+	if cfg.stdout != nil {
+		cmd.Stdout = cfg.stdout
+	}
+	if cfg.stderr != nil {
+		cmd.Stderr = cfg.stderr
+	}
 	if err := cmd.Start(); err != nil {
 		ours.Close()
 		return 0, fmt.Errorf("starting %s: %w", path, err)
@@ -229,9 +237,19 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 	theirs.Close()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// From the moment the listener is sent, the new process may hold the
+	// listening socket: this one must neither shut it down (shutdown(2)
+	// acts on the socket, and would stop the new process's accept) nor
+	// unlink its path, whatever ends this one, until that process is gone.
+	gone := func() { s.acc.handedOver.Store(false) }
 	fail := func(err error) (int, error) {
 		ours.Close()
 		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+			gone()
+		case <-time.After(2 * time.Second):
+		}
 		return 0, err
 	}
 	conn, err := net.FileConn(ours)
@@ -242,6 +260,7 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 	uc := conn.(*net.UnixConn)
 	la := s.acc.laddr
 	hello := fmt.Sprintf("%s %s %s", msgListener, la.Network(), la.String())
+	s.acc.handedOver.Store(true)
 	if _, _, err := uc.WriteMsgUnix([]byte(hello), unix.UnixRights(s.acc.lfd), nil); err != nil {
 		uc.Close()
 		return fail(fmt.Errorf("handing over the listener: %w", err))
@@ -265,6 +284,7 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 	case reply = <-answer:
 	case err := <-exited:
 		uc.Close()
+		gone()
 		return 0, fmt.Errorf("the new process exited before it served: %v", err)
 	case <-ctx.Done():
 		uc.Close()
@@ -274,7 +294,7 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 	case bytes.HasPrefix(reply, []byte(msgReady+" ")):
 		pid, _ := strconv.Atoi(string(reply[len(msgReady)+1:]))
 		_ = uc.SetReadDeadline(time.Time{}) // the hand-off reads acknowledgements for as long as it takes
-		s.handoff = uc                      // kept open until this process ends (the new one reads it to EOF)
+		s.handoff.Store(uc)                 // kept open until this process ends (the new one reads it to EOF)
 		return pid, nil
 	case bytes.HasPrefix(reply, []byte(msgFailed)):
 		uc.Close()
@@ -283,6 +303,7 @@ func (s *Server) startSuccessor(ctx context.Context, cfg *restartConfig) (int, e
 		uc.Close()
 		select {
 		case err := <-exited:
+			gone()
 			return 0, fmt.Errorf("the new process exited before it served: %v", err)
 		case <-time.After(100 * time.Millisecond):
 		}

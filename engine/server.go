@@ -39,7 +39,7 @@ type Server struct {
 	accStopOnce  sync.Once
 	accStopped   atomic.Bool                  // stopAccepting was called
 	restarting   atomic.Bool                  // Restart is handing the listener over (restart.go)
-	handoff      *net.UnixConn                // the socket to the process that took over, once it serves
+	handoff      atomic.Pointer[net.UnixConn] // the socket to the process that took over, once it serves
 	inherit      *inheritance                 // what this process got from the one it replaced, if any
 	handing      atomic.Pointer[handOffState] // Restart is handing connections over (handoff.go)
 	adopting     atomic.Bool                  // connections from the old process may still come (handoff.go)
@@ -157,8 +157,8 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 			s.inherit.failed(err) // the old process keeps serving
 		}
 	}
-	if s.handoff != nil {
-		s.handoff.Close()
+	if hc := s.handoff.Load(); hc != nil {
+		hc.Close()
 	}
 	return err
 }
@@ -396,9 +396,8 @@ func (s *Server) Connections() int { return int(s.upgraded.Load()) }
 // since a handler's ctx usually ends when the handler returns, and returns
 // nil at once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if !s.started.Load() {
-		s.started.Store(true)
-		return nil
+	if s.started.CompareAndSwap(false, true) {
+		return nil // never started, and now it never will
 	}
 	select {
 	case <-s.ready:
