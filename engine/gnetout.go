@@ -32,17 +32,12 @@ func outboundOf(c *Conn) *elastic.Buffer {
 	if c.tlsOf() != nil {
 		return nil // the buffer holds TLS records: the state does not travel
 	}
-	return gnetOutbound(c.gc)
+	return gnetOutbound(c.socket())
 }
 
+// gnetOutbound returns gnet's outbound buffer of gc, a socket of gnet's,
+// or nil.
 func gnetOutbound(gc gnet.Conn) *elastic.Buffer {
-	for {
-		pc, ok := gc.(*prefixConn)
-		if !ok {
-			break
-		}
-		gc = pc.Conn
-	}
 	if gc == nil {
 		return nil
 	}

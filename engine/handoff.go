@@ -412,21 +412,21 @@ func (l *loop) handOffRound(ho *handOffState, early bool) int {
 		if c.state.Load() != stateOpen { // OnHandOff closed it
 			return
 		}
-		entry, input, ok := l.encodeEntry(c, blob, b.scratch[:0], output)
+		entry, input, out, ok := l.encodeEntry(c, blob, b.scratch[:0], output)
 		b.scratch = entry[:0]
 		switch {
-		case !ok || len(input)-b.out > maxHandOffInput || len(input) > maxHandOffData || len(entry) > handOffChunk/2:
+		case !ok || len(input)-out > maxHandOffInput || len(input) > maxHandOffData || len(entry) > handOffChunk/2:
 			return // drained at the end
 		case len(entry)+len(input) > handOffChunk/4:
 			// Alone, its input in as many records as it takes.
 			left += l.sendBatch(ho)
-			b.add(c, entry, input, b.out)
+			b.add(c, entry, input, out)
 			left += l.sendBatch(ho)
 			return
 		case len(b.body)+len(entry)+len(input) > handOffChunk-32 || len(b.conns) == handOffBatch:
 			left += l.sendBatch(ho)
 		}
-		b.add(c, entry, input, b.out)
+		b.add(c, entry, input, out)
 	})
 	left += l.sendBatch(ho)
 	if cap(b.data) > handOffChunk {
@@ -446,7 +446,6 @@ type hoBatch struct {
 	body     []byte // the entries, each with its input
 	input    []byte // a lone connection's input beyond the record (in data)
 	data     []byte // the input and output of the connection being encoded
-	out      int    // of which output
 	output   bool   // the entries carry their output (msgConnOut)
 	outBytes int    // the batch's output
 	scratch  []byte
@@ -548,9 +547,10 @@ func (c *Conn) atRest(output bool) bool {
 
 // encodeEntry appends c's entry to dst: uvarint-prefixed fields, and last
 // the length of c's input and, with output, of its output, which follow it
-// in the record; it returns the entry and the input (and output). Not ok:
-// the output cannot be read.
-func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []byte, bool) {
+// in the record; it returns the entry, the input and output (in the loop's
+// scratch) and how much of it is output. Not ok: the output cannot be
+// read.
+func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) (entry, data []byte, out int, ok bool) {
 	field := func(b, p []byte) []byte { return append(binary.AppendUvarint(b, uint64(len(p))), p...) }
 	b := field(dst, []byte(c.Subprotocol()))
 	b = append(b, c.pmd, c.win)
@@ -590,7 +590,7 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 	if output {
 		if c.socket().OutboundBuffered() > 0 {
 			if ob = outboundOf(c); ob == nil {
-				return b, nil, false
+				return b, nil, 0, false
 			}
 			size += ob.Buffered()
 		}
@@ -599,11 +599,10 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 		c.mu.Unlock()
 		size += 2 + 125
 	}
-	data := l.hoBatch.data[:0]
+	data = l.hoBatch.data[:0]
 	if cap(data) < size {
 		data = make([]byte, 0, size)
 	}
-	l.hoBatch.out = 0
 	if pc, ok := c.gc.(*prefixConn); ok {
 		data = append(data, pc.buf[pc.r:]...)
 		rest, _ := pc.Conn.Peek(pc.Conn.InboundBuffered())
@@ -626,11 +625,11 @@ func (l *loop) encodeEntry(c *Conn, blob, dst []byte, output bool) ([]byte, []by
 		if p := c.pong; p != nil {
 			data = codec.AppendFrame(data, ws.OpPong, true, p.b[:p.n])
 		}
-		b = binary.AppendUvarint(b, uint64(len(data)-in))
-		l.hoBatch.out = len(data) - in
+		out = len(data) - in
+		b = binary.AppendUvarint(b, uint64(out))
 	}
 	l.hoBatch.data = data
-	return b, data, true
+	return b, data, out, true
 }
 
 // adoption is a connection the new process got from the old one.

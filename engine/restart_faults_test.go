@@ -6,12 +6,10 @@ package engine
 // the middle of a burst.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,73 +117,6 @@ func TestRestartFaultsChild(t *testing.T) {
 	os.Exit(0)
 }
 
-type rfChild struct {
-	lines chan string
-	addr  string
-	pid   int
-	pids  sync.Map
-}
-
-func startRFChild(t *testing.T) *rfChild {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRestartFaultsChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), rfEnv+"=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ch := &rfChild{lines: make(chan string, 1000)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "READY" {
-				pid, _ := strconv.Atoi(f[2])
-				ch.pids.Store(pid, true)
-			}
-			ch.lines <- line
-		}
-		close(ch.lines)
-	}()
-	t.Cleanup(func() {
-		ch.pids.Range(func(k, _ any) bool {
-			_ = syscall.Kill(k.(int), syscall.SIGKILL)
-			return true
-		})
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	f := strings.Fields(ch.expect(t, "READY", 20*time.Second))
-	ch.addr = f[1]
-	ch.pid, _ = strconv.Atoi(f[2])
-	return ch
-}
-
-func (ch *rfChild) expect(t *testing.T, prefix string, d time.Duration) string {
-	t.Helper()
-	timeout := time.After(d)
-	for {
-		select {
-		case line, ok := <-ch.lines:
-			if !ok {
-				t.Logf("the child's output ended before %q", prefix)
-				return ""
-			}
-			t.Logf("child: %s", line)
-			if strings.HasPrefix(line, prefix) {
-				return line
-			}
-		case <-timeout:
-			t.Logf("no %q from the child within %v", prefix, d)
-			return ""
-		}
-	}
-}
-
 // rfCommand sends cmd on a fresh connection and returns the answer.
 func rfCommand(addr, cmd string) (string, error) {
 	d := websocket.Dialer{HandshakeTimeout: 3 * time.Second}
@@ -213,18 +144,22 @@ func TestRestartFaultsShutdownDuringRestart(t *testing.T) {
 	}
 	for _, cmd := range []string{"restart-shutdown", "restart-keep-shutdown", "restart-slow-shutdown"} {
 		t.Run(cmd, func(t *testing.T) {
-			ch := startRFChild(t)
+			ch := startChild(t, "TestRestartFaultsChild", rfEnv+"=1")
 			if got, err := rfCommand(ch.addr, cmd); err != nil || got != "restarting" {
 				t.Fatalf("%s: %q %v", cmd, got, err)
 			}
-			newPid := strings.Fields(ch.expect(t, "READY", 10*time.Second))[2]
-			ch.expect(t, "RESTARTED", 10*time.Second)
-			ch.expect(t, "EXIT "+strconv.Itoa(ch.pid), 10*time.Second)
+			// The new process's READY, Restart's end and the old process's
+			// EXIT, in whatever order they come.
+			seen := ch.all(t, 10*time.Second, "READY", "RESTARTED", "EXIT "+strconv.Itoa(ch.pid))
+			newPid := "(no READY)"
+			if f := strings.Fields(seen["READY"]); len(f) == 3 {
+				newPid = f[2]
+			}
 			time.Sleep(300 * time.Millisecond)
 			got, err := rfCommand(ch.addr, "who")
 			if err != nil || got != newPid {
 				t.Errorf("after the old process stopped: %q %v, want the new process %s to serve", got, err, newPid)
-				ch.expect(t, "EXIT "+newPid, 2*time.Second)
+				ch.within(t, "EXIT "+newPid, 2*time.Second)
 			}
 		})
 	}
@@ -242,14 +177,14 @@ func TestRestartFaultsRestartNoConnections(t *testing.T) {
 	}
 	for _, cmd := range []string{"restart"} {
 		t.Run(cmd, func(t *testing.T) {
-			ch := startRFChild(t)
+			ch := startChild(t, "TestRestartFaultsChild", rfEnv+"=1")
 			d := startDialLoop(ch.addr, 8)
 			time.Sleep(300 * time.Millisecond)
 			if got, err := rfCommand(ch.addr, cmd); err != nil || got != "restarting" {
 				t.Fatalf("%q %v", got, err)
 			}
-			ch.expect(t, "READY", 10*time.Second)
-			ch.expect(t, "EXIT "+strconv.Itoa(ch.pid), 10*time.Second)
+			ch.within(t, "READY", 10*time.Second)
+			ch.within(t, "EXIT "+strconv.Itoa(ch.pid), 10*time.Second)
 			time.Sleep(200 * time.Millisecond)
 			d.end()
 			t.Logf("%d dials served (by pid: %v), %d failed", d.ok.Load(), d.byPid, d.failed.Load())
@@ -315,7 +250,7 @@ func TestRestartFaultsRestartW0Dials(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs server processes")
 	}
-	ch := startRFChild(t)
+	ch := startChild(t, "TestRestartFaultsChild", rfEnv+"=1")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -357,8 +292,8 @@ func TestRestartFaultsRestartW0Dials(t *testing.T) {
 	if got, err := rfCommand(ch.addr, "restart-w0"); err != nil || got != "restarting" {
 		t.Fatalf("%q %v", got, err)
 	}
-	ch.expect(t, "READY", 10*time.Second)
-	ch.expect(t, "EXIT "+strconv.Itoa(ch.pid), 10*time.Second)
+	ch.within(t, "READY", 10*time.Second)
+	ch.within(t, "EXIT "+strconv.Itoa(ch.pid), 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -378,11 +313,11 @@ func TestRestartFaultsKeepShutdownReturns(t *testing.T) {
 		t.Skip("runs server processes")
 	}
 	for try := range 6 {
-		ch := startRFChild(t)
+		ch := startChild(t, "TestRestartFaultsChild", rfEnv+"=1")
 		if got, err := rfCommand(ch.addr, "restart-keep-shutdown"); err != nil || got != "restarting" {
 			t.Fatalf("%q %v", got, err)
 		}
-		if ch.expect(t, "RESTARTED", 10*time.Second) == "" {
+		if ch.within(t, "RESTARTED", 10*time.Second) == "" {
 			t.Errorf("try %d: Restart has not returned 10 s after a Shutdown during the hand-off; the old process's stacks:", try)
 			_ = syscall.Kill(ch.pid, syscall.SIGQUIT)
 			time.Sleep(2 * time.Second)

@@ -230,8 +230,17 @@ type restartChild struct {
 
 func startRestartChild(t *testing.T) *restartChild {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRestartChild$", "-test.v=false")
-	cmd.Env = append(os.Environ(), restartChildEnv+"=serve")
+	return startChild(t, "TestRestartChild", restartChildEnv+"=serve")
+}
+
+// startChild runs this test binary as a server process: only the test
+// run, with env added to the environment. It follows the lines that
+// process and its successors print, kills them all at the end, and waits
+// for the first READY.
+func startChild(t *testing.T, run string, env ...string) *restartChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.v=false")
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +253,7 @@ func startRestartChild(t *testing.T) *restartChild {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ch := &restartChild{cmd: cmd, stdin: stdin, lines: make(chan string, 100)}
+	ch := &restartChild{cmd: cmd, stdin: stdin, lines: make(chan string, 1000)}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -271,22 +280,70 @@ func startRestartChild(t *testing.T) *restartChild {
 	return ch
 }
 
-// expect returns the next line that starts with prefix, skipping others.
+// expect returns the next line that starts with prefix, skipping others;
+// the test fails if none comes within 20 s.
 func (ch *restartChild) expect(t *testing.T, prefix string) string {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
+	line, err := ch.await(prefix, 20*time.Second, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return line
+}
+
+// within is expect that waits d and, instead of failing, logs and returns
+// "".
+func (ch *restartChild) within(t *testing.T, prefix string, d time.Duration) string {
+	t.Helper()
+	line, err := ch.await(prefix, d, t.Logf)
+	if err != nil {
+		t.Log(err)
+	}
+	return line
+}
+
+// all waits d for a line that starts with each of prefixes, in any order,
+// and returns those it saw, by prefix.
+func (ch *restartChild) all(t *testing.T, d time.Duration, prefixes ...string) map[string]string {
+	t.Helper()
+	seen := map[string]string{}
+	timeout := time.After(d)
+	for len(seen) < len(prefixes) {
+		select {
+		case line, ok := <-ch.lines:
+			if !ok {
+				t.Logf("the child's output ended; seen %q", seen)
+				return seen
+			}
+			t.Logf("child: %s", line)
+			for _, p := range prefixes {
+				if _, dup := seen[p]; !dup && strings.HasPrefix(line, p) {
+					seen[p] = line
+					break
+				}
+			}
+		case <-timeout:
+			t.Logf("within %v, of %q seen only %q", d, prefixes, seen)
+			return seen
+		}
+	}
+	return seen
+}
+
+func (ch *restartChild) await(prefix string, d time.Duration, logf func(string, ...any)) (string, error) {
+	timeout := time.After(d)
 	for {
 		select {
 		case line, ok := <-ch.lines:
 			if !ok {
-				t.Fatalf("the child's output ended before %q", prefix)
+				return "", fmt.Errorf("the child's output ended before %q", prefix)
 			}
 			if strings.HasPrefix(line, prefix) {
-				return line
+				return line, nil
 			}
-			t.Logf("child: %s", line)
+			logf("child: %s", line)
 		case <-timeout:
-			t.Fatalf("no %q from the child within 20 s", prefix)
+			return "", fmt.Errorf("no %q from the child within %v", prefix, d)
 		}
 	}
 }
