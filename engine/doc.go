@@ -353,7 +353,7 @@
 //	    old process copies it once into one array, freed once the connection has left, and the new one gives
 //	    it to gnet. A connection whose unparsed input is more than a new process takes (16 MiB: possible with
 //	    WithMaxMessageSize above that) stays, and is drained with 1012. In the test, 8.7 MiB held for a client
-//	    that does not read moves with it; the restart takes 165 to 180 ms.
+//	    that does not read moves with it; the restart takes 165 to 209 ms.
 //	the request head (request line and headers)   WithMaxHeaderBytes [8 KiB]            TestBoundsHeaderFlood
 //	    It waits in gnet's buffer, scanned once as it arrives, for at most WithHandshakeTimeout [5 s]. At the
 //	    bound: 431, and the socket closes once the answer has left; what follows is discarded as it arrives, a
